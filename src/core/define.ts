@@ -1,0 +1,104 @@
+import { DefinitionError } from "./errors.ts";
+import { hashValue } from "./hash.ts";
+import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
+
+const ID = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/**
+ * Declare a stage. An identity function for type inference: the returned value
+ * is the plain descriptor, registered nowhere.
+ *
+ * @example
+ * const filter = defineStage({
+ *   id: "filter", kind: "filter", codeVersion: "1",
+ *   run: ({ item }) => ({ keep: item.body.trim() !== "" }),
+ * });
+ */
+export function defineStage<S extends StageDef>(stage: S): S {
+  return stage;
+}
+
+/**
+ * Declare a pipeline: a source of items and an ordered list of stages. Checks
+ * the shape at once so a bad definition fails before any work starts.
+ *
+ * @example
+ * export default definePipeline({
+ *   id: "ticket-triage",
+ *   source: { key: "id" },
+ *   stages: [filter, classify, extract, validate, commit],
+ * });
+ */
+export function definePipeline<P extends PipelineDef>(pipeline: P): P {
+  checkPipeline(pipeline);
+  return pipeline;
+}
+
+export function checkPipeline(pipeline: PipelineDef): void {
+  const where = `pipeline ${JSON.stringify(pipeline.id)}`;
+  if (!ID.test(pipeline.id ?? "")) {
+    throw new DefinitionError(`${where}: id must match ${ID} (lowercase letters, digits, - and _)`);
+  }
+  if (!pipeline.source?.key) throw new DefinitionError(`${where}: source.key (the item id column) is required`);
+  if (!Array.isArray(pipeline.stages) || pipeline.stages.length === 0) {
+    throw new DefinitionError(`${where}: needs at least one stage`);
+  }
+  const seen = new Set<string>();
+  pipeline.stages.forEach((stage, index) => {
+    const at = `${where}, stage ${index + 1} (${JSON.stringify(stage.id)})`;
+    if (!ID.test(stage.id ?? "")) throw new DefinitionError(`${at}: id must match ${ID}`);
+    if (seen.has(stage.id)) throw new DefinitionError(`${at}: duplicate stage id`);
+    if (!STAGE_KINDS.includes(stage.kind)) {
+      throw new DefinitionError(`${at}: kind must be one of ${STAGE_KINDS.join(", ")}`);
+    }
+    for (const upstream of stage.reads ?? []) {
+      if (!seen.has(upstream)) throw new DefinitionError(`${at}: reads "${upstream}", which is not an upstream stage`);
+    }
+    if (stage.kind === "commit") {
+      if (!stage.target?.table || !stage.target.key) throw new DefinitionError(`${at}: commit needs target.table and target.key`);
+      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(stage.target.table)) {
+        throw new DefinitionError(`${at}: target.table must be a plain lowercase SQL identifier`);
+      }
+      if (typeof stage.row !== "function") throw new DefinitionError(`${at}: commit needs a row() function`);
+    } else if (isLlmStage(stage)) {
+      if (!stage.model) throw new DefinitionError(`${at}: an LLM stage needs a model`);
+      if (!stage.prompt?.user) throw new DefinitionError(`${at}: an LLM stage needs prompt.user`);
+      if (!stage.output?.schema || !stage.output.name) throw new DefinitionError(`${at}: an LLM stage needs output { name, schema }`);
+    } else if (typeof (stage as { run?: unknown }).run !== "function") {
+      throw new DefinitionError(`${at}: a ${stage.kind} stage needs run() or an LLM prompt+model`);
+    }
+    seen.add(stage.id);
+  });
+}
+
+/**
+ * The stage version: a stable hash of everything that defines what the stage
+ * produces for a given input (kind, codeVersion, prompt, model, provider,
+ * parameters, output schema, commit target). Gates are not part of it: they
+ * decide which items reach the stage, not what it makes of them. Functions are
+ * not hashed (bundlers rewrite their source); bump `codeVersion` when code changes.
+ */
+export function stageVersion(stage: StageDef): string {
+  return hashValue(versionParts(stage), 12);
+}
+
+/** The parts that make up a stage version, by name, so `sluice versions` can say what changed. */
+export function versionParts(stage: StageDef): Record<string, unknown> {
+  const parts: Record<string, unknown> = { kind: stage.kind, codeVersion: stage.codeVersion ?? null };
+  if (isLlmStage(stage)) {
+    parts.provider = stage.provider ?? null;
+    parts.model = stage.model;
+    parts.prompt = stage.prompt;
+    parts.params = stage.params ?? {};
+    parts.schema = stage.output;
+  }
+  if (stage.kind === "commit") parts.target = stage.target;
+  return parts;
+}
+
+/** Upstream stage ids a stage reads: its `reads`, or every stage before it. */
+export function readsOf(pipeline: PipelineDef, index: number): string[] {
+  const stage = pipeline.stages[index];
+  if (!stage) throw new DefinitionError(`no stage at index ${index}`);
+  return stage.reads ?? pipeline.stages.slice(0, index).map((s) => s.id);
+}

@@ -1,0 +1,76 @@
+/**
+ * A few error classes whose type decides what the engine does next (DESIGN.md,
+ * failure classes). Each carries the stage and item it happened on and the
+ * original cause.
+ */
+export type FailureClass = "transient" | "deterministic" | "quality";
+
+export interface ErrorContext {
+  stageId?: string;
+  itemId?: string;
+  cause?: unknown;
+}
+
+export class SluiceError extends Error {
+  override name = "SluiceError";
+  stageId?: string;
+  itemId?: string;
+  constructor(message: string, ctx: ErrorContext = {}) {
+    super(message, ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.stageId = ctx.stageId;
+    this.itemId = ctx.itemId;
+  }
+}
+
+/** Worth retrying after a pause: 429, 5xx, 529, timeouts, resets. */
+export class TransientError extends SluiceError {
+  override name = "TransientError";
+  readonly failureClass = "transient" as const;
+  /** Milliseconds the provider asked us to wait (`retry-after`), if it said. */
+  retryAfterMs?: number;
+  status?: number;
+  constructor(message: string, ctx: ErrorContext & { retryAfterMs?: number; status?: number } = {}) {
+    super(message, ctx);
+    this.retryAfterMs = ctx.retryAfterMs;
+    this.status = ctx.status;
+  }
+}
+
+/** Retrying will not help: invalid request, policy, context too long, auth. */
+export class DeterministicError extends SluiceError {
+  override name = "DeterministicError";
+  readonly failureClass = "deterministic" as const;
+  status?: number;
+  constructor(message: string, ctx: ErrorContext & { status?: number } = {}) {
+    super(message, ctx);
+    this.status = ctx.status;
+  }
+}
+
+/** The provider answered, but the answer is unusable: bad JSON, truncated, refused, rule broken. */
+export class QualityError extends SluiceError {
+  override name = "QualityError";
+  readonly failureClass = "quality" as const;
+  /** The raw text the model returned, shown to it in the repair attempt. */
+  rawOutput?: string;
+  constructor(message: string, ctx: ErrorContext & { rawOutput?: string } = {}) {
+    super(message, ctx);
+    this.rawOutput = ctx.rawOutput;
+  }
+}
+
+/** The pipeline definition itself is wrong; reported before any work starts. */
+export class DefinitionError extends SluiceError {
+  override name = "DefinitionError";
+}
+
+/** Classify anything thrown by a stage. Unknown errors from user code are deterministic: retrying code will not fix it. */
+export function failureClassOf(err: unknown): FailureClass {
+  if (err instanceof TransientError) return "transient";
+  if (err instanceof QualityError) return "quality";
+  return "deterministic";
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

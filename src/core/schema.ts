@@ -1,0 +1,30 @@
+import { z } from "zod";
+import { hashValue } from "./hash.ts";
+import type { JsonSchema } from "./types.ts";
+
+export type SchemaCheck<T = unknown> = { ok: true; value: T } | { ok: false; errors: string[] };
+export type Checker<T = unknown> = (value: unknown) => SchemaCheck<T>;
+
+const cache = new Map<string, Checker>();
+
+/**
+ * A runtime checker for a JSON Schema (the schemas in `schemas/` are the single
+ * source; zod builds the check from them). Cached by schema content.
+ */
+export function compileSchema<T = unknown>(schema: JsonSchema): Checker<T> {
+  const key = hashValue(schema);
+  let check = cache.get(key);
+  if (!check) {
+    const zodSchema = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    check = (value: unknown) => {
+      const parsed = zodSchema.safeParse(value);
+      if (parsed.success) return { ok: true, value: parsed.data };
+      return {
+        ok: false,
+        errors: parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`),
+      };
+    };
+    cache.set(key, check);
+  }
+  return check as Checker<T>;
+}

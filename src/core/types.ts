@@ -1,0 +1,123 @@
+/**
+ * The plain descriptors that `definePipeline` and `defineStage` return. Nothing
+ * here does I/O: the engine (`src/engine/`) runs these.
+ */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+export type JsonObject = { [k: string]: JsonValue };
+export type JsonSchema = { [k: string]: unknown };
+
+export const STAGE_KINDS = ["filter", "classify", "extract", "validate", "commit", "map"] as const;
+export type StageKind = (typeof STAGE_KINDS)[number];
+
+/** What every stage function and gate sees for one item. */
+export interface StageInput<Item = JsonObject> {
+  /** The stable id taken from the source's key column. */
+  itemId: string;
+  item: Item;
+  /** Outputs of the upstream stages this stage reads, by stage id. */
+  outputs: Record<string, any>;
+}
+
+/** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+export type Gate<Item = JsonObject> = (input: StageInput<Item>) => boolean;
+
+interface StageBase<Item> {
+  id: string;
+  kind: StageKind;
+  /** Bump when the code behind a deterministic stage changes; part of the stage version. */
+  codeVersion?: string;
+  when?: Gate<Item>;
+  /**
+   * Upstream stages whose outputs this stage reads (and whose outputs enter its
+   * input hash). Defaults to every upstream stage.
+   */
+  reads?: string[];
+  description?: string;
+}
+
+/** A deterministic stage: a pure function of its input. */
+export interface FunctionStage<Item = JsonObject, Out = unknown> extends StageBase<Item> {
+  kind: "filter" | "classify" | "extract" | "map";
+  run: (input: StageInput<Item>) => Out | Promise<Out>;
+}
+
+export interface PromptTemplate {
+  system?: string;
+  /** `{{item.subject}}`, `{{outputs.classify.category}}`, `{{itemId}}` are filled from the input. */
+  user: string;
+}
+
+export type ProviderName = "openai" | "anthropic" | "inprocess";
+export type ProviderMode = "realtime" | "batch" | "auto";
+
+export interface LlmParams {
+  temperature?: number;
+  maxTokens?: number;
+  topP?: number;
+}
+
+/** An LLM-backed stage: prompt, model and output schema; the engine calls the provider. */
+export interface LlmStage<Item = JsonObject> extends StageBase<Item> {
+  kind: "classify" | "extract" | "map";
+  provider?: ProviderName;
+  model: string;
+  prompt: PromptTemplate;
+  /** JSON Schema of the model's output; sent as the structured-output schema and checked on return. */
+  output: { name: string; schema: JsonSchema };
+  params?: LlmParams;
+  mode?: ProviderMode;
+  /** Optional business rule over the parsed output: return a message to reject it (a quality failure). */
+  check?: (output: any, input: StageInput<Item>) => string | undefined;
+}
+
+export type ValidationVerdict =
+  | { status: "valid" }
+  | { status: "review"; reasons: string[] }
+  | { status: "invalid"; reasons: string[] };
+
+export interface ValidateStage<Item = JsonObject> extends StageBase<Item> {
+  kind: "validate";
+  /** Schema and business rules over upstream outputs: valid, doubtful (review queue) or invalid. */
+  run: (input: StageInput<Item>) => ValidationVerdict | Promise<ValidationVerdict>;
+}
+
+export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
+  kind: "commit";
+  /** Target table, created if absent, upserted idempotently by `key`. */
+  target: { table: string; key: string };
+  /** The row to upsert for this item. Its `key` field must be present. */
+  row: (input: StageInput<Item>) => JsonObject;
+}
+
+export type StageDef<Item = any> =
+  | FunctionStage<Item>
+  | LlmStage<Item>
+  | ValidateStage<Item>
+  | CommitStage<Item>;
+
+export interface SourceSpec {
+  /** The column (CSV) or field (JSONL) that holds the stable item id. */
+  key: string;
+  /** `csv` or `jsonl`; inferred from the file extension when absent. */
+  format?: "csv" | "jsonl";
+  /** JSON Schema the item must satisfy; a row that does not is quarantined. */
+  schema?: JsonSchema;
+  /** Items larger than this (serialized, bytes) are quarantined. Default 256 KiB. */
+  maxItemBytes?: number;
+}
+
+export interface PipelineDef<Item = any> {
+  id: string;
+  description?: string;
+  source: SourceSpec;
+  stages: StageDef<Item>[];
+  /** Cron schedule for the Trigger.dev runner; ignored by `sluice run`. */
+  schedule?: { cron: string; timezone?: string };
+  /** Run when another pipeline's commit stage finishes (Trigger.dev runner). */
+  after?: string;
+}
+
+export function isLlmStage(stage: StageDef): stage is LlmStage {
+  return "prompt" in stage && "model" in stage;
+}
