@@ -1,0 +1,58 @@
+import { existsSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { checkPipeline } from "../core/define.ts";
+import { SluiceError } from "../core/errors.ts";
+import type { PipelineDef } from "../core/types.ts";
+import { openDatabase, type Database } from "../store/index.ts";
+
+/** Thrown for anything a user must fix; main() prints its message on one line and exits non-zero. */
+export class CliError extends SluiceError {
+  override name = "CliError";
+}
+
+/**
+ * Find and import a pipeline: a path to a `.ts` file, or a pipeline id looked
+ * up as `pipelines/<id>.ts` under the working directory.
+ */
+export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Promise<PipelineDef> {
+  const candidates = /\.[cm]?[jt]s$/.test(nameOrPath)
+    ? [isAbsolute(nameOrPath) ? nameOrPath : resolve(cwd, nameOrPath)]
+    : [join(cwd, "pipelines", `${nameOrPath}.ts`), join(cwd, "pipelines", `${nameOrPath}.js`)];
+  const file = candidates.find((f) => existsSync(f));
+  if (!file) throw new CliError(`no pipeline "${nameOrPath}": looked for ${candidates.map((c) => c.replace(`${cwd}/`, "")).join(" and ")}`);
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(file).href);
+  } catch (err) {
+    throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} failed to load: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const pipeline = mod.default as PipelineDef | undefined;
+  if (!pipeline || typeof pipeline !== "object") {
+    throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} has no default export (export default definePipeline({ ... }))`);
+  }
+  checkPipeline(pipeline);
+  return pipeline;
+}
+
+/** The store the CLI uses: Postgres when DATABASE_URL is set, else embedded PGlite under `.sluice/`. */
+export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<Database> {
+  try {
+    return await openDatabase({ url: env.DATABASE_URL || undefined, dataDir: env.SLUICE_DATA_DIR || undefined });
+  } catch (err) {
+    if (err instanceof SluiceError) throw err;
+    const where = env.DATABASE_URL ? "the database at DATABASE_URL" : "the embedded database in .sluice/";
+    throw new CliError(`cannot open ${where}: ${(err as Error).message.split("\n")[0]}`);
+  }
+}
+
+/** Print the machine-readable summary as the last stdout line. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+export function parsePositiveInt(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new CliError(`${name} must be a positive integer, got "${value}"`);
+  return n;
+}

@@ -1,0 +1,38 @@
+import { Command, CommanderError } from "commander";
+import { SluiceError } from "../core/errors.ts";
+import { quarantineCommand } from "./quarantine.ts";
+import { resumeCommand } from "./resume.ts";
+import { runCommand } from "./run.ts";
+import { statusCommand } from "./status.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("sluice")
+    .description("staged, gated, versioned batch LLM pipelines")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride();
+  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand()]) {
+    program.addCommand(command.exitOverride());
+  }
+  return program;
+}
+
+/**
+ * CLI entry point. Errors a user can act on print as one line,
+ * `sluice: <reason>`, with exit status 1; a finished run exits 0 even when
+ * some items were dead-lettered.
+ */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`sluice: ${message.split("\n")[0]}\n`);
+    if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,22 @@
+import { Command } from "commander";
+import { getRun } from "../engine/runs.ts";
+import { CliError, openStore } from "./common.ts";
+import { runCli } from "./run.ts";
+
+/** Look up which pipeline a run belongs to, then continue it. */
+export async function resumeCli(runId: string, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  const db = await openStore(options.env);
+  const run = await getRun(db, runId).finally(() => db.close());
+  if (!run) throw new CliError(`no run ${runId} (sluice status lists runs)`);
+  return runCli({ pipeline: run.pipeline, runId, json: options.json, env: options.env });
+}
+
+export function resumeCommand(): Command {
+  return new Command("resume")
+    .description("continue a run that was interrupted (or join a running one from another process)")
+    .argument("<runId>")
+    .option("--json", "print the run summary as one JSON object on the last stdout line")
+    .action(async (runId: string, opts: { json?: boolean }) => {
+      await resumeCli(runId, opts);
+    });
+}

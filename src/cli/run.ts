@@ -1,0 +1,64 @@
+import { Command } from "commander";
+import { existsSync } from "node:fs";
+import { createProviders } from "../preset/providers.ts";
+import { runPipeline, resumeRun } from "../runners/local/index.ts";
+import type { RunSummary } from "../engine/summary.ts";
+import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
+import { progressReporter } from "./progress.ts";
+import { formatSummary } from "./report.ts";
+
+export interface RunCliOptions {
+  pipeline: string;
+  input?: string;
+  runId?: string;
+  json?: boolean;
+  fresh?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * `sluice run` and `sluice resume` share this: open the store, wire
+ * providers, run with progress, print the summary (human, or the JSON
+ * contract as the last stdout line).
+ */
+export async function runCli(options: RunCliOptions): Promise<RunSummary> {
+  const env = options.env ?? process.env;
+  const pipeline = await loadPipeline(options.pipeline);
+  if (options.input !== undefined && !existsSync(options.input)) throw new CliError(`cannot read input ${options.input}: no such file`);
+  const db = await openStore(env);
+  const preset = await createProviders(env);
+  const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, quiet: false });
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new CliError("interrupted; run `sluice resume` to continue"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+    const base = { db, pipeline, providers: preset.providers, events: progress, signal: controller.signal };
+    const summary = options.runId
+      ? await resumeRun(base, options.runId)
+      : await runPipeline(base, options.input!, { fresh: options.fresh ?? false });
+    progress.stop();
+    if (options.json) printJson(summary);
+    else process.stdout.write(`\n${formatSummary(summary)}\n`);
+    return summary;
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await preset.close();
+    await db.close();
+  }
+}
+
+export function runCommand(): Command {
+  return new Command("run")
+    .description("run a pipeline over an input file (continues an unfinished run of the same input)")
+    .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
+    .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
+    .option("--json", "print the run summary as one JSON object on the last stdout line")
+    .option("--fresh", "start a new run even if an unfinished one exists for this input")
+    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean }) => {
+      await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh });
+    });
+}

@@ -1,0 +1,68 @@
+import { Command } from "commander";
+import { sql } from "drizzle-orm";
+import { summarizeRun, type RunSummary } from "../engine/summary.ts";
+import type { Database } from "../store/database.ts";
+import { CliError, openStore, printJson } from "./common.ts";
+import { formatSummary } from "./report.ts";
+
+export interface RunListing {
+  runId: string;
+  pipeline: string;
+  status: string;
+  rowsRead: number;
+  createdAt: string;
+  finishedAt: string | null;
+  costUsd: number;
+}
+
+export async function listRuns(db: Database, limit = 20): Promise<RunListing[]> {
+  const rows = await db.rows<{ id: string; pipeline: string; status: string; rows_read: number; created_at: string; finished_at: string | null; cost: number }>(sql`
+    SELECT r.id, r.pipeline, r.status, r.rows_read, r.created_at, r.finished_at,
+      coalesce((SELECT sum(cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)::float8 AS cost
+    FROM runs r ORDER BY r.created_at DESC LIMIT ${limit}`);
+  return rows.map((r) => ({
+    runId: r.id,
+    pipeline: r.pipeline,
+    status: r.status,
+    rowsRead: r.rows_read,
+    createdAt: new Date(r.created_at).toISOString(),
+    finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null,
+    costUsd: Math.round(r.cost * 1e6) / 1e6,
+  }));
+}
+
+/** `sluice status`: recent runs, or one run's summary. */
+export async function statusCli(runId: string | undefined, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<RunSummary | RunListing[]> {
+  const db = await openStore(options.env);
+  try {
+    if (!runId) {
+      const runs = await listRuns(db);
+      if (options.json) printJson(runs);
+      else if (runs.length === 0) process.stdout.write("no runs yet (sluice run <pipeline> --input <file>)\n");
+      else {
+        for (const r of runs) {
+          process.stdout.write(`${r.runId}  ${r.pipeline.padEnd(20)} ${r.status.padEnd(9)} ${String(r.rowsRead).padStart(7)} rows  $${r.costUsd.toFixed(4)}  ${r.createdAt}\n`);
+        }
+      }
+      return runs;
+    }
+    const exists = await db.rows(sql`SELECT 1 FROM runs WHERE id = ${runId}`);
+    if (exists.length === 0) throw new CliError(`no run ${runId} (sluice status lists runs)`);
+    const summary = await summarizeRun(db, runId);
+    if (options.json) printJson(summary);
+    else process.stdout.write(`${formatSummary(summary)}\n`);
+    return summary;
+  } finally {
+    await db.close();
+  }
+}
+
+export function statusCommand(): Command {
+  return new Command("status")
+    .description("list recent runs, or show one run's per-stage status and cost")
+    .argument("[runId]")
+    .option("--json", "print JSON")
+    .action(async (runId: string | undefined, opts: { json?: boolean }) => {
+      await statusCli(runId, opts);
+    });
+}

@@ -1,0 +1,66 @@
+import { sql } from "drizzle-orm";
+import type { CommitStage } from "../core/types.ts";
+import type { Database } from "../store/database.ts";
+
+/**
+ * Commit targets are plain tables in the same database, one row per key.
+ * `status` says whether the row is current (`active`) or was withdrawn because
+ * its item no longer reaches the commit stage (for example, a changed gate).
+ */
+export async function ensureTarget(db: Database, stage: CommitStage): Promise<void> {
+  const table = sql.identifier(stage.target.table);
+  await db.rows(sql`CREATE TABLE IF NOT EXISTS ${table} (
+    key text PRIMARY KEY,
+    item_id text NOT NULL,
+    data jsonb NOT NULL,
+    status text NOT NULL DEFAULT 'active',
+    run_id text NOT NULL,
+    stage_version text NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    withdrawn_at timestamptz
+  )`);
+}
+
+export interface TargetRow {
+  key: string;
+  itemId: string;
+  data: unknown;
+}
+
+/**
+ * Idempotent upsert: a row whose data and status are unchanged is left alone,
+ * so re-running a commit (after a crash or a rerun) writes nothing twice.
+ * Returns how many rows actually changed.
+ */
+export async function upsertRows(db: Database, stage: CommitStage, runId: string, version: string, rows: TargetRow[]): Promise<number> {
+  if (rows.length === 0) return 0;
+  const table = sql.identifier(stage.target.table);
+  const payload = JSON.stringify(rows.map((r) => ({ key: r.key, item_id: r.itemId, data: r.data })));
+  const changed = await db.rows<{ key: string }>(sql`
+    INSERT INTO ${table} AS t (key, item_id, data, status, run_id, stage_version)
+    SELECT x.key, x.item_id, x.data, 'active', ${runId}, ${version}
+    FROM jsonb_to_recordset(${payload}::jsonb) AS x(key text, item_id text, data jsonb)
+    ON CONFLICT (key) DO UPDATE SET
+      data = excluded.data, item_id = excluded.item_id, status = 'active', run_id = excluded.run_id,
+      stage_version = excluded.stage_version, committed_at = now(), withdrawn_at = NULL
+    WHERE t.data IS DISTINCT FROM excluded.data OR t.status <> 'active'
+    RETURNING t.key`);
+  return changed.length;
+}
+
+/**
+ * Withdraw target rows of items this run read but did not commit (gated out,
+ * failed, sent to review): the target then says they are no longer current.
+ */
+export async function withdrawUncommitted(db: Database, stage: CommitStage, runId: string, commitIndex: number): Promise<number> {
+  const table = sql.identifier(stage.target.table);
+  const rows = await db.rows<{ key: string }>(sql`
+    UPDATE ${table} t SET status = 'withdrawn', withdrawn_at = now(), run_id = ${runId}
+    WHERE t.status = 'active'
+      AND t.item_id IN (SELECT item_id FROM run_items WHERE run_id = ${runId})
+      AND NOT EXISTS (
+        SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.stage_index = ${commitIndex}
+          AND w.item_id = t.item_id AND w.status = 'committed')
+    RETURNING t.key`);
+  return rows.length;
+}

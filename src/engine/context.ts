@@ -1,0 +1,66 @@
+import type { PipelineDef, StageDef } from "../core/types.ts";
+import type { Provider, Usage } from "../providers/types.ts";
+import type { Database } from "../store/database.ts";
+
+/** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
+export interface ProviderSet {
+  get(name: string): Provider;
+  /** Price of one call; 0 when the model has no price row. */
+  cost(model: string, usage: Usage, mode: "realtime" | "batch"): number;
+  /** The provider a stage without an explicit `provider` uses. */
+  defaultProvider: string;
+}
+
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  debug(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export const silentLogger: Logger = { info() {}, warn() {}, debug() {} };
+
+export interface EngineOptions {
+  /** Items claimed per chunk. */
+  chunkSize: number;
+  /** Provider calls in flight at once, per stage. */
+  concurrency: number;
+  /** Attempts per item for transient failures, the first included. */
+  maxAttempts: number;
+  /** Base delay of the exponential backoff, in ms. */
+  backoffBaseMs: number;
+  /** Longest single backoff, in ms. */
+  backoffMaxMs: number;
+  /** A worker whose heartbeat is older than this has its claims taken over. */
+  leaseMs: number;
+}
+
+export const DEFAULT_OPTIONS: EngineOptions = {
+  chunkSize: 500,
+  concurrency: 16,
+  maxAttempts: 5,
+  backoffBaseMs: 250,
+  backoffMaxMs: 30_000,
+  leaseMs: 5_000,
+};
+
+export interface StagePlan {
+  index: number;
+  id: string;
+  kind: StageDef["kind"];
+  version: string;
+  /** Upstream stage indexes whose outputs this stage reads. */
+  reads: number[];
+}
+
+/** Everything a piece of the engine needs to work on one run. */
+export interface RunContext {
+  db: Database;
+  pipeline: PipelineDef;
+  providers: ProviderSet;
+  runId: string;
+  workerId: string;
+  plan: StagePlan[];
+  options: EngineOptions;
+  logger: Logger;
+  signal?: AbortSignal;
+}

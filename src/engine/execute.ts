@@ -1,0 +1,237 @@
+import { sql } from "drizzle-orm";
+import { errorMessage } from "../core/errors.ts";
+import { hashValue } from "../core/hash.ts";
+import type { ItemStatus } from "../core/status.ts";
+import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
+import type { CompletionResult } from "../providers/types.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+import { jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
+import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
+import { persistResults, type ItemResult } from "./persist.ts";
+
+export interface ChunkHooks {
+  /** Bounds provider calls in flight across every chunk of a stage. */
+  acquire: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Results written so far (for progress displays). */
+  onPersisted?: (results: ItemResult[]) => void;
+}
+
+/** Results of LLM calls are written in groups this size (or on this interval), not one by one. */
+const FLUSH_SIZE = 100;
+const FLUSH_MS = 500;
+
+/**
+ * Execute one stage for a chunk of claimed items: gate, reuse, compute, write.
+ * The local runner and the Trigger.dev stage task both call this; it is the
+ * only implementation of stage execution.
+ */
+export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: string[], hooks: ChunkHooks): Promise<ItemResult[]> {
+  const def = ctx.pipeline.stages[stage.index]!;
+  const inputs = await loadInputs(ctx, stage, itemIds);
+  const done: ItemResult[] = [];
+  const pending: { itemId: string; loaded: LoadedInput }[] = [];
+
+  for (const itemId of itemIds) {
+    const loaded = inputs.get(itemId);
+    if (!loaded) {
+      done.push({ itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: "item row missing from the run (store inconsistency)" });
+    } else if (def.when && !safeGate(def, loaded.input, done, itemId)) {
+      if (!done.some((d) => d.itemId === itemId)) done.push({ itemId, status: "gated_out", reused: false, attempts: [] });
+    } else {
+      pending.push({ itemId, loaded });
+    }
+  }
+
+  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })));
+  const toCompute: typeof pending = [];
+  for (const p of pending) {
+    const hit = existing.get(p.itemId);
+    if (hit && def.kind !== "commit") {
+      done.push({ itemId: p.itemId, status: hit.status, inputHash: p.loaded.inputHash, reused: true, outputId: hit.id, attempts: [] });
+    } else if (hit) {
+      // A commit is re-applied even when its output is reused: the upsert is a
+      // no-op for unchanged rows and restores a row that was withdrawn.
+      const result = computeCommit(def as CommitStage, p.loaded);
+      done.push({ ...result, reused: true, outputId: hit.id, output: undefined });
+    } else {
+      toCompute.push(p);
+    }
+  }
+
+  if (!isLlmStage(def)) {
+    for (const p of toCompute) done.push(await computeLocal(def, p.loaded));
+    await flush(ctx, stage, done, hooks);
+    return done;
+  }
+
+  const results = await executeLlm(ctx, stage, def, toCompute, done, hooks);
+  return results;
+}
+
+function safeGate(def: StageDef, input: StageInput, done: ItemResult[], itemId: string): boolean {
+  try {
+    return def.when!(input);
+  } catch (err) {
+    done.push({ itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: `gate of stage ${def.id} threw: ${errorMessage(err)}` });
+    return false;
+  }
+}
+
+async function flush(ctx: RunContext, stage: StagePlan, results: ItemResult[], hooks: ChunkHooks): Promise<void> {
+  await persistResults(ctx, stage, results);
+  hooks.onPersisted?.(results);
+}
+
+async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[]) {
+  const found = new Map<string, { id: number; status: ItemStatus }>();
+  if (keys.length === 0) return found;
+  const rows = await ctx.db.rows<{ id: number | string; item_id: string; status: ItemStatus }>(sql`
+    SELECT s.id, s.item_id, s.status FROM stage_outputs s
+    JOIN jsonb_to_recordset(${jsonParam(keys)}::jsonb) AS k("itemId" text, "inputHash" text)
+      ON s.item_id = k."itemId" AND s.input_hash = k."inputHash"
+    WHERE s.pipeline = ${ctx.pipeline.id} AND s.stage_id = ${stage.id} AND s.stage_version = ${stage.version}`);
+  for (const row of rows) found.set(row.item_id, { id: Number(row.id), status: row.status });
+  return found;
+}
+
+function computeCommit(def: CommitStage, loaded: LoadedInput): ItemResult {
+  const itemId = loaded.input.itemId;
+  let row: Record<string, unknown>;
+  try {
+    row = def.row(loaded.input);
+  } catch (err) {
+    return { itemId, status: "failed_terminal", inputHash: loaded.inputHash, reused: false, attempts: [], errorClass: "deterministic", errorMessage: `commit row() threw: ${errorMessage(err)}` };
+  }
+  const key = row[def.target.key];
+  if (key === undefined || key === null || key === "") {
+    return { itemId, status: "failed_terminal", inputHash: loaded.inputHash, reused: false, attempts: [], errorClass: "deterministic", errorMessage: `commit row has no "${def.target.key}" (target.key)` };
+  }
+  return {
+    itemId,
+    status: "committed",
+    inputHash: loaded.inputHash,
+    reused: false,
+    attempts: [],
+    output: { value: row, status: "committed", costUsd: 0 },
+    targetRow: { key: String(key), itemId, data: row },
+  };
+}
+
+const VERDICT_STATUS: Record<ValidationVerdict["status"], ItemStatus> = {
+  valid: "validated",
+  review: "needs_review",
+  invalid: "failed_terminal",
+};
+
+async function computeLocal(def: StageDef, loaded: LoadedInput): Promise<ItemResult> {
+  const itemId = loaded.input.itemId;
+  if (def.kind === "commit") return computeCommit(def, loaded);
+  let value: unknown;
+  try {
+    value = await (def as { run: (i: StageInput) => unknown }).run(loaded.input);
+  } catch (err) {
+    return { itemId, status: "failed_terminal", inputHash: loaded.inputHash, reused: false, attempts: [], errorClass: "deterministic", errorMessage: `stage ${def.id} threw: ${errorMessage(err)}` };
+  }
+  let status: ItemStatus = "succeeded_unvalidated";
+  let reason: string | undefined;
+  if (def.kind === "validate") {
+    const verdict = value as ValidationVerdict;
+    status = VERDICT_STATUS[verdict?.status] ?? "failed_terminal";
+    if (verdict?.status !== "valid") reason = (verdict as { reasons?: string[] })?.reasons?.join("; ") ?? "validator returned no verdict";
+  } else if (def.kind === "filter" && (value as { keep?: boolean })?.keep === false) {
+    status = "gated_out";
+  }
+  return {
+    itemId,
+    status,
+    inputHash: loaded.inputHash,
+    reused: false,
+    attempts: [],
+    output: { value: value ?? null, status, costUsd: 0 },
+    errorClass: status === "failed_terminal" || status === "needs_review" ? "quality" : undefined,
+    errorMessage: reason,
+  };
+}
+
+async function lookupCache(ctx: RunContext, hashes: string[]): Promise<Map<string, CompletionResult>> {
+  const found = new Map<string, CompletionResult>();
+  if (hashes.length === 0) return found;
+  const rows = await ctx.db.rows<{ request_hash: string; response: CompletionResult }>(sql`
+    SELECT request_hash, response FROM request_cache
+    WHERE request_hash IN (SELECT jsonb_array_elements_text(${jsonParam(hashes)}::jsonb))`);
+  for (const row of rows) found.set(row.request_hash, row.response);
+  return found;
+}
+
+async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCompute: { itemId: string; loaded: LoadedInput }[], done: ItemResult[], hooks: ChunkHooks): Promise<ItemResult[]> {
+  const providerName = providerNameOf(ctx, def);
+  const provider = ctx.providers.get(providerName);
+  const requests = toCompute.map((p) => {
+    const request = buildRequest(def, p.loaded.input, customIdFor(stage, p.itemId));
+    return { ...p, request, hash: requestHash(providerName, request) };
+  });
+  const cached = await lookupCache(ctx, [...new Set(requests.map((r) => r.hash))]);
+  const calls: typeof requests = [];
+  for (const r of requests) {
+    const hit = cached.get(r.hash);
+    const checked = hit && checkCompletion(def, r.loaded.input, hit);
+    if (checked && checked.ok) {
+      done.push({ itemId: r.itemId, status: "succeeded_unvalidated", inputHash: r.loaded.inputHash, reused: true, attempts: [], output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } });
+    } else {
+      calls.push(r);
+    }
+  }
+  await flush(ctx, stage, done, hooks);
+
+  const all = [...done];
+  let buffer: ItemResult[] = [];
+  let lastFlush = Date.now();
+  let writing: Promise<void> = Promise.resolve();
+  const drain = () => {
+    const batch = buffer;
+    buffer = [];
+    lastFlush = Date.now();
+    writing = writing.then(() => flush(ctx, stage, batch, hooks));
+    return writing;
+  };
+  await Promise.all(
+    calls.map(async (r) => {
+      const outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
+      const result: ItemResult =
+        outcome.status === "succeeded"
+          ? {
+              itemId: r.itemId,
+              status: "succeeded_unvalidated",
+              inputHash: r.loaded.inputHash,
+              reused: false,
+              attempts: outcome.attempts,
+              output: { value: outcome.value, status: "succeeded_unvalidated", costUsd: sumCost(outcome.attempts) },
+              cache: { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response },
+            }
+          : {
+              itemId: r.itemId,
+              status: outcome.status,
+              inputHash: r.loaded.inputHash,
+              reused: false,
+              attempts: outcome.attempts,
+              errorClass: outcome.errorClass,
+              errorMessage: outcome.message,
+            };
+      all.push(result);
+      buffer.push(result);
+      if (buffer.length >= FLUSH_SIZE || Date.now() - lastFlush >= FLUSH_MS) await drain();
+    }),
+  );
+  await drain();
+  return all;
+}
+
+function sumCost(attempts: { costUsd: number }[]): number {
+  return attempts.reduce((sum, a) => sum + a.costUsd, 0);
+}
+
+/** Batch custom ids must match `^[a-zA-Z0-9_-]{1,64}$`; item ids may not, so they are hashed. */
+export function customIdFor(stage: StagePlan, itemId: string): string {
+  const safe = /^[a-zA-Z0-9_-]{1,40}$/.test(itemId) ? itemId : `h${hashValue(itemId, 39)}`;
+  return `${stage.index}-${safe}`.slice(0, 64);
+}

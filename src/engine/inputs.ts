@@ -1,0 +1,50 @@
+import { sql } from "drizzle-orm";
+import { hashValue } from "../core/hash.ts";
+import type { StageInput } from "../core/types.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+
+export interface LoadedInput {
+  input: StageInput;
+  /** Hash of the item and the hashes of the upstream outputs the stage reads. */
+  inputHash: string;
+}
+
+/** A JSON array literal for `jsonb_array_elements_text`: one parameter, whatever the count. */
+export function jsonParam(value: unknown): string {
+  return JSON.stringify(value);
+}
+
+/**
+ * Load what `stage` sees for each item: the item row and the outputs of the
+ * upstream stages it reads, from this run's work rows. Two queries per chunk.
+ */
+export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, LoadedInput>> {
+  const ids = jsonParam(itemIds);
+  const items = await ctx.db.rows<{ item_id: string; data: Record<string, unknown>; content_hash: string }>(sql`
+    SELECT item_id, data, content_hash FROM run_items
+    WHERE run_id = ${ctx.runId} AND item_id IN (SELECT jsonb_array_elements_text(${ids}::jsonb))`);
+  const upstream = stage.reads.length
+    ? await ctx.db.rows<{ item_id: string; stage_id: string; output: unknown; output_hash: string }>(sql`
+        SELECT w.item_id, w.stage_id, o.output, o.output_hash
+        FROM work w JOIN stage_outputs o ON o.id = w.output_id
+        WHERE w.run_id = ${ctx.runId}
+          AND w.stage_index IN (SELECT jsonb_array_elements_text(${jsonParam(stage.reads)}::jsonb)::int)
+          AND w.item_id IN (SELECT jsonb_array_elements_text(${ids}::jsonb))`)
+    : [];
+  const byItem = new Map<string, { outputs: Record<string, unknown>; hashes: Record<string, string> }>();
+  for (const row of upstream) {
+    let entry = byItem.get(row.item_id);
+    if (!entry) byItem.set(row.item_id, (entry = { outputs: {}, hashes: {} }));
+    entry.outputs[row.stage_id] = row.output;
+    entry.hashes[row.stage_id] = row.output_hash;
+  }
+  const result = new Map<string, LoadedInput>();
+  for (const row of items) {
+    const up = byItem.get(row.item_id) ?? { outputs: {}, hashes: {} };
+    result.set(row.item_id, {
+      input: { itemId: row.item_id, item: row.data as never, outputs: up.outputs },
+      inputHash: hashValue({ itemId: row.item_id, content: row.content_hash, upstream: up.hashes }, 32),
+    });
+  }
+  return result;
+}

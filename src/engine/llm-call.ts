@@ -1,0 +1,146 @@
+import { DeterministicError, QualityError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
+import { hashValue } from "../core/hash.ts";
+import { compileSchema } from "../core/schema.ts";
+import { renderTemplate } from "../core/template.ts";
+import type { LlmStage, StageInput } from "../core/types.ts";
+import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
+import type { RunContext } from "./context.ts";
+import { backoffMs, sleep } from "./retry.ts";
+
+/** One provider request as recorded in `attempts`. */
+export interface AttemptRecord {
+  attempt: number;
+  provider: string;
+  model: string;
+  mode: "realtime" | "batch";
+  requestHash: string;
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  costUsd: number;
+  latencyMs: number;
+  errorClass?: FailureClass;
+  errorMessage?: string;
+}
+
+export type LlmOutcome =
+  | { status: "succeeded"; value: unknown; attempts: AttemptRecord[]; response: CompletionResult }
+  | { status: "needs_review" | "failed_terminal"; errorClass: FailureClass; message: string; attempts: AttemptRecord[]; value?: unknown };
+
+export function providerNameOf(ctx: RunContext, stage: LlmStage): string {
+  return stage.provider ?? ctx.providers.defaultProvider;
+}
+
+/** The request an LLM stage sends for one item. `customId` is derived from the item, so a batch can be reconciled. */
+export function buildRequest(stage: LlmStage, input: StageInput, customId: string): CompletionRequest {
+  return {
+    customId,
+    model: stage.model,
+    system: stage.prompt.system === undefined ? undefined : renderTemplate(stage.prompt.system, input),
+    messages: [{ role: "user", content: renderTemplate(stage.prompt.user, input) }],
+    schema: stage.output,
+    params: stage.params ?? {},
+  };
+}
+
+/** Everything that affects the answer, and nothing else (not the custom id). */
+export function requestHash(provider: string, request: CompletionRequest): string {
+  const { customId: _customId, ...rest } = request;
+  return hashValue({ provider, ...rest }, 32);
+}
+
+/** Parse and check a completion against the stage's schema and business rule. */
+export function checkCompletion(stage: LlmStage, input: StageInput, result: CompletionResult): { ok: true; value: unknown } | { ok: false; error: QualityError; rule: boolean } {
+  if (result.finishReason === "refusal" || result.finishReason === "content_filter") {
+    return { ok: false, rule: false, error: new QualityError(`the model refused: ${result.refusal ?? "no reason given"}`, { rawOutput: result.text }) };
+  }
+  if (result.finishReason === "length") {
+    return { ok: false, rule: false, error: new QualityError(`output truncated at the token limit (${result.usage.outputTokens} output tokens)`, { rawOutput: result.text }) };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(result.text);
+  } catch (err) {
+    return { ok: false, rule: false, error: new QualityError(`output is not valid JSON: ${errorMessage(err)}`, { rawOutput: result.text }) };
+  }
+  const checked = compileSchema(stage.output.schema)(parsed);
+  if (!checked.ok) {
+    return { ok: false, rule: false, error: new QualityError(`output does not match schema ${stage.output.name}: ${checked.errors.join("; ")}`, { rawOutput: result.text }) };
+  }
+  const broken = stage.check?.(checked.value, input);
+  if (broken) return { ok: false, rule: true, error: new QualityError(`business rule: ${broken}`, { rawOutput: result.text }) };
+  return { ok: true, value: checked.value };
+}
+
+function repairRequest(request: CompletionRequest, error: QualityError): CompletionRequest {
+  return {
+    ...request,
+    messages: [
+      ...request.messages,
+      { role: "assistant", content: error.rawOutput ?? "" },
+      {
+        role: "user",
+        content: `Your previous answer was rejected: ${error.message}. Answer again with only a JSON object that matches the ${request.schema.name} schema.`,
+      },
+    ],
+  };
+}
+
+/**
+ * Call the provider for one item under the engine's retry policy: transient
+ * failures back off (honouring retry-after) up to `maxAttempts`; deterministic
+ * failures stop at once; a quality failure gets one repair attempt that shows
+ * the model its error. The SDKs' own retries are off, so nothing retries twice.
+ */
+export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provider, providerName: string, request: CompletionRequest, input: StageInput, hash: string, acquire: <T>(fn: () => Promise<T>) => Promise<T>): Promise<LlmOutcome> {
+  const attempts: AttemptRecord[] = [];
+  let current = request;
+  let repaired = false;
+  let transientTries = 0;
+  for (;;) {
+    const started = performance.now();
+    const base = { attempt: attempts.length + 1, provider: providerName, model: request.model, mode: "realtime" as const, requestHash: hash };
+    try {
+      const result = await acquire(() => provider.complete(current, { signal: ctx.signal }));
+      const costUsd = ctx.providers.cost(request.model, result.usage, "realtime");
+      const record: AttemptRecord = {
+        ...base,
+        inputTokens: result.usage.inputTokens,
+        outputTokens: result.usage.outputTokens,
+        cachedTokens: result.usage.cachedInputTokens ?? 0,
+        costUsd,
+        latencyMs: Math.round(performance.now() - started),
+      };
+      attempts.push(record);
+      const checked = checkCompletion(stage, input, result);
+      if (checked.ok) return { status: "succeeded", value: checked.value, attempts, response: result };
+      record.errorClass = "quality";
+      record.errorMessage = checked.error.message;
+      if (!repaired) {
+        repaired = true;
+        current = repairRequest(request, checked.error);
+        continue;
+      }
+      return {
+        status: checked.rule ? "needs_review" : "failed_terminal",
+        errorClass: "quality",
+        message: `${checked.error.message} (after one repair attempt)`,
+        attempts,
+      };
+    } catch (err) {
+      const cls = failureClassOf(err);
+      attempts.push({ ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, latencyMs: Math.round(performance.now() - started), errorClass: cls, errorMessage: errorMessage(err) });
+      if (ctx.signal?.aborted) throw err;
+      if (err instanceof TransientError) {
+        transientTries++;
+        if (transientTries >= ctx.options.maxAttempts) {
+          return { status: "failed_terminal", errorClass: "transient", message: `${errorMessage(err)} (gave up after ${transientTries} attempts)`, attempts };
+        }
+        await sleep(backoffMs(transientTries, ctx.options, err.retryAfterMs), ctx.signal);
+        continue;
+      }
+      const message = err instanceof DeterministicError ? errorMessage(err) : `unexpected error: ${errorMessage(err)}`;
+      return { status: "failed_terminal", errorClass: cls, message, attempts };
+    }
+  }
+}

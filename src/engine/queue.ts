@@ -1,0 +1,114 @@
+import { hostname } from "node:os";
+import { sql } from "drizzle-orm";
+import { ADVANCING } from "../core/status.ts";
+import type { Database } from "../store/database.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+import { jsonParam } from "./inputs.ts";
+
+/**
+ * The `work` table is the durable queue. These are its operations: enqueue a
+ * stage, claim a chunk, take over claims of dead workers, and count what is
+ * left. Every one is idempotent or guarded, so any number of workers (or a
+ * worker restarted after kill -9) can run them.
+ */
+
+/** Queue `stage` for every item that reached it: all loaded items for the first stage, else those that advanced past the previous one. */
+export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<void> {
+  if (stage.index === 0) {
+    await ctx.db.rows(sql`
+      INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+      SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
+      ON CONFLICT DO NOTHING`);
+    return;
+  }
+  await ctx.db.rows(sql`
+    INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+    SELECT run_id, ${stage.index}, item_id, ${stage.id}, 'queued' FROM work
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
+      AND status IN (SELECT jsonb_array_elements_text(${jsonParam(ADVANCING)}::jsonb))
+    ON CONFLICT DO NOTHING`);
+}
+
+/**
+ * Claim up to `limit` queued items of a stage for this worker. On Postgres,
+ * `FOR UPDATE SKIP LOCKED` lets several processes claim from one run without
+ * ever handing the same item to two of them.
+ */
+export async function claimChunk(ctx: RunContext, stage: StagePlan, limit: number): Promise<string[]> {
+  const rows = await ctx.db.rows<{ item_id: string }>(sql`
+    UPDATE work w SET status = 'processing', claimed_by = ${ctx.workerId}, updated_at = now()
+    FROM (
+      SELECT item_id FROM work
+      WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND status IN ('queued', 'failed_retryable')
+        AND (not_before IS NULL OR not_before <= now())
+      ORDER BY item_id
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    ) c
+    WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = c.item_id
+    RETURNING w.item_id`);
+  return rows.map((r) => r.item_id).sort();
+}
+
+/** Claim specific items (a Trigger.dev chunk): only those still queued are returned. */
+export async function claimItems(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<string[]> {
+  const rows = await ctx.db.rows<{ item_id: string }>(sql`
+    UPDATE work SET status = 'processing', claimed_by = ${ctx.workerId}, updated_at = now()
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
+      AND status IN ('queued', 'failed_retryable')
+      AND item_id IN (SELECT jsonb_array_elements_text(${jsonParam(itemIds)}::jsonb))
+    RETURNING item_id`);
+  return rows.map((r) => r.item_id).sort();
+}
+
+export async function heartbeat(db: Database, workerId: string, runId: string): Promise<void> {
+  await db.rows(sql`
+    INSERT INTO workers (id, run_id, pid, host, heartbeat_at) VALUES (${workerId}, ${runId}, ${process.pid}, ${hostname()}, now())
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), run_id = excluded.run_id`);
+}
+
+export async function retireWorker(db: Database, workerId: string): Promise<void> {
+  await db.rows(sql`DELETE FROM workers WHERE id = ${workerId}`);
+}
+
+/**
+ * Put back in the queue what dead workers had claimed: a claim whose worker
+ * has no heartbeat within the lease. With `everyoneElse` (embedded PGlite,
+ * where no other process can be alive) every foreign claim is taken back.
+ */
+export async function reclaimStale(ctx: RunContext, everyoneElse = false): Promise<number> {
+  const leaseSeconds = ctx.options.leaseMs / 1000;
+  const rows = everyoneElse
+    ? await ctx.db.rows(sql`
+        UPDATE work SET status = 'queued', claimed_by = NULL
+        WHERE run_id = ${ctx.runId} AND status = 'processing' AND claimed_by IS DISTINCT FROM ${ctx.workerId}
+        RETURNING item_id`)
+    : await ctx.db.rows(sql`
+        UPDATE work SET status = 'queued', claimed_by = NULL
+        WHERE run_id = ${ctx.runId} AND status = 'processing' AND claimed_by IS DISTINCT FROM ${ctx.workerId}
+          AND claimed_by NOT IN (
+            SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseSeconds}))
+        RETURNING item_id`);
+  return rows.length;
+}
+
+export interface StageCounts {
+  total: number;
+  open: number;
+  byStatus: Record<string, number>;
+}
+
+export async function stageCounts(ctx: RunContext, stage: StagePlan): Promise<StageCounts> {
+  const rows = await ctx.db.rows<{ status: string; n: number }>(sql`
+    SELECT status, count(*)::int AS n FROM work
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} GROUP BY status`);
+  const byStatus: Record<string, number> = {};
+  let total = 0;
+  let open = 0;
+  for (const r of rows) {
+    byStatus[r.status] = r.n;
+    total += r.n;
+    if (r.status === "queued" || r.status === "processing" || r.status === "failed_retryable") open += r.n;
+  }
+  return { total, open, byStatus };
+}

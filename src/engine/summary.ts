@@ -1,0 +1,97 @@
+import { sql } from "drizzle-orm";
+import type { Database } from "../store/database.ts";
+import { getRun } from "./runs.ts";
+
+export interface StageSummary {
+  id: string;
+  kind: string;
+  version: string;
+  /** Items the stage looked at in this run (computed or reused); items its gate kept out are not counted. */
+  processed: number;
+  /** Of those, outputs taken from earlier work (reuse rule or request cache) at zero cost. */
+  reused: number;
+  gatedOut: number;
+  failed: number;
+  needsReview: number;
+  /** Requests sent to a provider in this run (reused outputs and cache hits are not). */
+  providerCalls: number;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+}
+
+/** The `--json` contract of `sluice run`, `resume` and `rerun` (DESIGN.md). */
+export interface RunSummary {
+  runId: string;
+  pipeline: string;
+  status: string;
+  items: { total: number; byStatus: Record<string, number> };
+  stages: StageSummary[];
+  costUsd: number;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
+  const run = await getRun(db, runId);
+  if (!run) throw new Error(`no run ${runId}`);
+  const finals = await db.rows<{ status: string; n: number }>(sql`
+    SELECT status, count(*)::int AS n FROM (
+      SELECT DISTINCT ON (item_id) item_id, status FROM work WHERE run_id = ${runId}
+      ORDER BY item_id, stage_index DESC) t
+    GROUP BY status`);
+  const notStarted = await db.rows<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM run_items i
+    WHERE i.run_id = ${runId} AND NOT EXISTS (SELECT 1 FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id)`);
+  const rejected = await db.rows<{ state: string; n: number }>(sql`
+    SELECT state, count(*)::int AS n FROM rejected_rows WHERE run_id = ${runId} GROUP BY state`);
+  const byStatus: Record<string, number> = {};
+  const add = (k: string, n: number) => n && (byStatus[k] = (byStatus[k] ?? 0) + n);
+  for (const r of finals) add(r.status, r.n);
+  add("queued", notStarted[0]?.n ?? 0);
+  for (const r of rejected) add(r.state, r.n);
+  const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
+
+  const work = await db.rows<{ stage_index: number; status: string; reused: boolean; handled: boolean; n: number }>(sql`
+    SELECT stage_index, status, reused, (input_hash IS NOT NULL) AS handled, count(*)::int AS n
+    FROM work WHERE run_id = ${runId}
+    GROUP BY stage_index, status, reused, handled`);
+  const calls = await db.rows<{ stage_id: string; calls: number; input_tokens: number; output_tokens: number; cost: number }>(sql`
+    SELECT stage_id, count(*)::int AS calls, coalesce(sum(input_tokens), 0)::int AS input_tokens,
+      coalesce(sum(output_tokens), 0)::int AS output_tokens, coalesce(sum(cost_usd), 0)::float8 AS cost
+    FROM attempts WHERE run_id = ${runId} AND provider IS NOT NULL GROUP BY stage_id`);
+
+  const stages: StageSummary[] = run.stages.map((p) => {
+    const rows = work.filter((w) => w.stage_index === p.index);
+    const count = (pred: (w: (typeof rows)[number]) => boolean) => rows.filter(pred).reduce((a, w) => a + w.n, 0);
+    const c = calls.find((x) => x.stage_id === p.id);
+    return {
+      id: p.id,
+      kind: p.kind,
+      version: p.version,
+      processed: count((w) => w.handled),
+      reused: count((w) => w.reused),
+      gatedOut: count((w) => w.status === "gated_out"),
+      failed: count((w) => w.status === "failed_terminal"),
+      needsReview: count((w) => w.status === "needs_review"),
+      providerCalls: c?.calls ?? 0,
+      inputTokens: c?.input_tokens ?? 0,
+      outputTokens: c?.output_tokens ?? 0,
+      costUsd: round(c?.cost ?? 0),
+    };
+  });
+  return {
+    runId,
+    pipeline: run.pipeline,
+    status: run.status,
+    items: { total, byStatus },
+    stages,
+    costUsd: round(stages.reduce((a, s) => a + s.costUsd, 0)),
+    startedAt: new Date(run.created_at).toISOString(),
+    finishedAt: run.finished_at ? new Date(run.finished_at).toISOString() : null,
+  };
+}
+
+function round(usd: number): number {
+  return Math.round(usd * 1e6) / 1e6;
+}

@@ -1,0 +1,30 @@
+import { join } from "node:path";
+import type { Database } from "./database.ts";
+
+export type { Database, DriverKind } from "./database.ts";
+export * as tables from "./schema.ts";
+
+export interface OpenOptions {
+  /** A Postgres URL; when absent, embedded PGlite is used. */
+  url?: string;
+  /** PGlite data directory; `":memory:"` for a throwaway database. Default `.sluice/pglite`. */
+  dataDir?: string;
+}
+
+/**
+ * Open the store: postgres.js when a URL is given (or `DATABASE_URL` is set by
+ * the caller), otherwise embedded PGlite under `.sluice/`. Migrations are
+ * applied on open.
+ *
+ * @example
+ * const db = await openDatabase({ url: process.env.DATABASE_URL });
+ */
+export async function openDatabase(options: OpenOptions = {}): Promise<Database> {
+  if (options.url) {
+    const { connect } = await import("./postgres-js/index.ts");
+    return connect({ url: options.url });
+  }
+  const { connect } = await import("./pglite/index.ts");
+  const dataDir = options.dataDir ?? join(process.cwd(), ".sluice", "pglite");
+  return connect({ dataDir: dataDir === ":memory:" ? undefined : dataDir });
+}

@@ -1,0 +1,63 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { drizzle } from "drizzle-orm/pglite";
+import { migrate } from "drizzle-orm/pglite/migrator";
+import { SluiceError } from "../../core/errors.ts";
+import { MIGRATIONS_DIR, wrap, type Database, type Drizzle } from "../database.ts";
+import * as schema from "../schema.ts";
+
+/**
+ * Embedded Postgres (PGlite) in `dataDir`, or in memory when `dataDir` is
+ * undefined. One process at a time may open a data directory: a lock file
+ * says who has it, so a second `sluice` gets a clear message instead of a
+ * corrupted database.
+ *
+ * @example
+ * const db = await connect({ dataDir: ".sluice/pglite" });
+ */
+export async function connect(options: { dataDir?: string } = {}): Promise<Database> {
+  const { dataDir } = options;
+  let release = () => {};
+  if (dataDir) {
+    mkdirSync(dataDir, { recursive: true });
+    release = takeLock(join(dataDir, "..", `${dataDir.split("/").pop()}.lock`));
+  }
+  const client = dataDir ? new PGlite(dataDir) : new PGlite();
+  const db = drizzle(client, { schema }) as unknown as Drizzle;
+  try {
+    await migrate(db as never, { migrationsFolder: MIGRATIONS_DIR });
+  } catch (err) {
+    release();
+    await client.close();
+    throw err;
+  }
+  return wrap("pglite", db, dataDir ? `embedded PGlite at ${dataDir}` : "in-memory PGlite", async () => {
+    await client.close();
+    release();
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function takeLock(path: string): () => void {
+  try {
+    const holder = Number(readFileSync(path, "utf8"));
+    if (holder && holder !== process.pid && alive(holder)) {
+      throw new SluiceError(
+        `the embedded database is in use by another sluice process (pid ${holder}); wait for it, or set DATABASE_URL to a Postgres server so several processes can share a run`,
+      );
+    }
+  } catch (err) {
+    if (err instanceof SluiceError) throw err;
+  }
+  writeFileSync(path, String(process.pid));
+  return () => rmSync(path, { force: true });
+}

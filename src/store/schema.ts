@@ -1,0 +1,175 @@
+import {
+  bigint,
+  bigserial,
+  boolean,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+/**
+ * The store. `work` is the durable queue (one row per run, stage and item);
+ * `stage_outputs` holds the versioned intermediate outputs that any later run
+ * reuses by `(stage version, input hash)`.
+ */
+
+export const runs = pgTable("runs", {
+  id: text("id").primaryKey(),
+  pipeline: text("pipeline").notNull(),
+  /** running | finished | failed */
+  status: text("status").notNull(),
+  inputPath: text("input_path"),
+  inputFingerprint: text("input_fingerprint"),
+  /** `[{ id, kind, version, parts }]` in pipeline order: the plan this run executes. */
+  stages: jsonb("stages").notNull(),
+  /** `rerun` base run, stage selection and the like. */
+  options: jsonb("options").notNull().default({}),
+  /** Set once every source row has been read and recorded. */
+  loadedAt: timestamp("loaded_at", { withTimezone: true }),
+  rowsRead: integer("rows_read").notNull().default(0),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  finishedAt: timestamp("finished_at", { withTimezone: true }),
+  error: text("error"),
+});
+
+export const runItems = pgTable(
+  "run_items",
+  {
+    runId: text("run_id").notNull(),
+    itemId: text("item_id").notNull(),
+    line: integer("line").notNull(),
+    contentHash: text("content_hash").notNull(),
+    data: jsonb("data").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.itemId] })],
+);
+
+/** Source rows that did not become items: bad input (quarantined) and identical duplicates (deduplicated). */
+export const rejectedRows = pgTable(
+  "rejected_rows",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id").notNull(),
+    line: integer("line").notNull(),
+    itemId: text("item_id"),
+    /** quarantined | deduplicated */
+    state: text("state").notNull(),
+    reason: text("reason").notNull(),
+    raw: text("raw"),
+  },
+  (t) => [uniqueIndex("rejected_rows_run_line").on(t.runId, t.line)],
+);
+
+export const work = pgTable(
+  "work",
+  {
+    runId: text("run_id").notNull(),
+    stageIndex: integer("stage_index").notNull(),
+    itemId: text("item_id").notNull(),
+    stageId: text("stage_id").notNull(),
+    status: text("status").notNull(),
+    inputHash: text("input_hash"),
+    outputId: bigint("output_id", { mode: "number" }),
+    /** True when the output came from an earlier computation (reuse rule or request cache). */
+    reused: boolean("reused").notNull().default(false),
+    attempts: integer("attempts").notNull().default(0),
+    errorClass: text("error_class"),
+    errorMessage: text("error_message"),
+    claimedBy: text("claimed_by"),
+    notBefore: timestamp("not_before", { withTimezone: true }),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.runId, t.stageIndex, t.itemId] }),
+    index("work_claim").on(t.runId, t.stageIndex, t.status),
+  ],
+);
+
+export const stageOutputs = pgTable(
+  "stage_outputs",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    pipeline: text("pipeline").notNull(),
+    stageId: text("stage_id").notNull(),
+    stageVersion: text("stage_version").notNull(),
+    itemId: text("item_id").notNull(),
+    inputHash: text("input_hash").notNull(),
+    /** The status the output puts the item in: succeeded_unvalidated, validated, needs_review, failed_terminal, gated... */
+    status: text("status").notNull(),
+    output: jsonb("output"),
+    /** Hash of `output`, so downstream change detection is one comparison. */
+    outputHash: text("output_hash").notNull(),
+    costUsd: doublePrecision("cost_usd").notNull().default(0),
+    runId: text("run_id").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex("stage_outputs_key").on(t.pipeline, t.stageId, t.stageVersion, t.itemId, t.inputHash)],
+);
+
+/** One row per provider request (or deterministic failure): tokens, cost, latency, error class. */
+export const attempts = pgTable(
+  "attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id").notNull(),
+    stageId: text("stage_id").notNull(),
+    itemId: text("item_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    provider: text("provider"),
+    model: text("model"),
+    /** realtime | batch */
+    mode: text("mode"),
+    requestHash: text("request_hash"),
+    inputTokens: integer("input_tokens").notNull().default(0),
+    outputTokens: integer("output_tokens").notNull().default(0),
+    cachedTokens: integer("cached_tokens").notNull().default(0),
+    costUsd: doublePrecision("cost_usd").notNull().default(0),
+    latencyMs: integer("latency_ms").notNull().default(0),
+    errorClass: text("error_class"),
+    errorMessage: text("error_message"),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("attempts_run_stage").on(t.runId, t.stageId)],
+);
+
+/** Identical provider requests are answered from here at zero cost. */
+export const requestCache = pgTable("request_cache", {
+  requestHash: text("request_hash").primaryKey(),
+  provider: text("provider").notNull(),
+  model: text("model").notNull(),
+  response: jsonb("response").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Provider batch jobs, persisted before polling so a crashed process resumes polling instead of resubmitting. */
+export const providerBatches = pgTable(
+  "provider_batches",
+  {
+    id: text("id").primaryKey(),
+    runId: text("run_id").notNull(),
+    stageIndex: integer("stage_index").notNull(),
+    provider: text("provider").notNull(),
+    /** submitted | ended | collected | expired | cancelled | failed */
+    status: text("status").notNull(),
+    /** `{ customId: itemId }` for every request in the batch. */
+    requests: jsonb("requests").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("provider_batches_run").on(t.runId, t.stageIndex)],
+);
+
+/** Live runner processes; a claim held by a worker whose heartbeat went stale is taken over. */
+export const workers = pgTable("workers", {
+  id: text("id").primaryKey(),
+  runId: text("run_id").notNull(),
+  pid: integer("pid").notNull(),
+  host: text("host").notNull(),
+  heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
+});

@@ -1,0 +1,20 @@
+import { defineStage } from "../src/core/define.ts";
+import type { JsonObject, StageInput } from "../src/core/types.ts";
+
+/**
+ * Idempotent upsert into `table`, keyed by `key`: re-running writes nothing
+ * twice, unchanged rows are not touched, and rows of items that stop reaching
+ * this stage are marked withdrawn.
+ *
+ * @example
+ * upsertCommit({ id: "commit", table: "ticket_triage", key: "ticket_id", row: ({ itemId }) => ({ ticket_id: itemId }) });
+ */
+export function upsertCommit<Item>(options: { id: string; table: string; key: string; codeVersion?: string; row: (input: StageInput<Item>) => JsonObject }) {
+  return defineStage({
+    id: options.id,
+    kind: "commit",
+    codeVersion: options.codeVersion,
+    target: { table: options.table, key: options.key },
+    row: options.row,
+  });
+}
