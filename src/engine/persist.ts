@@ -27,7 +27,8 @@ export interface ItemResult {
  * Write a group of results in one transaction: new outputs, attempts, request
  * cache entries, commit-target rows and the work rows themselves. Work rows
  * are only updated while this worker still holds the claim, so a worker that
- * lost its lease cannot overwrite the one that took over.
+ * lost its lease cannot overwrite the one that took over; `claimed_by` stays
+ * on the finished row as the record of which worker computed it.
  */
 export async function persistResults(ctx: RunContext, stage: StagePlan, results: ItemResult[]): Promise<{ committedChanged: number }> {
   if (results.length === 0) return { committedChanged: 0 };
@@ -95,7 +96,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
     await tx.rows(sql`
       UPDATE work w SET status = x.status, input_hash = x.input_hash, output_id = x.output_id, reused = x.reused,
         attempts = w.attempts + x.attempts, error_class = x.error_class, error_message = x.error_message,
-        claimed_by = NULL, updated_at = now()
+        updated_at = now()
       FROM jsonb_to_recordset(${updates}::jsonb) AS x(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text)
       WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = x.item_id
         AND w.claimed_by = ${ctx.workerId}`);

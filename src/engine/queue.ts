@@ -35,16 +35,19 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
  * ever handing the same item to two of them.
  */
 export async function claimChunk(ctx: RunContext, stage: StagePlan, limit: number): Promise<string[]> {
+  // The candidate set is a MATERIALIZED CTE: as a subquery in FROM it could be
+  // rescanned by a nested-loop join, claiming more than `limit` rows.
   const rows = await ctx.db.rows<{ item_id: string }>(sql`
-    UPDATE work w SET status = 'processing', claimed_by = ${ctx.workerId}, updated_at = now()
-    FROM (
+    WITH c AS MATERIALIZED (
       SELECT item_id FROM work
       WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND status IN ('queued', 'failed_retryable')
         AND (not_before IS NULL OR not_before <= now())
       ORDER BY item_id
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
-    ) c
+    )
+    UPDATE work w SET status = 'processing', claimed_by = ${ctx.workerId}, updated_at = now()
+    FROM c
     WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = c.item_id
     RETURNING w.item_id`);
   return rows.map((r) => r.item_id).sort();

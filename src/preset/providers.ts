@@ -14,7 +14,7 @@ export interface ProviderPreset {
  * stage in-process from the deterministic responder (no HTTP at all).
  */
 export async function createProviders(env: NodeJS.ProcessEnv = process.env): Promise<ProviderPreset> {
-  const inprocess = createInProcessProvider();
+  const inprocess = createInProcessProvider({ latencyMs: Number(env.SLUICE_INPROCESS_LATENCY_MS) || 0 });
   const byName = new Map<string, Provider>([["inprocess", inprocess]]);
   return {
     providers: {

@@ -10,12 +10,13 @@ import type { CompletionRequest, CompletionResult, Provider } from "../providers
  * const provider = createInProcessProvider();
  * const result = await provider.complete(request);
  */
-export function createInProcessProvider(options: { name?: string } = {}): Provider & { calls: number } {
+export function createInProcessProvider(options: { name?: string; latencyMs?: number } = {}): Provider & { calls: number } {
   const provider = {
     name: options.name ?? "inprocess",
     calls: 0,
     async complete(request: CompletionRequest): Promise<CompletionResult> {
       provider.calls++;
+      if (options.latencyMs) await new Promise((r) => setTimeout(r, options.latencyMs));
       const text = request.messages.map((m) => m.content).join("\n");
       const answer = respond({ system: request.system, text, schema: request.schema.schema });
       return {

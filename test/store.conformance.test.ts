@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sql } from "drizzle-orm";
+import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
+import { planStages } from "../src/engine/plan.ts";
+import { claimChunk, enqueueStage, heartbeat, reclaimStale } from "../src/engine/queue.ts";
+import { createOrContinueRun, loadSource } from "../src/engine/runs.ts";
+import { persistResults } from "../src/engine/persist.ts";
+import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
+import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import mini from "./fixtures/pipelines/mini.ts";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * One store suite, run on every driver (embedded PGlite and Postgres through
+ * postgres.js). A skipped driver says why.
+ */
+const items = [
+  { id: "a1", text: "I was charged twice on my invoice" },
+  { id: "a2", text: "the app crashes with an error on export" },
+  { id: "a3", text: "hello there" },
+  { id: "a4", text: "" },
+  { id: "a5", text: "please check this invoice charge" },
+];
+
+function writeItems(rows: object[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-store-"));
+  const path = join(dir, "items.jsonl");
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join("\n"));
+  return path;
+}
+
+for (const driver of testDrivers()) {
+  describe.skipIf(Boolean(driver.skip))(`store conformance on ${driver.name}${driver.skip ? ` (skipped: ${driver.skip})` : ""}`, () => {
+    let t: TestDatabase;
+    beforeAll(async () => {
+      t = await driver.open();
+    });
+    afterAll(async () => {
+      await t?.drop();
+    });
+
+    it("applies the committed migrations", async () => {
+      const tables = await t.db.rows<{ table_name: string }>(sql`
+        SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`);
+      expect(tables.map((r) => r.table_name)).toEqual(
+        expect.arrayContaining(["attempts", "provider_batches", "rejected_rows", "request_cache", "run_items", "runs", "stage_outputs", "work", "workers"]),
+      );
+    });
+
+    it("runs a pipeline, counts add up, and a second run reuses every output", async () => {
+      const provider = createInProcessProvider();
+      const providers = singleProvider(provider);
+      const first = await runPipelineForTest(mini, { items, db: t.db, providers });
+      expect(first.summary.items.total).toBe(5);
+      expect(first.summary.items.byStatus).toEqual({ committed: 3, gated_out: 2 });
+      expect(provider.calls).toBe(4); // a4 is dropped by the filter before classify
+      const classify = first.summary.stages.find((s) => s.id === "classify")!;
+      expect(classify).toMatchObject({ processed: 4, reused: 0, providerCalls: 4 });
+      expect(Object.keys(await first.target("mini_out")).sort()).toEqual(["a1", "a2", "a5"]);
+
+      const second = await runPipelineForTest(mini, { items, db: t.db, providers });
+      expect(provider.calls).toBe(4);
+      for (const stage of second.summary.stages) {
+        expect(stage.providerCalls).toBe(0);
+        expect(stage.reused).toBe(stage.processed);
+      }
+      expect(second.summary.items.byStatus).toEqual(first.summary.items.byStatus);
+    });
+
+    it("never hands one item to two workers claiming at once", async () => {
+      const plan = planStages(mini);
+      const many = Array.from({ length: 300 }, (_, i) => ({ id: `c${String(i).padStart(4, "0")}`, text: `invoice ${i}` }));
+      const input = writeItems(many);
+      const { run } = await createOrContinueRun(t.db, mini, plan, input, { fresh: true });
+      const ctx = (workerId: string): RunContext => ({
+        db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), runId: run.id, workerId, plan,
+        options: DEFAULT_OPTIONS, logger: silentLogger,
+      });
+      await loadSource(ctx("loader"), input);
+      await enqueueStage(ctx("loader"), plan[0]!);
+      const chunkSizes: number[] = [];
+      const claimed = await Promise.all(
+        ["w1", "w2", "w3", "w4"].map(async (w) => {
+          const got: string[] = [];
+          // Under contention SKIP LOCKED may return a short or empty chunk while
+          // rows remain; a worker stops only when nothing is left queued.
+          for (;;) {
+            const ids = await claimChunk(ctx(w), plan[0]!, 7);
+            got.push(...ids);
+            chunkSizes.push(ids.length);
+            if (ids.length === 0) {
+              const left = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM work WHERE run_id = ${run.id} AND status = 'queued'`);
+              if (left[0]!.n === 0) return got;
+            }
+          }
+        }),
+      );
+      const all = claimed.flat();
+      expect(all.length).toBe(300);
+      expect(new Set(all).size).toBe(300);
+      // No claim ever exceeds its limit.
+      expect(Math.max(...chunkSizes)).toBeLessThanOrEqual(7);
+
+      // A worker with no heartbeat is dead: its claims go back to the queue.
+      await heartbeat(t.db, "w1", run.id);
+      const reclaimed = await reclaimStale(ctx("w1"));
+      expect(reclaimed).toBe(300 - claimed[0]!.length);
+      // w2 claims, then loses its lease to w3; its late write must not land.
+      await t.db.rows(sql`UPDATE work SET status = 'queued', claimed_by = NULL WHERE run_id = ${run.id}`);
+      const mine = await claimChunk(ctx("w2"), plan[0]!, 5);
+      expect(mine.length).toBe(5);
+      await heartbeat(t.db, "w3", run.id);
+      expect(await reclaimStale(ctx("w3"))).toBeGreaterThanOrEqual(5);
+      const lost = mine[0]!;
+      await persistResults(ctx("w2"), plan[0]!, [{ itemId: lost, status: "succeeded_unvalidated", reused: false, attempts: [], inputHash: "x", output: { value: { keep: true }, status: "succeeded_unvalidated", costUsd: 0 } }]);
+      const row = await t.db.rows<{ status: string }>(sql`SELECT status FROM work WHERE run_id = ${run.id} AND stage_index = 0 AND item_id = ${lost}`);
+      expect(row[0]!.status).toBe("queued");
+    });
+
+    it("upserts commit targets idempotently and withdraws items that stop reaching commit", async () => {
+      const providers = singleProvider(createInProcessProvider());
+      const first = await runPipelineForTest(mini, { items, db: t.db, providers });
+      const before = await t.db.rows<{ key: string; committed_at: string }>(sql`SELECT key, committed_at FROM mini_out ORDER BY key`);
+      // Same input again: nothing in the target changes.
+      await runPipelineForTest(mini, { items, db: t.db, providers });
+      const after = await t.db.rows<{ key: string; committed_at: string }>(sql`SELECT key, committed_at FROM mini_out ORDER BY key`);
+      expect(after).toEqual(before);
+      expect(first.summary.items.byStatus.committed).toBe(3);
+
+      // a5 now reads as small talk: classify says "other", the gate keeps it out, the target says withdrawn.
+      const changed = items.map((i) => (i.id === "a5" ? { ...i, text: "good morning" } : i));
+      const third = await runPipelineForTest(mini, { items: changed, db: t.db, providers });
+      expect(third.summary.items.byStatus).toEqual({ committed: 2, gated_out: 3 });
+      const target = await third.target("mini_out");
+      expect(target.a5!.status).toBe("withdrawn");
+      expect(target.a1!.status).toBe("active");
+      // Only a5's stages after filter were recomputed.
+      expect(third.summary.stages.find((s) => s.id === "classify")).toMatchObject({ processed: 4, reused: 3, providerCalls: 1 });
+    });
+
+    it("keeps one output row per (stage version, item, input hash)", async () => {
+      const dupes = await t.db.rows<{ n: number }>(sql`
+        SELECT count(*)::int AS n FROM (
+          SELECT pipeline, stage_id, stage_version, item_id, input_hash FROM stage_outputs
+          GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1) d`);
+      expect(dupes[0]!.n).toBe(0);
+    });
+  });
+}
