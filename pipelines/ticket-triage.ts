@@ -19,8 +19,8 @@ const filter = ruleFilter<Ticket>({
   id: "filter",
   codeVersion: "1",
   rules: [
-    { name: "empty body", drops: ({ item }) => item.body.trim() === "" },
-    { name: "spam", drops: ({ item }) => SPAM.test(`${item.subject} ${item.body}`) },
+    { name: "empty body", drops: ({ item }) => (item.body ?? "").trim() === "" },
+    { name: "spam", drops: ({ item }) => SPAM.test(`${item.subject} ${item.body ?? ""}`) },
     { name: "auto-reply", drops: ({ item }) => AUTOREPLY.test(item.subject.trim()) },
   ],
 });

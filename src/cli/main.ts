@@ -3,6 +3,7 @@ import { SluiceError } from "../core/errors.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
+import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
 
 export function buildProgram(): Command {
@@ -11,7 +12,7 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand()]) {
+  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), simCommand()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -5,7 +5,7 @@ import type { ItemStatus } from "../core/status.ts";
 import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
 import type { CompletionResult } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
+import { anyText, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
 
@@ -17,7 +17,7 @@ export interface ChunkHooks {
 }
 
 /** Results of LLM calls are written in groups this size (or on this interval), not one by one. */
-const FLUSH_SIZE = 100;
+const FLUSH_SIZE = 250;
 const FLUSH_MS = 500;
 
 /**
@@ -86,10 +86,11 @@ async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: 
   const found = new Map<string, { id: number; status: ItemStatus }>();
   if (keys.length === 0) return found;
   const rows = await ctx.db.rows<{ id: number | string; item_id: string; status: ItemStatus }>(sql`
+    WITH k AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(${jsonParam(keys)}::jsonb) AS r("itemId" text, "inputHash" text))
     SELECT s.id, s.item_id, s.status FROM stage_outputs s
-    JOIN jsonb_to_recordset(${jsonParam(keys)}::jsonb) AS k("itemId" text, "inputHash" text)
-      ON s.item_id = k."itemId" AND s.input_hash = k."inputHash"
-    WHERE s.pipeline = ${ctx.pipeline.id} AND s.stage_id = ${stage.id} AND s.stage_version = ${stage.version}`);
+    JOIN k ON s.item_id = k."itemId" AND s.input_hash = k."inputHash"
+    WHERE s.pipeline = ${ctx.pipeline.id} AND s.stage_id = ${stage.id} AND s.stage_version = ${stage.version}
+      AND s.item_id = ${anyText(keys.map((k) => k.itemId))}`);
   for (const row of rows) found.set(row.item_id, { id: Number(row.id), status: row.status });
   return found;
 }
@@ -158,7 +159,7 @@ async function lookupCache(ctx: RunContext, hashes: string[]): Promise<Map<strin
   if (hashes.length === 0) return found;
   const rows = await ctx.db.rows<{ request_hash: string; response: CompletionResult }>(sql`
     SELECT request_hash, response FROM request_cache
-    WHERE request_hash IN (SELECT jsonb_array_elements_text(${jsonParam(hashes)}::jsonb))`);
+    WHERE request_hash = ${anyText(hashes)}`);
   for (const row of rows) found.set(row.request_hash, row.response);
   return found;
 }

@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { hashValue } from "../core/hash.ts";
 import type { StageInput } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -15,21 +15,33 @@ export function jsonParam(value: unknown): string {
 }
 
 /**
+ * `= ANY(...)` over a list passed as one JSON parameter. An array (not
+ * `IN (SELECT ...)`) lets the planner use the primary-key index instead of a
+ * hash join over the whole run.
+ */
+export function anyText(values: readonly string[]): SQL {
+  return sql`ANY(ARRAY(SELECT jsonb_array_elements_text(${jsonParam(values)}::jsonb)))`;
+}
+
+export function anyInt(values: readonly number[]): SQL {
+  return sql`ANY(ARRAY(SELECT jsonb_array_elements_text(${jsonParam(values)}::jsonb)::int))`;
+}
+
+/**
  * Load what `stage` sees for each item: the item row and the outputs of the
  * upstream stages it reads, from this run's work rows. Two queries per chunk.
  */
 export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, LoadedInput>> {
-  const ids = jsonParam(itemIds);
   const items = await ctx.db.rows<{ item_id: string; data: Record<string, unknown>; content_hash: string }>(sql`
     SELECT item_id, data, content_hash FROM run_items
-    WHERE run_id = ${ctx.runId} AND item_id IN (SELECT jsonb_array_elements_text(${ids}::jsonb))`);
+    WHERE run_id = ${ctx.runId} AND item_id = ${anyText(itemIds)}`);
   const upstream = stage.reads.length
     ? await ctx.db.rows<{ item_id: string; stage_id: string; output: unknown; output_hash: string }>(sql`
         SELECT w.item_id, w.stage_id, o.output, o.output_hash
         FROM work w JOIN stage_outputs o ON o.id = w.output_id
         WHERE w.run_id = ${ctx.runId}
-          AND w.stage_index IN (SELECT jsonb_array_elements_text(${jsonParam(stage.reads)}::jsonb)::int)
-          AND w.item_id IN (SELECT jsonb_array_elements_text(${ids}::jsonb))`)
+          AND w.stage_index = ${anyInt(stage.reads)}
+          AND w.item_id = ${anyText(itemIds)}`)
     : [];
   const byItem = new Map<string, { outputs: Record<string, unknown>; hashes: Record<string, string> }>();
   for (const row of upstream) {

@@ -34,6 +34,11 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
   if (results.length === 0) return { committedChanged: 0 };
   const stageDef = ctx.pipeline.stages[stage.index]!;
   return ctx.db.transaction(async (tx) => {
+    // Every statement here joins a few hundred rows from one JSON parameter to
+    // indexed tables. Statistics taken before the claims (claimed_by all NULL)
+    // lead the planner to nested loops that rescan the JSON per row; hash
+    // joins are right for these shapes, so nested loops are off for this transaction.
+    await tx.rows(sql`SET LOCAL enable_nestloop = off`);
     const outputIds = new Map<string, number>();
     const fresh = results.filter((r) => r.output && r.inputHash);
     if (fresh.length) {
@@ -93,11 +98,16 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
         error_message: r.errorMessage ?? null,
       })),
     );
+    // The recordset is MATERIALIZED so it is parsed once, whatever join order
+    // the planner picks from statistics taken before the claims.
     await tx.rows(sql`
+      WITH x AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(${updates}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text)
+      )
       UPDATE work w SET status = x.status, input_hash = x.input_hash, output_id = x.output_id, reused = x.reused,
         attempts = w.attempts + x.attempts, error_class = x.error_class, error_message = x.error_message,
         updated_at = now()
-      FROM jsonb_to_recordset(${updates}::jsonb) AS x(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text)
+      FROM x
       WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = x.item_id
         AND w.claimed_by = ${ctx.workerId}`);
     return { committedChanged };

@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import { ADVANCING } from "../core/status.ts";
 import type { Database } from "../store/database.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { jsonParam } from "./inputs.ts";
+import { anyText, jsonParam } from "./inputs.ts";
 
 /**
  * The `work` table is the durable queue. These are its operations: enqueue a
@@ -19,14 +19,18 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
       INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
       SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
       ON CONFLICT DO NOTHING`);
+    await ctx.db.rows(sql`ANALYZE work`);
+    await ctx.db.rows(sql`ANALYZE run_items`);
     return;
   }
   await ctx.db.rows(sql`
     INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
     SELECT run_id, ${stage.index}, item_id, ${stage.id}, 'queued' FROM work
     WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
-      AND status IN (SELECT jsonb_array_elements_text(${jsonParam(ADVANCING)}::jsonb))
+      AND status = ${anyText(ADVANCING)}
     ON CONFLICT DO NOTHING`);
+  // Fresh statistics keep the planner on the indexes as the queue grows.
+  await ctx.db.rows(sql`ANALYZE work`);
 }
 
 /**
@@ -59,7 +63,7 @@ export async function claimItems(ctx: RunContext, stage: StagePlan, itemIds: str
     UPDATE work SET status = 'processing', claimed_by = ${ctx.workerId}, updated_at = now()
     WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
       AND status IN ('queued', 'failed_retryable')
-      AND item_id IN (SELECT jsonb_array_elements_text(${jsonParam(itemIds)}::jsonb))
+      AND item_id = ${anyText(itemIds)}
     RETURNING item_id`);
   return rows.map((r) => r.item_id).sort();
 }

@@ -116,9 +116,9 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
 
   const llm = isLlmStage(def);
   const limit = pLimit(ctx.options.concurrency);
-  const chunk = llm ? Math.max(8, Math.min(ctx.options.chunkSize, ctx.options.concurrency * 4)) : ctx.options.chunkSize;
-  // Several chunks in flight keep provider slots busy while one chunk's slowest item finishes.
-  const loops = llm ? 3 : 1;
+  const chunk = ctx.options.chunkSize;
+  // Two chunks in flight keep provider slots busy while one chunk's slowest item finishes.
+  const loops = llm ? 2 : 1;
   const hooks = {
     acquire: <T>(fn: () => Promise<T>) => limit(fn),
     onPersisted: (results: unknown[]) => {

@@ -1,0 +1,295 @@
+import type { ServerResponse } from "node:http";
+import { BatchRun, shouldExpire, type BatchItem, type ItemOutcome } from "./batches.ts";
+import { draw } from "./faults.ts";
+import { parseMultipart, sendJson, sendRaw } from "./http.ts";
+import { finalAnswer, honestAnswer, requestHash } from "./model.ts";
+import { chatCompletion, openaiError, parseChat } from "./openai.ts";
+import type { SimState } from "./state.ts";
+
+const ENDPOINT = "/v1/chat/completions";
+const MAX_REQUESTS = 50_000;
+
+interface FileRecord {
+  id: string;
+  bytes: Buffer;
+  filename: string;
+  purpose: string;
+  createdAt: number;
+}
+
+/** A result line's `response`: what the endpoint would have answered. */
+interface LineResponse {
+  status_code: number;
+  request_id: string;
+  body: unknown;
+}
+
+interface OpenAIBatch {
+  run: BatchRun<Record<string, unknown>, LineResponse>;
+  inputFileId: string;
+  completionWindow: string;
+  metadata: unknown;
+  model?: string;
+  errors?: { code: string; message: string; param: string | null; line: number | null }[];
+  outputFileId?: string;
+  errorFileId?: string;
+  usage: { input: number; output: number };
+  /** Set once the result files are written. */
+  finished?: boolean;
+}
+
+const notFound = (what: string, id: string) => openaiError(`No such ${what}: ${id}`, "invalid_request_error", "id");
+const seconds = (ms: number | undefined) => (ms === undefined ? null : Math.floor(ms / 1000));
+
+/** OpenAI's Files and Batch APIs over an in-memory store. */
+export class OpenAIBatches {
+  private readonly files = new Map<string, FileRecord>();
+  private readonly batches = new Map<string, OpenAIBatch>();
+
+  constructor(private readonly state: SimState) {}
+
+  private fileObject(f: FileRecord): unknown {
+    return {
+      id: f.id,
+      object: "file",
+      bytes: f.bytes.length,
+      created_at: seconds(f.createdAt),
+      filename: f.filename,
+      purpose: f.purpose,
+      status: "processed",
+      expires_at: null,
+      status_details: null,
+    };
+  }
+
+  private addFile(bytes: Buffer, filename: string, purpose: string): FileRecord {
+    const f = { id: this.state.id("file-"), bytes, filename, purpose, createdAt: Date.now() };
+    this.files.set(f.id, f);
+    return f;
+  }
+
+  /** `POST /v1/files` (multipart/form-data). */
+  createFile(res: ServerResponse, body: Buffer, contentType: string): void {
+    let parts;
+    try {
+      parts = parseMultipart(body, contentType);
+    } catch (err) {
+      return sendJson(res, 400, openaiError((err as Error).message));
+    }
+    const file = parts.find((p) => p.name === "file");
+    const purpose = parts.find((p) => p.name === "purpose")?.data.toString("utf8");
+    if (!file) return sendJson(res, 400, openaiError("Missing required parameter: 'file'.", "invalid_request_error", "file", "missing_required_parameter"));
+    if (!purpose) return sendJson(res, 400, openaiError("Missing required parameter: 'purpose'.", "invalid_request_error", "purpose", "missing_required_parameter"));
+    const f = this.addFile(Buffer.from(file.data), file.filename ?? "upload", purpose);
+    sendJson(res, 200, this.fileObject(f));
+  }
+
+  getFile(res: ServerResponse, id: string): void {
+    const f = this.files.get(id);
+    if (!f) return sendJson(res, 404, notFound("File", id));
+    sendJson(res, 200, this.fileObject(f));
+  }
+
+  fileContent(res: ServerResponse, id: string): void {
+    const f = this.files.get(id);
+    if (!f) return sendJson(res, 404, notFound("File", id));
+    sendRaw(res, 200, f.bytes, { "content-type": "application/octet-stream" });
+  }
+
+  deleteFile(res: ServerResponse, id: string): void {
+    if (!this.files.delete(id)) return sendJson(res, 404, notFound("File", id));
+    sendJson(res, 200, { id, object: "file", deleted: true });
+  }
+
+  /** `POST /v1/batches`. */
+  createBatch(res: ServerResponse, body: unknown): void {
+    const b = (body ?? {}) as Record<string, unknown>;
+    if (typeof b.input_file_id !== "string") {
+      return sendJson(res, 400, openaiError("Missing required parameter: 'input_file_id'.", "invalid_request_error", "input_file_id", "missing_required_parameter"));
+    }
+    if (b.endpoint !== ENDPOINT) {
+      return sendJson(res, 400, openaiError(`Invalid value for 'endpoint': the simulator supports '${ENDPOINT}'.`, "invalid_request_error", "endpoint", "invalid_value"));
+    }
+    if (b.completion_window !== "24h") {
+      return sendJson(res, 400, openaiError("Invalid value for 'completion_window': expected '24h'.", "invalid_request_error", "completion_window", "invalid_value"));
+    }
+    const file = this.files.get(b.input_file_id);
+    if (!file) return sendJson(res, 404, notFound("File", b.input_file_id));
+
+    const { items, errors } = parseInput(file.bytes.toString("utf8"));
+    const { state } = this;
+    const ordinal = ++state.batchOrdinal;
+    const id = state.id("batch_");
+    const batch: OpenAIBatch = {
+      inputFileId: file.id,
+      completionWindow: "24h",
+      metadata: b.metadata ?? null,
+      model: typeof items[0]?.input.model === "string" ? (items[0].input.model as string) : undefined,
+      errors: errors.length ? errors : undefined,
+      usage: { input: 0, output: 0 },
+      run: undefined as never,
+    };
+    batch.run = new BatchRun(id, items, {
+      expires: shouldExpire(state.config.batch, state.config.seed, ordinal),
+      orderSeed: `${state.config.seed}:${ordinal}`,
+      now: Date.now(),
+      invalid: errors.length > 0,
+      process: (item) => this.processItem(batch, item),
+    });
+    this.batches.set(id, batch);
+    state.stats.batchCreated(items.length);
+    sendJson(res, 200, this.batchObject(batch));
+  }
+
+  private processItem(batch: OpenAIBatch, item: BatchItem<Record<string, unknown>>): ItemOutcome<LineResponse> {
+    const { state } = this;
+    const request_id = state.id("req_");
+    const parsed = parseChat(item.input);
+    if (!parsed.ok) return { ok: false, out: { status_code: parsed.status, request_id, body: parsed.body } };
+    const hash = requestHash(item.input);
+    state.stats.call(parsed.req.model, hash, item.customId);
+    const d = draw(state.config.faults, state.config.seed, hash, state.nextAttempt(hash), "content");
+    if (d.u3 < state.config.batch.failureRate) {
+      state.stats.fault("batch_request_error");
+      const body = openaiError("The server had an error while processing your request. Sorry about that!", "server_error");
+      return { ok: false, out: { status_code: 500, request_id, body } };
+    }
+    const a = finalAnswer(parsed.req, honestAnswer(parsed.req), d.fault as Parameters<typeof finalAnswer>[2], d.seed);
+    if (a.fault) state.stats.fault(a.fault);
+    state.stats.bill(hash, a.inputTokens, a.outputTokens, true);
+    batch.usage.input += a.inputTokens;
+    batch.usage.output += a.outputTokens;
+    return { ok: true, out: { status_code: 200, request_id, body: chatCompletion(parsed.req, a, state.id("chatcmpl-", 29)) } };
+  }
+
+  private lookup(res: ServerResponse, id: string): OpenAIBatch | undefined {
+    const batch = this.batches.get(id);
+    if (!batch) sendJson(res, 404, notFound("batch", id));
+    return batch;
+  }
+
+  /** `GET /v1/batches/{id}`: each poll moves the batch along. */
+  getBatch(res: ServerResponse, id: string): void {
+    const batch = this.lookup(res, id);
+    if (!batch) return;
+    this.advance(batch);
+    sendJson(res, 200, this.batchObject(batch));
+  }
+
+  /** `POST /v1/batches/{id}/cancel`. */
+  cancelBatch(res: ServerResponse, id: string): void {
+    const batch = this.lookup(res, id);
+    if (!batch) return;
+    const accepted = batch.run.cancel(Date.now(), this.state.config.batch);
+    this.advance(batch, false);
+    if (!accepted) return sendJson(res, 409, openaiError(`Cannot cancel a batch with status '${batch.run.phase}'.`));
+    sendJson(res, 200, this.batchObject(batch));
+  }
+
+  private advance(batch: OpenAIBatch, poll = true): void {
+    if (!batch.run.ended) batch.run.advance(Date.now(), this.state.config.batch, poll);
+    if (batch.run.ended && !batch.finished) {
+      batch.finished = true;
+      this.finish(batch);
+    }
+  }
+
+  /** Write the output and error files once the batch has ended. */
+  private finish(batch: OpenAIBatch): void {
+    const { run } = batch;
+    this.state.stats.batchEnded(run.phase === "completed" ? "completed" : run.phase === "expired" ? "expired" : run.phase === "cancelled" ? "cancelled" : "failed");
+    if (run.phase === "failed") return;
+    if (run.phase === "expired") this.state.stats.fault("batch_expired");
+    const out: string[] = [];
+    const err: string[] = [];
+    for (const i of run.order()) {
+      const item = run.items[i]!;
+      const r = run.results[i];
+      const id = this.state.id("batch_req_");
+      if (r) {
+        const line = JSON.stringify({ id, custom_id: item.customId, response: r.out, error: null });
+        (r.out.status_code === 200 ? out : err).push(line);
+      } else if (run.phase === "expired") {
+        const error = { code: "batch_expired", message: "This request could not be executed before the completion window expired." };
+        err.push(JSON.stringify({ id, custom_id: item.customId, response: null, error }));
+      }
+    }
+    const file = (lines: string[], kind: string) =>
+      lines.length ? this.addFile(Buffer.from(lines.join("\n") + "\n"), `${run.id}_${kind}.jsonl`, "batch_output").id : undefined;
+    batch.outputFileId = file(out, "output");
+    batch.errorFileId = file(err, "error");
+  }
+
+  private batchObject(batch: OpenAIBatch): unknown {
+    const { run } = batch;
+    return {
+      id: run.id,
+      object: "batch",
+      endpoint: ENDPOINT,
+      model: batch.model,
+      errors: batch.errors ? { object: "list", data: batch.errors } : null,
+      input_file_id: batch.inputFileId,
+      completion_window: batch.completionWindow,
+      status: run.phase,
+      output_file_id: batch.outputFileId ?? null,
+      error_file_id: batch.errorFileId ?? null,
+      created_at: seconds(run.createdAt),
+      in_progress_at: seconds(run.inProgressAt),
+      expires_at: seconds(run.createdAt + 24 * 3600_000),
+      finalizing_at: seconds(run.finalizingAt),
+      completed_at: run.phase === "completed" ? seconds(run.endedAt) : null,
+      failed_at: run.phase === "failed" ? seconds(run.endedAt) : null,
+      expired_at: run.phase === "expired" ? seconds(run.endedAt) : null,
+      cancelling_at: seconds(run.cancellingAt),
+      cancelled_at: run.phase === "cancelled" ? seconds(run.endedAt) : null,
+      request_counts: { total: run.items.length, completed: run.succeeded, failed: run.errored },
+      usage: {
+        input_tokens: batch.usage.input,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens: batch.usage.output,
+        output_tokens_details: { reasoning_tokens: 0 },
+        total_tokens: batch.usage.input + batch.usage.output,
+      },
+      metadata: batch.metadata,
+    };
+  }
+}
+
+/** Read a batch input file: one request per line, checked the way the Batch API validates. */
+function parseInput(text: string): { items: BatchItem<Record<string, unknown>>[]; errors: NonNullable<OpenAIBatch["errors"]> } {
+  const items: BatchItem<Record<string, unknown>>[] = [];
+  const errors: NonNullable<OpenAIBatch["errors"]> = [];
+  const seen = new Set<string>();
+  const lines = text.split("\n");
+  for (const [i, raw] of lines.entries()) {
+    const line = i + 1;
+    if (raw.trim() === "") continue;
+    let obj: Record<string, unknown>;
+    try {
+      obj = JSON.parse(raw) as Record<string, unknown>;
+    } catch {
+      errors.push({ code: "invalid_json_line", message: "This line is not parseable as valid JSON.", param: null, line });
+      continue;
+    }
+    const customId = obj.custom_id;
+    if (typeof customId !== "string" || customId === "") {
+      errors.push({ code: "missing_required_parameter", message: "Missing required parameter: 'custom_id'.", param: "custom_id", line });
+    } else if (seen.has(customId)) {
+      errors.push({ code: "duplicate_custom_id", message: `The custom_id for this request is a duplicate of another request: '${customId}'.`, param: "custom_id", line });
+    } else if (obj.url !== ENDPOINT) {
+      errors.push({ code: "mismatched_endpoint", message: `The URL provided for this request does not match the batch endpoint '${ENDPOINT}'.`, param: "url", line });
+    } else if (obj.method !== "POST") {
+      errors.push({ code: "invalid_value", message: "Invalid value for 'method': expected 'POST'.", param: "method", line });
+    } else if (!obj.body || typeof obj.body !== "object") {
+      errors.push({ code: "missing_required_parameter", message: "Missing required parameter: 'body'.", param: "body", line });
+    } else {
+      seen.add(customId);
+      items.push({ customId, input: obj.body as Record<string, unknown> });
+    }
+  }
+  if (items.length + errors.length === 0) errors.push({ code: "empty_file", message: "The batch input file is empty.", param: null, line: null });
+  if (items.length > MAX_REQUESTS) {
+    errors.push({ code: "too_many_requests", message: `A batch may hold at most ${MAX_REQUESTS} requests.`, param: null, line: null });
+  }
+  return { items, errors };
+}

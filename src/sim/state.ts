@@ -1,0 +1,48 @@
+import { sha256 } from "../core/hash.ts";
+import { defaultSimConfig, mergeConfig, type SimConfig, type SimConfigPatch } from "./config.ts";
+import { RateLimiter } from "./limits.ts";
+import { StatsRecorder } from "./stats.ts";
+
+/** Everything one simulator instance remembers between requests. */
+export class SimState {
+  config: SimConfig;
+  stats = new StatsRecorder();
+  limiter: RateLimiter;
+  private attempts = new Map<string, number>();
+  private seq = 0;
+  /** Batches created since the last reset, for `batch.expireBatches: [ordinals]`. */
+  batchOrdinal = 0;
+  /** Timers holding `timeout` faults, cleared when the server closes. */
+  readonly held = new Set<NodeJS.Timeout>();
+
+  constructor(config: SimConfig = defaultSimConfig) {
+    this.config = config;
+    this.limiter = new RateLimiter(config.limits);
+  }
+
+  configure(patch: SimConfigPatch): SimConfig {
+    this.config = mergeConfig(this.config, patch);
+    if (patch.limits) this.limiter = new RateLimiter(this.config.limits);
+    return this.config;
+  }
+
+  /** Zero the stats and attempt counters, and refill every bucket. */
+  reset(): void {
+    this.stats = new StatsRecorder();
+    this.attempts.clear();
+    this.limiter = new RateLimiter(this.config.limits);
+    this.batchOrdinal = 0;
+  }
+
+  /** 0 for the first attempt of a request hash, 1 for the next, and so on. */
+  nextAttempt(hash: string): number {
+    const n = this.attempts.get(hash) ?? 0;
+    this.attempts.set(hash, n + 1);
+    return n;
+  }
+
+  /** A fresh id: a sequence number mixed with the seed, so ids repeat across runs with the same seed. */
+  id(prefix: string, length = 24): string {
+    return `${prefix}${sha256(`${this.config.seed}:${++this.seq}`).slice(0, length)}`;
+  }
+}

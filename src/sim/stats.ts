@@ -1,0 +1,118 @@
+/** What a fault-injecting simulator can do to one request or batch. */
+export type FaultKind =
+  | "rate_limit"
+  | "server_error"
+  | "overloaded"
+  | "timeout"
+  | "connection_reset"
+  | "malformed_json"
+  | "truncated"
+  | "refusal"
+  | "wrong_answer"
+  | "batch_request_error"
+  | "batch_expired";
+
+/**
+ * Counters that tests and benchmarks read to prove what the simulated provider
+ * saw and billed (for example: no successful request was paid for twice).
+ * A "call" is one model request that reached the simulator with a valid body,
+ * realtime or inside a batch; "billed" is one that got an answer with usage
+ * (including malformed, truncated and refused answers: providers charge for those).
+ */
+export interface SimStats {
+  calls: number;
+  realtimeCalls: number;
+  batchCalls: number;
+  billed: number;
+  /** 429s from the rate-limit buckets (injected 429s are under `faults.rate_limit`). */
+  rejected: number;
+  callsByModel: Record<string, number>;
+  callsByRequestHash: Record<string, number>;
+  billedByRequestHash: Record<string, number>;
+  /** Batch requests processed, by `custom_id`. */
+  callsByCustomId: Record<string, number>;
+  rejectedByModel: Record<string, number>;
+  tokens: { input: number; output: number; batchInput: number; batchOutput: number };
+  faults: Partial<Record<FaultKind, number>>;
+  batches: { created: number; requests: number; completed: number; expired: number; cancelled: number; failed: number };
+}
+
+function bump(map: Map<string, number>, key: string, by = 1): void {
+  map.set(key, (map.get(key) ?? 0) + by);
+}
+
+/** The mutable side of `SimStats`: cheap to update on every request. */
+export class StatsRecorder {
+  private calls = 0;
+  private realtimeCalls = 0;
+  private batchCalls = 0;
+  private billed = 0;
+  private rejected = 0;
+  private readonly byModel = new Map<string, number>();
+  private readonly byHash = new Map<string, number>();
+  private readonly billedByHash = new Map<string, number>();
+  private readonly byCustomId = new Map<string, number>();
+  private readonly rejectedByModel = new Map<string, number>();
+  private readonly faults = new Map<string, number>();
+  private tokens = { input: 0, output: 0, batchInput: 0, batchOutput: 0 };
+  private batches = { created: 0, requests: 0, completed: 0, expired: 0, cancelled: 0, failed: 0 };
+
+  call(model: string, hash: string, customId?: string): void {
+    this.calls++;
+    if (customId === undefined) this.realtimeCalls++;
+    else {
+      this.batchCalls++;
+      bump(this.byCustomId, customId);
+    }
+    bump(this.byModel, model);
+    bump(this.byHash, hash);
+  }
+
+  bill(hash: string, input: number, output: number, batch: boolean): void {
+    this.billed++;
+    bump(this.billedByHash, hash);
+    this.tokens.input += input;
+    this.tokens.output += output;
+    if (batch) {
+      this.tokens.batchInput += input;
+      this.tokens.batchOutput += output;
+    }
+  }
+
+  reject(model: string): void {
+    this.rejected++;
+    bump(this.rejectedByModel, model);
+  }
+
+  fault(kind: FaultKind, by = 1): void {
+    bump(this.faults, kind, by);
+  }
+
+  batchCreated(requests: number): void {
+    this.batches.created++;
+    this.batches.requests += requests;
+  }
+
+  batchEnded(how: "completed" | "expired" | "cancelled" | "failed"): void {
+    this.batches[how]++;
+  }
+
+  snapshot(): SimStats {
+    const obj = (m: Map<string, number>) => Object.fromEntries(m);
+    return {
+      calls: this.calls,
+      realtimeCalls: this.realtimeCalls,
+      batchCalls: this.batchCalls,
+      billed: this.billed,
+      rejected: this.rejected,
+      callsByModel: obj(this.byModel),
+      callsByRequestHash: obj(this.byHash),
+      billedByRequestHash: obj(this.billedByHash),
+      callsByCustomId: obj(this.byCustomId),
+      rejectedByModel: obj(this.rejectedByModel),
+      tokens: { ...this.tokens },
+      faults: obj(this.faults) as SimStats["faults"],
+      batches: { ...this.batches },
+    };
+  }
+}
