@@ -1,16 +1,16 @@
-import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import pLimit from "p-limit";
-import { isLlmStage, type CommitStage, type PipelineDef } from "../../core/types.ts";
-import { withdrawUncommitted } from "../../engine/commit-target.ts";
-import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type Logger, type ProviderSet, type RunContext, type StagePlan } from "../../engine/context.ts";
+import { isLlmStage, type PipelineDef } from "../../core/types.ts";
+import { ensureTarget } from "../../engine/commit-target.ts";
+import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "../../engine/context.ts";
+import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
 import { planStages } from "../../engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
-import { createOrContinueRun, finishRun, getRun, loadSource, type RunRow } from "../../engine/runs.ts";
+import { createOrContinueRun, getRun, type RunRow } from "../../engine/runs.ts";
 import { summarizeRun, type RunSummary } from "../../engine/summary.ts";
 import { sleep } from "../../engine/retry.ts";
 import { SluiceError } from "../../core/errors.ts";
+export { newWorkerId } from "../../engine/index.ts";
 import type { Database } from "../../store/database.ts";
 
 /** What the local runner reports while it works; the CLI turns these into progress bars or lines. */
@@ -30,10 +30,6 @@ export interface LocalRunOptions {
   logger?: Logger;
   options?: Partial<EngineOptions>;
   signal?: AbortSignal;
-}
-
-export function newWorkerId(): string {
-  return `w_${hostname().slice(0, 20)}_${process.pid}_${randomBytes(3).toString("hex")}`;
 }
 
 /**
@@ -60,40 +56,20 @@ export async function resumeRun(opts: LocalRunOptions, runId: string): Promise<R
 }
 
 async function driveRun(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
-  const plan = planStages(opts.pipeline);
-  const recorded = run.stages.map((s) => `${s.id}@${s.version}`).join(",");
-  const current = plan.map((s) => `${s.id}@${s.version}`).join(",");
-  if (recorded !== current) {
-    throw new SluiceError(`run ${run.id} was started with stages ${recorded}; the pipeline now defines ${current}. Start a new run (sluice run, or sluice rerun) instead of resuming this one`);
-  }
-  const ctx: RunContext = {
-    db: opts.db,
-    pipeline: opts.pipeline,
-    providers: opts.providers,
-    runId: run.id,
-    workerId: newWorkerId(),
-    plan,
-    options: { ...DEFAULT_OPTIONS, ...opts.options },
-    logger: opts.logger ?? silentLogger,
-    signal: opts.signal,
-  };
+  const { ctx } = await openRun({ ...opts, runId: run.id });
   await heartbeat(ctx.db, ctx.workerId, ctx.runId);
   const beat = setInterval(() => void heartbeat(ctx.db, ctx.workerId, ctx.runId).catch(() => {}), Math.max(250, ctx.options.leaseMs / 3));
   try {
     if (run.status !== "finished") {
       if (!run.loaded_at) {
-        const rows = await loadSource(ctx, run.input_path ?? "");
+        const rows = await ensureLoaded(ctx, run);
         opts.events?.loaded?.(rows);
       }
       // Embedded PGlite is single-process, so any claim not ours is from a dead process.
       await reclaimStale(ctx, ctx.db.kind === "pglite");
-      const stop = typeof run.options.stopAfter === "number" ? run.options.stopAfter : plan.length - 1;
-      for (const stage of plan.slice(0, stop + 1)) await runStage(ctx, stage, opts.events);
-      const last = plan[plan.length - 1]!;
-      if (stop === plan.length - 1 && last.kind === "commit") {
-        await withdrawUncommitted(ctx.db, opts.pipeline.stages[last.index] as CommitStage, ctx.runId, last.index);
-      }
-      await finishRun(ctx.db, ctx.runId);
+      const stopAfter = typeof run.options.stopAfter === "number" ? run.options.stopAfter : ctx.plan.length - 1;
+      for (const stage of ctx.plan.slice(0, stopAfter + 1)) await runStage(ctx, stage, opts.events);
+      await finalizeRun(ctx, { stopAfter });
     }
     return await summarizeRun(ctx.db, ctx.runId);
   } finally {
@@ -104,10 +80,7 @@ async function driveRun(opts: LocalRunOptions, run: RunRow): Promise<RunSummary>
 
 async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): Promise<void> {
   const def = ctx.pipeline.stages[stage.index]!;
-  if (def.kind === "commit") {
-    const { ensureTarget } = await import("../../engine/commit-target.ts");
-    await ensureTarget(ctx.db, def);
-  }
+  if (def.kind === "commit") await ensureTarget(ctx.db, def);
   await enqueueStage(ctx, stage);
   const start = await stageCounts(ctx, stage);
   events?.stageStarted?.(stage, start);
