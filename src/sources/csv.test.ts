@@ -1,0 +1,149 @@
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MESSY_SPEC, writeMessyCsv } from "../../test/fixtures/messy.ts";
+import { hashValue } from "../core/hash.ts";
+import { emptyStats, readSource, sourceFingerprint, tallySource, type SourceRecord } from "./index.ts";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "sluice-csv-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function collect(path: string, spec = MESSY_SPEC): Promise<SourceRecord[]> {
+  const out: SourceRecord[] = [];
+  for await (const rec of readSource(path, spec)) out.push(rec);
+  return out;
+}
+
+async function csv(name: string, content: string | Buffer): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, content);
+  return path;
+}
+
+const HEADER = "id,subject,body,customer_email,created_at";
+
+describe("readSource on the messy CSV fixture", () => {
+  it("quarantines each bad row with its start line and reason, and the counts add up", async () => {
+    const { path, rowsRead, expected } = await writeMessyCsv(dir);
+    const stats = emptyStats();
+    const records: SourceRecord[] = [];
+    for await (const rec of readSource(path, MESSY_SPEC, { stats })) records.push(rec);
+
+    const bad = records.filter((r) => r.kind === "bad");
+    expect(bad.map((r) => r.reason)).toEqual(expected.reasons);
+    expect(bad.map((r) => r.line)).toEqual(expected.quarantinedLines);
+    expect(records.filter((r) => r.kind === "duplicate").map((r) => r.line)).toEqual(expected.duplicateLines);
+    expect(stats).toEqual({
+      rowsRead,
+      items: expected.items,
+      duplicates: expected.duplicates,
+      quarantined: expected.quarantined,
+    });
+    expect(stats.items + stats.duplicates + stats.quarantined).toBe(rowsRead);
+  });
+
+  it("reads BOM, CRLF and quoted newlines into the exact values", async () => {
+    const { path } = await writeMessyCsv(dir);
+    const items = (await collect(path)).filter((r) => r.kind === "item");
+    const first = items[0]!;
+    expect(first.line).toBe(2);
+    expect(Object.keys(first.item)).toEqual(["id", "subject", "body", "customer_email", "created_at"]);
+    expect(first.item).toMatchObject({ id: "M-001", subject: "Export fails, twice", body: 'Hello,\r\nthe export says "failed", twice.\r\nThanks' });
+    expect(first.contentHash).toBe(hashValue(first.item));
+    expect(first.bytes).toBe(Buffer.byteLength(JSON.stringify(first.item)));
+    expect(items.find((r) => r.itemId === "M-010")?.item.subject).toBe("ログインできません");
+    expect(items.find((r) => r.itemId === "M-003")?.item.body).toBe("");
+    // The id quarantined for bad bytes was never "seen": its clean resend is an item.
+    expect(items.find((r) => r.itemId === "M-006")?.item.body).toBe("Café, resent in clean UTF-8.");
+  });
+
+  it("keeps a preview of at most ~500 characters of an offending row", async () => {
+    const { path } = await writeMessyCsv(dir);
+    const big = (await collect(path)).find((r) => r.kind === "bad" && r.itemId === "M-008");
+    expect(big?.kind === "bad" && big.raw?.startsWith("M-008,Huge log attached,xxxx")).toBe(true);
+    expect(big?.kind === "bad" && big.raw!.length).toBeLessThanOrEqual(501);
+  });
+});
+
+describe("readSource on hand-made CSV", () => {
+  it("dedupes identical rows and quarantines conflicting ones, keeping the first", async () => {
+    const path = await csv("dupes.csv", [HEADER, "A,s,b,e,t", "B,s,b,e,t", "A,s,b,e,t", "A,s,other,e,t", "A,s,b,e,t", ""].join("\n"));
+    const recs = await collect(path);
+    expect(recs.map((r) => r.kind)).toEqual(["item", "item", "duplicate", "bad", "duplicate"]);
+    expect(recs[2]).toEqual({ kind: "duplicate", line: 4, itemId: "A", firstLine: 2 });
+    expect(recs[3]).toMatchObject({ line: 5, itemId: "A", reason: 'duplicate id "A" with content different from line 2; the first row is kept' });
+  });
+
+  it("skips blank lines without counting them, and keeps line numbers right after them", async () => {
+    const path = await csv("blank.csv", `${HEADER}\n\nA,s,b,e,t\n\n\nB,s,"two\nlines",e,t\nC,s,b,e,t`);
+    const recs = await collect(path);
+    expect(recs.map((r) => [r.line, r.kind === "bad" ? r.reason : r.kind])).toEqual([[3, "item"], [6, "item"], [8, "item"]]);
+  });
+
+  it("costs one row for a stray quote, and says so when a quote never closes", async () => {
+    const path = await csv("quotes.csv", `${HEADER}\nA,"say "hi" now",b,e,t\nB,s,b,e,t\nC,s,oh "no",e,t\nD,"open,b,e,t\nE,s,b,e,t\n`);
+    const recs = await collect(path);
+    expect(recs.map((r) => [r.line, r.kind === "bad" ? r.reason.split(" (")[0] : r.kind])).toEqual([
+      [2, "malformed quoting in column subject"],
+      [3, "item"],
+      [4, "malformed quoting in column body"],
+      [5, "a quoted field opened in this row is never closed, so it runs to the end of the file"],
+    ]);
+  });
+
+  it("honours source.maxItemBytes and trims the id", async () => {
+    const path = await csv("size.csv", `${HEADER}\n  A  ,s,${"y".repeat(100)},e,t\nB,s,b,e,t\n`);
+    const recs = await collect(path, { ...MESSY_SPEC, maxItemBytes: 100 });
+    const size = JSON.stringify({ id: "A", subject: "s", body: "y".repeat(100), customer_email: "e", created_at: "t" }).length;
+    expect(recs[0]).toMatchObject({ kind: "bad", itemId: "A", reason: `item is ${size} bytes, over the 100-byte limit (source.maxItemBytes)` });
+    expect(recs[1]).toMatchObject({ kind: "item", itemId: "B", item: { id: "B" }, bytes: 73 });
+  });
+
+  it("reports schema errors joined when no column is merely empty", async () => {
+    const path = await csv("schema.csv", `id,subject,body,customer_email,created_at,extra\nA,s,b,e,t,x\n`);
+    const [rec] = await collect(path);
+    expect(rec).toMatchObject({ kind: "bad", reason: 'does not match the item schema: (root): Unrecognized key: "extra"' });
+  });
+
+  it("refuses a file whose header lacks the key or a required column", async () => {
+    const noKey = await csv("nokey.csv", "ticket,subject\nA,s\n");
+    await expect(collect(noKey, { key: "id" })).rejects.toThrow(/no column "id" \(source.key\) in the header row: ticket,subject/);
+    const noSubject = await csv("nosubject.csv", "id,body,customer_email,created_at\nA,b,e,t\n");
+    await expect(collect(noSubject)).rejects.toThrow(/no column "subject", which the item schema requires/);
+    await expect(collect(join(dir, "missing.csv"))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("stops with the signal's reason when aborted", async () => {
+    const rows = Array.from({ length: 100 }, (_, i) => `T${i},s,b,e,t`);
+    const path = await csv("abort.csv", [HEADER, ...rows].join("\n"));
+    const controller = new AbortController();
+    let seen = 0;
+    await expect(
+      (async () => {
+        for await (const _ of readSource(path, MESSY_SPEC, { signal: controller.signal })) {
+          if (++seen === 10) controller.abort(new Error("stop here"));
+        }
+      })(),
+    ).rejects.toThrow("stop here");
+    expect(seen).toBe(10);
+  });
+
+  it("fingerprints the file bytes, and tallies without keeping records", async () => {
+    const path = await csv("fp.csv", `${HEADER}\nA,s,b,e,t\n`);
+    expect(await sourceFingerprint(path)).toBe(createHash("sha256").update(await readFile(path)).digest("hex"));
+    expect(await tallySource(path, MESSY_SPEC)).toEqual({ rowsRead: 1, items: 1, duplicates: 0, quarantined: 0 });
+  });
+
+  it("picks the format from spec.format or the extension", async () => {
+    const path = await csv("data.txt", `${HEADER}\nA,s,b,e,t\n`);
+    await expect(collect(path)).rejects.toThrow(/cannot tell the format of .*data.txt/);
+    expect(await tallySource(path, { ...MESSY_SPEC, format: "csv" })).toMatchObject({ items: 1 });
+  });
+});
