@@ -27,7 +27,7 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   if (options.input !== undefined && !existsSync(options.input)) throw new CliError(`cannot read input ${options.input}: no such file`);
   const db = await openStore(env);
   const preset = await createProviders(env);
-  const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, quiet: false });
+  const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
   const controller = new AbortController();
   const onSignal = () => controller.abort(new CliError("interrupted; run `sluice resume` to continue"));
   process.once("SIGINT", onSignal);

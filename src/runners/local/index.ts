@@ -89,7 +89,10 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
 
   const llm = isLlmStage(def);
   const limit = pLimit(ctx.options.concurrency);
-  const chunk = ctx.options.chunkSize;
+  // Model calls are slow next to the store, so LLM stages claim smaller chunks:
+  // enough to keep every provider slot busy, small enough that other processes
+  // sharing the run get their share.
+  const chunk = llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
   // Two chunks in flight keep provider slots busy while one chunk's slowest item finishes.
   const loops = llm ? 2 : 1;
   const hooks = {

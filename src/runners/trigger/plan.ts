@@ -1,0 +1,150 @@
+import { isLlmStage, type PipelineDef, type StageDef } from "../../core/types.ts";
+
+/**
+ * What the Trigger.dev runner registers for a set of pipelines: task ids,
+ * queues and their concurrency, schedules and `after` links. Pure: the task
+ * definitions (`tasks.ts`) and `sluice schedule list` both read it, so what
+ * the CLI shows is what a deploy registers.
+ */
+
+/** Trigger.dev refuses a batch of more runs than this (server `STREAMING_BATCH_MAX_ITEMS`). */
+export const MAX_RUNS_PER_BATCH = 1000;
+
+/** Items per stage-task run when nothing else is configured. */
+export const DEFAULT_CHUNK_SIZE = 100;
+
+/** Provider calls one stage-task run keeps in flight (the engine's `concurrency` inside a chunk). */
+export const DEFAULT_CALLS_PER_RUN = 8;
+
+/** Concurrent runs of a deterministic stage (no provider behind it: CPU and database bound). */
+export const DEFAULT_LOCAL_CONCURRENCY = 10;
+
+/** Concurrent runs per provider queue when no requests-per-minute budget is declared. */
+export const DEFAULT_LLM_CONCURRENCY = 4;
+
+/**
+ * Requests per minute one provider call slot sustains, assuming about two
+ * seconds per call. Used only to turn an RPM budget into a run count; each
+ * run's own limiter still paces by the provider's rate-limit headers.
+ */
+export const RPM_PER_CALL_SLOT = 30;
+
+export interface RunnerLimits {
+  /** Requests per minute budget per provider name (`openai`, `anthropic`, `inprocess`). */
+  rpm?: Partial<Record<string, number>>;
+  /** Provider calls in flight per stage-task run. Default {@link DEFAULT_CALLS_PER_RUN}. */
+  callsPerRun?: number;
+}
+
+export interface StageTaskPlan {
+  stageIndex: number;
+  stageId: string;
+  taskId: string;
+  queue: { name: string; concurrencyLimit: number };
+  /** The provider behind an LLM stage (its queue is shared by every stage on that provider). */
+  provider?: string;
+}
+
+export interface PipelineTaskPlan {
+  pipelineId: string;
+  orchestratorTaskId: string;
+  stages: StageTaskPlan[];
+  schedule?: { taskId: string; cron: string; timezone: string };
+  /** The upstream pipeline whose finished commit stage starts this one. */
+  after?: string;
+  /** Pipelines that declare `after: <this pipeline>`. */
+  downstream: string[];
+}
+
+export function orchestratorTaskId(pipelineId: string): string {
+  return `sluice-${pipelineId}`;
+}
+
+export function stageTaskId(pipelineId: string, stageId: string): string {
+  return `sluice-${pipelineId}--${stageId}`;
+}
+
+export function scheduleTaskId(pipelineId: string): string {
+  return `sluice-${pipelineId}--schedule`;
+}
+
+/**
+ * The provider a stage calls, when it calls one. A stage without `provider`
+ * uses the provider set's default, which is only known where the tasks run;
+ * its queue is then `sluice-provider-default` (budget `SLUICE_RPM_DEFAULT`).
+ */
+export function stageProvider(stage: StageDef, defaultProvider = "default"): string | undefined {
+  return isLlmStage(stage) ? (stage.provider ?? defaultProvider) : undefined;
+}
+
+/**
+ * Queue concurrency of a stage task. An LLM stage shares one queue per
+ * provider, so every stage and pipeline calling that provider shares its rate
+ * budget: `rpm / (callsPerRun * RPM_PER_CALL_SLOT)` runs at once, at least 1.
+ * A deterministic stage gets its own queue.
+ *
+ * @example
+ * stageQueue("ticket-triage", classifyStage, { rpm: { openai: 3000 } });
+ * // { name: "sluice-provider-openai", concurrencyLimit: 12 }
+ */
+export function stageQueue(pipelineId: string, stage: StageDef, limits: RunnerLimits = {}, defaultProvider?: string): { name: string; concurrencyLimit: number } {
+  const provider = stageProvider(stage, defaultProvider);
+  if (!provider) return { name: stageTaskId(pipelineId, stage.id), concurrencyLimit: DEFAULT_LOCAL_CONCURRENCY };
+  const rpm = limits.rpm?.[provider];
+  const perRun = (limits.callsPerRun ?? DEFAULT_CALLS_PER_RUN) * RPM_PER_CALL_SLOT;
+  const concurrencyLimit = rpm && rpm > 0 ? Math.max(1, Math.floor(rpm / perRun)) : DEFAULT_LLM_CONCURRENCY;
+  return { name: `sluice-provider-${provider}`, concurrencyLimit };
+}
+
+/**
+ * Every task the runner registers for these pipelines. Throws when an `after`
+ * names a pipeline that is not in the set, or when two pipelines share a
+ * provider queue with different limits (impossible by construction, checked anyway).
+ *
+ * @example
+ * planTriggerTasks([ticketTriage]).map((p) => p.orchestratorTaskId); // ["sluice-ticket-triage"]
+ */
+export function planTriggerTasks(pipelines: PipelineDef[], limits: RunnerLimits = {}, defaultProvider?: string): PipelineTaskPlan[] {
+  const ids = new Set(pipelines.map((p) => p.id));
+  if (ids.size !== pipelines.length) throw new Error("two pipelines share one id");
+  return pipelines.map((pipeline) => {
+    if (pipeline.after !== undefined && !ids.has(pipeline.after)) {
+      throw new Error(`pipeline ${pipeline.id} runs after "${pipeline.after}", which is not among the pipelines: ${[...ids].join(", ")}`);
+    }
+    if (pipeline.after === pipeline.id) throw new Error(`pipeline ${pipeline.id} cannot run after itself`);
+    return {
+      pipelineId: pipeline.id,
+      orchestratorTaskId: orchestratorTaskId(pipeline.id),
+      stages: pipeline.stages.map((stage, stageIndex) => ({
+        stageIndex,
+        stageId: stage.id,
+        taskId: stageTaskId(pipeline.id, stage.id),
+        queue: stageQueue(pipeline.id, stage, limits, defaultProvider),
+        provider: stageProvider(stage, defaultProvider),
+      })),
+      schedule: pipeline.schedule
+        ? { taskId: scheduleTaskId(pipeline.id), cron: pipeline.schedule.cron, timezone: pipeline.schedule.timezone ?? "UTC" }
+        : undefined,
+      after: pipeline.after,
+      downstream: pipelines.filter((p) => p.after === pipeline.id).map((p) => p.id),
+    };
+  });
+}
+
+/**
+ * RPM budgets from the environment: `SLUICE_RPM_OPENAI=3000` and the like.
+ * Read when the tasks are defined, so set them where the worker is built and indexed.
+ *
+ * @example
+ * limitsFromEnv({ SLUICE_RPM_OPENAI: "3000" }); // { rpm: { openai: 3000 } }
+ */
+export function limitsFromEnv(env: Record<string, string | undefined>): RunnerLimits {
+  const rpm: Record<string, number> = {};
+  for (const [name, value] of Object.entries(env)) {
+    const m = /^SLUICE_RPM_([A-Z0-9_]+)$/.exec(name);
+    const n = Number(value);
+    if (m && Number.isFinite(n) && n > 0) rpm[m[1]!.toLowerCase()] = n;
+  }
+  const calls = Number(env.SLUICE_TRIGGER_CALLS_PER_RUN);
+  return { rpm, callsPerRun: Number.isInteger(calls) && calls > 0 ? calls : undefined };
+}
