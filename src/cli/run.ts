@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
 import { createProviders } from "../preset/providers.ts";
 import { runPipeline, resumeRun } from "../runners/local/index.ts";
@@ -29,6 +30,8 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const preset = await createProviders(env);
   const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
   const controller = new AbortController();
+  // Every in-flight provider call and backoff listens on this one signal.
+  setMaxListeners(0, controller.signal);
   const onSignal = () => controller.abort(new CliError("interrupted; run `sluice resume` to continue"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);

@@ -88,14 +88,88 @@ describe("readSource on hand-made CSV", () => {
   });
 
   it("costs one row for a stray quote, and says so when a quote never closes", async () => {
-    const path = await csv("quotes.csv", `${HEADER}\nA,"say "hi" now",b,e,t\nB,s,b,e,t\nC,s,oh "no",e,t\nD,"open,b,e,t\nE,s,b,e,t\n`);
+    const path = await csv(
+      "quotes.csv",
+      `${HEADER}\nA,"say "hi" now",b,e,t\nB,s,b,e,t\nC,s,oh "no",e,t\nF,"odd "quote,b,e,t\nG,s,b,e,t\nD,"open,b,e,t\nE,s,b,e,t\n`,
+    );
     const recs = await collect(path);
     expect(recs.map((r) => [r.line, r.kind === "bad" ? r.reason.split(" (")[0] : r.kind])).toEqual([
       [2, "malformed quoting in column subject"],
       [3, "item"],
       [4, "malformed quoting in column body"],
-      [5, "a quoted field opened in this row is never closed, so it runs to the end of the file"],
+      [5, "malformed quoting in column subject"],
+      [6, "item"],
+      [7, "a quoted field opened in this row is never closed, so it runs to the end of the file"],
     ]);
+    expect(recs.map((r) => r.itemId)).toEqual(["A", "B", "C", "F", "G", "D"]);
+    expect(recs.at(-1)).toMatchObject({ raw: 'D,"open,b,e,t\nE,s,b,e,t' });
+  });
+
+  it("counts every kind of line ending once, inside quotes too, and reads a quoted header after a BOM", async () => {
+    const path = await csv(
+      "endings.csv",
+      '\ufeff"id",subject,body\r\nA,"multi\r\nline, with ""quotes""",x\r\nB,plain,\r\n\r\nC,"bad "quote,y\r\nD,é,"\r"\rE,"lf\nonly",\n\nF,last,no newline',
+    );
+    const recs = await collect(path, { key: "id" });
+    expect(recs.map((r) => [r.itemId, r.line, r.kind])).toEqual([
+      ["A", 2, "item"],
+      ["B", 4, "item"],
+      ["C", 6, "bad"],
+      ["D", 7, "item"],
+      ["E", 9, "item"],
+      ["F", 12, "item"],
+    ]);
+    const items = new Map(recs.flatMap((r) => (r.kind === "item" ? [[r.itemId, r.item] as const] : [])));
+    expect(items.get("A")).toEqual({ id: "A", subject: 'multi\r\nline, with "quotes"', body: "x" });
+    expect(items.get("B")).toEqual({ id: "B", subject: "plain", body: "" });
+    expect(items.get("D")).toEqual({ id: "D", subject: "é", body: "\r" });
+    expect(items.get("E")).toEqual({ id: "E", subject: "lf\nonly", body: "" });
+    expect(items.get("F")).toEqual({ id: "F", subject: "last", body: "no newline" });
+  });
+
+  it("keeps line numbers exact where a read chunk splits a line ending, a quoted break or a doubled quote", async () => {
+    // The reader takes 256 KiB chunks; padding rows put each tricky byte pair across a chunk edge.
+    const CHUNK = 256 * 1024;
+    const parts: Buffer[] = [Buffer.from("id,body\r\n")];
+    let size = parts[0]!.length;
+    let line = 2;
+    const expected: [string, number, string][] = [];
+    const add = (id: string, body: string, ending = "\r\n") => {
+      const bytes = Buffer.from(`${id},"${body.replaceAll('"', '""')}"${ending}`);
+      expected.push([id, line, body]);
+      line += 1 + (body.match(/\r\n|\r|\n/g)?.length ?? 0);
+      parts.push(bytes);
+      size += bytes.length;
+    };
+    const fill = (until: number) => {
+      const text = "Some ticket text, ".repeat(10);
+      for (let i = 0; size < until - 2000; i++) {
+        add(`R${size}`, [`${text}\r\n${text}`, `${text}\n"${text}"\r`, text][i % 3]!, ["\r\n", "\n", "\r"][i % 3]);
+      }
+    };
+    // Each pad row is `<id>,"<x…><tail>"\r\n`; choose the x count so the byte at `edge - 1` is the tail's first byte.
+    const pad = (id: string, edge: number, tail: string, tailOffsetInRow: (x: number) => number) => {
+      const x = edge - 1 - size - tailOffsetInRow(0);
+      add(id, "x".repeat(x) + tail);
+    };
+    fill(CHUNK);
+    pad("P1", CHUNK, "", (x) => `P1,"`.length + x + 1); // the row's own \r | \n
+    fill(2 * CHUNK);
+    pad("P2", 2 * CHUNK, "\r\nafter", (x) => `P2,"`.length + x); // a quoted \r | \n
+    fill(3 * CHUNK);
+    pad("P3", 3 * CHUNK, '"inner', (x) => `P3,"`.length + x); // the "" of an escaped quote
+    add("LAST", "end", "");
+    const path = await csv("chunks.csv", Buffer.concat(parts));
+
+    const content = Buffer.concat(parts);
+    expect(content.subarray(CHUNK - 1, CHUNK + 1).toString()).toBe("\r\n");
+    expect(content.subarray(2 * CHUNK - 1, 2 * CHUNK + 1).toString()).toBe("\r\n");
+    expect(content.subarray(3 * CHUNK - 1, 3 * CHUNK + 1).toString()).toBe('""');
+
+    const recs = await collect(path, { key: "id" });
+    expect(recs.map((r) => [r.itemId, r.line, r.kind === "item" ? r.item.body : r.kind])).toEqual(
+      expected.map(([id, at, body]) => [id, at, body]),
+    );
   });
 
   it("honours source.maxItemBytes and trims the id", async () => {
@@ -110,6 +184,13 @@ describe("readSource on hand-made CSV", () => {
     const path = await csv("schema.csv", `id,subject,body,customer_email,created_at,extra\nA,s,b,e,t,x\n`);
     const [rec] = await collect(path);
     expect(rec).toMatchObject({ kind: "bad", reason: 'does not match the item schema: (root): Unrecognized key: "extra"' });
+  });
+
+  it("refuses a header that is not UTF-8 or never closes its quotes", async () => {
+    const latin1 = await csv("latin1.csv", Buffer.concat([Buffer.from("id,r"), Buffer.from([0xe9]), Buffer.from("sum\nA,b\n")]));
+    await expect(collect(latin1, { key: "id" })).rejects.toThrow(/the header row is not valid UTF-8/);
+    const open = await csv("openheader.csv", 'id,"subject\nA,b\n');
+    await expect(collect(open, { key: "id" })).rejects.toThrow(/the header row opens a quoted field that is never closed/);
   });
 
   it("refuses a file whose header lacks the key or a required column", async () => {

@@ -1,0 +1,15 @@
+/**
+ * `npm run bench`: every benchmark prints its figure next to a baseline
+ * measured in the same run, as a ratio; these machines are shared and noisy,
+ * so absolute times from one run prove little.
+ */
+import { benchLocalRunner } from "./local-runner.ts";
+
+const only = process.argv[2];
+const benches: Record<string, () => Promise<void>> = {
+  local: benchLocalRunner,
+};
+console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
+for (const [name, run] of Object.entries(benches)) {
+  if (!only || only === name) await run();
+}

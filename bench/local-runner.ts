@@ -1,0 +1,97 @@
+/**
+ * Benchmark 1: the cost of durability. The demo pipeline through the local
+ * runner (every stage output persisted) on PGlite and on Postgres, against a
+ * bare in-memory loop doing the same stage work with no persistence, all in
+ * this process and this run. Then peak RSS of a full run at 1x and 10x the
+ * demo size, each in its own child process.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isLlmStage, type StageDef, type StageInput } from "../src/core/types.ts";
+import { buildRequest, checkCompletion } from "../src/engine/llm-call.ts";
+import { readSource } from "../src/sources/index.ts";
+import { freshPostgres, memoryDatabase } from "../src/testing/databases.ts";
+import { singleProvider } from "../src/testing/harness.ts";
+import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { runPipeline } from "../src/runners/local/index.ts";
+import pipeline from "../pipelines/ticket-triage.ts";
+import { writeTicketFiles } from "../scripts/generate-tickets.ts";
+import { fmt, ratio, row } from "./report.ts";
+
+const DEMO = join(import.meta.dirname, "..", "examples", "data", "tickets.csv");
+
+/** The same stage work as the engine, item by item in memory: no store, no queue. */
+async function bareLoop(input: string): Promise<{ rows: number; seconds: number }> {
+  const provider = createInProcessProvider();
+  const started = performance.now();
+  let rows = 0;
+  const committed: unknown[] = [];
+  for await (const record of readSource(input, pipeline.source)) {
+    rows++;
+    if (record.kind !== "item") continue;
+    const input: StageInput = { itemId: record.itemId, item: record.item as never, outputs: {} };
+    for (const stage of pipeline.stages as StageDef[]) {
+      if (stage.when && !stage.when(input)) break;
+      let out: unknown;
+      if (isLlmStage(stage)) {
+        const request = buildRequest(stage, input, `${stage.id}-${record.itemId}`);
+        const checked = checkCompletion(stage, input, await provider.complete(request));
+        if (!checked.ok) break;
+        out = checked.value;
+      } else if (stage.kind === "commit") {
+        out = stage.row(input);
+        committed.push(out);
+      } else {
+        out = await stage.run(input);
+      }
+      input.outputs[stage.id] = out;
+      if (stage.kind === "filter" && (out as { keep: boolean }).keep === false) break;
+      if (stage.kind === "validate" && (out as { status: string }).status !== "valid") break;
+    }
+  }
+  return { rows, seconds: (performance.now() - started) / 1000 };
+}
+
+async function sluiceRun(input: string, driver: "pglite" | "postgres"): Promise<{ rows: number; seconds: number } | undefined> {
+  if (driver === "postgres" && !process.env.DATABASE_URL) return undefined;
+  const t = driver === "postgres" ? await freshPostgres(process.env.DATABASE_URL!) : await memoryDatabase();
+  try {
+    const started = performance.now();
+    const summary = await runPipeline({ db: t.db, pipeline, providers: singleProvider(createInProcessProvider()) }, input, { fresh: true });
+    return { rows: summary.items.total, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    await t.drop();
+  }
+}
+
+function peakRss(input: string): { rssMb: number; rows: number } {
+  const out = execFileSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "rss-child.ts"), input], { encoding: "utf8", maxBuffer: 1 << 20 });
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+export async function benchLocalRunner(): Promise<void> {
+  console.log("\n## 1. local runner: cost of durability (demo pipeline, in-process provider)\n");
+  await bareLoop(DEMO); // warm the tokenizer and JIT for everyone
+  const bare = await bareLoop(DEMO);
+  const baseline = bare.rows / bare.seconds;
+  row("bare in-memory loop, no persistence", `${fmt(baseline)} items/s`, "baseline");
+  for (const driver of ["pglite", "postgres"] as const) {
+    const r = await sluiceRun(DEMO, driver);
+    if (!r) {
+      row(`sluice local runner on ${driver}`, "skipped", "DATABASE_URL not set");
+      continue;
+    }
+    const rate = r.rows / r.seconds;
+    row(`sluice local runner on ${driver}`, `${fmt(rate)} items/s`, `${ratio(rate, baseline)} of baseline (${r.rows} rows in ${r.seconds.toFixed(2)} s)`);
+  }
+
+  console.log("\n## 1b. peak RSS of a full run (embedded PGlite on disk, child process each)\n");
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-10x-"));
+  const big = await writeTicketFiles(dir, { count: 50_800 });
+  const small = peakRss(DEMO);
+  row(`1x demo (${fmt(small.rows)} rows)`, `${fmt(small.rssMb)} MB`, "baseline");
+  const large = peakRss(big.tickets);
+  row(`10x demo (${fmt(large.rows)} rows)`, `${fmt(large.rssMb)} MB`, `${ratio(large.rssMb, small.rssMb)} of 1x`);
+}
