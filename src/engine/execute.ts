@@ -85,13 +85,16 @@ async function flush(ctx: RunContext, stage: StagePlan, results: ItemResult[], h
 async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[]) {
   const found = new Map<string, { id: number; status: ItemStatus }>();
   if (keys.length === 0) return found;
-  const rows = await ctx.db.rows<{ id: number | string; item_id: string; status: ItemStatus }>(sql`
-    WITH k AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(${jsonParam(keys)}::jsonb) AS r("itemId" text, "inputHash" text))
-    SELECT s.id, s.item_id, s.status FROM stage_outputs s
-    JOIN k ON s.item_id = k."itemId" AND s.input_hash = k."inputHash"
+  // Fetch by the index prefix (stage version, item) and match the input hash
+  // here: one index range scan, no join against the parameter.
+  const wanted = new Map(keys.map((k) => [k.itemId, k.inputHash]));
+  const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus }>(sql`
+    SELECT s.id, s.item_id, s.input_hash, s.status FROM stage_outputs s
     WHERE s.pipeline = ${ctx.pipeline.id} AND s.stage_id = ${stage.id} AND s.stage_version = ${stage.version}
-      AND s.item_id = ${anyText(keys.map((k) => k.itemId))}`);
-  for (const row of rows) found.set(row.item_id, { id: Number(row.id), status: row.status });
+      AND s.item_id = ${anyText([...wanted.keys()])}`);
+  for (const row of rows) {
+    if (wanted.get(row.item_id) === row.input_hash) found.set(row.item_id, { id: Number(row.id), status: row.status });
+  }
   return found;
 }
 

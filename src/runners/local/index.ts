@@ -93,8 +93,9 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // enough to keep every provider slot busy, small enough that other processes
   // sharing the run get their share.
   const chunk = llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
-  // Two chunks in flight keep provider slots busy while one chunk's slowest item finishes.
-  const loops = llm ? 2 : 1;
+  // Two chunks in flight: one computes while the other's writes are in the
+  // database, and provider slots stay busy while a chunk's slowest item finishes.
+  const loops = 2;
   const hooks = {
     acquire: <T>(fn: () => Promise<T>) => limit(fn),
     onPersisted: (results: unknown[]) => {
