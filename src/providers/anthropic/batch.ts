@@ -1,0 +1,83 @@
+import type { MessageBatchIndividualResponse } from "@anthropic-ai/sdk/resources/messages";
+import { TransientError } from "../../core/errors.ts";
+import { checkBatch } from "../batching.ts";
+import { byteLength } from "../jsonl.ts";
+import type { BatchApi, BatchResult, BatchState, CompletionRequest } from "../types.ts";
+import type { AnthropicClient } from "./client.ts";
+import { mapBatchError, mapError } from "./errors.ts";
+import { fromMessage, toMessageBody } from "./realtime.ts";
+
+/** Message Batches limits: 100,000 requests and 256 MB per batch. */
+export const ANTHROPIC_BATCH_LIMITS = { maxRequests: 100_000, maxBytes: 256 * 1024 * 1024 } as const;
+
+/**
+ * Anthropic's Message Batches: create with the requests inline, poll, stream
+ * results keyed by custom id. Canceled and expired requests come back as
+ * TransientErrors so the engine retries just those.
+ */
+export class AnthropicBatchApi implements BatchApi {
+  readonly maxRequests = ANTHROPIC_BATCH_LIMITS.maxRequests;
+  readonly maxBytes = ANTHROPIC_BATCH_LIMITS.maxBytes;
+
+  // A true private field: JSON.stringify and util.inspect never reach the SDK client, which holds the key.
+  readonly #client: AnthropicClient;
+
+  constructor(
+    client: AnthropicClient,
+    private readonly redact: (text: string) => string,
+  ) {
+    this.#client = client;
+  }
+
+  async submit(requests: CompletionRequest[]): Promise<{ batchId: string }> {
+    const body = { requests: requests.map((r) => ({ custom_id: r.customId, params: toMessageBody(r) })) };
+    checkBatch("anthropic", requests, byteLength(JSON.stringify(body)), this);
+    const batch = await this.guard(() => this.#client.messages.batches.create(body));
+    return { batchId: batch.id };
+  }
+
+  async poll(batchId: string): Promise<BatchState> {
+    const b = await this.guard(() => this.#client.messages.batches.retrieve(batchId));
+    const c = b.request_counts;
+    const counts = { succeeded: c.succeeded, errored: c.errored + c.canceled + c.expired, processing: c.processing };
+    if (b.processing_status !== "ended") return { status: "in_progress", counts };
+    const finished = c.succeeded + c.errored;
+    const status: BatchState["status"] =
+      c.expired > 0 && finished === 0 ? "expired"
+      : c.canceled > 0 && b.cancel_initiated_at ? "cancelled"
+      : "ended";
+    return { status, counts };
+  }
+
+  async *results(batchId: string): AsyncIterable<BatchResult> {
+    const stream = await this.guard(() => this.#client.messages.batches.results(batchId));
+    for await (const line of stream) yield this.toResult(line);
+  }
+
+  async cancel(batchId: string): Promise<void> {
+    await this.guard(() => this.#client.messages.batches.cancel(batchId));
+  }
+
+  private toResult(line: MessageBatchIndividualResponse): BatchResult {
+    const id = line.custom_id;
+    const r = line.result;
+    switch (r.type) {
+      case "succeeded":
+        return { customId: id, ok: true, result: fromMessage(r.message) };
+      case "errored":
+        return { customId: id, ok: false, error: mapBatchError(r.error, this.redact) };
+      case "canceled":
+        return { customId: id, ok: false, error: new TransientError("anthropic: request canceled with its batch before it ran") };
+      case "expired":
+        return { customId: id, ok: false, error: new TransientError("anthropic: batch expired before this request ran") };
+    }
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapError(err, this.redact).error;
+    }
+  }
+}

@@ -1,0 +1,26 @@
+import Anthropic from "@anthropic-ai/sdk";
+import type { ClientSettings } from "../adapter.ts";
+
+/**
+ * The official Anthropic client, pointed at the real API or at sluice's
+ * simulator (`baseURL http://127.0.0.1:<port>`).
+ *
+ * @example
+ * const client = createClient({ apiKey: "sk-ant-...", timeoutMs: 60_000 });
+ */
+export function createClient(settings: ClientSettings): Anthropic {
+  return new Anthropic({
+    // Passing the key explicitly also keeps the SDK from reading credentials
+    // from profile files on disk.
+    apiKey: settings.apiKey,
+    baseURL: settings.baseURL,
+    timeout: settings.timeoutMs,
+    // The engine owns retries (with backoff, jitter and `retry-after`); SDK
+    // retries on top would multiply attempts and hide 429s from the limiter.
+    maxRetries: 0,
+    // SDK log lines could echo request options; sluice logs through its own logger.
+    logLevel: "off",
+  });
+}
+
+export type AnthropicClient = Anthropic;

@@ -1,0 +1,42 @@
+import type { DeterministicError, TransientError } from "../core/errors.ts";
+import type { VendorAdapter } from "./adapter.ts";
+import type { CallOutcome, ProviderLimiter } from "./limiter.ts";
+import type { RateSnapshot } from "./limits/headers.ts";
+import type { CallOptions, CompletionRequest, CompletionResult } from "./types.ts";
+
+/**
+ * Realtime calls through the limiter: wait for a permit (RPM, TPM,
+ * concurrency, circuit), call, and report back what the provider said so the
+ * buckets, the concurrency level and the breaker all learn from it.
+ */
+export async function limitedComplete(
+  adapter: VendorAdapter,
+  limiter: ProviderLimiter,
+  request: CompletionRequest,
+  options: CallOptions = {},
+): Promise<CompletionResult> {
+  const model = limiter.forModel(request.model);
+  const permit = await model.acquire(model.estimate(request), options.signal);
+  let call;
+  try {
+    call = await adapter.call(request, options.signal);
+  } catch (err) {
+    // Adapters return provider failures; a throw here is a bug, but the slot must still be freed.
+    permit.done({ kind: "failed" });
+    throw err;
+  }
+  if (call.ok) {
+    const u = call.result.usage;
+    permit.done({ kind: "ok", inputTokens: u.inputTokens, outputTokens: u.outputTokens, rate: call.rate });
+    return call.result;
+  }
+  permit.done(options.signal?.aborted ? { kind: "aborted" } : outcomeOf(call.error, call.rate));
+  throw call.error;
+}
+
+function outcomeOf(error: TransientError | DeterministicError, rate: RateSnapshot | undefined): CallOutcome {
+  if (error.failureClass === "deterministic") return { kind: "rejected", rate };
+  if (error.status === 429) return { kind: "rate_limited", retryAfterMs: error.retryAfterMs, rate };
+  if (error.status === 529 || error.status === 503) return { kind: "overloaded", rate };
+  return { kind: "failed", rate };
+}
