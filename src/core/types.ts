@@ -66,7 +66,13 @@ export interface LlmStage<Item = JsonObject> extends StageBase<Item> {
   /** JSON Schema of the model's output; sent as the structured-output schema and checked on return. */
   output: { name: string; schema: JsonSchema };
   params?: LlmParams;
+  /**
+   * `realtime` (default), `batch` (the provider's native batch API, half price,
+   * results within 24 h) or `auto`: batch when enough items need a call and
+   * `deadlineMinutes` (if set) leaves room for the 24 h batch window.
+   */
   mode?: ProviderMode;
+  deadlineMinutes?: number;
   /** Optional business rule over the parsed output: return a message to reject it (a quality failure). */
   check?: (output: any, input: StageInput<Item>) => string | undefined;
 }

@@ -32,6 +32,13 @@ export interface EngineOptions {
   backoffMaxMs: number;
   /** A worker whose heartbeat is older than this has its claims taken over. */
   leaseMs: number;
+  /** First interval between polls of a provider batch; it grows to `batchPollMaxMs`. */
+  batchPollMs: number;
+  batchPollMaxMs: number;
+  /** Items claimed at once by a stage in batch mode (packed into provider-sized batches). */
+  batchChunkSize: number;
+  /** In `auto` mode, a stage uses the batch API when at least this many items need a model call. */
+  autoBatchMinItems: number;
 }
 
 export const DEFAULT_OPTIONS: EngineOptions = {
@@ -41,6 +48,10 @@ export const DEFAULT_OPTIONS: EngineOptions = {
   backoffBaseMs: 250,
   backoffMaxMs: 30_000,
   leaseMs: 5_000,
+  batchPollMs: 2_000,
+  batchPollMaxMs: 60_000,
+  batchChunkSize: 10_000,
+  autoBatchMinItems: 200,
 };
 
 export interface StagePlan {

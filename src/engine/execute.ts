@@ -8,6 +8,7 @@ import type { RunContext, StagePlan } from "./context.ts";
 import { anyText, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
+import { executeBatch, useBatch } from "./batch.ts";
 
 export interface ChunkHooks {
   /** Bounds provider calls in flight across every chunk of a stage. */
@@ -186,6 +187,9 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     }
   }
   await flush(ctx, stage, done, hooks);
+  if (useBatch(ctx, def, provider, calls.length)) {
+    return [...done, ...(await executeBatch(ctx, stage, def, providerName, provider, calls, hooks.onPersisted))];
+  }
 
   const all = [...done];
   let buffer: ItemResult[] = [];

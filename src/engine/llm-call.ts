@@ -18,6 +18,8 @@ export interface AttemptRecord {
   outputTokens: number;
   cachedTokens: number;
   costUsd: number;
+  /** The same usage at the realtime list price (equal to costUsd for realtime calls). */
+  listCostUsd: number;
   latencyMs: number;
   errorClass?: FailureClass;
   errorMessage?: string;
@@ -72,7 +74,7 @@ export function checkCompletion(stage: LlmStage, input: StageInput, result: Comp
   return { ok: true, value: checked.value };
 }
 
-function repairRequest(request: CompletionRequest, error: QualityError): CompletionRequest {
+export function repairRequest(request: CompletionRequest, error: QualityError): CompletionRequest {
   return {
     ...request,
     messages: [
@@ -109,6 +111,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
         outputTokens: result.usage.outputTokens,
         cachedTokens: result.usage.cachedInputTokens ?? 0,
         costUsd,
+        listCostUsd: costUsd,
         latencyMs: Math.round(performance.now() - started),
       };
       attempts.push(record);
@@ -129,7 +132,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       };
     } catch (err) {
       const cls = failureClassOf(err);
-      attempts.push({ ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, latencyMs: Math.round(performance.now() - started), errorClass: cls, errorMessage: errorMessage(err) });
+      attempts.push({ ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, latencyMs: Math.round(performance.now() - started), errorClass: cls, errorMessage: errorMessage(err) });
       if (ctx.signal?.aborted) throw err;
       if (err instanceof TransientError) {
         transientTries++;

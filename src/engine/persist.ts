@@ -66,9 +66,9 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
     const attempts = results.flatMap((r) => r.attempts.map((a) => ({ ...a, item_id: r.itemId })));
     if (attempts.length) {
       await tx.rows(sql`
-        INSERT INTO attempts (run_id, stage_id, item_id, attempt, provider, model, mode, request_hash, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, error_class, error_message)
-        SELECT ${ctx.runId}, ${stage.id}, x.item_id, x.attempt, x.provider, x.model, x.mode, x."requestHash", x."inputTokens", x."outputTokens", x."cachedTokens", x."costUsd", x."latencyMs", x."errorClass", x."errorMessage"
-        FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS x(item_id text, attempt int, provider text, model text, mode text, "requestHash" text, "inputTokens" int, "outputTokens" int, "cachedTokens" int, "costUsd" float8, "latencyMs" int, "errorClass" text, "errorMessage" text)`);
+        INSERT INTO attempts (run_id, stage_id, item_id, attempt, provider, model, mode, request_hash, input_tokens, output_tokens, cached_tokens, cost_usd, list_cost_usd, latency_ms, error_class, error_message)
+        SELECT ${ctx.runId}, ${stage.id}, x.item_id, x.attempt, x.provider, x.model, x.mode, x."requestHash", x."inputTokens", x."outputTokens", x."cachedTokens", x."costUsd", x."listCostUsd", x."latencyMs", x."errorClass", x."errorMessage"
+        FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS x(item_id text, attempt int, provider text, model text, mode text, "requestHash" text, "inputTokens" int, "outputTokens" int, "cachedTokens" int, "costUsd" float8, "listCostUsd" float8, "latencyMs" int, "errorClass" text, "errorMessage" text)`);
     }
 
     const cache = results.filter((r) => r.cache).map((r) => r.cache!);

@@ -80,7 +80,8 @@ export async function retireWorker(db: Database, workerId: string): Promise<void
 
 /**
  * Put back in the queue what dead workers had claimed: a claim whose worker
- * has no heartbeat within the lease. With `everyoneElse` (embedded PGlite,
+ * has no heartbeat within the lease. Items held by a provider batch
+ * (`batch:<id>`) stay with the batch: it is polled, not resubmitted. With `everyoneElse` (embedded PGlite,
  * where no other process can be alive) every foreign claim is taken back.
  */
 export async function reclaimStale(ctx: RunContext, everyoneElse = false): Promise<number> {
@@ -89,10 +90,12 @@ export async function reclaimStale(ctx: RunContext, everyoneElse = false): Promi
     ? await ctx.db.rows(sql`
         UPDATE work SET status = 'queued', claimed_by = NULL
         WHERE run_id = ${ctx.runId} AND status = 'processing' AND claimed_by IS DISTINCT FROM ${ctx.workerId}
+          AND claimed_by NOT LIKE 'batch:%'
         RETURNING item_id`)
     : await ctx.db.rows(sql`
         UPDATE work SET status = 'queued', claimed_by = NULL
         WHERE run_id = ${ctx.runId} AND status = 'processing' AND claimed_by IS DISTINCT FROM ${ctx.workerId}
+          AND claimed_by NOT LIKE 'batch:%'
           AND claimed_by NOT IN (
             SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseSeconds}))
         RETURNING item_id`);

@@ -130,6 +130,8 @@ export const attempts = pgTable(
     outputTokens: integer("output_tokens").notNull().default(0),
     cachedTokens: integer("cached_tokens").notNull().default(0),
     costUsd: doublePrecision("cost_usd").notNull().default(0),
+    /** What the call would have cost at the realtime list price: the batch discount is the difference. */
+    listCostUsd: doublePrecision("list_cost_usd").notNull().default(0),
     latencyMs: integer("latency_ms").notNull().default(0),
     errorClass: text("error_class"),
     errorMessage: text("error_message"),
@@ -157,8 +159,10 @@ export const providerBatches = pgTable(
     provider: text("provider").notNull(),
     /** submitted | ended | collected | expired | cancelled | failed */
     status: text("status").notNull(),
-    /** `{ customId: itemId }` for every request in the batch. */
+    /** `{ customId: { itemId, inputHash, requestHash } }` for every request in the batch. */
     requests: jsonb("requests").notNull(),
+    /** The worker polling it; another takes over when this one's heartbeat goes stale. */
+    workerId: text("worker_id"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -4,6 +4,7 @@ import { ensureTarget } from "../../engine/commit-target.ts";
 import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "../../engine/context.ts";
 import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
+import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
 import { createOrContinueRun, getRun, type RunRow } from "../../engine/runs.ts";
@@ -92,7 +93,8 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // Model calls are slow next to the store, so LLM stages claim smaller chunks:
   // enough to keep every provider slot busy, small enough that other processes
   // sharing the run get their share.
-  const chunk = llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
+  const batchable = llm && (def.mode === "batch" || def.mode === "auto");
+  const chunk = batchable ? ctx.options.batchChunkSize : llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
   // Two chunks in flight: one computes while the other's writes are in the
   // database, and provider slots stay busy while a chunk's slowest item finishes.
   const loops = 2;
@@ -103,6 +105,9 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
       events?.progress?.(stage, done, start.total);
     },
   };
+  // Batches a crashed process left in flight are polled and collected first.
+  const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
+  await resume();
   const worker = async () => {
     for (;;) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
@@ -115,6 +120,7 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
       if (counts.open === 0) return;
       // Another worker holds the rest: wait for it, and take over if it died.
       await reclaimStale(ctx);
+      await resume();
       await sleep(200, ctx.signal);
     }
   };

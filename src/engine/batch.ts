@@ -1,0 +1,217 @@
+import { sql } from "drizzle-orm";
+import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
+import type { LlmStage } from "../core/types.ts";
+import { packBatches } from "../providers/batching.ts";
+import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+import { anyText, loadInputs, type LoadedInput } from "./inputs.ts";
+import { checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
+import { persistResults, type ItemResult } from "./persist.ts";
+import { sleep } from "./retry.ts";
+
+/**
+ * Batch mode: requests go to the provider's native batch API at half price.
+ * The batch id is written to the store before the first poll, and the items
+ * are handed to the batch (`claimed_by = batch:<id>`), so a process that dies
+ * while the batch is in flight is followed by one that polls it, never by
+ * one that pays for it again. Results are reconciled by custom id; only the
+ * items that failed transiently or expired are queued for another batch.
+ */
+
+export interface BatchCall {
+  itemId: string;
+  loaded: LoadedInput;
+  request: CompletionRequest;
+  hash: string;
+}
+
+interface BatchEntry {
+  itemId: string;
+  inputHash: string;
+  requestHash: string;
+  /** The request as sent, so a quality failure can be repaired after a restart. */
+  request: CompletionRequest;
+}
+
+interface BatchRow {
+  id: string;
+  provider: string;
+  status: string;
+  requests: Record<string, BatchEntry>;
+}
+
+export const batchWorker = (batchId: string) => `batch:${batchId}`;
+
+/** Whether an LLM stage sends this many calls through the batch API. */
+export function useBatch(ctx: RunContext, def: LlmStage, provider: Provider, calls: number): boolean {
+  if (!provider.batch || calls === 0) return false;
+  if (def.mode === "batch") return true;
+  if (def.mode !== "auto") return false;
+  const roomForWindow = def.deadlineMinutes === undefined || def.deadlineMinutes >= 24 * 60;
+  return roomForWindow && calls >= ctx.options.autoBatchMinItems;
+}
+
+/** Submit the calls as provider batches, then poll and collect each. */
+export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: BatchCall[], onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
+  const api = provider.batch!;
+  const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
+  const rows: BatchRow[] = [];
+  for (const group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
+    const { batchId } = await api.submit(group);
+    const requests: Record<string, BatchEntry> = {};
+    for (const request of group) {
+      const call = byCustomId.get(request.customId)!;
+      requests[request.customId] = { itemId: call.itemId, inputHash: call.loaded.inputHash, requestHash: call.hash, request };
+    }
+    await ctx.db.transaction(async (tx) => {
+      await tx.rows(sql`
+        INSERT INTO provider_batches (id, run_id, stage_index, provider, status, requests, worker_id)
+        VALUES (${batchId}, ${ctx.runId}, ${stage.index}, ${providerName}, 'submitted', ${JSON.stringify(requests)}::jsonb, ${ctx.workerId})`);
+      await tx.rows(sql`
+        UPDATE work SET claimed_by = ${batchWorker(batchId)}, updated_at = now()
+        WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${ctx.workerId}
+          AND item_id = ${anyText(group.map((r) => byCustomId.get(r.customId)!.itemId))}`);
+    });
+    ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
+    rows.push({ id: batchId, provider: providerName, status: "submitted", requests });
+  }
+  const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted)));
+  return results.flat();
+}
+
+/**
+ * Take over the batches of this stage whose worker is gone (crashed, killed)
+ * and collect them: they are polled, not resubmitted.
+ */
+export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<number> {
+  const def = ctx.pipeline.stages[stage.index] as LlmStage;
+  const leaseSeconds = ctx.options.leaseMs / 1000;
+  const orphans = await ctx.db.rows<BatchRow>(sql`
+    UPDATE provider_batches b SET worker_id = ${ctx.workerId}, updated_at = now()
+    WHERE b.run_id = ${ctx.runId} AND b.stage_index = ${stage.index} AND b.status NOT IN ('collected')
+      AND (b.worker_id IS NULL OR b.worker_id NOT IN (
+        SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseSeconds})))
+    RETURNING b.id, b.provider, b.status, b.requests`);
+  for (const row of orphans) {
+    ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.id} (polling, not resubmitting)`);
+    await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
+  }
+  return orphans.length;
+}
+
+async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Promise<string> {
+  let interval = ctx.options.batchPollMs;
+  for (;;) {
+    let status: string;
+    try {
+      status = (await api.poll(row.id)).status;
+    } catch (err) {
+      if (failureClassOf(err) !== "transient") throw err;
+      status = "in_progress";
+    }
+    if (status !== "in_progress") {
+      await ctx.db.rows(sql`UPDATE provider_batches SET status = ${status}, updated_at = now() WHERE id = ${row.id}`);
+      return status;
+    }
+    await sleep(interval, ctx.signal);
+    interval = Math.min(ctx.options.batchPollMaxMs, Math.round(interval * 1.5));
+  }
+}
+
+async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
+  const api = provider.batch!;
+  const status = await waitForBatch(ctx, api, row);
+  const entries = Object.entries(row.requests);
+  const attemptsSoFar = await ctx.db.rows<{ item_id: string; attempts: number }>(sql`
+    SELECT item_id, attempts FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
+      AND item_id = ${anyText(entries.map(([, e]) => e.itemId))}`);
+  const tries = new Map(attemptsSoFar.map((r) => [r.item_id, r.attempts]));
+  const inputs = await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId));
+  const got = new Map<string, BatchResult>();
+  for await (const result of api.results(row.id)) got.set(result.customId, result);
+
+  const out: ItemResult[] = [];
+  for (const [customId, entry] of entries) {
+    const input = inputs.get(entry.itemId);
+    const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.id} (${status})`) };
+    const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
+    if (!input) {
+      out.push({ itemId: entry.itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: "item row missing from the run (store inconsistency)" });
+      continue;
+    }
+    if (!result.ok) {
+      const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
+      const spent = (tries.get(entry.itemId) ?? 0) + 1;
+      const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
+      out.push({
+        itemId: entry.itemId,
+        status: retry ? "failed_retryable" : "failed_terminal",
+        inputHash: entry.inputHash,
+        reused: false,
+        attempts: [attempt],
+        errorClass: attempt.errorClass,
+        errorMessage: retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`,
+      });
+      continue;
+    }
+    out.push(await settle(ctx, def, provider, row.provider, entry, input, result.result, base));
+  }
+  await persistResults({ ...ctx, workerId: batchWorker(row.id) }, stage, out);
+  await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
+  onPersisted?.(out);
+  return out;
+}
+
+/** A batch answer: accept it, or give the model one realtime repair attempt that shows it the error. */
+async function settle(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput, result: CompletionResult, base: Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">): Promise<ItemResult> {
+  const attempt: AttemptRecord = {
+    ...base,
+    inputTokens: result.usage.inputTokens,
+    outputTokens: result.usage.outputTokens,
+    cachedTokens: result.usage.cachedInputTokens ?? 0,
+    costUsd: ctx.providers.cost(def.model, result.usage, "batch"),
+    listCostUsd: ctx.providers.cost(def.model, result.usage, "realtime"),
+  };
+  const attempts = [attempt];
+  let checked = checkCompletion(def, input.input, result);
+  let final = result;
+  if (!checked.ok) {
+    attempt.errorClass = "quality";
+    attempt.errorMessage = checked.error.message;
+    const started = performance.now();
+    try {
+      final = await provider.complete(repairRequest(entry.request, checked.error), { signal: ctx.signal });
+      const cost = ctx.providers.cost(def.model, final.usage, "realtime");
+      const repair: AttemptRecord = { ...base, attempt: base.attempt + 1, mode: "realtime", inputTokens: final.usage.inputTokens, outputTokens: final.usage.outputTokens, cachedTokens: final.usage.cachedInputTokens ?? 0, costUsd: cost, listCostUsd: cost, latencyMs: Math.round(performance.now() - started) };
+      attempts.push(repair);
+      checked = checkCompletion(def, input.input, final);
+      if (!checked.ok) {
+        repair.errorClass = "quality";
+        repair.errorMessage = checked.error.message;
+      }
+    } catch (err) {
+      attempts.push({ ...base, attempt: base.attempt + 1, mode: "realtime", inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(err), errorMessage: errorMessage(err) });
+    }
+  }
+  if (checked.ok) {
+    return {
+      itemId: entry.itemId,
+      status: "succeeded_unvalidated",
+      inputHash: entry.inputHash,
+      reused: false,
+      attempts,
+      output: { value: checked.value, status: "succeeded_unvalidated", costUsd: attempts.reduce((a, x) => a + x.costUsd, 0) },
+      cache: final === result ? { requestHash: entry.requestHash, provider: providerName, model: def.model, response: result } : undefined,
+    };
+  }
+  const last = attempts[attempts.length - 1]!;
+  return {
+    itemId: entry.itemId,
+    status: "rule" in checked && checked.rule ? "needs_review" : "failed_terminal",
+    inputHash: entry.inputHash,
+    reused: false,
+    attempts,
+    errorClass: last.errorClass ?? "quality",
+    errorMessage: `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
+  };
+}
