@@ -4,11 +4,13 @@ import { CliError, openStore } from "./common.ts";
 import { runCli } from "./run.ts";
 
 /** Look up which pipeline a run belongs to, then continue it. */
-export async function resumeCli(runId: string, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+export async function resumeCli(runId: string, options: { json?: boolean; pipeline?: string; env?: NodeJS.ProcessEnv } = {}) {
   const db = await openStore(options.env);
   const run = await getRun(db, runId).finally(() => db.close());
   if (!run) throw new CliError(`no run ${runId} (sluice status lists runs)`);
-  return runCli({ pipeline: run.pipeline, runId, json: options.json, env: options.env });
+  // A run started from a pipeline file (not pipelines/<id>.ts) remembers the file.
+  const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
+  return runCli({ pipeline: options.pipeline ?? file ?? run.pipeline, runId, json: options.json, env: options.env });
 }
 
 export function resumeCommand(): Command {
@@ -16,7 +18,8 @@ export function resumeCommand(): Command {
     .description("continue a run that was interrupted (or join a running one from another process)")
     .argument("<runId>")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
-    .action(async (runId: string, opts: { json?: boolean }) => {
+    .option("--pipeline <file>", "pipeline file to use (default: the one the run was started with)")
+    .action(async (runId: string, opts: { json?: boolean; pipeline?: string }) => {
       await resumeCli(runId, opts);
     });
 }

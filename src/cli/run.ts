@@ -5,7 +5,9 @@ import { createProviders } from "../preset/providers.ts";
 import { runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../engine/summary.ts";
 import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
+import { createCliLogger } from "./logger.ts";
 import { progressReporter } from "./progress.ts";
+import type { EngineOptions } from "../engine/context.ts";
 import { formatSummary } from "./report.ts";
 
 export interface RunCliOptions {
@@ -37,10 +39,10 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   process.once("SIGTERM", onSignal);
   try {
     process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
-    const base = { db, pipeline, providers: preset.providers, events: progress, signal: controller.signal };
+    const base = { db, pipeline, providers: preset.providers, events: progress, signal: controller.signal, logger: createCliLogger(env), options: engineOptionsFromEnv(env) };
     const summary = options.runId
       ? await resumeRun(base, options.runId)
-      : await runPipeline(base, options.input!, { fresh: options.fresh ?? false });
+      : await runPipeline(base, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined });
     progress.stop();
     if (options.json) printJson(summary);
     else process.stdout.write(`\n${formatSummary(summary)}\n`);
@@ -52,6 +54,19 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
     await preset.close();
     await db.close();
   }
+}
+
+/** Engine tuning from the environment: `SLUICE_CONCURRENCY`, `SLUICE_CHUNK_SIZE`, `SLUICE_MAX_ATTEMPTS`, `SLUICE_BATCH_POLL_MS`. */
+export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOptions> {
+  const num = (name: string) => (env[name] && Number(env[name]) > 0 ? Number(env[name]) : undefined);
+  const options: Partial<EngineOptions> = {};
+  const set = <K extends keyof EngineOptions>(key: K, value: number | undefined) => value !== undefined && (options[key] = value as EngineOptions[K]);
+  set("concurrency", num("SLUICE_CONCURRENCY"));
+  set("chunkSize", num("SLUICE_CHUNK_SIZE"));
+  set("maxAttempts", num("SLUICE_MAX_ATTEMPTS"));
+  set("batchPollMs", num("SLUICE_BATCH_POLL_MS"));
+  set("leaseMs", num("SLUICE_LEASE_MS"));
+  return options;
 }
 
 export function runCommand(): Command {
