@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { SluiceError } from "../core/errors.ts";
+import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
@@ -12,7 +13,7 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), simCommand()]) {
+  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), dlqCommand(), simCommand()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

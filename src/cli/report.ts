@@ -35,5 +35,13 @@ export function formatSummary(summary: RunSummary): string {
     .map(([k, v]) => `${k} ${int(v)}`);
   lines.push(`rows read ${int(summary.items.total)}: ${parts.join(", ")}`);
   lines.push(`total cost ${usd(summary.costUsd)}`);
+  const gated = summary.stages.filter((s) => s.gateSavedUsd > 0);
+  if (gated.length) {
+    lines.push(`the gates kept ${gated.map((s) => `${int(s.gatedOut)} items from ${s.id}`).join(", ")}: about ${usd(summary.savings.gateUsd)} not spent`);
+  }
+  const batched = summary.stages.filter((s) => s.batchCalls > 0);
+  if (batched.length) {
+    lines.push(`batch API: ${batched.map((s) => `${int(s.batchCalls)} ${s.id} calls`).join(", ")} at batch price, ${usd(summary.savings.batchDiscountUsd)} below list price`);
+  }
   return lines.join("\n");
 }

@@ -18,6 +18,12 @@ export interface StageSummary {
   inputTokens: number;
   outputTokens: number;
   costUsd: number;
+  /** Requests sent through a provider's batch API (included in providerCalls). */
+  batchCalls: number;
+  /** List price minus price paid on those batch calls. */
+  batchSavedUsd: number;
+  /** Estimated cost the gate avoided: items kept out × this stage's cost per call (list price). */
+  gateSavedUsd: number;
 }
 
 /** The `--json` contract of `sluice run`, `resume` and `rerun` (DESIGN.md). */
@@ -28,6 +34,7 @@ export interface RunSummary {
   items: { total: number; byStatus: Record<string, number> };
   stages: StageSummary[];
   costUsd: number;
+  savings: { batchDiscountUsd: number; gateUsd: number };
   startedAt: string;
   finishedAt: string | null;
 }
@@ -56,15 +63,20 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
     SELECT stage_index, status, reused, (input_hash IS NOT NULL) AS handled, count(*)::int AS n
     FROM work WHERE run_id = ${runId}
     GROUP BY stage_index, status, reused, handled`);
-  const calls = await db.rows<{ stage_id: string; calls: number; input_tokens: number; output_tokens: number; cost: number }>(sql`
-    SELECT stage_id, count(*)::int AS calls, coalesce(sum(input_tokens), 0)::int AS input_tokens,
-      coalesce(sum(output_tokens), 0)::int AS output_tokens, coalesce(sum(cost_usd), 0)::float8 AS cost
+  const calls = await db.rows<{ stage_id: string; calls: number; batch_calls: number; input_tokens: number; output_tokens: number; cost: number; list_cost: number; batch_saved: number }>(sql`
+    SELECT stage_id, count(*)::int AS calls, (count(*) FILTER (WHERE mode = 'batch'))::int AS batch_calls,
+      coalesce(sum(input_tokens), 0)::int AS input_tokens, coalesce(sum(output_tokens), 0)::int AS output_tokens,
+      coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(list_cost_usd), 0)::float8 AS list_cost,
+      coalesce(sum(list_cost_usd - cost_usd) FILTER (WHERE mode = 'batch'), 0)::float8 AS batch_saved
     FROM attempts WHERE run_id = ${runId} AND provider IS NOT NULL GROUP BY stage_id`);
 
   const stages: StageSummary[] = run.stages.map((p) => {
     const rows = work.filter((w) => w.stage_index === p.index);
     const count = (pred: (w: (typeof rows)[number]) => boolean) => rows.filter(pred).reduce((a, w) => a + w.n, 0);
     const c = calls.find((x) => x.stage_id === p.id);
+    // Items a gate kept out never reached the model; price them at what a call cost here.
+    const gatedByGate = count((w) => w.status === "gated_out" && !w.handled);
+    const perCall = c && c.calls > 0 ? c.list_cost / c.calls : 0;
     return {
       id: p.id,
       kind: p.kind,
@@ -78,6 +90,9 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
       inputTokens: c?.input_tokens ?? 0,
       outputTokens: c?.output_tokens ?? 0,
       costUsd: round(c?.cost ?? 0),
+      batchCalls: c?.batch_calls ?? 0,
+      batchSavedUsd: round(c?.batch_saved ?? 0),
+      gateSavedUsd: round(gatedByGate * perCall),
     };
   });
   return {
@@ -87,6 +102,10 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
     items: { total, byStatus },
     stages,
     costUsd: round(stages.reduce((a, s) => a + s.costUsd, 0)),
+    savings: {
+      batchDiscountUsd: round(stages.reduce((a, s) => a + s.batchSavedUsd, 0)),
+      gateUsd: round(stages.reduce((a, s) => a + s.gateSavedUsd, 0)),
+    },
     startedAt: new Date(run.created_at).toISOString(),
     finishedAt: run.finished_at ? new Date(run.finished_at).toISOString() : null,
   };
