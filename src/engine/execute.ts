@@ -3,7 +3,7 @@ import { errorMessage } from "../core/errors.ts";
 import { hashValue } from "../core/hash.ts";
 import type { ItemStatus } from "../core/status.ts";
 import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
-import type { CompletionResult } from "../providers/types.ts";
+import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { anyText, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
@@ -187,11 +187,35 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     }
   }
   await flush(ctx, stage, done, hooks);
-  if (useBatch(ctx, def, provider, calls.length)) {
-    return [...done, ...(await executeBatch(ctx, stage, def, providerName, provider, calls, hooks.onPersisted))];
-  }
 
-  const all = [...done];
+  // One request per distinct request hash: identical requests in this chunk
+  // (duplicate items under different ids) wait for the first one's answer
+  // instead of paying for it again.
+  const leaders = new Map<string, (typeof calls)[number]>();
+  const followers: typeof calls = [];
+  for (const r of calls) {
+    if (leaders.has(r.hash)) followers.push(r);
+    else leaders.set(r.hash, r);
+  }
+  const unique = [...leaders.values()];
+
+  const led = useBatch(ctx, def, provider, unique.length)
+    ? await executeBatch(ctx, stage, def, providerName, provider, unique, hooks.onPersisted)
+    : await executeRealtime(ctx, stage, def, providerName, provider, unique, hooks);
+  const byItem = new Map(led.map((r) => [r.itemId, r]));
+  const copies: ItemResult[] = followers.map((f) => {
+    const lead = byItem.get(leaders.get(f.hash)!.itemId)!;
+    return lead.output
+      ? { itemId: f.itemId, status: lead.status, inputHash: f.loaded.inputHash, reused: true, attempts: [], output: { ...lead.output, costUsd: 0 } }
+      : { itemId: f.itemId, status: lead.status, inputHash: f.loaded.inputHash, reused: false, attempts: [], errorClass: lead.errorClass, errorMessage: lead.errorMessage };
+  });
+  await flush(ctx, stage, copies, hooks);
+  return [...done, ...led, ...copies];
+}
+
+/** Realtime calls with bounded concurrency; results are written in groups as they complete. */
+async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: { itemId: string; loaded: LoadedInput; request: CompletionRequest; hash: string }[], hooks: ChunkHooks): Promise<ItemResult[]> {
+  const all: ItemResult[] = [];
   let buffer: ItemResult[] = [];
   let lastFlush = Date.now();
   let writing: Promise<void> = Promise.resolve();
