@@ -4,10 +4,14 @@
  * so absolute times from one run prove little.
  */
 import { benchLocalRunner } from "./local-runner.ts";
+import { benchOverhead } from "./overhead.ts";
+import { benchRateLimit } from "./rate-limit.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
   local: benchLocalRunner,
+  "rate-limit": benchRateLimit,
+  overhead: benchOverhead,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {
