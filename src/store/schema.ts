@@ -87,7 +87,8 @@ export const work = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.stageIndex, t.itemId] }),
-    index("work_claim").on(t.runId, t.stageIndex, t.status),
+    // Claims read queued items in id order: this index serves them without a sort.
+    index("work_claim_ordered").on(t.runId, t.stageIndex, t.status, t.itemId),
   ],
 );
 
