@@ -4,6 +4,7 @@ import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
+import { scheduleCommand } from "./schedule.ts";
 import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
 
@@ -13,7 +14,7 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), dlqCommand(), simCommand()]) {
+  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), dlqCommand(), scheduleCommand(), simCommand()]) {
     program.addCommand(command.exitOverride());
   }
   return program;

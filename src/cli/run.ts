@@ -76,7 +76,24 @@ export function runCommand(): Command {
     .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--fresh", "start a new run even if an unfinished one exists for this input")
-    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean }) => {
-      await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh });
+    .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
+    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; runner: string }) => {
+      if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
+      else if (opts.runner === "local") await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh });
+      else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });
+}
+
+/**
+ * `sluice run --runner trigger`: record the run in the shared Postgres and hand
+ * it to the pipeline's orchestrator task on Trigger.dev. The pipeline code is
+ * the same; only where it executes changes.
+ */
+async function submitToTrigger(pipelineName: string, opts: { input: string; json?: boolean; fresh?: boolean }) {
+  const pipeline = await loadPipeline(pipelineName);
+  if (!existsSync(opts.input)) throw new CliError(`cannot read input ${opts.input}: no such file`);
+  const { submitFromEnv } = await import("../runners/trigger/submit.ts");
+  const submitted = await submitFromEnv(pipeline, opts.input, { fresh: opts.fresh });
+  if (opts.json) printJson(submitted);
+  else process.stdout.write(`submitted run ${submitted.runId} to Trigger.dev (orchestrator run ${submitted.triggerRunId}); follow it with sluice status ${submitted.runId}\n`);
 }

@@ -21,7 +21,8 @@ import { sql } from "drizzle-orm";
 export { createOrContinueRun, getRun, type RunRow } from "./runs.ts";
 export { summarizeRun, type RunSummary, type StageSummary } from "./summary.ts";
 export { planStages } from "./plan.ts";
-export { stageCounts, type StageCounts } from "./queue.ts";
+export { stageCounts, heartbeat, retireWorker, reclaimStale, type StageCounts } from "./queue.ts";
+export { resumeBatches } from "./batch.ts";
 export type { EngineOptions, ProviderSet, RunContext, StagePlan, Logger } from "./context.ts";
 export type { ItemResult } from "./persist.ts";
 

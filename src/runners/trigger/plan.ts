@@ -2,7 +2,7 @@ import { isLlmStage, type PipelineDef, type StageDef } from "../../core/types.ts
 
 /**
  * What the Trigger.dev runner registers for a set of pipelines: task ids,
- * queues and their concurrency, schedules and `after` links. Pure: the task
+ * concurrency limits, schedules and `after` links. Pure: the task
  * definitions (`tasks.ts`) and `sluice schedule list` both read it, so what
  * the CLI shows is what a deploy registers.
  */
@@ -19,7 +19,7 @@ export const DEFAULT_CALLS_PER_RUN = 8;
 /** Concurrent runs of a deterministic stage (no provider behind it: CPU and database bound). */
 export const DEFAULT_LOCAL_CONCURRENCY = 10;
 
-/** Concurrent runs per provider queue when no requests-per-minute budget is declared. */
+/** Concurrent runs per provider limit when no requests-per-minute budget is declared. */
 export const DEFAULT_LLM_CONCURRENCY = 4;
 
 /**
@@ -40,10 +40,15 @@ export interface StageTaskPlan {
   stageIndex: number;
   stageId: string;
   taskId: string;
-  queue: { name: string; concurrencyLimit: number };
-  /** The provider behind an LLM stage (its queue is shared by every stage on that provider). */
-  provider?: string;
+  /** Concurrency of the stage task: its own cap, or the shared limit of the provider it calls. */
+  concurrency: StageConcurrency;
+  /** An LLM stage in `batch` or `auto` mode: its chunk runs may submit and poll a provider batch. */
+  batchable: boolean;
 }
+
+export type StageConcurrency =
+  | { kind: "stage"; total: number }
+  | { kind: "provider"; provider: string; limit: string; total: number };
 
 export interface PipelineTaskPlan {
   pipelineId: string;
@@ -69,37 +74,47 @@ export function scheduleTaskId(pipelineId: string): string {
 }
 
 /**
- * The provider a stage calls, when it calls one. A stage without `provider`
- * uses the provider set's default, which is only known where the tasks run;
- * its queue is then `sluice-provider-default` (budget `SLUICE_RPM_DEFAULT`).
+ * The provider a stage without `provider` calls: the one the provider preset
+ * makes the default. Override with `SLUICE_DEFAULT_PROVIDER` where tasks are defined.
  */
-export function stageProvider(stage: StageDef, defaultProvider = "default"): string | undefined {
+export const DEFAULT_PROVIDER = "openai";
+
+/** The provider a stage calls, when it calls one. */
+export function stageProvider(stage: StageDef, defaultProvider = DEFAULT_PROVIDER): string | undefined {
   return isLlmStage(stage) ? (stage.provider ?? defaultProvider) : undefined;
 }
 
 /**
- * Queue concurrency of a stage task. An LLM stage shares one queue per
- * provider, so every stage and pipeline calling that provider shares its rate
- * budget: `rpm / (callsPerRun * RPM_PER_CALL_SLOT)` runs at once, at least 1.
- * A deterministic stage gets its own queue.
+ * Concurrency of a stage task. An LLM stage holds a named limit shared by every
+ * stage (of every pipeline) calling the same provider, so together they stay
+ * inside that provider's budget: `rpm / (callsPerRun * RPM_PER_CALL_SLOT)` runs
+ * at once, at least 1. A deterministic stage only caps itself.
  *
  * @example
- * stageQueue("ticket-triage", classifyStage, { rpm: { openai: 3000 } });
- * // { name: "sluice-provider-openai", concurrencyLimit: 12 }
+ * stageConcurrency(classifyStage, { rpm: { openai: 3000 } });
+ * // { kind: "provider", provider: "openai", limit: "sluice-provider-openai", total: 12 }
  */
-export function stageQueue(pipelineId: string, stage: StageDef, limits: RunnerLimits = {}, defaultProvider?: string): { name: string; concurrencyLimit: number } {
+export function stageConcurrency(stage: StageDef, limits: RunnerLimits = {}, defaultProvider?: string): StageConcurrency {
   const provider = stageProvider(stage, defaultProvider);
-  if (!provider) return { name: stageTaskId(pipelineId, stage.id), concurrencyLimit: DEFAULT_LOCAL_CONCURRENCY };
+  if (!provider) return { kind: "stage", total: DEFAULT_LOCAL_CONCURRENCY };
   const rpm = limits.rpm?.[provider];
   const perRun = (limits.callsPerRun ?? DEFAULT_CALLS_PER_RUN) * RPM_PER_CALL_SLOT;
-  const concurrencyLimit = rpm && rpm > 0 ? Math.max(1, Math.floor(rpm / perRun)) : DEFAULT_LLM_CONCURRENCY;
-  return { name: `sluice-provider-${provider}`, concurrencyLimit };
+  const total = rpm && rpm > 0 ? Math.max(1, Math.floor(rpm / perRun)) : DEFAULT_LLM_CONCURRENCY;
+  return { kind: "provider", provider, limit: providerLimitName(provider), total };
+}
+
+/** Whether the engine may send this stage's calls through a provider's batch API. */
+export function isBatchable(stage: StageDef): boolean {
+  return isLlmStage(stage) && (stage.mode === "batch" || stage.mode === "auto");
+}
+
+export function providerLimitName(provider: string): string {
+  return `sluice-provider-${provider.replace(/[^A-Za-z0-9_-]/g, "_")}`;
 }
 
 /**
- * Every task the runner registers for these pipelines. Throws when an `after`
- * names a pipeline that is not in the set, or when two pipelines share a
- * provider queue with different limits (impossible by construction, checked anyway).
+ * Every task the runner registers for these pipelines. Throws when two
+ * pipelines share an id or an `after` names a pipeline that is not in the set.
  *
  * @example
  * planTriggerTasks([ticketTriage]).map((p) => p.orchestratorTaskId); // ["sluice-ticket-triage"]
@@ -119,8 +134,8 @@ export function planTriggerTasks(pipelines: PipelineDef[], limits: RunnerLimits 
         stageIndex,
         stageId: stage.id,
         taskId: stageTaskId(pipeline.id, stage.id),
-        queue: stageQueue(pipeline.id, stage, limits, defaultProvider),
-        provider: stageProvider(stage, defaultProvider),
+        concurrency: stageConcurrency(stage, limits, defaultProvider),
+        batchable: isBatchable(stage),
       })),
       schedule: pipeline.schedule
         ? { taskId: scheduleTaskId(pipeline.id), cron: pipeline.schedule.cron, timezone: pipeline.schedule.timezone ?? "UTC" }

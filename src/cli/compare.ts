@@ -1,0 +1,84 @@
+import { Command } from "commander";
+import { setMaxListeners } from "node:events";
+import { compareStage, type CompareRequest, type CompareResult } from "../engine/compare.ts";
+import { createProviders } from "../preset/providers.ts";
+import { CliError, loadPipeline, openStore, parsePositiveInt, printJson } from "./common.ts";
+import { formatChange, formatLabels } from "./diff.ts";
+
+const usd = (n: number) => `$${n.toFixed(6)}`;
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** The human report of an evaluation slice. */
+export function formatCompare(r: CompareResult, showChanged = 10): string {
+  const lines = [
+    `compare ${r.pipeline}/${r.stage}: current definition ${r.after.version} vs ${r.before.version} as used by run ${r.baseRunId}`,
+    `sample ${r.sampled} of ${r.reached} items that reached ${r.stage} (seed ${JSON.stringify(r.seed)}); nothing committed`,
+    "",
+    `agreement  ${r.agreement.equal}/${r.agreement.compared} outputs equal (${pct(r.agreement.rate)})`,
+  ];
+  if (r.gatedOutNow) lines.push(`gated out by the current gate: ${r.gatedOutNow}`);
+  if (r.failedNow) lines.push(`failed with the current definition: ${r.failedNow}`);
+  if (r.labels?.length) lines.push(...formatLabels(r.stage, r.labels, "  "));
+  lines.push(
+    "",
+    `cost per item  before ${usd(r.before.costPerItemUsd)}  after ${usd(r.after.costPerItemUsd)}` +
+      (r.before.costPerItemUsd > 0 ? `  (${(r.after.costPerItemUsd / r.before.costPerItemUsd).toFixed(2)}x)` : ""),
+    `this comparison: ${r.after.providerCalls} provider call${r.after.providerCalls === 1 ? "" : "s"}, ${r.after.reused} reused, spent ${usd(r.after.spentUsd)}`,
+  );
+  if (r.changed.length) {
+    lines.push("", `changed items (${r.changed.length}${r.changed.length > showChanged ? `, first ${showChanged}` : ""}):`);
+    for (const c of r.changed.slice(0, showChanged)) lines.push(`  ${c.itemId}`, ...formatChange(c.before, c.after));
+  }
+  return lines.join("\n");
+}
+
+export interface CompareCliOptions extends CompareRequest {
+  pipeline: string;
+  json?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** `sluice compare`: judge a stage's current definition on a slice before paying for the full workload. */
+export async function compareCli(options: CompareCliOptions): Promise<CompareResult> {
+  const env = options.env ?? process.env;
+  const pipeline = await loadPipeline(options.pipeline);
+  const def = pipeline.stages.find((s) => s.id === options.stage);
+  if (!def) throw new CliError(`pipeline ${pipeline.id} has no stage "${options.stage}" (stages: ${pipeline.stages.map((s) => s.id).join(", ")})`);
+  if (def.kind === "commit") throw new CliError(`stage ${def.id} is a commit: it writes the target and has nothing to compare; compare the stage before it`);
+  const db = await openStore(env);
+  const preset = await createProviders(env);
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  const onSignal = () => controller.abort(new CliError("interrupted; nothing was recorded"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+    const result = await compareStage(
+      { db, pipeline, providers: preset.providers, signal: controller.signal },
+      { stage: options.stage, sample: options.sample, seed: options.seed, from: options.from },
+    );
+    if (options.json) printJson(result);
+    else process.stdout.write(`${formatCompare(result)}\n`);
+    return result;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await preset.close();
+    await db.close();
+  }
+}
+
+export function compareCommand(): Command {
+  return new Command("compare")
+    .description("run a stage's current definition on a reproducible sample of the last run's items, commit nothing, and report agreement and cost")
+    .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
+    .requiredOption("-s, --stage <id>", "the stage to evaluate")
+    .requiredOption("-n, --sample <n>", "how many items to sample")
+    .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
+    .option("--from <runId>", "the run to compare against (default: the latest finished run that reached the stage)")
+    .option("--json", "print the result as one JSON object")
+    .action(async (pipeline: string, opts: { stage: string; sample: string; seed: string; from?: string; json?: boolean }) => {
+      await compareCli({ pipeline, stage: opts.stage, sample: parsePositiveInt(opts.sample, "--sample"), seed: opts.seed, from: opts.from, json: opts.json });
+    });
+}

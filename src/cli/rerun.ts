@@ -1,0 +1,105 @@
+import { Command } from "commander";
+import { setMaxListeners } from "node:events";
+import { prepareRerun, type PreparedRerun, type RerunRequest } from "../engine/rerun.ts";
+import type { RunSummary } from "../engine/summary.ts";
+import { createProviders } from "../preset/providers.ts";
+import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
+import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
+import { progressReporter } from "./progress.ts";
+import { formatSummary } from "./report.ts";
+
+/** The run summary of a rerun, plus what it was a rerun of. */
+export type RerunSummary = RunSummary & { rerun: { baseRunId: string; stage: string; only: boolean } };
+
+/**
+ * Rerun one stage with the local runner: a new run over the base run's items
+ * that reuses every unchanged output and recomputes the named stage (and,
+ * unless `only`, whatever changed downstream of it).
+ *
+ * @example
+ * const { summary } = await rerunPipeline({ db, pipeline, providers }, { stage: "extract" });
+ * summary.stages.find((s) => s.id === "classify")!.providerCalls; // 0
+ */
+export async function rerunPipeline(opts: LocalRunOptions, request: RerunRequest): Promise<{ summary: RerunSummary; prepared: PreparedRerun }> {
+  const prepared = await prepareRerun(opts.db, opts.pipeline, request);
+  return { summary: await driveRerun(opts, request, prepared), prepared };
+}
+
+async function driveRerun(opts: LocalRunOptions, request: RerunRequest, prepared: PreparedRerun): Promise<RerunSummary> {
+  // The run is announced by describeRerun, not as a resumed run.
+  const summary = await resumeRun({ ...opts, events: { ...opts.events, runStarted: undefined } }, prepared.run.id);
+  return { ...summary, rerun: { baseRunId: prepared.base.id, stage: request.stage, only: Boolean(request.only) } };
+}
+
+/** One line per stage: what the rerun will do with it. */
+export function describeRerun(prepared: PreparedRerun): string {
+  const lines = [`${prepared.continued ? "continuing" : "started"} run ${prepared.run.id} (${prepared.run.pipeline}): rerun of ${prepared.base.id} from stage ${prepared.stages[prepared.stageIndex]!.id}`];
+  for (const s of prepared.stages) {
+    const changed = s.baseVersion !== s.version;
+    const what =
+      s.role === "upstream"
+        ? "unchanged, outputs reused"
+        : s.role === "skipped"
+          ? "not run (--only)"
+          : !changed
+            ? "unchanged: only items whose inputs changed are computed"
+            : s.baseVersion
+              ? `changed (${s.baseVersion} → ${s.version}): computed where no output of this version exists`
+              : "new since the base run: computed";
+    lines.push(`  ${s.id.padEnd(12)} ${what}`);
+  }
+  return lines.join("\n");
+}
+
+export interface RerunCliOptions extends RerunRequest {
+  pipeline: string;
+  json?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** `sluice rerun`: prints progress on stderr and the same summary (or `--json` line) as `sluice run`. */
+export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> {
+  const env = options.env ?? process.env;
+  const pipeline = await loadPipeline(options.pipeline);
+  const db = await openStore(env);
+  try {
+    // Planned before any provider is wired: a rerun that cannot start says why at once.
+    const request = { stage: options.stage, from: options.from, only: options.only };
+    const prepared = await prepareRerun(db, pipeline, request);
+    const preset = await createProviders(env);
+    const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    const onSignal = () => controller.abort(new CliError(`interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`));
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n${describeRerun(prepared)}\n`);
+      const summary = await driveRerun({ db, pipeline, providers: preset.providers, events: progress, signal: controller.signal }, request, prepared);
+      progress.stop();
+      if (options.json) printJson(summary);
+      else process.stdout.write(`\n${formatSummary(summary)}\n`);
+      return summary;
+    } finally {
+      progress.stop();
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      await preset.close();
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+export function rerunCommand(): Command {
+  return new Command("rerun")
+    .description("rerun one stage after a change: a new run over the base run's items that pays only for what changed")
+    .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
+    .requiredOption("-s, --stage <id>", "the stage to recompute with its current definition")
+    .option("--from <runId>", "base run (default: the latest finished run of the pipeline)")
+    .option("--only", "stop after the named stage: downstream stages and the commit target are left alone")
+    .option("--json", "print the run summary as one JSON object on the last stdout line")
+    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean }) => {
+      await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
+    });
+}

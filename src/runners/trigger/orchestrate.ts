@@ -1,0 +1,192 @@
+import { existsSync } from "node:fs";
+import { AbortTaskRunError, idempotencyKeys } from "@trigger.dev/sdk";
+import { SluiceError } from "../../core/errors.ts";
+import type { PipelineDef } from "../../core/types.ts";
+import {
+  createOrContinueRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, stageDone, summarizeRun,
+  type RunContext, type RunSummary, type StagePlan,
+} from "../../engine/index.ts";
+import { reclaimStale } from "../../engine/queue.ts";
+import { sleep } from "../../engine/retry.ts";
+import { chunkRanges, processingCount, runStartedBy, type ChunkRange } from "./chunks.ts";
+import { isBatchable, MAX_RUNS_PER_BATCH } from "./plan.ts";
+import { inputFor, triggerRuntime, type TriggerRuntime } from "./runtime.ts";
+import type { ChunkPayload } from "./stage.ts";
+
+/** What starts an orchestrator run: an existing sluice run, or an input to start one over. */
+export interface OrchestratorPayload {
+  /** A run already created (and usually loaded) in the shared store, e.g. by `submitRun`. */
+  runId?: string;
+  /** An input file the orchestrator's machine can read; defaults to `SLUICE_INPUT_<PIPELINE>`. */
+  inputPath?: string;
+  /** Set when the finished commit stage of another pipeline started this run. */
+  upstream?: { pipeline: string; runId: string };
+  /** Set when a schedule started this run. */
+  scheduledAt?: string;
+}
+
+export interface DispatchItem {
+  payload: ChunkPayload;
+  options: { idempotencyKey: string; tags: string[] };
+}
+
+/** Runs of one batch that finished well or failed (after their own retries). */
+export interface BatchOutcome {
+  ok: number;
+  failed: number;
+}
+
+export interface OrchestratorDeps {
+  pipeline: PipelineDef;
+  /** Trigger one batch (at most 1,000 runs) of a stage's task and wait until every run has finished. */
+  dispatch(stage: StagePlan, items: DispatchItem[]): Promise<BatchOutcome>;
+  /** Pipelines that run after this one's commit stage finishes. */
+  downstream: string[];
+  /** Start a downstream pipeline's orchestrator; fire and forget. */
+  startDownstream(pipelineId: string, payload: OrchestratorPayload, idempotencyKey: string): Promise<void>;
+}
+
+export interface RoundReport {
+  round: number;
+  chunks: number;
+  /** Runs per `batchTriggerAndWait` call, in order. */
+  batches: number[];
+  failedRuns: number;
+}
+
+export interface OrchestratorOutput {
+  summary: RunSummary;
+  stages: { stageId: string; rounds: RoundReport[] }[];
+  downstream: string[];
+}
+
+/**
+ * The body of a pipeline's orchestrator task: prepare each stage, fan its
+ * items out to stage-task runs in chunks, wait, and go on to the next stage.
+ * Every dispatch carries an idempotency key built from (sluice run, stage,
+ * chunk) with global scope, and round 0 cuts chunks over all of a stage's
+ * items, so a retried orchestrator attempt re-sends the same keys and
+ * Trigger.dev starts none of the chunks twice.
+ *
+ * @example
+ * const out = await orchestrate({ pipeline, dispatch, downstream: [], startDownstream }, { inputPath: "tickets.csv" }, ctx.run.id);
+ */
+export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorPayload, triggerRunId: string, signal?: AbortSignal): Promise<OrchestratorOutput> {
+  const rt = await triggerRuntime();
+  const runId = await resolveRun(rt, deps.pipeline, payload, triggerRunId);
+  const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal });
+  const stages: OrchestratorOutput["stages"] = [];
+  const stopAfter = typeof run.options.stopAfter === "number" ? run.options.stopAfter : ctx.plan.length - 1;
+  if (run.status !== "finished") {
+    await ensureLoaded(ctx, run);
+    for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
+      await prepareStage(ctx, stage.index);
+      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps) });
+    }
+    await finalizeRun(ctx, { stopAfter });
+  }
+  const summary = await summarizeRun(rt.db, runId);
+  const last = ctx.plan[ctx.plan.length - 1]!;
+  const committed = last.kind === "commit" && stopAfter === last.index;
+  const started: string[] = [];
+  if (committed) {
+    for (const id of deps.downstream) {
+      // The upstream run id is the key: a retried orchestrator starts each downstream run once.
+      const key = await idempotencyKeys.create([runId], { scope: "global" });
+      const inputPath = inputFor(rt, id) ?? run.input_path ?? undefined;
+      await deps.startDownstream(id, { inputPath, upstream: { pipeline: deps.pipeline.id, runId } }, key);
+      started.push(id);
+    }
+  }
+  return { summary, stages, downstream: started };
+}
+
+async function resolveRun(rt: TriggerRuntime, pipeline: PipelineDef, payload: OrchestratorPayload, triggerRunId: string): Promise<string> {
+  if (payload.runId) return payload.runId;
+  const existing = await runStartedBy(rt.db, pipeline.id, triggerRunId);
+  if (existing) return existing;
+  const inputPath = payload.inputPath ?? inputFor(rt, pipeline.id);
+  if (!inputPath) {
+    const env = `SLUICE_INPUT_${pipeline.id.toUpperCase().replace(/-/g, "_")}`;
+    throw new AbortTaskRunError(`pipeline ${pipeline.id} has no input: pass { runId } or { inputPath } in the payload, or set ${env}`);
+  }
+  if (!existsSync(inputPath)) throw new AbortTaskRunError(`cannot read input ${inputPath} on this worker: no such file`);
+  const { run } = await createOrContinueRun(rt.db, pipeline, planStages(pipeline), inputPath, {
+    fresh: true,
+    runner: "trigger",
+    triggerRunId,
+    ...(payload.upstream ? { upstreamRunId: payload.upstream.runId, upstreamPipeline: payload.upstream.pipeline } : {}),
+    ...(payload.scheduledAt ? { scheduledAt: payload.scheduledAt } : {}),
+  });
+  return run.id;
+}
+
+async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps): Promise<RoundReport[]> {
+  const rounds: RoundReport[] = [];
+  // A stage that may use a provider's batch API gets big chunks, as in the
+  // local runner: the half price needs many requests per provider batch.
+  const size = isBatchable(ctx.pipeline.stages[stage.index]!) ? ctx.options.batchChunkSize : rt.chunkSize;
+  for (let round = 0; round <= rt.maxSweeps; round++) {
+    const ranges = await chunkRanges(ctx, stage.index, size, round > 0);
+    if (ranges.length === 0) return rounds;
+    const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps);
+    rounds.push(report);
+    if (await stageDone(ctx, stage.index)) return rounds;
+    // Items are still open: a chunk run failed after its retries or died
+    // holding claims, or a provider batch handed items back as retryable.
+    // Take back claims of dead runs (after their lease if they did not retire)
+    // and sweep what is left with fresh keys; a sweep run also collects
+    // provider batches whose run died.
+    await reclaimStale(ctx);
+    if ((await processingCount(ctx, stage.index)) > 0) {
+      await sleep(ctx.options.leaseMs, ctx.signal);
+      await reclaimStale(ctx);
+    }
+  }
+  const open = await chunkRanges(ctx, stage.index, Number.MAX_SAFE_INTEGER, true);
+  throw new SluiceError(
+    `stage ${stage.id} of run ${ctx.runId} still has ${open[0]?.size ?? 0} open items after ${rt.maxSweeps + 1} dispatch rounds; ` +
+      `trigger the orchestrator again with { runId: "${ctx.runId}" } to continue`,
+  );
+}
+
+/**
+ * Dispatch one round of a stage: one run per range, in batches of at most
+ * `runsPerBatch` (never over Trigger.dev's 1,000), one batch at a time because
+ * a task may only wait on one thing at once.
+ */
+export async function dispatchRound(ctx: RunContext, stage: StagePlan, round: number, ranges: ChunkRange[], runsPerBatch: number, deps: Pick<OrchestratorDeps, "dispatch">): Promise<RoundReport> {
+  const perBatch = Math.max(1, Math.min(MAX_RUNS_PER_BATCH, runsPerBatch));
+  const report: RoundReport = { round, chunks: ranges.length, batches: [], failedRuns: 0 };
+  for (let start = 0; start < ranges.length; start += perBatch) {
+    const items = await Promise.all(ranges.slice(start, start + perBatch).map((range) => dispatchItem(ctx, stage, round, range)));
+    const outcome = await deps.dispatch(stage, items);
+    report.batches.push(items.length);
+    report.failedRuns += outcome.failed;
+  }
+  return report;
+}
+
+/** Key parts of a chunk: run, stage and chunk; sweeps add their round so they are new runs. */
+export function chunkKeyParts(runId: string, stageId: string, chunk: number, round: number): string[] {
+  return round === 0 ? [runId, stageId, String(chunk)] : [runId, stageId, String(chunk), `sweep-${round}`];
+}
+
+async function dispatchItem(ctx: RunContext, stage: StagePlan, round: number, range: ChunkRange): Promise<DispatchItem> {
+  return {
+    payload: {
+      runId: ctx.runId,
+      pipelineId: ctx.pipeline.id,
+      stageIndex: stage.index,
+      stageId: stage.id,
+      round,
+      chunk: range.chunk,
+      first: range.first,
+      last: range.last,
+    },
+    options: {
+      idempotencyKey: await idempotencyKeys.create(chunkKeyParts(ctx.runId, stage.id, range.chunk, round), { scope: "global" }),
+      tags: [`sluice:${ctx.runId}`, `stage:${stage.id}`],
+    },
+  };
+}

@@ -1,0 +1,244 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { parsePacket } from "@trigger.dev/core/v3";
+
+/**
+ * A loopback fake of the Trigger.dev HTTP API, as much of it as
+ * @trigger.dev/sdk@4.8.3 uses to trigger runs: single triggers, the two-phase
+ * batch API (create, then an NDJSON item stream), payload offload, run and
+ * batch retrieval. It records every request, dedupes by (task, idempotency
+ * key) like the server (a failed run frees its key), refuses batches over
+ * 1,000 runs, and executes queued runs in-process only when asked to, with
+ * the task's retry budget, so tests decide when work happens.
+ */
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: IncomingMessage["headers"];
+  body: string;
+}
+
+export interface FakeRun {
+  id: string;
+  taskId: string;
+  /** The payload as sent (serialized packet). */
+  payload: unknown;
+  options: Record<string, any>;
+  batchId?: string;
+  status: "QUEUED" | "EXECUTING" | "COMPLETED" | "FAILED";
+  attempts: number;
+  /** Accepted while the fake was on hold: recorded, never executed. */
+  held?: boolean;
+  output?: unknown;
+  error?: { message: string };
+}
+
+export interface FakeBatch {
+  id: string;
+  runCount: number;
+  runIds: string[];
+  body: any;
+}
+
+/** Executes one attempt of a run; the value becomes its output, a throw fails the attempt. */
+export type RunExecutor = (taskId: string, payload: unknown, run: FakeRun, attempt: number) => Promise<unknown>;
+
+export interface FakeTriggerApi {
+  url: string;
+  requests: RecordedRequest[];
+  runs: Map<string, FakeRun>;
+  batches: Map<string, FakeBatch>;
+  packets: Map<string, { contentType: string; data: string }>;
+  /** While true, runs are accepted and recorded but never executed (not even later). */
+  hold: boolean;
+  /** Execute these runs if still queued (retrying a failed attempt up to the task's budget). */
+  execute(runIds: string[]): Promise<void>;
+  /** Execute queued runs, including those queued meanwhile, until none is left. */
+  drain(): Promise<number>;
+  /** The run's payload, decoded as the task receives it. */
+  payloadOf(run: FakeRun): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export interface FakeTriggerOptions {
+  executor?: RunExecutor;
+  /** Attempts a task gets (its `retry.maxAttempts`); default 1. */
+  maxAttempts?: (taskId: string) => number;
+  maxBatchItems?: number;
+}
+
+export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promise<FakeTriggerApi> {
+  let seq = 0;
+  const nextId = (prefix: string) => `${prefix}_${(++seq).toString(36).padStart(8, "0")}`;
+  const byKey = new Map<string, string>();
+  const pending: string[] = [];
+  const requests: RecordedRequest[] = [];
+  const runs = new Map<string, FakeRun>();
+  const batches = new Map<string, FakeBatch>();
+  const packets = new Map<string, { contentType: string; data: string }>();
+  const maxBatchItems = opts.maxBatchItems ?? 1000;
+  let url = "";
+
+  const payloadOf = async (run: FakeRun) => {
+    if (run.options.payloadType === "application/store") {
+      const stored = packets.get(String(run.payload));
+      if (!stored) throw new Error(`unknown packet ${String(run.payload)}`);
+      return parsePacket({ data: stored.data, dataType: stored.contentType });
+    }
+    return parsePacket({ data: run.payload as string, dataType: run.options.payloadType ?? "application/json" });
+  };
+
+  const createRun = (taskId: string, payload: unknown, options: Record<string, any> = {}, batchId?: string) => {
+    const key = options.idempotencyKey ? `${taskId}:${options.idempotencyKey}` : undefined;
+    const existing = key ? runs.get(byKey.get(key) ?? "") : undefined;
+    if (existing && existing.status !== "FAILED") return { run: existing, isCached: true };
+    const run: FakeRun = { id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined };
+    runs.set(run.id, run);
+    if (!run.held) pending.push(run.id);
+    if (key) byKey.set(key, run.id);
+    return { run, isCached: false };
+  };
+
+  const executeRun = async (run: FakeRun) => {
+    if (run.status !== "QUEUED" || run.held || !opts.executor) return;
+    run.status = "EXECUTING";
+    const budget = opts.maxAttempts?.(run.taskId) ?? 1;
+    const payload = await payloadOf(run);
+    for (;;) {
+      run.attempts++;
+      try {
+        run.output = await opts.executor(run.taskId, payload, run, run.attempts);
+        run.status = "COMPLETED";
+        run.error = undefined;
+        return;
+      } catch (err) {
+        run.error = { message: err instanceof Error ? err.message : String(err) };
+        const abort = err instanceof Error && err.name === "AbortTaskRunError";
+        if (abort || run.attempts >= budget) {
+          run.status = "FAILED";
+          return;
+        }
+      }
+    }
+  };
+
+  const json = (res: ServerResponse, status: number, body: unknown) => {
+    // x-trigger-jwt spares the SDK from signing a public access token with the secret key.
+    res.writeHead(status, { "content-type": "application/json", "x-trigger-jwt": "fake.jwt.token" });
+    res.end(JSON.stringify(body));
+  };
+
+  const runView = (run: FakeRun) => {
+    const now = new Date().toISOString();
+    return {
+      id: run.id, status: run.status, taskIdentifier: run.taskId, idempotencyKey: run.options.idempotencyKey,
+      isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: false,
+      isCompleted: run.status === "COMPLETED" || run.status === "FAILED", isSuccess: run.status === "COMPLETED",
+      isFailed: run.status === "FAILED", isCancelled: false, isTest: false, createdAt: now, updatedAt: now,
+      tags: run.options.tags ?? [], costInCents: 0, baseCostInCents: 0, durationMs: 0, depth: 0,
+      triggerFunction: run.batchId ? "batchTrigger" : "trigger", batchId: run.batchId,
+      output: run.output, error: run.error, relatedRuns: {}, attemptCount: run.attempts,
+    };
+  };
+
+  const route = (method: string, path: string, body: string, req: IncomingMessage, res: ServerResponse) => {
+    let m: RegExpMatchArray | null;
+    if (method === "POST" && (m = path.match(/^\/api\/v1\/tasks\/([^/]+)\/trigger$/))) {
+      const b = JSON.parse(body);
+      const { run, isCached } = createRun(decodeURIComponent(m[1]!), b.payload, b.options);
+      return json(res, 200, { id: run.id, isCached });
+    }
+    if (method === "POST" && path === "/api/v3/batches") {
+      const b = JSON.parse(body);
+      if (b.runCount > maxBatchItems) return json(res, 400, { error: `Batch runCount of ${b.runCount} exceeds maximum allowed of ${maxBatchItems}.` });
+      const batch: FakeBatch = { id: nextId("batch"), runCount: b.runCount, runIds: [], body: b };
+      batches.set(batch.id, batch);
+      return json(res, 202, { id: batch.id, runCount: batch.runCount, isCached: false });
+    }
+    if (method === "POST" && (m = path.match(/^\/api\/v3\/batches\/([^/]+)\/items$/))) {
+      const batch = batches.get(m[1]!);
+      if (!batch) return json(res, 404, { error: "batch not found" });
+      let accepted = 0;
+      let deduplicated = 0;
+      for (const line of body.split("\n")) {
+        if (!line.trim()) continue;
+        const item = JSON.parse(line);
+        const { run, isCached } = createRun(item.task, item.payload, item.options, batch.id);
+        batch.runIds[item.index] = run.id;
+        if (isCached) deduplicated++;
+        else accepted++;
+      }
+      return json(res, 200, { id: batch.id, itemsAccepted: accepted, itemsDeduplicated: deduplicated, sealed: true });
+    }
+    if (method === "PUT" && (m = path.match(/^\/api\/v2\/packets\/(.+)$/))) {
+      const name = decodeURIComponent(m[1]!);
+      return json(res, 200, { presignedUrl: `${url}/__store/${encodeURIComponent(name)}`, storagePath: name });
+    }
+    if (method === "GET" && (m = path.match(/^\/api\/v1\/packets\/(.+)$/))) return json(res, 200, { presignedUrl: `${url}/__store/${m[1]}` });
+    if ((m = path.match(/^\/__store\/(.+)$/))) {
+      const name = decodeURIComponent(m[1]!);
+      if (method === "PUT") {
+        packets.set(name, { contentType: String(req.headers["content-type"] ?? "application/json"), data: body });
+        res.writeHead(200).end();
+        return;
+      }
+      const p = packets.get(name);
+      if (!p) return json(res, 404, { error: "no such packet" });
+      res.writeHead(200, { "content-type": p.contentType }).end(p.data);
+      return;
+    }
+    if (method === "GET" && (m = path.match(/^\/api\/v3\/runs\/([^/]+)$/))) {
+      const run = runs.get(m[1]!);
+      return run ? json(res, 200, runView(run)) : json(res, 404, { error: "run not found" });
+    }
+    if (method === "GET" && (m = path.match(/^\/api\/v2\/batches\/([^/]+)$/))) {
+      const batch = batches.get(m[1]!);
+      if (!batch) return json(res, 404, { error: "batch not found" });
+      const now = new Date().toISOString();
+      return json(res, 200, { id: batch.id, status: "COMPLETED", createdAt: now, updatedAt: now, runCount: batch.runCount, runs: batch.runIds, processing: { errors: [] } });
+    }
+    json(res, 404, { error: `fake trigger: no route for ${method} ${path}` });
+  };
+
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const path = (req.url ?? "/").split("?")[0]!;
+      const method = req.method ?? "GET";
+      requests.push({ method, path, headers: req.headers, body });
+      try {
+        route(method, path, body, req, res);
+      } catch (err) {
+        res.writeHead(500, { "content-type": "application/json", "x-should-retry": "false" });
+        res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const api: FakeTriggerApi = {
+    url, requests, runs, batches, packets, payloadOf, hold: false,
+    async execute(runIds) {
+      for (const id of runIds) {
+        const run = runs.get(id);
+        if (run) await executeRun(run);
+      }
+    },
+    async drain() {
+      let n = 0;
+      for (let id = pending.shift(); id !== undefined; id = pending.shift()) {
+        const run = runs.get(id)!;
+        if (run.status !== "QUEUED") continue;
+        await executeRun(run);
+        n++;
+      }
+      return n;
+    },
+    close: () => new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve()))),
+  };
+  return api;
+}
