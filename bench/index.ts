@@ -6,12 +6,14 @@
 import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
+import { benchRerun } from "./rerun.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
   local: benchLocalRunner,
   "rate-limit": benchRateLimit,
   overhead: benchOverhead,
+  rerun: benchRerun,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

@@ -1,12 +1,16 @@
 import { Command, CommanderError } from "commander";
 import { SluiceError } from "../core/errors.ts";
+import { compareCommand } from "./compare.ts";
+import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
+import { rerunCommand } from "./rerun.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
+import { versionsCommand } from "./versions.ts";
 
 export function buildProgram(): Command {
   const program = new Command("sluice")
@@ -14,7 +18,19 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [runCommand(), resumeCommand(), statusCommand(), quarantineCommand(), dlqCommand(), scheduleCommand(), simCommand()]) {
+  for (const command of [
+    runCommand(),
+    resumeCommand(),
+    rerunCommand(),
+    statusCommand(),
+    versionsCommand(),
+    diffCommand(),
+    compareCommand(),
+    quarantineCommand(),
+    dlqCommand(),
+    scheduleCommand(),
+    simCommand(),
+  ]) {
     program.addCommand(command.exitOverride());
   }
   return program;

@@ -1,0 +1,162 @@
+import { sql } from "drizzle-orm";
+import { SluiceError } from "../core/errors.ts";
+import { stableStringify } from "../core/hash.ts";
+import type { PipelineDef } from "../core/types.ts";
+import type { Database } from "../store/database.ts";
+import type { StagePlan } from "./context.ts";
+import { planRecord, planStages } from "./plan.ts";
+import { getRun, newRunId, type RunRow } from "./runs.ts";
+
+/**
+ * A rerun is an ordinary run whose items are copied from a base run instead of
+ * read from a file, and whose stages before the named one start out as the
+ * base run left them (same versions, so the same outputs). From the named
+ * stage on, the reuse rule does the rest: the stage is computed where no
+ * output of its current version exists for an item's input, and a change is
+ * carried downstream only where an output hash changed. Any runner can then
+ * drive it by id. Gates are not part of a stage version, so a gate changed on
+ * an upstream stage is not seen: rerun from that stage instead.
+ */
+
+export interface RerunRequest {
+  /** The stage to recompute with its current definition. */
+  stage: string;
+  /** Base run id; default: the latest finished run of the pipeline. */
+  from?: string;
+  /** Stop after the named stage: downstream stages (and the commit target) are not touched. */
+  only?: boolean;
+}
+
+/** How one stage of the rerun relates to the base run. */
+export interface RerunStagePlan {
+  id: string;
+  version: string;
+  /** The version the base run used, or null when the base run had no such stage. */
+  baseVersion: string | null;
+  /** `upstream` (reused from the base run), `target` (the named stage), `downstream`, or `skipped` (after `--only`). */
+  role: "upstream" | "target" | "downstream" | "skipped";
+}
+
+export interface PreparedRerun {
+  run: RunRow;
+  base: RunRow;
+  /** True when an unfinished rerun of the same base, stage and versions was found and is continued. */
+  continued: boolean;
+  stageIndex: number;
+  stages: RerunStagePlan[];
+}
+
+/**
+ * The base of a rerun: the given run, or the pipeline's latest finished run.
+ *
+ * @example
+ * const base = await findBaseRun(db, "ticket-triage"); // latest finished run
+ */
+export async function findBaseRun(db: Database, pipelineId: string, runId?: string): Promise<RunRow> {
+  if (runId) {
+    const run = await getRun(db, runId);
+    if (!run) throw new SluiceError(`no run ${runId} (sluice status lists runs)`);
+    if (run.pipeline !== pipelineId) throw new SluiceError(`run ${runId} belongs to pipeline ${run.pipeline}, not ${pipelineId}`);
+    if (!run.loaded_at) throw new SluiceError(`run ${runId} never finished reading its input; resume it (sluice resume ${runId}) or pick another base`);
+    return run;
+  }
+  const rows = await db.rows<RunRow>(sql`
+    SELECT * FROM runs WHERE pipeline = ${pipelineId} AND status = 'finished' AND loaded_at IS NOT NULL
+    ORDER BY created_at DESC, id DESC LIMIT 1`);
+  if (!rows[0]) throw new SluiceError(`pipeline ${pipelineId} has no finished run to rerun from (sluice run ${pipelineId} --input <file> first)`);
+  return rows[0];
+}
+
+/**
+ * Plan a rerun against its base: which stages are reused, recomputed or
+ * skipped. Refuses when a stage upstream of the named one changed since the
+ * base run, because then the rerun could not reuse the base run's outputs for
+ * it: the user should rerun from that stage instead.
+ *
+ * @example
+ * const { stages } = planRerun(pipeline, base, { stage: "extract" });
+ * stages.map((s) => `${s.id}: ${s.role}`); // ["filter: upstream", "classify: upstream", "extract: target", ...]
+ */
+export function planRerun(pipeline: PipelineDef, base: RunRow, request: RerunRequest): { stageIndex: number; stages: RerunStagePlan[] } {
+  const plan = planStages(pipeline);
+  const stageIndex = plan.findIndex((s) => s.id === request.stage);
+  if (stageIndex < 0) throw new SluiceError(`pipeline ${pipeline.id} has no stage "${request.stage}" (stages: ${plan.map((s) => s.id).join(", ")})`);
+  const baseVersions = new Map(base.stages.map((s) => [s.id, s.version]));
+  const stages = plan.map((s): RerunStagePlan => ({
+    id: s.id,
+    version: s.version,
+    baseVersion: baseVersions.get(s.id) ?? null,
+    role: s.index < stageIndex ? "upstream" : s.index === stageIndex ? "target" : request.only ? "skipped" : "downstream",
+  }));
+  const changed = stages.filter((s) => s.role === "upstream" && s.version !== s.baseVersion);
+  if (changed.length) {
+    const what = changed.map((s) => (s.baseVersion ? `${s.id} (${s.baseVersion} → ${s.version})` : `${s.id} (new)`)).join(", ");
+    const are = changed.length > 1 ? "are" : "is";
+    throw new SluiceError(`${what} changed since run ${base.id} and ${are} upstream of ${request.stage}: rerun --stage ${changed[0]!.id} instead`);
+  }
+  return { stageIndex, stages };
+}
+
+/** True when the base run planned the stages before `stageIndex` exactly as the pipeline does now. */
+function sameUpstream(base: RunRow, plan: StagePlan[], stageIndex: number): boolean {
+  return plan.slice(0, stageIndex).every((p) => {
+    const b = base.stages[p.index];
+    return b !== undefined && b.id === p.id && b.version === p.version && stableStringify(b.reads) === stableStringify(p.reads);
+  });
+}
+
+/**
+ * Create (or continue) the run of a rerun: a new run row whose items and
+ * rejected rows are copied from the base run, already marked loaded, with
+ * `options = { mode: "rerun", baseRunId, stage, stopAfter? }`. Drive it with
+ * any runner (the local runner's `resumeRun`, or Trigger.dev).
+ *
+ * @example
+ * const { run } = await prepareRerun(db, pipeline, { stage: "extract" });
+ * const summary = await resumeRun({ db, pipeline, providers }, run.id);
+ */
+export async function prepareRerun(db: Database, pipeline: PipelineDef, request: RerunRequest): Promise<PreparedRerun> {
+  const base = await findBaseRun(db, pipeline.id, request.from);
+  const { stageIndex, stages } = planRerun(pipeline, base, request);
+  const plan = planStages(pipeline);
+  const versions = plan.map((p) => `${p.id}@${p.version}`).join(",");
+  const options: Record<string, unknown> = { mode: "rerun", baseRunId: base.id, stage: request.stage, versions };
+  if (request.only) options.stopAfter = stageIndex;
+
+  return db.transaction(async (tx) => {
+    // Same lock as `sluice run`: two reruns started together share one run.
+    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:run:${pipeline.id}`}))`);
+    const open = await tx.rows<RunRow>(sql`
+      SELECT * FROM runs WHERE pipeline = ${pipeline.id} AND status = 'running'
+        AND options->>'mode' = 'rerun' AND options->>'baseRunId' = ${base.id}
+        AND options->>'stage' = ${request.stage} AND options->>'versions' = ${versions}
+        AND (options->'stopAfter') IS NOT DISTINCT FROM ${request.only ? JSON.stringify(stageIndex) : null}::jsonb
+      ORDER BY created_at DESC LIMIT 1`);
+    if (open[0]) return { run: open[0], base, continued: true, stageIndex, stages };
+
+    const id = newRunId();
+    const inserted = await tx.rows<RunRow>(sql`
+      INSERT INTO runs (id, pipeline, status, input_path, input_fingerprint, stages, options, loaded_at, rows_read)
+      VALUES (${id}, ${pipeline.id}, 'running', ${base.input_path}, ${base.input_fingerprint},
+        ${JSON.stringify(planRecord(pipeline, plan))}::jsonb, ${JSON.stringify(options)}::jsonb, now(), ${base.rows_read})
+      RETURNING *`);
+    await tx.rows(sql`
+      INSERT INTO run_items (run_id, item_id, line, content_hash, data)
+      SELECT ${id}, item_id, line, content_hash, data FROM run_items WHERE run_id = ${base.id}`);
+    await tx.rows(sql`
+      INSERT INTO rejected_rows (run_id, line, item_id, state, reason, raw)
+      SELECT ${id}, line, item_id, state, reason, raw FROM rejected_rows WHERE run_id = ${base.id}`);
+    if (sameUpstream(base, plan, stageIndex)) {
+      // The upstream stages are the base run's, version for version and read for read, over
+      // the same items: their results are the base run's results. Taking them over as they
+      // are (reused, no attempts) is what the reuse rule would conclude item by item, without
+      // the walk; it also keeps upstream as it was where the base run dead-lettered an item.
+      await tx.rows(sql`
+        INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, attempts, error_class, error_message)
+        SELECT ${id}, stage_index, item_id, stage_id, status, input_hash, output_id, true, 0, error_class, error_message
+        FROM work WHERE run_id = ${base.id} AND stage_index < ${stageIndex}
+          AND status NOT IN ('queued', 'processing', 'failed_retryable')`);
+    }
+    return { run: inserted[0]!, base, continued: false, stageIndex, stages };
+  });
+}

@@ -1,0 +1,59 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startSimulator, type Simulator } from "../../src/sim/index.ts";
+import { cliEnv, lastJson, runCli, tempDataDir } from "./cli.ts";
+import { demoSlice } from "./data.ts";
+
+const OPENAI_KEY = "sk-proj-SLUICESECRETopenai0123456789abcdef";
+const ANTHROPIC_KEY = "sk-ant-SLUICESECRETanthropic0123456789";
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
+}
+
+let sim: Simulator;
+beforeAll(async () => {
+  sim = await startSimulator({ port: 0 });
+});
+afterAll(async () => {
+  await sim?.close();
+});
+
+describe("API keys never reach the database, logs or reports", () => {
+  it("leaves no trace of the keys after a run with provider errors", async () => {
+    // Every third call fails, so error messages and dead letters are written too.
+    sim.configure({ faults: { serverError: 0.3 } });
+    const data = tempDataDir();
+    const env = cliEnv({
+      SLUICE_DATA_DIR: data,
+      OPENAI_API_KEY: OPENAI_KEY,
+      ANTHROPIC_API_KEY: ANTHROPIC_KEY,
+      OPENAI_BASE_URL: sim.openaiBaseURL,
+      ANTHROPIC_BASE_URL: sim.anthropicBaseURL,
+      SLUICE_MAX_ATTEMPTS: "1",
+      SLUICE_LOG_LEVEL: "debug",
+    });
+    const run = await runCli(["run", "ticket-triage", "--input", demoSlice(60), "--json"], env);
+    expect(run.code, run.stderr).toBe(0);
+    const summary = lastJson(run.stdout);
+    expect(summary.items.byStatus.failed_terminal).toBeGreaterThan(0);
+    const status = await runCli(["status", summary.runId], env);
+    const dlq = await runCli(["dlq", summary.runId, "--json"], env);
+    const json = await runCli(["run", "ticket-triage", "--input", demoSlice(60), "--json"], { ...env, SLUICE_LOG_FORMAT: "json" });
+
+    const outputs = [run, status, dlq, json].flatMap((r) => [r.stdout, r.stderr]).join("\n");
+    // The runs really wrote output, error messages included.
+    expect(outputs).toContain(summary.runId);
+    expect(outputs).toMatch(/the API at http:\/\/127.0.0.1/);
+    for (const key of [OPENAI_KEY, ANTHROPIC_KEY, "SLUICESECRET"]) {
+      expect(outputs).not.toContain(key);
+      for (const file of filesUnder(dirname(data))) {
+        expect(readFileSync(file).includes(key), `${key} found in ${file}`).toBe(false);
+      }
+    }
+  }, 120_000);
+});
