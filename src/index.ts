@@ -1,0 +1,34 @@
+/**
+ * sluice's public API, hand-picked. Definitions are plain descriptors; the
+ * engine runs them; runners and providers plug in.
+ *
+ * @example
+ * import { definePipeline, defineStage, openDatabase, runPipeline, createProviders } from "sluice";
+ */
+
+// Defining pipelines
+export { definePipeline, defineStage, stageVersion, versionParts } from "./core/define.ts";
+export type {
+  CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineDef,
+  PromptTemplate, ProviderMode, ProviderName, SourceSpec, StageDef, StageInput, StageKind, ValidateStage, ValidationVerdict,
+} from "./core/types.ts";
+export { DefinitionError, DeterministicError, QualityError, SluiceError, TransientError, type FailureClass } from "./core/errors.ts";
+export { FINAL_STATES, ITEM_STATUSES, type FinalState, type ItemStatus } from "./core/status.ts";
+
+// Running them
+export { openDatabase, type Database, type OpenOptions } from "./store/index.ts";
+export { runPipeline, resumeRun, type LocalRunOptions, type RunEvents } from "./runners/local/index.ts";
+export { summarizeRun, type EngineOptions, type ProviderSet, type RunSummary, type StageSummary } from "./engine/index.ts";
+export { prepareRerun, type RerunRequest } from "./engine/rerun.ts";
+export { diffRuns, type RunDiff } from "./engine/diff.ts";
+export { compareStage, type CompareResult } from "./engine/compare.ts";
+export { stageVersions, type StageVersionInfo } from "./engine/versions.ts";
+
+// Providers and the ready-wired preset (simulator when no key is set)
+export { costOf, createProvider, PRICES, type CreateProviderOptions } from "./providers/index.ts";
+export type { BatchApi, CompletionRequest, CompletionResult, Provider } from "./providers/types.ts";
+export { createProviders, type ProviderPreset } from "./preset/providers.ts";
+export { startSimulator, type SimConfig, type Simulator } from "./sim/index.ts";
+
+// Sources
+export { readSource, type SourceRecord } from "./sources/index.ts";

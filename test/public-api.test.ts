@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import * as sluice from "../src/index.ts";
+import * as testing from "../src/testing/index.ts";
+
+describe("the public API", () => {
+  it("exports what a user needs to define, run and test a pipeline, and nothing by accident", () => {
+    expect(Object.keys(sluice).sort()).toEqual(
+      [
+        "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "TransientError",
+        "compareStage", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
+        "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
+      ].sort(),
+    );
+    expect(Object.keys(testing).sort()).toEqual(["createInProcessProvider", "freshPostgres", "memoryDatabase", "runPipelineForTest", "singleProvider", "testDrivers"]);
+  });
+
+  it("runs a pipeline defined with it, in a few lines", async () => {
+    const pipeline = sluice.definePipeline({
+      id: "hello",
+      source: { key: "id" },
+      stages: [sluice.defineStage({ id: "shout", kind: "map", codeVersion: "1", run: ({ item }) => ({ text: String(item.text).toUpperCase() }) })],
+    });
+    const run = await testing.runPipelineForTest(pipeline, { items: [{ id: "1", text: "hi" }] });
+    expect(await run.outputs("shout")).toEqual({ "1": { text: "HI" } });
+    expect(run.summary.items).toEqual({ total: 1, byStatus: { succeeded_unvalidated: 1 } });
+    await run.close();
+  });
+});
