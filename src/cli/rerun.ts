@@ -1,12 +1,9 @@
 import { Command } from "commander";
-import { setMaxListeners } from "node:events";
 import { prepareRerun, type PreparedRerun, type RerunRequest } from "../engine/rerun.ts";
 import type { RunSummary } from "../engine/summary.ts";
-import { createProviders } from "../preset/providers.ts";
 import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
-import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
-import { progressReporter } from "./progress.ts";
-import { formatSummary } from "./report.ts";
+import { loadPipeline, openStore } from "./common.ts";
+import { runSession } from "./session.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
 export type RerunSummary = RunSummary & { rerun: { baseRunId: string; stage: string; only: boolean } };
@@ -66,26 +63,17 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
     // Planned before any provider is wired: a rerun that cannot start says why at once.
     const request = { stage: options.stage, from: options.from, only: options.only };
     const prepared = await prepareRerun(db, pipeline, request);
-    const preset = await createProviders(env);
-    const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
-    const controller = new AbortController();
-    setMaxListeners(0, controller.signal);
-    const onSignal = () => controller.abort(new CliError(`interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`));
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    try {
-      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n${describeRerun(prepared)}\n`);
-      const summary = await driveRerun({ db, pipeline, providers: preset.providers, events: progress, signal: controller.signal }, request, prepared);
-      progress.stop();
-      if (options.json) printJson(summary);
-      else process.stdout.write(`\n${formatSummary(summary)}\n`);
-      return summary;
-    } finally {
-      progress.stop();
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      await preset.close();
-    }
+    return await runSession(
+      {
+        db,
+        pipeline,
+        env,
+        json: options.json,
+        banner: describeRerun(prepared),
+        interrupted: `interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`,
+      },
+      (base) => driveRerun(base, request, prepared),
+    );
   } finally {
     await db.close();
   }

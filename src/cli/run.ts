@@ -1,14 +1,9 @@
 import { Command } from "commander";
-import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
-import { createProviders } from "../preset/providers.ts";
 import { runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../engine/summary.ts";
 import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
-import { createCliLogger } from "./logger.ts";
-import { progressReporter } from "./progress.ts";
-import type { EngineOptions } from "../engine/context.ts";
-import { formatSummary } from "./report.ts";
+import { runSession } from "./session.ts";
 
 export interface RunCliOptions {
   pipeline: string;
@@ -19,54 +14,21 @@ export interface RunCliOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/**
- * `sluice run` and `sluice resume` share this: open the store, wire
- * providers, run with progress, print the summary (human, or the JSON
- * contract as the last stdout line).
- */
+/** `sluice run` and `sluice resume`: open the store, then run or continue the run in a CLI session. */
 export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
   if (options.input !== undefined && !existsSync(options.input)) throw new CliError(`cannot read input ${options.input}: no such file`);
   const db = await openStore(env);
-  const preset = await createProviders(env);
-  const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
-  const controller = new AbortController();
-  // Every in-flight provider call and backoff listens on this one signal.
-  setMaxListeners(0, controller.signal);
-  const onSignal = () => controller.abort(new CliError("interrupted; run `sluice resume` to continue"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   try {
-    process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
-    const base = { db, pipeline, providers: preset.providers, events: progress, signal: controller.signal, logger: createCliLogger(env), options: engineOptionsFromEnv(env) };
-    const summary = options.runId
-      ? await resumeRun(base, options.runId)
-      : await runPipeline(base, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined });
-    progress.stop();
-    if (options.json) printJson(summary);
-    else process.stdout.write(`\n${formatSummary(summary)}\n`);
-    return summary;
+    return await runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) =>
+      options.runId
+        ? resumeRun(base, options.runId)
+        : runPipeline(base, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined }),
+    );
   } finally {
-    progress.stop();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    await preset.close();
     await db.close();
   }
-}
-
-/** Engine tuning from the environment: `SLUICE_CONCURRENCY`, `SLUICE_CHUNK_SIZE`, `SLUICE_MAX_ATTEMPTS`, `SLUICE_BATCH_POLL_MS`. */
-export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOptions> {
-  const num = (name: string) => (env[name] && Number(env[name]) > 0 ? Number(env[name]) : undefined);
-  const options: Partial<EngineOptions> = {};
-  const set = <K extends keyof EngineOptions>(key: K, value: number | undefined) => value !== undefined && (options[key] = value as EngineOptions[K]);
-  set("concurrency", num("SLUICE_CONCURRENCY"));
-  set("chunkSize", num("SLUICE_CHUNK_SIZE"));
-  set("maxAttempts", num("SLUICE_MAX_ATTEMPTS"));
-  set("batchPollMs", num("SLUICE_BATCH_POLL_MS"));
-  set("leaseMs", num("SLUICE_LEASE_MS"));
-  return options;
 }
 
 export function runCommand(): Command {

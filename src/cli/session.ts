@@ -1,0 +1,74 @@
+import { setMaxListeners } from "node:events";
+import type { PipelineDef } from "../core/types.ts";
+import type { EngineOptions } from "../engine/context.ts";
+import type { RunSummary } from "../engine/summary.ts";
+import { createProviders } from "../preset/providers.ts";
+import type { LocalRunOptions } from "../runners/local/index.ts";
+import type { Database } from "../store/database.ts";
+import { CliError, printJson } from "./common.ts";
+import { createCliLogger } from "./logger.ts";
+import { progressReporter } from "./progress.ts";
+import { formatSummary } from "./report.ts";
+
+/** Engine tuning from the environment: `SLUICE_CONCURRENCY`, `SLUICE_CHUNK_SIZE`, `SLUICE_MAX_ATTEMPTS`, `SLUICE_BATCH_POLL_MS`, `SLUICE_LEASE_MS`. */
+export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOptions> {
+  const num = (name: string) => (env[name] && Number(env[name]) > 0 ? Number(env[name]) : undefined);
+  const options: Partial<EngineOptions> = {};
+  const set = <K extends keyof EngineOptions>(key: K, value: number | undefined) => value !== undefined && (options[key] = value as EngineOptions[K]);
+  set("concurrency", num("SLUICE_CONCURRENCY"));
+  set("chunkSize", num("SLUICE_CHUNK_SIZE"));
+  set("maxAttempts", num("SLUICE_MAX_ATTEMPTS"));
+  set("batchPollMs", num("SLUICE_BATCH_POLL_MS"));
+  set("leaseMs", num("SLUICE_LEASE_MS"));
+  return options;
+}
+
+export interface SessionOptions {
+  db: Database;
+  pipeline: PipelineDef;
+  env: NodeJS.ProcessEnv;
+  json?: boolean;
+  /** Printed on stderr after the provider notice (what this command is about to do). */
+  banner?: string;
+  /** What to tell a user who pressed Ctrl-C. */
+  interrupted: string;
+}
+
+/**
+ * Everything `run`, `resume` and `rerun` share: providers (the simulator when
+ * no key is set), progress on stderr, Ctrl-C handling, logging, engine
+ * settings from the environment, and the summary at the end (human, or the
+ * JSON contract as the last stdout line).
+ */
+export async function runSession<S extends RunSummary>(options: SessionOptions, drive: (base: LocalRunOptions) => Promise<S>): Promise<S> {
+  const { env } = options;
+  const preset = await createProviders(env);
+  const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
+  const controller = new AbortController();
+  // Every in-flight provider call and backoff listens on this one signal.
+  setMaxListeners(0, controller.signal);
+  const onSignal = () => controller.abort(new CliError(options.interrupted));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    process.stderr.write(`${preset.notice}\nstore: ${options.db.description}\n${options.banner ? `${options.banner}\n` : ""}`);
+    const summary = await drive({
+      db: options.db,
+      pipeline: options.pipeline,
+      providers: preset.providers,
+      events: progress,
+      signal: controller.signal,
+      logger: createCliLogger(env),
+      options: engineOptionsFromEnv(env),
+    });
+    progress.stop();
+    if (options.json) printJson(summary);
+    else process.stdout.write(`\n${formatSummary(summary)}\n`);
+    return summary;
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await preset.close();
+  }
+}
