@@ -10,7 +10,7 @@ type Level = (typeof LEVELS)[number];
  * API keys redacted; otherwise plain `sluice [level] message` lines. Level
  * from `SLUICE_LOG_LEVEL` (debug, info, warn; default info).
  */
-export function createCliLogger(env: NodeJS.ProcessEnv = process.env): Logger {
+export function createCliLogger(env: NodeJS.ProcessEnv = process.env, write: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Logger {
   const level: Level = LEVELS.includes(env.SLUICE_LOG_LEVEL as Level) ? (env.SLUICE_LOG_LEVEL as Level) : "info";
   if (env.SLUICE_LOG_FORMAT === "json") {
     const log = pino(
@@ -25,7 +25,7 @@ export function createCliLogger(env: NodeJS.ProcessEnv = process.env): Logger {
   }
   const rank = LEVELS.indexOf(level);
   const line = (at: Level) => (msg: string) => {
-    if (LEVELS.indexOf(at) >= rank) process.stderr.write(`sluice [${at}] ${msg}\n`);
+    if (LEVELS.indexOf(at) >= rank) write(`sluice [${at}] ${msg}`);
   };
   return { debug: line("debug"), info: line("info"), warn: line("warn") };
 }

@@ -8,7 +8,7 @@ import type { RunEvents } from "../runners/local/index.ts";
  * stage at most every `intervalMs`, and one when the stage ends. Always on
  * stderr, so stdout stays clean for `--json`.
  */
-export function progressReporter(options: { tty: boolean; quiet?: boolean; intervalMs?: number; stream?: NodeJS.WriteStream }): RunEvents & { stop(): void } {
+export function progressReporter(options: { tty: boolean; quiet?: boolean; intervalMs?: number; stream?: NodeJS.WriteStream }): RunEvents & { stop(): void; log(line: string): void } {
   const stream = options.stream ?? process.stderr;
   const write = (line: string) => !options.quiet && stream.write(`${line}\n`);
   const starts = new Map<number, { at: number; done: number }>();
@@ -51,6 +51,8 @@ export function progressReporter(options: { tty: boolean; quiet?: boolean; inter
         bar?.update(done, { speed: rate(stage, done).toFixed(0) });
       },
       stop: () => multi.stop(),
+      // Lines printed above the bars, so they don't tear the live display.
+      log: (line: string) => multi.log(`${line}\n`),
     };
   }
 
@@ -78,5 +80,6 @@ export function progressReporter(options: { tty: boolean; quiet?: boolean; inter
       write(`stage ${stage.id}: done in ${secs}s (${parts || "no items"})`);
     },
     stop() {},
+    log: (line: string) => stream.write(`${line}\n`),
   };
 }

@@ -58,7 +58,7 @@ export async function runSession<S extends RunSummary>(options: SessionOptions, 
       providers: preset.providers,
       events: progress,
       signal: controller.signal,
-      logger: createCliLogger(env),
+      logger: createCliLogger(env, progress.log),
       options: engineOptionsFromEnv(env),
     });
     progress.stop();
