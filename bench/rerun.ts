@@ -42,7 +42,7 @@ async function timed<T>(sim: Simulator, fn: () => Promise<T>): Promise<{ value: 
 const cost = (s: RunSummary) => s.costUsd;
 
 export async function benchRerun(): Promise<void> {
-  console.log("\n## 2. rerun one stage after a prompt change (demo data, simulator over HTTP)\n");
+  console.log("\n## 4. rerun one stage after a prompt change (demo data, simulator over HTTP)\n");
   const sim = await startSimulator({ port: 0 });
   const providers = simProviders(sim);
   const changed = changedExtract(pipeline);
