@@ -68,8 +68,14 @@ describe("the same pipeline on every provider and mode", () => {
           expect(stats.batches.created).toBe(0);
           expect(stats.realtimeCalls).toBe(5);
         }
-        // Batch calls are billed at half the realtime price.
+        // Batch calls are billed at half the realtime price, and the summary says what that saved.
         expect(classify.costUsd).toBeGreaterThan(0);
+        if (mode === "batch") {
+          expect(classify.batchCalls).toBe(5);
+          expect(classify.batchSavedUsd).toBeCloseTo(classify.costUsd, 9);
+        } else {
+          expect(classify.batchSavedUsd).toBe(0);
+        }
         results[`${provider}/${mode}`] = { outputs: await run.outputs("classify"), statuses: await run.statuses("commit"), byStatus: run.summary.items.byStatus };
         const byStatus = run.summary.items.byStatus;
         expect(Object.values(byStatus).reduce((a, b) => a + b, 0)).toBe(items.length);

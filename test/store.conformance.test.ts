@@ -141,12 +141,13 @@ for (const driver of testDrivers()) {
       expect(third.summary.stages.find((s) => s.id === "classify")).toMatchObject({ processed: 4, reused: 3, providerCalls: 1 });
     });
 
-    it("keeps one output row per (stage version, item, input hash)", async () => {
-      const dupes = await t.db.rows<{ n: number }>(sql`
-        SELECT count(*)::int AS n FROM (
-          SELECT pipeline, stage_id, stage_version, item_id, input_hash FROM stage_outputs
-          GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1) d`);
-      expect(dupes[0]!.n).toBe(0);
+    it("enforces one output row per (stage version, item, input hash)", async () => {
+      const row = { pipeline: "p", stage_id: "s", stage_version: "v", item_id: "i", input_hash: "h" };
+      const insert = () => t.db.rows(sql`
+        INSERT INTO stage_outputs (pipeline, stage_id, stage_version, item_id, input_hash, status, output, output_hash, run_id)
+        VALUES (${row.pipeline}, ${row.stage_id}, ${row.stage_version}, ${row.item_id}, ${row.input_hash}, 'validated', '{}'::jsonb, 'x', 'r')`);
+      await insert();
+      await expect(insert()).rejects.toThrow();
     });
   });
 }

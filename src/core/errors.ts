@@ -29,10 +29,13 @@ export class TransientError extends SluiceError {
   /** Milliseconds the provider asked us to wait (`retry-after`), if it said. */
   retryAfterMs?: number;
   status?: number;
-  constructor(message: string, ctx: ErrorContext & { retryAfterMs?: number; status?: number } = {}) {
+  /** True when the request never left sluice (the circuit was open): nothing was sent or paid. */
+  notSent?: boolean;
+  constructor(message: string, ctx: ErrorContext & { retryAfterMs?: number; status?: number; notSent?: boolean } = {}) {
     super(message, ctx);
     this.retryAfterMs = ctx.retryAfterMs;
     this.status = ctx.status;
+    this.notSent = ctx.notSent;
   }
 }
 

@@ -56,8 +56,18 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   const api = provider.batch!;
   const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
   const rows: BatchRow[] = [];
+  const refused: ItemResult[] = [];
   for (const group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
-    const { batchId } = await api.submit(group);
+    let batchId: string;
+    try {
+      ({ batchId } = await api.submit(group));
+    } catch (err) {
+      // Nothing was submitted: these items are retried later (transient) or dead-lettered (deterministic); the run goes on.
+      if (ctx.signal?.aborted) throw ctx.signal.reason;
+      const attempts = await attemptsSoFar(ctx, stage, group.map((r) => byCustomId.get(r.customId)!.itemId));
+      refused.push(...group.map((r) => failure(ctx, byCustomId.get(r.customId)!.itemId, byCustomId.get(r.customId)!.loaded.inputHash, err, attempts, `${providerName} batch submission failed`)));
+      continue;
+    }
     const requests: Record<string, BatchEntry> = {};
     for (const request of group) {
       const call = byCustomId.get(request.customId)!;
@@ -75,8 +85,29 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
     rows.push({ id: batchId, provider: providerName, status: "submitted", requests });
   }
+  if (refused.length) {
+    await persistResults(ctx, stage, refused);
+    onPersisted?.(refused);
+  }
   const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted)));
-  return results.flat();
+  return [...refused, ...results.flat()];
+}
+
+async function attemptsSoFar(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, number>> {
+  const rows = await ctx.db.rows<{ item_id: string; attempts: number }>(sql`
+    SELECT item_id, attempts FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = ${anyText(itemIds)}`);
+  return new Map(rows.map((r) => [r.item_id, r.attempts]));
+}
+
+/** An item whose request failed as a whole (submission, or a batch that could not be read): retry it later, or dead-letter it. */
+function failure(ctx: RunContext, itemId: string, inputHash: string, err: unknown, tries: Map<string, number>, what: string): ItemResult {
+  const cls = failureClassOf(err);
+  const spent = (tries.get(itemId) ?? 0) + 1;
+  const retry = cls === "transient" && spent < ctx.options.maxAttempts;
+  const message = `${what}: ${errorMessage(err)}${cls === "transient" && !retry ? ` (gave up after ${spent} attempts)` : ""}`;
+  // One attempt row with no provider: it counts against the retry budget but was not a paid request.
+  const attempt: AttemptRecord = { attempt: spent, provider: "", model: "", mode: "batch", requestHash: "", inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, latencyMs: 0, errorClass: cls, errorMessage: message };
+  return { itemId, status: retry ? "failed_retryable" : "failed_terminal", inputHash, reused: false, attempts: [attempt], errorClass: cls, errorMessage: message };
 }
 
 /**
@@ -120,15 +151,23 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Prom
 
 async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
   const api = provider.batch!;
-  const status = await waitForBatch(ctx, api, row);
   const entries = Object.entries(row.requests);
-  const attemptsSoFar = await ctx.db.rows<{ item_id: string; attempts: number }>(sql`
-    SELECT item_id, attempts FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
-      AND item_id = ${anyText(entries.map(([, e]) => e.itemId))}`);
-  const tries = new Map(attemptsSoFar.map((r) => [r.item_id, r.attempts]));
-  const inputs = await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId));
+  const tries = await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId));
+  let status: string;
   const got = new Map<string, BatchResult>();
-  for await (const result of api.results(row.id)) got.set(result.customId, result);
+  try {
+    status = await waitForBatch(ctx, api, row);
+    for await (const result of api.results(row.id)) got.set(result.customId, result);
+  } catch (err) {
+    // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
+    if (ctx.signal?.aborted) throw ctx.signal.reason;
+    const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.id} could not be collected`));
+    await persistResults({ ...ctx, workerId: batchWorker(row.id) }, stage, out);
+    await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
+    onPersisted?.(out);
+    return out;
+  }
+  const inputs = await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId));
 
   const out: ItemResult[] = [];
   for (const [customId, entry] of entries) {

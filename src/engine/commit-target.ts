@@ -51,6 +51,8 @@ export async function upsertRows(db: Database, stage: CommitStage, runId: string
 /**
  * Withdraw target rows of items this run read but did not commit (gated out,
  * failed, sent to review): the target then says they are no longer current.
+ * An item that only failed transiently (a provider outage) keeps its row: the
+ * failure says nothing about the item, and `dlq retry` may still commit it.
  */
 export async function withdrawUncommitted(db: Database, stage: CommitStage, runId: string, commitIndex: number): Promise<number> {
   const table = sql.identifier(stage.target.table);
@@ -61,6 +63,9 @@ export async function withdrawUncommitted(db: Database, stage: CommitStage, runI
       AND NOT EXISTS (
         SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.stage_index = ${commitIndex}
           AND w.item_id = t.item_id AND w.status = 'committed')
+      AND NOT EXISTS (
+        SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.item_id = t.item_id
+          AND w.status = 'failed_terminal' AND w.error_class = 'transient')
     RETURNING t.key`);
   return rows.length;
 }

@@ -9,7 +9,7 @@ import type { Database } from "../store/database.ts";
 import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
 import type { ChangedItem, ItemAtStage } from "./diff.ts";
 import { customIdFor } from "./execute.ts";
-import { anyText, loadInputs, type LoadedInput } from "./inputs.ts";
+import { anyText, endpointOf, loadInputs, type LoadedInput } from "./inputs.ts";
 import { enumFields, labelsDiffer, labelTable, type LabelTable } from "./labels.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
 import { planStages } from "./plan.ts";
@@ -246,7 +246,7 @@ async function evaluateLocal(def: StageDef, input: StageInput, itemId: string): 
 async function evaluateLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, input: StageInput, itemId: string, limit: ReturnType<typeof pLimit>): Promise<Outcome> {
   const providerName = providerNameOf(ctx, def);
   const request = buildRequest(def, input, customIdFor(stage, itemId));
-  const hash = requestHash(providerName, request);
+  const hash = requestHash(endpointOf(ctx, providerName), request);
   const cached = await ctx.db.rows<{ response: CompletionResult }>(sql`SELECT response FROM request_cache WHERE request_hash = ${hash}`);
   const hit = cached[0]?.response;
   const checked = hit && checkCompletion(def, input, hit);

@@ -9,6 +9,13 @@ export interface ProviderSet {
   cost(model: string, usage: Usage, mode: "realtime" | "batch"): number;
   /** The provider a stage without an explicit `provider` uses. */
   defaultProvider: string;
+  /**
+   * Who really answers for a provider name: `openai` (the API), `openai@simulator`,
+   * `openai@<base URL>`. It is part of LLM stages' input hash and of request
+   * hashes, so answers from a simulator are never reused as real ones.
+   * Defaults to the name itself.
+   */
+  endpointOf?(name: string): string;
 }
 
 export interface Logger {
@@ -47,7 +54,7 @@ export const DEFAULT_OPTIONS: EngineOptions = {
   maxAttempts: 5,
   backoffBaseMs: 250,
   backoffMaxMs: 30_000,
-  leaseMs: 5_000,
+  leaseMs: 30_000,
   batchPollMs: 2_000,
   batchPollMaxMs: 60_000,
   batchChunkSize: 10_000,

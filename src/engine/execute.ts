@@ -5,7 +5,7 @@ import type { ItemStatus } from "../core/status.ts";
 import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { anyText, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
+import { anyText, endpointOf, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
 import { executeBatch, useBatch } from "./batch.ts";
@@ -173,7 +173,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
   const provider = ctx.providers.get(providerName);
   const requests = toCompute.map((p) => {
     const request = buildRequest(def, p.loaded.input, customIdFor(stage, p.itemId));
-    return { ...p, request, hash: requestHash(providerName, request) };
+    return { ...p, request, hash: requestHash(endpointOf(ctx, providerName), request) };
   });
   const cached = await lookupCache(ctx, [...new Set(requests.map((r) => r.hash))]);
   const calls: typeof requests = [];
@@ -182,6 +182,8 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     const checked = hit && checkCompletion(def, r.loaded.input, hit);
     if (checked && checked.ok) {
       done.push({ itemId: r.itemId, status: "succeeded_unvalidated", inputHash: r.loaded.inputHash, reused: true, attempts: [], output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } });
+    } else if (checked && checked.threw) {
+      done.push({ itemId: r.itemId, status: "failed_terminal", inputHash: r.loaded.inputHash, reused: false, attempts: [], errorClass: "deterministic", errorMessage: checked.error.message });
     } else {
       calls.push(r);
     }
@@ -205,9 +207,13 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies: ItemResult[] = followers.map((f) => {
     const lead = byItem.get(leaders.get(f.hash)!.itemId)!;
-    return lead.output
-      ? { itemId: f.itemId, status: lead.status, inputHash: f.loaded.inputHash, reused: true, attempts: [], output: { ...lead.output, costUsd: 0 } }
-      : { itemId: f.itemId, status: lead.status, inputHash: f.loaded.inputHash, reused: false, attempts: [], errorClass: lead.errorClass, errorMessage: lead.errorMessage };
+    const base = { itemId: f.itemId, inputHash: f.loaded.inputHash, attempts: [] };
+    const response = lead.cache?.response as CompletionResult | undefined;
+    if (!response) return { ...base, status: lead.status, reused: false, errorClass: lead.errorClass, errorMessage: lead.errorMessage };
+    // Same answer, but the stage's own rule is checked against this item.
+    const checked = checkCompletion(def, f.loaded.input, response);
+    if (checked.ok) return { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } };
+    return { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message };
   });
   await flush(ctx, stage, copies, hooks);
   return [...done, ...led, ...copies];
@@ -226,7 +232,9 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
     writing = writing.then(() => flush(ctx, stage, batch, hooks));
     return writing;
   };
-  await Promise.all(
+  // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
+  // are still written before the abort propagates.
+  const settled = await Promise.allSettled(
     calls.map(async (r) => {
       const outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
       const result: ItemResult =
@@ -255,6 +263,8 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
     }),
   );
   await drain();
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) throw failed.reason;
   return all;
 }
 

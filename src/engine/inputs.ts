@@ -1,7 +1,11 @@
 import { sql, type SQL } from "drizzle-orm";
 import { hashValue } from "../core/hash.ts";
-import type { StageInput } from "../core/types.ts";
+import { isLlmStage, type StageInput } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
+
+export function endpointOf(ctx: RunContext, providerName: string): string {
+  return ctx.providers.endpointOf?.(providerName) ?? providerName;
+}
 
 export interface LoadedInput {
   input: StageInput;
@@ -50,12 +54,16 @@ export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: str
     entry.outputs[row.stage_id] = row.output;
     entry.hashes[row.stage_id] = row.output_hash;
   }
+  const def = ctx.pipeline.stages[stage.index]!;
+  // For an LLM stage, which endpoint answers is part of its input: a simulated
+  // answer must never be reused once a real key is set.
+  const endpoint = isLlmStage(def) ? endpointOf(ctx, def.provider ?? ctx.providers.defaultProvider) : undefined;
   const result = new Map<string, LoadedInput>();
   for (const row of items) {
     const up = byItem.get(row.item_id) ?? { outputs: {}, hashes: {} };
     result.set(row.item_id, {
       input: { itemId: row.item_id, item: row.data as never, outputs: up.outputs },
-      inputHash: hashValue({ itemId: row.item_id, content: row.content_hash, upstream: up.hashes }, 32),
+      inputHash: hashValue({ itemId: row.item_id, content: row.content_hash, upstream: up.hashes, endpoint }, 32),
     });
   }
   return result;

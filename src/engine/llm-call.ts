@@ -45,14 +45,14 @@ export function buildRequest(stage: LlmStage, input: StageInput, customId: strin
   };
 }
 
-/** Everything that affects the answer, and nothing else (not the custom id). */
-export function requestHash(provider: string, request: CompletionRequest): string {
+/** Everything that affects the answer (the endpoint that answers included), and nothing else (not the custom id). */
+export function requestHash(endpoint: string, request: CompletionRequest): string {
   const { customId: _customId, ...rest } = request;
-  return hashValue({ provider, ...rest }, 32);
+  return hashValue({ provider: endpoint, ...rest }, 32);
 }
 
 /** Parse and check a completion against the stage's schema and business rule. */
-export function checkCompletion(stage: LlmStage, input: StageInput, result: CompletionResult): { ok: true; value: unknown } | { ok: false; error: QualityError; rule: boolean } {
+export function checkCompletion(stage: LlmStage, input: StageInput, result: CompletionResult): { ok: true; value: unknown } | { ok: false; error: QualityError; rule: boolean; threw?: boolean } {
   if (result.finishReason === "refusal" || result.finishReason === "content_filter") {
     return { ok: false, rule: false, error: new QualityError(`the model refused: ${result.refusal ?? "no reason given"}`, { rawOutput: result.text }) };
   }
@@ -69,7 +69,13 @@ export function checkCompletion(stage: LlmStage, input: StageInput, result: Comp
   if (!checked.ok) {
     return { ok: false, rule: false, error: new QualityError(`output does not match schema ${stage.output.name}: ${checked.errors.join("; ")}`, { rawOutput: result.text }) };
   }
-  const broken = stage.check?.(checked.value, input);
+  let broken: string | undefined;
+  try {
+    broken = stage.check?.(checked.value, input);
+  } catch (err) {
+    // A bug in the rule, not in the answer: no repair can fix it.
+    return { ok: false, rule: false, threw: true, error: new QualityError(`the stage's check() threw: ${errorMessage(err)}`, { rawOutput: result.text }) };
+  }
   if (broken) return { ok: false, rule: true, error: new QualityError(`business rule: ${broken}`, { rawOutput: result.text }) };
   return { ok: true, value: checked.value };
 }
@@ -119,6 +125,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       if (checked.ok) return { status: "succeeded", value: checked.value, attempts, response: result };
       record.errorClass = "quality";
       record.errorMessage = checked.error.message;
+      if (checked.threw) return { status: "failed_terminal", errorClass: "deterministic", message: checked.error.message, attempts };
       if (!repaired) {
         repaired = true;
         current = repairRequest(request, checked.error);
@@ -131,9 +138,14 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
         attempts,
       };
     } catch (err) {
+      if (ctx.signal?.aborted) throw ctx.signal.reason;
+      if (err instanceof TransientError && err.notSent) {
+        // The circuit is open: nothing was sent, so no attempt is recorded or spent. Wait for it.
+        await sleep(Math.max(1_000, err.retryAfterMs ?? 0), ctx.signal);
+        continue;
+      }
       const cls = failureClassOf(err);
       attempts.push({ ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, latencyMs: Math.round(performance.now() - started), errorClass: cls, errorMessage: errorMessage(err) });
-      if (ctx.signal?.aborted) throw err;
       if (err instanceof TransientError) {
         transientTries++;
         if (transientTries >= ctx.options.maxAttempts) {

@@ -5,6 +5,7 @@ import type { CommitStage } from "../core/types.ts";
 import { upsertRows, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
+import { anyText } from "./inputs.ts";
 
 /** What executing one stage for one item came to, before it is written. */
 export interface ItemResult {
@@ -30,10 +31,22 @@ export interface ItemResult {
  * lost its lease cannot overwrite the one that took over; `claimed_by` stays
  * on the finished row as the record of which worker computed it.
  */
-export async function persistResults(ctx: RunContext, stage: StagePlan, results: ItemResult[]): Promise<{ committedChanged: number }> {
-  if (results.length === 0) return { committedChanged: 0 };
+export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[]): Promise<{ committedChanged: number }> {
+  if (all.length === 0) return { committedChanged: 0 };
   const stageDef = ctx.pipeline.stages[stage.index]!;
   return ctx.db.transaction(async (tx) => {
+    // Only what this worker still holds is written, and the rows stay locked
+    // until commit: a worker whose lease was taken over writes nothing at all
+    // (no outputs, attempts or target rows), not just no status.
+    const owned = await tx.rows<{ item_id: string }>(sql`
+      UPDATE work SET updated_at = now()
+      WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${ctx.workerId}
+        AND item_id = ${anyText(all.map((r) => r.itemId))}
+      RETURNING item_id`);
+    const mine = new Set(owned.map((r) => r.item_id));
+    const results = all.filter((r) => mine.has(r.itemId));
+    if (results.length < all.length) ctx.logger.warn(`stage ${stage.id}: ${all.length - results.length} result(s) dropped: their claim was taken over by another worker`);
+    if (results.length === 0) return { committedChanged: 0 };
     // Every statement here joins a few hundred rows from one JSON parameter to
     // indexed tables. Statistics taken before the claims (claimed_by all NULL)
     // lead the planner to nested loops that rescan the JSON per row; hash
@@ -67,7 +80,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
     if (attempts.length) {
       await tx.rows(sql`
         INSERT INTO attempts (run_id, stage_id, item_id, attempt, provider, model, mode, request_hash, input_tokens, output_tokens, cached_tokens, cost_usd, list_cost_usd, latency_ms, error_class, error_message)
-        SELECT ${ctx.runId}, ${stage.id}, x.item_id, x.attempt, x.provider, x.model, x.mode, x."requestHash", x."inputTokens", x."outputTokens", x."cachedTokens", x."costUsd", x."listCostUsd", x."latencyMs", x."errorClass", x."errorMessage"
+        SELECT ${ctx.runId}, ${stage.id}, x.item_id, x.attempt, NULLIF(x.provider, ''), NULLIF(x.model, ''), x.mode, x."requestHash", x."inputTokens", x."outputTokens", x."cachedTokens", x."costUsd", x."listCostUsd", x."latencyMs", x."errorClass", x."errorMessage"
         FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS x(item_id text, attempt int, provider text, model text, mode text, "requestHash" text, "inputTokens" int, "outputTokens" int, "cachedTokens" int, "costUsd" float8, "listCostUsd" float8, "latencyMs" int, "errorClass" text, "errorMessage" text)`);
     }
 
@@ -106,6 +119,10 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, results:
       )
       UPDATE work w SET status = x.status, input_hash = x.input_hash, output_id = x.output_id, reused = x.reused,
         attempts = w.attempts + x.attempts, error_class = x.error_class, error_message = x.error_message,
+        -- An item to retry waits its turn: exponential in the attempts spent so far.
+        not_before = CASE WHEN x.status = 'failed_retryable'
+          THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, w.attempts + x.attempts - 1)))
+          END,
         updated_at = now()
       FROM x
       WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = x.item_id

@@ -36,7 +36,7 @@ export async function createProviders(env: NodeJS.ProcessEnv = process.env): Pro
 
   if (env.SLUICE_PROVIDER === "inprocess") {
     return {
-      providers: { defaultProvider: "inprocess", get: () => inprocess, cost },
+      providers: { defaultProvider: "inprocess", get: () => inprocess, cost, endpointOf: () => "inprocess@responder" },
       notice: "LLM stages answered in-process by the deterministic responder (SLUICE_PROVIDER=inprocess)",
       close: async () => {},
     };
@@ -46,14 +46,17 @@ export async function createProviders(env: NodeJS.ProcessEnv = process.env): Pro
   let simulator: Simulator | undefined;
   const notes: string[] = [];
   const byName = new Map<string, Provider>([["inprocess", inprocess]]);
+  const endpoints = new Map<string, string>([["inprocess", "inprocess@responder"]]);
   for (const name of ["openai", "anthropic"] as VendorName[]) {
     const r = resolved[name];
     if (r.needsSimulator) {
       simulator ??= await startSimulator({ port: 0, config: env.SLUICE_SIM_CONFIG ? await loadConfig(env.SLUICE_SIM_CONFIG) : undefined });
       const baseURL = name === "openai" ? simulator.openaiBaseURL : simulator.anthropicBaseURL;
       byName.set(name, createProvider({ provider: name, baseURL, env: {} }));
+      endpoints.set(name, `${name}@simulator`);
     } else {
       byName.set(name, createProvider({ provider: name, env }));
+      endpoints.set(name, r.baseURL ? `${name}@${r.baseURL}` : name);
       notes.push(`${name}: ${r.baseURL ? `the API at ${r.baseURL}` : "the real API (key from the environment)"}`);
     }
   }
@@ -70,6 +73,7 @@ export async function createProviders(env: NodeJS.ProcessEnv = process.env): Pro
         return provider;
       },
       cost,
+      endpointOf: (name) => endpoints.get(name) ?? name,
     },
     notice: notes.join("\n"),
     simulator,

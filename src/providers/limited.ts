@@ -1,4 +1,4 @@
-import type { DeterministicError, TransientError } from "../core/errors.ts";
+import { TransientError, type DeterministicError } from "../core/errors.ts";
 import type { VendorAdapter } from "./adapter.ts";
 import type { CallOutcome, ProviderLimiter } from "./limiter.ts";
 import type { RateSnapshot } from "./limits/headers.ts";
@@ -16,7 +16,14 @@ export async function limitedComplete(
   options: CallOptions = {},
 ): Promise<CompletionResult> {
   const model = limiter.forModel(request.model);
-  const permit = await model.acquire(model.estimate(request), options.signal);
+  let permit;
+  try {
+    permit = await model.acquire(model.estimate(request), options.signal);
+  } catch (err) {
+    // Refused before sending (circuit open, or aborted while queued): nothing was sent or paid.
+    if (err instanceof TransientError) err.notSent = true;
+    throw err;
+  }
   let call;
   try {
     call = await adapter.call(request, options.signal);

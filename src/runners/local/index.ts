@@ -7,7 +7,9 @@ import { executeChunk } from "../../engine/execute.ts";
 import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
-import { createOrContinueRun, getRun, type RunRow } from "../../engine/runs.ts";
+import { createOrContinueRun, failRun, getRun, type RunRow } from "../../engine/runs.ts";
+import { sourceFormat } from "../../sources/index.ts";
+import { statSync } from "node:fs";
 import { summarizeRun, type RunSummary } from "../../engine/summary.ts";
 import { sleep } from "../../engine/retry.ts";
 import { SluiceError } from "../../core/errors.ts";
@@ -41,6 +43,7 @@ export interface LocalRunOptions {
  * const summary = await runPipeline({ db, pipeline, providers }, "examples/data/tickets.csv");
  */
 export async function runPipeline(opts: LocalRunOptions, inputPath: string, runOptions: Record<string, unknown> = {}): Promise<RunSummary> {
+  checkInput(inputPath, opts.pipeline);
   const plan = planStages(opts.pipeline);
   const { run, continued } = await createOrContinueRun(opts.db, opts.pipeline, plan, inputPath, runOptions);
   opts.events?.runStarted?.(run, continued);
@@ -54,6 +57,18 @@ export async function resumeRun(opts: LocalRunOptions, runId: string): Promise<R
   if (run.pipeline !== opts.pipeline.id) throw new SluiceError(`run ${runId} belongs to pipeline ${run.pipeline}, not ${opts.pipeline.id}`);
   opts.events?.runStarted?.(run, true);
   return driveRun(opts, run);
+}
+
+/** An input that cannot be read at all stops here, before a run is recorded. */
+function checkInput(path: string, pipeline: PipelineDef): void {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    throw new SluiceError(`cannot read input ${path}: no such file`);
+  }
+  if (!stat.isFile()) throw new SluiceError(`cannot read input ${path}: not a file`);
+  sourceFormat(path, pipeline.source);
 }
 
 async function driveRun(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
@@ -73,6 +88,11 @@ async function driveRun(opts: LocalRunOptions, run: RunRow): Promise<RunSummary>
       await finalizeRun(ctx, { stopAfter });
     }
     return await summarizeRun(ctx.db, ctx.runId);
+  } catch (err) {
+    // Interrupted runs stay `running` (resume continues them); anything else
+    // that stopped the whole run is recorded, so `sluice status` says why.
+    if (!ctx.signal?.aborted) await failRun(ctx.db, ctx.runId, err instanceof Error ? err.message : String(err)).catch(() => {});
+    throw err;
   } finally {
     clearInterval(beat);
     await retireWorker(ctx.db, ctx.workerId).catch(() => {});
