@@ -1,0 +1,123 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { definePipeline, defineStage } from "../src/core/define.ts";
+import { DeterministicError, TransientError } from "../src/core/errors.ts";
+import type { JsonSchema } from "../src/core/types.ts";
+import type { ProviderSet } from "../src/engine/context.ts";
+import type { BatchApi, Provider } from "../src/providers/types.ts";
+import { runPipeline } from "../src/runners/local/index.ts";
+import { memoryDatabase } from "../src/testing/databases.ts";
+import { runPipelineForTest } from "../src/testing/harness.ts";
+import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+
+const schema: JsonSchema = {
+  type: "object", additionalProperties: false, required: ["category", "confidence"],
+  properties: { category: { enum: ["billing", "bug", "other"] }, confidence: { type: "number" } },
+};
+const classify = (extra: object = {}) =>
+  defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema }, ...extra });
+const items = [
+  { id: "a", text: "invoice charged twice" },
+  { id: "b", text: "the app crashes" },
+  { id: "c", text: "invoice charged twice" }, // same request as a
+];
+const set = (provider: Provider, endpoint?: string): ProviderSet => ({ defaultProvider: "p", get: () => provider, cost: () => 0.001, endpointOf: endpoint ? () => endpoint : undefined });
+
+describe("engine regressions", () => {
+  it("never reuses answers from one endpoint (a simulator) as answers of another (the real API)", async () => {
+    const t = await memoryDatabase();
+    const pipeline = definePipeline({ id: "endpoints", source: { key: "id" }, stages: [classify()] });
+    const simulated = createInProcessProvider();
+    const real = createInProcessProvider();
+    try {
+      const first = await runPipelineForTest(pipeline, { items, db: t.db, providers: set(simulated, "openai@simulator") });
+      expect(first.summary.stages[0]!.providerCalls).toBe(2); // a and c share one request
+      const second = await runPipelineForTest(pipeline, { items, db: t.db, providers: set(real, "openai") });
+      expect(real.calls).toBe(2);
+      expect(second.summary.stages[0]!.reused).toBe(1);
+      const third = await runPipelineForTest(pipeline, { items, db: t.db, providers: set(real, "openai") });
+      expect(third.summary.stages[0]!.providerCalls).toBe(0);
+    } finally {
+      await t.drop();
+    }
+  });
+
+  it("a duplicate item's answer is checked against its own business rule", async () => {
+    const pipeline = definePipeline({
+      id: "dup-rule",
+      source: { key: "id" },
+      stages: [classify({ check: (_out: unknown, input: { itemId: string }) => (input.itemId === "c" ? "c needs a person" : undefined) })],
+    });
+    const provider = createInProcessProvider();
+    const run = await runPipelineForTest(pipeline, { items, providers: set(provider) });
+    try {
+      expect(provider.calls).toBe(2);
+      expect(await run.statuses("classify")).toEqual({ a: "succeeded_unvalidated", b: "succeeded_unvalidated", c: "needs_review" });
+    } finally {
+      await run.close();
+    }
+  });
+
+  it("a check() that throws dead-letters its item and the run goes on", async () => {
+    const pipeline = definePipeline({
+      id: "throwing-rule",
+      source: { key: "id" },
+      stages: [classify({ check: (out: { category: string }) => { if (out.category === "bug") throw new Error("boom"); return undefined; } })],
+    });
+    const run = await runPipelineForTest(pipeline, { items, providers: set(createInProcessProvider()) });
+    try {
+      expect(run.summary.items.byStatus).toEqual({ succeeded_unvalidated: 2, failed_terminal: 1 });
+      const dead = await run.statuses("classify");
+      expect(dead.b).toBe("failed_terminal");
+    } finally {
+      await run.close();
+    }
+  });
+
+  for (const [kind, error, final] of [
+    ["deterministic", new DeterministicError("openai: file too large"), "failed_terminal"],
+    ["transient", new TransientError("openai: 503 on upload", { status: 503 }), "failed_terminal"],
+  ] as const) {
+    it(`a batch that fails to submit (${kind}) dead-letters its items, not the run`, async () => {
+      const inner = createInProcessProvider();
+      let submits = 0;
+      const batch: BatchApi = {
+        maxRequests: 100, maxBytes: 1 << 20,
+        submit: async () => { submits++; throw error; },
+        poll: async () => ({ status: "ended", counts: { succeeded: 0, errored: 0, processing: 0 } }),
+        results: async function* () {},
+        cancel: async () => {},
+      };
+      const provider: Provider = { name: "p", complete: inner.complete, batch };
+      const pipeline = definePipeline({ id: `batch-${kind}`, source: { key: "id" }, stages: [classify({ mode: "batch" })] });
+      const run = await runPipelineForTest(pipeline, { items, providers: set(provider), options: { maxAttempts: 3, backoffBaseMs: 1, backoffMaxMs: 5 } });
+      try {
+        expect(run.summary.items.byStatus).toEqual({ [final]: 3 });
+        // Transient failures are retried up to the attempt budget; deterministic ones are not.
+        expect(submits).toBe(kind === "transient" ? 3 : 1);
+        expect(run.summary.stages[0]!.providerCalls).toBe(0);
+      } finally {
+        await run.close();
+      }
+    });
+  }
+
+  it("an input that cannot be read fails before any run is recorded", async () => {
+    const t = await memoryDatabase();
+    const pipeline = definePipeline({ id: "bad-input", source: { key: "id" }, stages: [classify()] });
+    const dir = mkdtempSync(join(tmpdir(), "sluice-badinput-"));
+    writeFileSync(join(dir, "items.txt"), "id\n1\n");
+    try {
+      const base = { db: t.db, pipeline, providers: set(createInProcessProvider()) };
+      await expect(runPipeline(base, join(dir, "items.txt"))).rejects.toThrow(/cannot tell the format/);
+      await expect(runPipeline(base, dir)).rejects.toThrow(/not a file/);
+      await expect(runPipeline(base, join(dir, "missing.csv"))).rejects.toThrow(/no such file/);
+      expect(await t.db.rows(sql`SELECT id FROM runs`)).toEqual([]);
+    } finally {
+      await t.drop();
+    }
+  });
+});
