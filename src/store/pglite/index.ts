@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
@@ -47,17 +47,28 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Take the data directory's lock file with an exclusive create, so two
+ * processes starting together cannot both get it. A lock left by a process
+ * that is gone (kill -9) is taken over.
+ */
 function takeLock(path: string): () => void {
-  try {
+  for (let tries = 0; ; tries++) {
+    try {
+      const fd = openSync(path, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || tries > 2) throw err;
+    }
     const holder = Number(readFileSync(path, "utf8"));
     if (holder && holder !== process.pid && alive(holder)) {
       throw new SluiceError(
         `the embedded database is in use by another sluice process (pid ${holder}); wait for it, or set DATABASE_URL to a Postgres server so several processes can share a run`,
       );
     }
-  } catch (err) {
-    if (err instanceof SluiceError) throw err;
+    // Stale (its process is gone) or unreadable: remove it and try again.
+    rmSync(path, { force: true });
   }
-  writeFileSync(path, String(process.pid));
-  return () => rmSync(path, { force: true });
 }
