@@ -15,6 +15,12 @@ export interface ChunkHooks {
   acquire: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Results written so far (for progress displays). */
   onPersisted?: (results: ItemResult[]) => void;
+  /**
+   * Answers of requests sent by any chunk of this stage in this process, by
+   * request hash: a chunk that needs the same request waits for that answer
+   * instead of paying for it again (the request cache covers what is written).
+   */
+  inflight?: Map<string, Promise<CompletionResult | undefined>>;
 }
 
 /** Results of LLM calls are written in groups this size (or on this interval), not one by one. */
@@ -236,7 +242,27 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
   // are still written before the abort propagates.
   const settled = await Promise.allSettled(
     calls.map(async (r) => {
-      const outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
+      // Look up and register with no await in between, so two chunks can't both miss.
+      const pending = hooks.inflight?.get(r.hash);
+      let answered: (response: CompletionResult | undefined) => void = () => {};
+      if (!pending) hooks.inflight?.set(r.hash, new Promise((resolve) => (answered = resolve)));
+      const shared = pending ? await pending : undefined;
+      if (shared) {
+        const checked = checkCompletion(def, r.loaded.input, shared);
+        const base = { itemId: r.itemId, inputHash: r.loaded.inputHash, attempts: [] };
+        const copy: ItemResult = checked.ok
+          ? { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } }
+          : { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message };
+        all.push(copy);
+        buffer.push(copy);
+        return;
+      }
+      let outcome: Awaited<ReturnType<typeof callLlm>> | undefined;
+      try {
+        outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
+      } finally {
+        answered(outcome?.status === "succeeded" ? outcome.response : undefined);
+      }
       const result: ItemResult =
         outcome.status === "succeeded"
           ? {

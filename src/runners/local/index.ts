@@ -2,6 +2,7 @@ import pLimit from "p-limit";
 import { isLlmStage, type PipelineDef } from "../../core/types.ts";
 import { ensureTarget } from "../../engine/commit-target.ts";
 import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "../../engine/context.ts";
+import type { CompletionResult } from "../../providers/types.ts";
 import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
 import { resumeBatches } from "../../engine/batch.ts";
@@ -120,6 +121,7 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   const loops = 2;
   const hooks = {
     acquire: <T>(fn: () => Promise<T>) => limit(fn),
+    inflight: new Map<string, Promise<CompletionResult | undefined>>(),
     onPersisted: (results: unknown[]) => {
       done += results.length;
       events?.progress?.(stage, done, start.total);
