@@ -22,6 +22,12 @@ export interface SimConfig {
    */
   timeoutHoldMs: number;
   batch: BatchConfig;
+  /**
+   * API keys answered with 401 as revoked. The error message repeats the key
+   * in full (real providers mask it): the worst case, for testing that sluice
+   * never stores or prints a key.
+   */
+  revokedKeys: string[];
 }
 
 export interface ModelLimits {
@@ -106,6 +112,7 @@ export const defaultSimConfig: SimConfig = Object.freeze({
     wrongAnswer: 0,
   },
   timeoutHoldMs: 30_000,
+  revokedKeys: [],
   batch: {
     failureRate: 0,
     expireBatches: false,
@@ -140,6 +147,7 @@ export function mergeConfig(base: SimConfig, patch: SimConfigPatch): SimConfig {
     latency: { ...base.latency, ...patch.latency },
     faults: { ...base.faults, ...patch.faults },
     timeoutHoldMs: patch.timeoutHoldMs ?? base.timeoutHoldMs,
+    revokedKeys: patch.revokedKeys ? [...patch.revokedKeys] : base.revokedKeys,
     batch: { ...base.batch, ...patch.batch },
   };
 }

@@ -79,6 +79,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (provider === "anthropic") return fail(res, provider, 401, "authentication_error", "x-api-key header is required");
       return fail(res, provider, 401, "invalid_request_error", "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
     }
+    const presented = String(req.headers["x-api-key"] ?? req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
+    if (state.config.revokedKeys.includes(presented)) {
+      if (provider === "anthropic") return fail(res, provider, 401, "authentication_error", `invalid x-api-key: ${presented} has been revoked`);
+      return fail(res, provider, 401, "invalid_request_error", `Incorrect API key provided: ${presented}. You can find your API key at https://platform.openai.com/account/api-keys.`);
+    }
     const raw = method === "POST" ? await readBody(req) : Buffer.alloc(0);
     if (method === "POST" && path === "/v1/files") return openaiBatches.createFile(res, raw, req.headers["content-type"] ?? "");
     let body: unknown;

@@ -43,9 +43,20 @@ describe("API keys never reach the database, logs or reports", () => {
     expect(summary.items.byStatus.failed_terminal).toBeGreaterThan(0);
     const status = await runCli(["status", summary.runId], env);
     const dlq = await runCli(["dlq", summary.runId, "--json"], env);
-    const json = await runCli(["run", "ticket-triage", "--input", demoSlice(60), "--json"], { ...env, SLUICE_LOG_FORMAT: "json" });
+    // A revoked key: the provider's 401 repeats the key in full, in every error message.
+    sim.configure({ faults: { serverError: 0 }, revokedKeys: [OPENAI_KEY] });
+    const json = await runCli(["run", "ticket-triage", "--input", demoSlice(60), "--json", "--fresh"], { ...env, SLUICE_LOG_FORMAT: "json" });
+    expect(json.code, json.stderr).toBe(0);
+    const revokedRun = lastJson(json.stdout);
+    const revokedDlq = await runCli(["dlq", revokedRun.runId, "--json"], env);
+    const letters = lastJson<{ errorClass: string; message: string }[]>(revokedDlq.stdout);
+    expect(letters.length).toBeGreaterThan(10);
+    for (const l of letters) {
+      expect(l.errorClass).toBe("deterministic");
+      expect(l.message).toMatch(/Incorrect API key provided: \[redacted\]/);
+    }
 
-    const outputs = [run, status, dlq, json].flatMap((r) => [r.stdout, r.stderr]).join("\n");
+    const outputs = [run, status, dlq, json, revokedDlq].flatMap((r) => [r.stdout, r.stderr]).join("\n");
     // The runs really wrote output, error messages included.
     expect(outputs).toContain(summary.runId);
     expect(outputs).toMatch(/the API at http:\/\/127.0.0.1/);
