@@ -1,11 +1,11 @@
 import { sql } from "drizzle-orm";
-import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
+import { errorMessage, failureClassOf, QualityError, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { anyText, loadInputs, type LoadedInput } from "./inputs.ts";
-import { checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
+import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
 import { sleep } from "./retry.ts";
 
@@ -217,19 +217,17 @@ async function settle(ctx: RunContext, def: LlmStage, provider: Provider, provid
   if (!checked.ok) {
     attempt.errorClass = "quality";
     attempt.errorMessage = checked.error.message;
-    const started = performance.now();
-    try {
-      final = await provider.complete(repairRequest(entry.request, checked.error), { signal: ctx.signal });
-      const cost = ctx.providers.cost(def.model, final.usage, "realtime");
-      const repair: AttemptRecord = { ...base, attempt: base.attempt + 1, mode: "realtime", inputTokens: final.usage.inputTokens, outputTokens: final.usage.outputTokens, cachedTokens: final.usage.cachedInputTokens ?? 0, costUsd: cost, listCostUsd: cost, latencyMs: Math.round(performance.now() - started) };
-      attempts.push(repair);
-      checked = checkCompletion(def, input.input, final);
-      if (!checked.ok) {
-        repair.errorClass = "quality";
-        repair.errorMessage = checked.error.message;
+    if (!checked.threw) {
+      // One realtime repair showing the model its error, under the same retry
+      // policy as any realtime call (a 429 on the repair is retried, not fatal).
+      const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, checked.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
+      attempts.push(...outcome.attempts.map((a) => ({ ...a, attempt: base.attempt + a.attempt })));
+      if (outcome.status === "succeeded") {
+        final = outcome.response;
+        checked = { ok: true, value: outcome.value };
+      } else {
+        checked = { ok: false, rule: outcome.status === "needs_review", error: new QualityError(outcome.message) };
       }
-    } catch (err) {
-      attempts.push({ ...base, attempt: base.attempt + 1, mode: "realtime", inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(err), errorMessage: errorMessage(err) });
     }
   }
   if (checked.ok) {
@@ -244,13 +242,14 @@ async function settle(ctx: RunContext, def: LlmStage, provider: Provider, provid
     };
   }
   const last = attempts[attempts.length - 1]!;
+  const threw = "threw" in checked && checked.threw;
   return {
     itemId: entry.itemId,
     status: "rule" in checked && checked.rule ? "needs_review" : "failed_terminal",
     inputHash: entry.inputHash,
     reused: false,
     attempts,
-    errorClass: last.errorClass ?? "quality",
-    errorMessage: `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
+    errorClass: threw ? "deterministic" : (last.errorClass ?? "quality"),
+    errorMessage: threw ? checked.error.message : `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
   };
 }

@@ -100,10 +100,11 @@ export function repairRequest(request: CompletionRequest, error: QualityError): 
  * failures stop at once; a quality failure gets one repair attempt that shows
  * the model its error. The SDKs' own retries are off, so nothing retries twice.
  */
-export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provider, providerName: string, request: CompletionRequest, input: StageInput, hash: string, acquire: <T>(fn: () => Promise<T>) => Promise<T>): Promise<LlmOutcome> {
+export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provider, providerName: string, request: CompletionRequest, input: StageInput, hash: string, acquire: <T>(fn: () => Promise<T>) => Promise<T>, options: { repair?: boolean } = {}): Promise<LlmOutcome> {
   const attempts: AttemptRecord[] = [];
   let current = request;
-  let repaired = false;
+  // `repair: false` when this call already is the repair (of a batch answer).
+  let repaired = options.repair === false;
   let transientTries = 0;
   for (;;) {
     const started = performance.now();
