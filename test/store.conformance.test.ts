@@ -151,3 +151,19 @@ for (const driver of testDrivers()) {
     });
   });
 }
+
+describe("id lists passed to the store", () => {
+  it("survive any characters a source key can hold", async () => {
+    const { anyText } = await import("../src/engine/inputs.ts");
+    const { memoryDatabase } = await import("../src/testing/databases.ts");
+    const ids = ["a", 'quo"te', "back\\slash", "com,ma", "{brace}", "sp ace", "ünï", "NULL", 'x"\\y'];
+    const t = await memoryDatabase();
+    try {
+      const values = sql.join([...ids, "other"].map((v) => sql`(${v})`), sql`, `);
+      const rows = await t.db.rows<{ x: string }>(sql`SELECT x FROM (VALUES ${values}) AS v(x) WHERE x = ${anyText(ids)}`);
+      expect(rows.map((r) => r.x).sort()).toEqual([...ids].sort());
+    } finally {
+      await t.drop();
+    }
+  });
+});

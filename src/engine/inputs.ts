@@ -24,7 +24,14 @@ export function jsonParam(value: unknown): string {
  * hash join over the whole run.
  */
 export function anyText(values: readonly string[]): SQL {
-  return sql`ANY(ARRAY(SELECT jsonb_array_elements_text(${jsonParam(values)}::jsonb)))`;
+  // A constant array (not a subquery) so the planner can use it as an index
+  // condition: one probe per value instead of filtering every row of the prefix.
+  return sql`ANY(${textArray(values)}::text[])`;
+}
+
+/** A Postgres array literal: every element quoted, backslashes and quotes escaped. */
+export function textArray(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",")}}`;
 }
 
 export function anyInt(values: readonly number[]): SQL {
