@@ -242,11 +242,17 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
   // are still written before the abort propagates.
   const settled = await Promise.allSettled(
     calls.map(async (r) => {
-      // Look up and register with no await in between, so two chunks can't both miss.
-      const pending = hooks.inflight?.get(r.hash);
+      // Wait for another chunk's call of the same request, if there is one.
+      let shared: CompletionResult | undefined;
+      for (let pending = hooks.inflight?.get(r.hash); pending && !shared; pending = hooks.inflight?.get(r.hash)) {
+        shared = await pending;
+        // That call failed: forget it, so the next caller makes its own.
+        if (!shared && hooks.inflight?.get(r.hash) === pending) hooks.inflight.delete(r.hash);
+      }
+      // Otherwise register this call, with no await between the lookup and the set.
       let answered: (response: CompletionResult | undefined) => void = () => {};
-      if (!pending) hooks.inflight?.set(r.hash, new Promise((resolve) => (answered = resolve)));
-      const shared = pending ? await pending : undefined;
+      const mine = shared ? undefined : new Promise<CompletionResult | undefined>((resolve) => (answered = resolve));
+      if (mine) hooks.inflight?.set(r.hash, mine);
       if (shared) {
         const checked = checkCompletion(def, r.loaded.input, shared);
         const base = { itemId: r.itemId, inputHash: r.loaded.inputHash, attempts: [] };
@@ -261,7 +267,9 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
       try {
         outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
       } finally {
-        answered(outcome?.status === "succeeded" ? outcome.response : undefined);
+        const response = outcome?.status === "succeeded" ? outcome.response : undefined;
+        if (!response && hooks.inflight?.get(r.hash) === mine) hooks.inflight?.delete(r.hash);
+        answered(response);
       }
       const result: ItemResult =
         outcome.status === "succeeded"
