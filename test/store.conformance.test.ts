@@ -5,6 +5,8 @@ import { planStages } from "../src/engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, reclaimStale } from "../src/engine/queue.ts";
 import { createOrContinueRun, loadSource } from "../src/engine/runs.ts";
 import { persistResults } from "../src/engine/persist.ts";
+import { ensureTarget } from "../src/engine/commit-target.ts";
+import type { CommitStage } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
 import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
@@ -139,6 +141,16 @@ for (const driver of testDrivers()) {
       expect(target.a1!.status).toBe("active");
       // Only a5's stages after filter were recomputed.
       expect(third.summary.stages.find((s) => s.id === "classify")).toMatchObject({ processed: 4, reused: 3, providerCalls: 1 });
+    });
+
+    it("creates a commit target once when several workers reach it together", async () => {
+      for (let n = 0; n < 10; n++) {
+        const stage = { target: { table: `race_out_${n}` } } as CommitStage;
+        const results = await Promise.allSettled(Array.from({ length: 6 }, () => ensureTarget(t.db, stage)));
+        expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+        const cols = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = ${`race_out_${n}`}`);
+        expect(cols[0]!.n).toBe(8);
+      }
     });
 
     it("enforces one output row per (stage version, item, input hash)", async () => {

@@ -9,7 +9,12 @@ import type { Database } from "../store/database.ts";
  */
 export async function ensureTarget(db: Database, stage: CommitStage): Promise<void> {
   const table = sql.identifier(stage.target.table);
-  await db.rows(sql`CREATE TABLE IF NOT EXISTS ${table} (
+  // Two processes sharing a run reach this together; CREATE TABLE IF NOT EXISTS
+  // is not safe against a concurrent create (both pass the check, one fails on
+  // pg_type's unique index), so creates of one table are serialised.
+  await db.transaction(async (tx) => {
+    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:target:${stage.target.table}`}))`);
+    await tx.rows(sql`CREATE TABLE IF NOT EXISTS ${table} (
     key text PRIMARY KEY,
     item_id text NOT NULL,
     data jsonb NOT NULL,
@@ -19,6 +24,7 @@ export async function ensureTarget(db: Database, stage: CommitStage): Promise<vo
     committed_at timestamptz NOT NULL DEFAULT now(),
     withdrawn_at timestamptz
   )`);
+  });
 }
 
 export interface TargetRow {
