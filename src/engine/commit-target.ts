@@ -62,7 +62,12 @@ export async function upsertRows(db: Database, stage: CommitStage, runId: string
  */
 export async function withdrawUncommitted(db: Database, stage: CommitStage, runId: string, commitIndex: number): Promise<number> {
   const table = sql.identifier(stage.target.table);
-  const rows = await db.rows<{ key: string }>(sql`
+  // A freshly filled target has no statistics: the planner then expects a few
+  // rows and picks nested-loop anti joins, quadratic in the run's size.
+  // Hash joins are right at any size, so nested loops are off here.
+  const rows = await db.transaction(async (tx) => {
+    await tx.rows(sql`SET LOCAL enable_nestloop = off`);
+    return tx.rows<{ key: string }>(sql`
     UPDATE ${table} t SET status = 'withdrawn', withdrawn_at = now(), run_id = ${runId}
     WHERE t.status = 'active'
       AND t.item_id IN (SELECT item_id FROM run_items WHERE run_id = ${runId})
@@ -73,5 +78,6 @@ export async function withdrawUncommitted(db: Database, stage: CommitStage, runI
         SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.item_id = t.item_id
           AND w.status = 'failed_terminal' AND w.error_class = 'transient')
     RETURNING t.key`);
+  });
   return rows.length;
 }

@@ -81,4 +81,10 @@ export interface RunContext {
   options: EngineOptions;
   logger: Logger;
   signal?: AbortSignal;
+  /**
+   * Set while a chunk is claimed by row locks inside one open transaction
+   * (`db` is that transaction) instead of by `claimed_by`: writes then need no
+   * ownership check, since nobody else can hold those rows until it commits.
+   */
+  lockedClaim?: boolean;
 }

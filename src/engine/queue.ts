@@ -57,6 +57,23 @@ export async function claimChunk(ctx: RunContext, stage: StagePlan, limit: numbe
   return rows.map((r) => r.item_id).sort();
 }
 
+/**
+ * Claim up to `limit` claimable items by locking their rows, inside the open
+ * transaction `ctx.db`: nothing is written, and if the process dies the locks
+ * go with its connection, so no lease or takeover is needed. For stages whose
+ * work is quick (no model calls), computed and written in that same transaction.
+ */
+export async function lockChunk(ctx: RunContext, stage: StagePlan, limit: number): Promise<string[]> {
+  const rows = await ctx.db.rows<{ item_id: string }>(sql`
+    SELECT item_id FROM work
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND status IN ('queued', 'failed_retryable')
+      AND (not_before IS NULL OR not_before <= now())
+    ORDER BY item_id
+    LIMIT ${limit}
+    FOR UPDATE SKIP LOCKED`);
+  return rows.map((r) => r.item_id).sort();
+}
+
 /** Claim specific items (a Trigger.dev chunk): only those still queued are returned. */
 export async function claimItems(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<string[]> {
   const rows = await ctx.db.rows<{ item_id: string }>(sql`

@@ -12,6 +12,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
 
 /**
  * The store. `work` is the durable queue (one row per run, stage and item);
@@ -87,8 +88,9 @@ export const work = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.runId, t.stageIndex, t.itemId] }),
-    // Claims read queued items in id order: this index serves them without a sort.
-    index("work_claim_ordered").on(t.runId, t.stageIndex, t.status, t.itemId),
+    // Claims read claimable items in id order: this index serves them without
+    // a sort, and holds only claimable rows, so a finished row costs it nothing.
+    index("work_claimable").on(t.runId, t.stageIndex, t.itemId).where(sql`${t.status} IN ('queued', 'failed_retryable')`),
   ],
 );
 

@@ -7,7 +7,7 @@ import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
 import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
-import { claimChunk, enqueueStage, heartbeat, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
+import { claimChunk, enqueueStage, heartbeat, lockChunk, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
 import { createOrContinueRun, failRun, getRun, type RunRow } from "../../engine/runs.ts";
 import { sourceFormat } from "../../sources/index.ts";
 import { statSync } from "node:fs";
@@ -130,14 +130,27 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // Batches a crashed process left in flight are polled and collected first.
   const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
   await resume();
+  // A stage without model calls is quick: its chunk is claimed by row locks,
+  // computed and written in one transaction, so a claim costs no writes.
+  // Model calls are slow and paid for: their chunks are claimed under a lease
+  // and their results committed as they come.
+  const claimAndExecute = llm
+    ? async () => {
+        const ids = await claimChunk(ctx, stage, chunk);
+        if (ids.length) await executeChunk(ctx, stage, ids, hooks);
+        return ids.length;
+      }
+    : () =>
+        ctx.db.transaction(async (tx) => {
+          const locked: RunContext = { ...ctx, db: tx, lockedClaim: true };
+          const ids = await lockChunk(locked, stage, chunk);
+          if (ids.length) await executeChunk(locked, stage, ids, hooks);
+          return ids.length;
+        });
   const worker = async () => {
     for (;;) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
-      const ids = await claimChunk(ctx, stage, chunk);
-      if (ids.length) {
-        await executeChunk(ctx, stage, ids, hooks);
-        continue;
-      }
+      if ((await claimAndExecute()) > 0) continue;
       const counts = await stageCounts(ctx, stage);
       if (counts.open === 0) return;
       // Another worker holds the rest: wait for it, and take over if it died.
