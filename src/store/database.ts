@@ -19,17 +19,24 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function wrap(kind: DriverKind, db: Drizzle, description: string, close: () => Promise<void>): Database {
+/** Runs one raw query on a drizzle database (or transaction) and returns its rows. */
+export type Execute = (db: Drizzle, query: SQL) => Promise<unknown[]>;
+
+const drizzleExecute: Execute = async (db, query) => {
+  const result = (await db.execute(query)) as unknown;
+  return Array.isArray(result) ? result : (result as { rows: unknown[] }).rows;
+};
+
+export function wrap(kind: DriverKind, db: Drizzle, description: string, close: () => Promise<void>, execute: Execute = drizzleExecute): Database {
   const self: Database = {
     kind,
     db,
     description,
     async rows<T>(query: SQL): Promise<T[]> {
-      const result = (await db.execute(query)) as unknown;
-      return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+      return (await execute(db, query)) as T[];
     },
     transaction<T>(fn: (tx: Database) => Promise<T>): Promise<T> {
-      return db.transaction((tx) => fn(wrap(kind, tx as unknown as Drizzle, description, async () => {})));
+      return db.transaction((tx) => fn(wrap(kind, tx as unknown as Drizzle, description, async () => {}, execute)));
     },
     close,
   };
