@@ -78,8 +78,9 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
         INSERT INTO provider_batches (id, run_id, stage_index, provider, status, requests, worker_id)
         VALUES (${batchId}, ${ctx.runId}, ${stage.index}, ${providerName}, 'submitted', ${JSON.stringify(requests)}::jsonb, ${ctx.workerId})`);
       await tx.rows(sql`
-        UPDATE work SET claimed_by = ${batchWorker(batchId)}, updated_at = now()
-        WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${ctx.workerId}
+        UPDATE work SET claimed_by = ${batchWorker(batchId)}, status = 'processing', updated_at = now()
+        WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
+          AND ${ctx.soleWorker ? sql`TRUE` : sql`claimed_by = ${ctx.workerId}`}
           AND item_id = ${anyText(group.map((r) => byCustomId.get(r.customId)!.itemId))}`);
     });
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);

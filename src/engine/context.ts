@@ -87,4 +87,10 @@ export interface RunContext {
    * ownership check, since nobody else can hold those rows until it commits.
    */
   lockedClaim?: boolean;
+  /**
+   * Set when no other process can work on this run (embedded PGlite, which
+   * one process opens at a time): claims are kept in this process's memory,
+   * not written, and writes need no ownership check.
+   */
+  soleWorker?: boolean;
 }

@@ -36,6 +36,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
   if (all.length === 0) return { committedChanged: 0 };
   // Under a locked claim the caller's transaction already holds every row.
   if (ctx.lockedClaim) return writeResults(ctx, ctx.db, stage, all);
+  if (ctx.soleWorker) return ctx.db.transaction((tx) => writeResults(ctx, tx, stage, all));
   return ctx.db.transaction(async (tx) => {
     // Only what this worker still holds is written, and the rows stay locked
     // until commit: a worker whose lease was taken over writes nothing at all
@@ -137,6 +138,6 @@ async function writeResults(ctx: RunContext, tx: Database, stage: StagePlan, res
       updated_at = now()
     FROM x
     WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = x.item_id
-      AND ${ctx.lockedClaim ? sql`TRUE` : sql`w.claimed_by = ${ctx.workerId}`}`);
+      AND ${ctx.lockedClaim || ctx.soleWorker ? sql`TRUE` : sql`w.claimed_by = ${ctx.workerId}`}`);
   return { committedChanged };
 }

@@ -19,8 +19,8 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
       INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
       SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
       ON CONFLICT DO NOTHING`);
-    await ctx.db.rows(sql`ANALYZE work`);
-    await ctx.db.rows(sql`ANALYZE run_items`);
+    await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, status, claimed_by)`);
+    await ctx.db.rows(sql`ANALYZE run_items (run_id)`);
     return;
   }
   await ctx.db.rows(sql`
@@ -29,8 +29,10 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
     WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
       AND status = ${anyText(ADVANCING)}
     ON CONFLICT DO NOTHING`);
-  // Fresh statistics keep the planner on the indexes as the queue grows.
-  await ctx.db.rows(sql`ANALYZE work`);
+  // Fresh statistics keep the planner on the indexes as the queue grows. Only
+  // the columns queries filter on: the rest (ids, hashes, messages) cost the
+  // most to analyse and steer no plan.
+  await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, status, claimed_by)`);
 }
 
 /**
@@ -71,6 +73,22 @@ export async function lockChunk(ctx: RunContext, stage: StagePlan, limit: number
     ORDER BY item_id
     LIMIT ${limit}
     FOR UPDATE SKIP LOCKED`);
+  return rows.map((r) => r.item_id).sort();
+}
+
+/**
+ * Pick up to `limit` claimable items that this process does not already hold
+ * (`held`), writing nothing: for a sole worker, whose claims live in memory.
+ * Items it was working on when it died are still claimable, as they should be.
+ */
+export async function pickChunk(ctx: RunContext, stage: StagePlan, limit: number, held: ReadonlySet<string>): Promise<string[]> {
+  const rows = await ctx.db.rows<{ item_id: string }>(sql`
+    SELECT item_id FROM work
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND status IN ('queued', 'failed_retryable')
+      AND (not_before IS NULL OR not_before <= now())
+      ${held.size ? sql`AND NOT (item_id = ${anyText([...held])})` : sql``}
+    ORDER BY item_id
+    LIMIT ${limit}`);
   return rows.map((r) => r.item_id).sort();
 }
 

@@ -7,7 +7,7 @@ import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
 import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
-import { claimChunk, enqueueStage, heartbeat, lockChunk, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
+import { claimChunk, enqueueStage, heartbeat, lockChunk, pickChunk, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
 import { createOrContinueRun, failRun, getRun, type RunRow } from "../../engine/runs.ts";
 import { sourceFormat } from "../../sources/index.ts";
 import { statSync } from "node:fs";
@@ -130,23 +130,50 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // Batches a crashed process left in flight are polled and collected first.
   const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
   await resume();
-  // A stage without model calls is quick: its chunk is claimed by row locks,
-  // computed and written in one transaction, so a claim costs no writes.
-  // Model calls are slow and paid for: their chunks are claimed under a lease
-  // and their results committed as they come.
-  const claimAndExecute = llm
-    ? async () => {
-        const ids = await claimChunk(ctx, stage, chunk);
-        if (ids.length) await executeChunk(ctx, stage, ids, hooks);
+  // How a chunk is claimed:
+  // - A stage without model calls is quick: its chunk is claimed, computed and
+  //   written in one transaction. On Postgres the claim is row locks (no writes;
+  //   they go with the connection if the process dies); embedded PGlite has one
+  //   process, and its transactions run one at a time, so it needs no lock.
+  // - Model calls are slow and paid for: their results are committed as they
+  //   come, outside one long transaction. On Postgres the chunk is claimed
+  //   under a lease (a write per item); on PGlite claims are kept in memory.
+  const sole = ctx.db.kind === "pglite";
+  const held = new Set<string>();
+  let picking = Promise.resolve<unknown>(undefined);
+  const pickHeld = (c: RunContext) => {
+    // One pick at a time, so two loops never take the same items.
+    const next = picking.then(async () => {
+      const ids = await pickChunk(c, stage, chunk, held);
+      for (const id of ids) held.add(id);
+      return ids;
+    });
+    picking = next.catch(() => {});
+    return next;
+  };
+  const claimAndExecute = async (): Promise<number> => {
+    if (!llm) {
+      return ctx.db.transaction(async (tx) => {
+        const c: RunContext = { ...ctx, db: tx, lockedClaim: true, soleWorker: sole };
+        const ids = sole ? await pickChunk(c, stage, chunk, held) : await lockChunk(c, stage, chunk);
+        if (ids.length) await executeChunk(c, stage, ids, hooks);
         return ids.length;
-      }
-    : () =>
-        ctx.db.transaction(async (tx) => {
-          const locked: RunContext = { ...ctx, db: tx, lockedClaim: true };
-          const ids = await lockChunk(locked, stage, chunk);
-          if (ids.length) await executeChunk(locked, stage, ids, hooks);
-          return ids.length;
-        });
+      });
+    }
+    if (!sole) {
+      const ids = await claimChunk(ctx, stage, chunk);
+      if (ids.length) await executeChunk(ctx, stage, ids, hooks);
+      return ids.length;
+    }
+    const c: RunContext = { ...ctx, soleWorker: true };
+    const ids = await pickHeld(c);
+    try {
+      if (ids.length) await executeChunk(c, stage, ids, hooks);
+    } finally {
+      for (const id of ids) held.delete(id);
+    }
+    return ids.length;
+  };
   const worker = async () => {
     for (;;) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
