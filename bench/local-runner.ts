@@ -23,7 +23,7 @@ import { fmt, ratio, row } from "./report.ts";
 const DEMO = join(import.meta.dirname, "..", "examples", "data", "tickets.csv");
 
 /** The same stage work as the engine, item by item in memory: no store, no queue. */
-async function bareLoop(input: string): Promise<{ rows: number; seconds: number }> {
+export async function bareLoop(input: string): Promise<{ rows: number; seconds: number }> {
   const provider = createInProcessProvider();
   const started = performance.now();
   let rows = 0;

@@ -116,9 +116,11 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // sharing the run get their share.
   const batchable = llm && (def.mode === "batch" || def.mode === "auto");
   const chunk = batchable ? ctx.options.batchChunkSize : llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
-  // Two chunks in flight: one computes while the other's writes are in the
-  // database, and provider slots stay busy while a chunk's slowest item finishes.
-  const loops = 2;
+  // Several chunks in flight: some compute while the others' reads and writes
+  // are in the database, and provider slots stay busy while a chunk's slowest
+  // item finishes. Embedded PGlite runs queries one at a time in this thread,
+  // so two are enough there; a Postgres server works on others' in parallel.
+  const loops = ctx.db.kind === "pglite" ? 2 : 4;
   const hooks = {
     acquire: <T>(fn: () => Promise<T>) => limit(fn),
     inflight: new Map<string, Promise<CompletionResult | undefined>>(),
