@@ -7,7 +7,7 @@ import { definePipeline, defineStage } from "../src/core/define.ts";
 import { DeterministicError, TransientError } from "../src/core/errors.ts";
 import type { JsonSchema } from "../src/core/types.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import type { BatchApi, Provider } from "../src/providers/types.ts";
+import type { BatchApi, CompletionRequest, Provider } from "../src/providers/types.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { memoryDatabase } from "../src/testing/databases.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
@@ -104,6 +104,59 @@ describe("engine regressions", () => {
       }
     });
   }
+
+  it("writes each batch answer's repair as it completes, so collecting the batch again pays only for repairs not yet written", async () => {
+    const t = await memoryDatabase();
+    const many = Array.from({ length: 60 }, (_, i) => ({ id: `t${String(i).padStart(2, "0")}`, text: `ticket number ${i}: the invoice was charged twice` }));
+    const dir = mkdtempSync(join(tmpdir(), "sluice-repair-"));
+    const input = join(dir, "items.jsonl");
+    writeFileSync(input, many.map((i) => JSON.stringify(i)).join("\n"));
+    const inner = createInProcessProvider();
+    const submitted = new Map<string, CompletionRequest[]>();
+    // Every batch answer is unparseable, so every item needs one realtime repair.
+    const batch: BatchApi = {
+      maxRequests: 1000, maxBytes: 1 << 24,
+      submit: async (requests) => { const batchId = `b${submitted.size + 1}`; submitted.set(batchId, requests); return { batchId }; },
+      poll: async () => ({ status: "ended", counts: { succeeded: 60, errored: 0, processing: 0 } }),
+      results: async function* (batchId) {
+        for (const r of submitted.get(batchId)!) yield { customId: r.customId, ok: true as const, result: { text: "{not json", finishReason: "stop", usage: { inputTokens: 10, outputTokens: 3 }, model: r.model } };
+      },
+      cancel: async () => {},
+    };
+    let repairs = 0;
+    let stopAfter = 25;
+    const controller = new AbortController();
+    const provider: Provider = {
+      name: "p",
+      batch,
+      complete: async (request, options) => {
+        if (repairs >= stopAfter) {
+          controller.abort(new Error("stopped by the test"));
+          throw options?.signal?.reason ?? new Error("stopped");
+        }
+        repairs++;
+        return inner.complete(request);
+      },
+    };
+    const pipeline = definePipeline({ id: "batch-repairs", source: { key: "id" }, stages: [classify({ mode: "batch" })] });
+    const base = { db: t.db, pipeline, providers: set(provider), options: { batchPollMs: 1, batchPollMaxMs: 1 } };
+    try {
+      await expect(runPipeline({ ...base, signal: controller.signal }, input)).rejects.toThrow(/stopped by the test/);
+      const written = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM work WHERE status = 'succeeded_unvalidated'`);
+      expect(written[0]!.n).toBe(25);
+      const before = repairs;
+      stopAfter = Infinity;
+      const summary = await runPipeline(base, input);
+      expect(summary.items.byStatus).toEqual({ succeeded_unvalidated: 60 });
+      // The batch was polled again, not resubmitted, and only the 35 unwritten items were repaired.
+      expect(submitted.size).toBe(1);
+      expect(repairs - before).toBe(35);
+      const twice = await t.db.rows(sql`SELECT item_id FROM attempts WHERE mode = 'batch' GROUP BY item_id HAVING count(*) > 1`);
+      expect(twice).toEqual([]);
+    } finally {
+      await t.drop();
+    }
+  });
 
   it("an input that cannot be read fails before any run is recorded", async () => {
     const t = await memoryDatabase();

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { errorMessage, failureClassOf, QualityError, TransientError } from "../core/errors.ts";
+import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
@@ -8,6 +8,7 @@ import { anyText, loadInputs, type LoadedInput } from "./inputs.ts";
 import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
 import { sleep } from "./retry.ts";
+import pLimit from "p-limit";
 
 /**
  * Batch mode: requests go to the provider's native batch API at half price.
@@ -150,9 +151,26 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Prom
   }
 }
 
+/** Results of repairs are written in groups this size, as they complete. */
+const REPAIR_FLUSH = 50;
+
+/**
+ * Read a finished batch and write its results. Answers that need no repair
+ * are written at once; answers that fail their schema or rule get one
+ * realtime repair each, run concurrently and written as they complete. A
+ * batch collected again after a crash skips every item already written, so
+ * a repair that was written is never paid for twice.
+ */
 async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
   const api = provider.batch!;
-  const entries = Object.entries(row.requests);
+  const owner: RunContext = { ...ctx, workerId: batchWorker(row.id) };
+  const write = async (results: ItemResult[]) => {
+    if (results.length === 0) return;
+    await persistResults(owner, stage, results);
+    onPersisted?.(results);
+  };
+  const pending = await stillHeld(ctx, stage, row);
+  const entries = Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId));
   const tries = await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId));
   let status: string;
   const got = new Map<string, BatchResult>();
@@ -163,27 +181,27 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
     if (ctx.signal?.aborted) throw ctx.signal.reason;
     const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.id} could not be collected`));
-    await persistResults({ ...ctx, workerId: batchWorker(row.id) }, stage, out);
-    await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
-    onPersisted?.(out);
+    await write(out);
+    await markCollected(ctx, row);
     return out;
   }
-  const inputs = await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId));
+  const inputs = entries.length ? await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId)) : new Map<string, LoadedInput>();
 
-  const out: ItemResult[] = [];
+  const ready: ItemResult[] = [];
+  const repairs: (() => Promise<ItemResult>)[] = [];
   for (const [customId, entry] of entries) {
     const input = inputs.get(entry.itemId);
     const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.id} (${status})`) };
     const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
     if (!input) {
-      out.push({ itemId: entry.itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: "item row missing from the run (store inconsistency)" });
+      ready.push({ itemId: entry.itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: "item row missing from the run (store inconsistency)" });
       continue;
     }
     if (!result.ok) {
       const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
       const spent = (tries.get(entry.itemId) ?? 0) + 1;
       const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
-      out.push({
+      ready.push({
         itemId: entry.itemId,
         status: retry ? "failed_retryable" : "failed_terminal",
         inputHash: entry.inputHash,
@@ -194,16 +212,67 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
       });
       continue;
     }
-    out.push(await settle(ctx, def, provider, row.provider, entry, input, result.result, base));
+    const judged = judge(ctx, def, entry, input, result.result, base);
+    if ("result" in judged) ready.push(judged.result);
+    else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
   }
-  await persistResults({ ...ctx, workerId: batchWorker(row.id) }, stage, out);
-  await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
-  onPersisted?.(out);
-  return out;
+  await write(ready);
+
+  const repaired: ItemResult[] = [];
+  if (repairs.length) {
+    ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.id} failed their checks; repairing each once (realtime)`);
+    const limit = pLimit(ctx.options.concurrency);
+    let buffer: ItemResult[] = [];
+    let writing = Promise.resolve();
+    const drain = () => {
+      const group = buffer;
+      buffer = [];
+      writing = writing.then(() => write(group));
+      return writing;
+    };
+    // allSettled: repairs that did finish (and were paid) are written even if another throws.
+    const settled = await Promise.allSettled(
+      repairs.map((run) =>
+        limit(async () => {
+          const result = await run();
+          repaired.push(result);
+          buffer.push(result);
+          if (buffer.length >= REPAIR_FLUSH) await drain();
+        }),
+      ),
+    );
+    await drain();
+    const failed = settled.find((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+  await markCollected(ctx, row);
+  return [...ready, ...repaired];
 }
 
-/** A batch answer: accept it, or give the model one realtime repair attempt that shows it the error. */
-async function settle(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput, result: CompletionResult, base: Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">): Promise<ItemResult> {
+/** Items of the batch not yet written: still held by it, in `processing`. */
+async function stillHeld(ctx: RunContext, stage: StagePlan, row: BatchRow): Promise<Set<string>> {
+  const ids = Object.values(row.requests).map((e) => e.itemId);
+  if (ids.length === 0) return new Set();
+  const rows = await ctx.db.rows<{ item_id: string }>(sql`
+    SELECT item_id FROM work
+    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${batchWorker(row.id)}
+      AND status = 'processing' AND item_id = ${anyText(ids)}`);
+  return new Set(rows.map((r) => r.item_id));
+}
+
+async function markCollected(ctx: RunContext, row: BatchRow): Promise<void> {
+  await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
+}
+
+type AttemptBase = Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">;
+
+interface NeedsRepair {
+  attempt: AttemptRecord;
+  error: Parameters<typeof repairRequest>[1];
+}
+
+/** A batch answer: accepted or refused as it is, or in need of one repair. */
+function judge(ctx: RunContext, def: LlmStage, entry: BatchEntry, input: LoadedInput, result: CompletionResult, base: AttemptBase): { result: ItemResult } | NeedsRepair {
   const attempt: AttemptRecord = {
     ...base,
     inputTokens: result.usage.inputTokens,
@@ -212,45 +281,55 @@ async function settle(ctx: RunContext, def: LlmStage, provider: Provider, provid
     costUsd: ctx.providers.cost(def.model, result.usage, "batch"),
     listCostUsd: ctx.providers.cost(def.model, result.usage, "realtime"),
   };
-  const attempts = [attempt];
-  let checked = checkCompletion(def, input.input, result);
-  let final = result;
-  if (!checked.ok) {
-    attempt.errorClass = "quality";
-    attempt.errorMessage = checked.error.message;
-    if (!checked.threw) {
-      // One realtime repair showing the model its error, under the same retry
-      // policy as any realtime call (a 429 on the repair is retried, not fatal).
-      const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, checked.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
-      attempts.push(...outcome.attempts.map((a) => ({ ...a, attempt: base.attempt + a.attempt })));
-      if (outcome.status === "succeeded") {
-        final = outcome.response;
-        checked = { ok: true, value: outcome.value };
-      } else {
-        checked = { ok: false, rule: outcome.status === "needs_review", error: new QualityError(outcome.message) };
-      }
-    }
-  }
+  const checked = checkCompletion(def, input.input, result);
   if (checked.ok) {
+    return {
+      result: {
+        itemId: entry.itemId,
+        status: "succeeded_unvalidated",
+        inputHash: entry.inputHash,
+        reused: false,
+        attempts: [attempt],
+        output: { value: checked.value, status: "succeeded_unvalidated", costUsd: attempt.costUsd },
+        cache: { requestHash: entry.requestHash, provider: base.provider, model: def.model, response: result },
+      },
+    };
+  }
+  attempt.errorClass = "quality";
+  attempt.errorMessage = checked.error.message;
+  if (checked.threw) {
+    // The stage's own check threw: the item is at fault, a repair cannot help.
+    return { result: { itemId: entry.itemId, status: "failed_terminal", inputHash: entry.inputHash, reused: false, attempts: [attempt], errorClass: "deterministic", errorMessage: checked.error.message } };
+  }
+  return { attempt, error: checked.error };
+}
+
+/**
+ * One realtime repair showing the model its error, under the same retry
+ * policy as any realtime call (a 429 on the repair is retried, not fatal).
+ */
+async function repair(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput, need: NeedsRepair): Promise<ItemResult> {
+  const first = need.attempt;
+  const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, need.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
+  const attempts = [first, ...outcome.attempts.map((a) => ({ ...a, attempt: first.attempt + a.attempt }))];
+  if (outcome.status === "succeeded") {
     return {
       itemId: entry.itemId,
       status: "succeeded_unvalidated",
       inputHash: entry.inputHash,
       reused: false,
       attempts,
-      output: { value: checked.value, status: "succeeded_unvalidated", costUsd: attempts.reduce((a, x) => a + x.costUsd, 0) },
-      cache: final === result ? { requestHash: entry.requestHash, provider: providerName, model: def.model, response: result } : undefined,
+      output: { value: outcome.value, status: "succeeded_unvalidated", costUsd: attempts.reduce((a, x) => a + x.costUsd, 0) },
     };
   }
   const last = attempts[attempts.length - 1]!;
-  const threw = "threw" in checked && checked.threw;
   return {
     itemId: entry.itemId,
-    status: "rule" in checked && checked.rule ? "needs_review" : "failed_terminal",
+    status: outcome.status === "needs_review" ? "needs_review" : "failed_terminal",
     inputHash: entry.inputHash,
     reused: false,
     attempts,
-    errorClass: threw ? "deterministic" : (last.errorClass ?? "quality"),
-    errorMessage: threw ? checked.error.message : `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
+    errorClass: last.errorClass ?? "quality",
+    errorMessage: `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
   };
 }
