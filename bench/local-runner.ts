@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { isLlmStage, type StageDef, type StageInput } from "../src/core/types.ts";
 import { buildRequest, checkCompletion } from "../src/engine/llm-call.ts";
 import { readSource } from "../src/sources/index.ts";
-import { freshPostgres, memoryDatabase } from "../src/testing/databases.ts";
+import { freshPostgres, type TestDatabase } from "../src/testing/databases.ts";
+import { openDatabase } from "../src/store/index.ts";
 import { singleProvider } from "../src/testing/harness.ts";
 import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
@@ -56,7 +57,8 @@ export async function bareLoop(input: string): Promise<{ rows: number; seconds: 
 
 async function sluiceRun(input: string, driver: "pglite" | "postgres"): Promise<{ rows: number; seconds: number } | undefined> {
   if (driver === "postgres" && !process.env.DATABASE_URL) return undefined;
-  const t = driver === "postgres" ? await freshPostgres(process.env.DATABASE_URL!) : await memoryDatabase();
+  // PGlite on disk, in a fresh data directory: what `sluice run` uses.
+  const t = driver === "postgres" ? await freshPostgres(process.env.DATABASE_URL!) : await diskDatabase();
   try {
     const started = performance.now();
     const summary = await runPipeline({ db: t.db, pipeline, providers: singleProvider(createInProcessProvider()) }, input, { fresh: true });
@@ -64,6 +66,11 @@ async function sluiceRun(input: string, driver: "pglite" | "postgres"): Promise<
   } finally {
     await t.drop();
   }
+}
+
+async function diskDatabase(): Promise<TestDatabase> {
+  const db = await openDatabase({ dataDir: join(mkdtempSync(join(tmpdir(), "sluice-bench-")), "pglite") });
+  return { db, drop: () => db.close() };
 }
 
 function peakRss(input: string): { rssMb: number; rows: number } {
@@ -80,11 +87,11 @@ export async function benchLocalRunner(): Promise<void> {
   for (const driver of ["pglite", "postgres"] as const) {
     const r = await sluiceRun(DEMO, driver);
     if (!r) {
-      row(`sluice local runner on ${driver}`, "skipped", "DATABASE_URL not set");
+      row(`sluice local runner on ${driver === "pglite" ? "PGlite (on disk)" : "Postgres"}`, "skipped", "DATABASE_URL not set");
       continue;
     }
     const rate = r.rows / r.seconds;
-    row(`sluice local runner on ${driver}`, `${fmt(rate)} items/s`, `${ratio(rate, baseline)} of baseline (${r.rows} rows in ${r.seconds.toFixed(2)} s)`);
+    row(`sluice local runner on ${driver === "pglite" ? "PGlite (on disk)" : "Postgres"}`, `${fmt(rate)} items/s`, `${ratio(rate, baseline)} of baseline (${r.rows} rows in ${r.seconds.toFixed(2)} s)`);
   }
 
   console.log("\n## 1b. peak RSS of a full run (embedded PGlite on disk, child process each)\n");

@@ -23,7 +23,11 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
     mkdirSync(dataDir, { recursive: true });
     release = takeLock(join(dataDir, "..", `${dataDir.split("/").pop()}.lock`));
   }
-  const client = dataDir ? new PGlite(dataDir) : new PGlite();
+  // Postgres' default 128 MB of shared buffers doubles what the operating
+  // system (on disk) or PGlite's own file system (in memory) already caches:
+  // 32 MB costs the demo no speed and about 100 MB less peak memory.
+  const startParams = [...PGlite.defaultStartParams, "-c", "shared_buffers=32MB"];
+  const client = dataDir ? new PGlite(dataDir, { startParams }) : new PGlite({ startParams });
   const db = drizzle(client, { schema }) as unknown as Drizzle;
   try {
     await migrate(db as never, { migrationsFolder: MIGRATIONS_DIR });
