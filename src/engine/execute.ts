@@ -5,7 +5,7 @@ import type { ItemStatus } from "../core/status.ts";
 import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { anyText, endpointOf, jsonParam, loadInputs, type LoadedInput } from "./inputs.ts";
+import { anyText, endpointOf, idRows, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
 import { persistResults, type ItemResult } from "./persist.ts";
 import { executeBatch, useBatch } from "./batch.ts";
@@ -92,13 +92,16 @@ async function flush(ctx: RunContext, stage: StagePlan, results: ItemResult[], h
 async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[]) {
   const found = new Map<string, { id: number; status: ItemStatus }>();
   if (keys.length === 0) return found;
-  // Fetch by the index prefix (stage version, item) and match the input hash
-  // here: one index range scan, no join against the parameter.
+  // One index probe per item on (stage version, item); the input hash is
+  // matched here.
   const wanted = new Map(keys.map((k) => [k.itemId, k.inputHash]));
   const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus }>(sql`
-    SELECT s.id, s.item_id, s.input_hash, s.status FROM stage_outputs s
-    WHERE s.pipeline = ${ctx.pipeline.id} AND s.stage_id = ${stage.id} AND s.stage_version = ${stage.version}
-      AND s.item_id = ${anyText([...wanted.keys()])}`);
+    SELECT s.id, s.item_id, s.input_hash, s.status
+    FROM ${idRows([...wanted.keys()])}
+    CROSS JOIN LATERAL (
+      SELECT id, item_id, input_hash, status FROM stage_outputs
+      WHERE pipeline = ${ctx.pipeline.id} AND stage_id = ${stage.id} AND stage_version = ${stage.version}
+        AND item_id = i.item_id OFFSET 0) s`);
   for (const row of rows) {
     if (wanted.get(row.item_id) === row.input_hash) found.set(row.item_id, { id: Number(row.id), status: row.status });
   }

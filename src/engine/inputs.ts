@@ -29,13 +29,26 @@ export function anyText(values: readonly string[]): SQL {
   return sql`ANY(${textArray(values)}::text[])`;
 }
 
+/**
+ * The ids as rows, `i(item_id)`, to drive per-id lookups: `CROSS JOIN LATERAL
+ * (SELECT ... WHERE ... AND item_id = i.item_id OFFSET 0)`. The `OFFSET 0`
+ * keeps each lookup a primary-key probe whatever the planner's statistics say:
+ * with stale ones it would otherwise scan a whole stage (or every output of
+ * a stage version) for each chunk, which grows with the run.
+ */
+export function idRows(values: readonly string[]): SQL {
+  return sql`unnest(${textArray(values)}::text[]) AS i(item_id)`;
+}
+
 /** A Postgres array literal: every element quoted, backslashes and quotes escaped. */
 export function textArray(values: readonly string[]): string {
   return `{${values.map((v) => `"${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`).join(",")}}`;
 }
 
+/** `= ANY(...)` over integers, as a constant array the planner can use as an index condition. */
 export function anyInt(values: readonly number[]): SQL {
-  return sql`ANY(ARRAY(SELECT jsonb_array_elements_text(${jsonParam(values)}::jsonb)::int))`;
+  if (!values.every(Number.isInteger)) throw new TypeError(`not integers: ${values.join(", ")}`);
+  return sql`ANY(${`{${values.join(",")}}`}::int[])`;
 }
 
 /**
@@ -44,15 +57,19 @@ export function anyInt(values: readonly number[]): SQL {
  */
 export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, LoadedInput>> {
   const items = await ctx.db.rows<{ item_id: string; data: Record<string, unknown>; content_hash: string }>(sql`
-    SELECT item_id, data, content_hash FROM run_items
-    WHERE run_id = ${ctx.runId} AND item_id = ${anyText(itemIds)}`);
+    SELECT r.item_id, r.data, r.content_hash
+    FROM ${idRows(itemIds)}
+    CROSS JOIN LATERAL (
+      SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${ctx.runId} AND item_id = i.item_id OFFSET 0) r`);
   const upstream = stage.reads.length
     ? await ctx.db.rows<{ item_id: string; stage_id: string; output: unknown; output_hash: string }>(sql`
         SELECT w.item_id, w.stage_id, o.output, o.output_hash
-        FROM work w JOIN stage_outputs o ON o.id = w.output_id
-        WHERE w.run_id = ${ctx.runId}
-          AND w.stage_index = ${anyInt(stage.reads)}
-          AND w.item_id = ${anyText(itemIds)}`)
+        FROM ${idRows(itemIds)}
+        CROSS JOIN LATERAL (
+          SELECT item_id, stage_id, output_id FROM work
+          WHERE run_id = ${ctx.runId} AND stage_index = ${anyInt(stage.reads)} AND item_id = i.item_id OFFSET 0) w
+        CROSS JOIN LATERAL (
+          SELECT output, output_hash FROM stage_outputs WHERE id = w.output_id OFFSET 0) o`)
     : [];
   const byItem = new Map<string, { outputs: Record<string, unknown>; hashes: Record<string, string> }>();
   for (const row of upstream) {

@@ -5,7 +5,7 @@ import type { CommitStage } from "../core/types.ts";
 import { upsertRows, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
-import { anyText } from "./inputs.ts";
+import { idRows } from "./inputs.ts";
 import type { Database } from "../store/database.ts";
 
 /** What executing one stage for one item came to, before it is written. */
@@ -43,10 +43,13 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
     // (no outputs, attempts or target rows), not just no status.
     // A row lock, not an update: no new row version or index entry per item.
     const owned = await tx.rows<{ item_id: string }>(sql`
-      SELECT item_id FROM work
-      WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${ctx.workerId}
-        AND item_id = ${anyText(all.map((r) => r.itemId))}
-      FOR UPDATE`);
+      SELECT w.item_id
+      FROM ${idRows(all.map((r) => r.itemId))}
+      CROSS JOIN LATERAL (
+        SELECT item_id FROM work
+        WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = i.item_id
+          AND claimed_by = ${ctx.workerId}
+        OFFSET 0 FOR UPDATE) w`);
     const mine = new Set(owned.map((r) => r.item_id));
     const results = all.filter((r) => mine.has(r.itemId));
     if (results.length < all.length) ctx.logger.warn(`stage ${stage.id}: ${all.length - results.length} result(s) dropped: their claim was taken over by another worker`);
@@ -58,11 +61,6 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
 /** The writes of `persistResults`, in the caller's transaction `tx`, for items this worker is known to hold. */
 async function writeResults(ctx: RunContext, tx: Database, stage: StagePlan, results: ItemResult[]): Promise<{ committedChanged: number }> {
   const stageDef = ctx.pipeline.stages[stage.index]!;
-  // Every statement here joins a few hundred rows from one JSON parameter to
-  // indexed tables. Statistics taken before the claims (claimed_by all NULL)
-  // lead the planner to nested loops that rescan the JSON per row; hash
-  // joins are right for these shapes, so nested loops are off for this transaction.
-  await tx.rows(sql`SET LOCAL enable_nestloop = off`);
   const outputIds = new Map<string, number>();
   const fresh = results.filter((r) => r.output && r.inputHash);
   if (fresh.length) {
@@ -123,7 +121,9 @@ async function writeResults(ctx: RunContext, tx: Database, stage: StagePlan, res
     })),
   );
   // The recordset is MATERIALIZED so it is parsed once, whatever join order
-  // the planner picks from statistics taken before the claims.
+  // the planner picks: then a nested loop of primary-key lookups, one per
+  // result, costs the same however large the run (a hash join would scan the
+  // whole stage for every group written).
   await tx.rows(sql`
     WITH x AS MATERIALIZED (
       SELECT * FROM jsonb_to_recordset(${updates}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text)

@@ -19,8 +19,8 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
       INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
       SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
       ON CONFLICT DO NOTHING`);
-    await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, status, claimed_by)`);
-    await ctx.db.rows(sql`ANALYZE run_items (run_id)`);
+    await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
+    await ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`);
     return;
   }
   await ctx.db.rows(sql`
@@ -30,9 +30,10 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<v
       AND status = ${anyText(ADVANCING)}
     ON CONFLICT DO NOTHING`);
   // Fresh statistics keep the planner on the indexes as the queue grows. Only
-  // the columns queries filter on: the rest (ids, hashes, messages) cost the
-  // most to analyse and steer no plan.
-  await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, status, claimed_by)`);
+  // the columns queries filter on: the rest (hashes, messages) steer no plan.
+  // Without item_id's, a lookup of a few hundred ids is taken for most of the
+  // table, and answered with a sequential scan per chunk.
+  await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
 }
 
 /**
