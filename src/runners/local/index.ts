@@ -5,6 +5,7 @@ import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "
 import type { CompletionResult } from "../../providers/types.ts";
 import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk } from "../../engine/execute.ts";
+import { providerNameOf } from "../../engine/llm-call.ts";
 import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, lockChunk, pickChunk, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
@@ -114,7 +115,8 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   // Model calls are slow next to the store, so LLM stages claim smaller chunks:
   // enough to keep every provider slot busy, small enough that other processes
   // sharing the run get their share.
-  const batchable = llm && (def.mode === "batch" || def.mode === "auto");
+  // Only a provider with a batch API can take a stage's items as one batch.
+  const batchable = llm && (def.mode === "batch" || def.mode === "auto") && Boolean(ctx.providers.get(providerNameOf(ctx, def)).batch);
   const chunk = batchable ? ctx.options.batchChunkSize : llm ? Math.min(ctx.options.chunkSize, ctx.options.concurrency * 8) : ctx.options.chunkSize;
   // Several chunks in flight: some compute while the others' reads and writes
   // are in the database, and provider slots stay busy while a chunk's slowest
