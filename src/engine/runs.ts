@@ -69,24 +69,35 @@ export async function loadSource(ctx: RunContext, inputPath: string, onRows?: (n
   let items: { item_id: string; line: number; content_hash: string; data: unknown }[] = [];
   let rejected: { line: number; item_id: string | null; state: string; reason: string; raw: string | null }[] = [];
   let rowsRead = 0;
-  const write = async () => {
-    if (items.length) {
+  const insert = async (batch: typeof items, bad: typeof rejected) => {
+    if (batch.length) {
       await ctx.db.rows(sql`
         INSERT INTO run_items (run_id, item_id, line, content_hash, data)
         SELECT ${ctx.runId}, x.item_id, x.line, x.content_hash, x.data
-        FROM jsonb_to_recordset(${JSON.stringify(items)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
+        FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
         ON CONFLICT DO NOTHING`);
     }
-    if (rejected.length) {
+    if (bad.length) {
       await ctx.db.rows(sql`
         INSERT INTO rejected_rows (run_id, line, item_id, state, reason, raw)
         SELECT ${ctx.runId}, x.line, x.item_id, x.state, x.reason, x.raw
-        FROM jsonb_to_recordset(${JSON.stringify(rejected)}::jsonb) AS x(line int, item_id text, state text, reason text, raw text)
+        FROM jsonb_to_recordset(${JSON.stringify(bad)}::jsonb) AS x(line int, item_id text, state text, reason text, raw text)
         ON CONFLICT DO NOTHING`);
     }
-    onRows?.(items.length + rejected.length);
+    onRows?.(batch.length + bad.length);
+  };
+  // One batch is written while the next is read: the database inserts while
+  // this process parses and checks rows.
+  let writing: Promise<void> = Promise.resolve();
+  const write = async () => {
+    const batch = items;
+    const bad = rejected;
     items = [];
     rejected = [];
+    await writing;
+    writing = insert(batch, bad);
+    // A failed write surfaces at the next await of `writing`, not as an unhandled rejection.
+    writing.catch(() => {});
   };
   for await (const record of readSource(inputPath, ctx.pipeline.source, { signal: ctx.signal })) {
     rowsRead++;
@@ -100,6 +111,7 @@ export async function loadSource(ctx: RunContext, inputPath: string, onRows?: (n
     if (items.length + rejected.length >= LOAD_BATCH) await write();
   }
   await write();
+  await writing;
   await ctx.db.rows(sql`UPDATE runs SET loaded_at = now(), rows_read = ${rowsRead} WHERE id = ${ctx.runId}`);
   return rowsRead;
 }
