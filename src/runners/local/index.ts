@@ -178,16 +178,27 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
     }
     return ids.length;
   };
+  // A loop that finds nothing to claim waits for the others; it is woken as
+  // soon as one of them finishes a chunk, so a stage ends when its last chunk
+  // does, not at the next poll.
+  let wake = () => {};
+  let woken = new Promise<void>((resolve) => (wake = resolve));
+  const progressed = () => {
+    const previous = wake;
+    woken = new Promise<void>((resolve) => (wake = resolve));
+    previous();
+  };
   const worker = async () => {
     for (;;) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
-      if ((await claimAndExecute()) > 0) continue;
+      const claimed = await claimAndExecute().finally(progressed);
+      if (claimed > 0) continue;
       const counts = await stageCounts(ctx, stage);
       if (counts.open === 0) return;
       // Another worker holds the rest: wait for it, and take over if it died.
       await reclaimStale(ctx);
       await resume();
-      await sleep(200, ctx.signal);
+      await Promise.race([sleep(200, ctx.signal), woken]);
     }
   };
   await Promise.all(Array.from({ length: loops }, worker));
