@@ -2,8 +2,9 @@
  * Benchmark 1: the cost of durability. The demo pipeline through the local
  * runner (every stage output persisted) on PGlite and on Postgres, against a
  * bare in-memory loop doing the same stage work with no persistence, all in
- * this process and this run. Then peak RSS of a full run at 1x and 10x the
- * demo size, each in its own child process.
+ * this process and this run. Then the same at 10x the demo size (throughput
+ * must not fall as the run grows), and peak RSS of a full run at 1x and 10x,
+ * each in its own child process.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
@@ -73,10 +74,12 @@ async function diskDatabase(): Promise<TestDatabase> {
   return { db, drop: () => db.close() };
 }
 
-function peakRss(input: string): { rssMb: number; rows: number } {
+function peakRss(input: string): { rssMb: number; rows: number; seconds: number } {
   const out = execFileSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "rss-child.ts"), input], { encoding: "utf8", maxBuffer: 1 << 20 });
   return JSON.parse(out.trim().split("\n").at(-1)!);
 }
+
+const label = (driver: "pglite" | "postgres") => `sluice local runner on ${driver === "pglite" ? "PGlite (on disk)" : "Postgres"}`;
 
 export async function benchLocalRunner(): Promise<void> {
   console.log("\n## 1. local runner: cost of durability (demo pipeline, in-process provider)\n");
@@ -87,18 +90,26 @@ export async function benchLocalRunner(): Promise<void> {
   for (const driver of ["pglite", "postgres"] as const) {
     const r = await sluiceRun(DEMO, driver);
     if (!r) {
-      row(`sluice local runner on ${driver === "pglite" ? "PGlite (on disk)" : "Postgres"}`, "skipped", "DATABASE_URL not set");
+      row(label(driver), "skipped", "DATABASE_URL not set");
       continue;
     }
     const rate = r.rows / r.seconds;
-    row(`sluice local runner on ${driver === "pglite" ? "PGlite (on disk)" : "Postgres"}`, `${fmt(rate)} items/s`, `${ratio(rate, baseline)} of baseline (${r.rows} rows in ${r.seconds.toFixed(2)} s)`);
+    row(label(driver), `${fmt(rate)} items/s`, `${ratio(rate, baseline)} of baseline (${r.rows} rows in ${r.seconds.toFixed(2)} s)`);
   }
 
-  console.log("\n## 1b. peak RSS of a full run (embedded PGlite on disk, child process each)\n");
+  // The same at 10x: per-item cost must not grow with the run (a plan that
+  // scans a whole stage per chunk would show here, not at 1x).
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-10x-"));
   const big = await writeTicketFiles(dir, { count: 50_800 });
+  console.log("\n## 1b. 10x the demo: throughput and peak RSS (PGlite on disk, child process each)\n");
+  const bareBig = await bareLoop(big.tickets);
+  const baselineBig = bareBig.rows / bareBig.seconds;
+  row(`bare in-memory loop, 10x demo`, `${fmt(baselineBig)} items/s`, "baseline");
+  const pg = await sluiceRun(big.tickets, "postgres");
+  if (pg) row(`${label("postgres")}, 10x demo`, `${fmt(pg.rows / pg.seconds)} items/s`, `${ratio(pg.rows / pg.seconds, baselineBig)} of baseline (${pg.rows} rows in ${pg.seconds.toFixed(1)} s)`);
   const small = peakRss(DEMO);
-  row(`1x demo (${fmt(small.rows)} rows)`, `${fmt(small.rssMb)} MB`, "baseline");
   const large = peakRss(big.tickets);
-  row(`10x demo (${fmt(large.rows)} rows)`, `${fmt(large.rssMb)} MB`, `${ratio(large.rssMb, small.rssMb)} of 1x`);
+  row(`${label("pglite")}, 10x demo`, `${fmt(large.rows / large.seconds)} items/s`, `${ratio(large.rows / large.seconds, baselineBig)} of baseline (${large.rows} rows in ${large.seconds.toFixed(1)} s)`);
+  row(`peak RSS, 1x demo (${fmt(small.rows)} rows)`, `${fmt(small.rssMb)} MB`, "baseline");
+  row(`peak RSS, 10x demo (${fmt(large.rows)} rows)`, `${fmt(large.rssMb)} MB`, `${ratio(large.rssMb, small.rssMb)} of 1x`);
 }

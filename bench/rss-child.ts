@@ -10,6 +10,8 @@ import pipeline from "../pipelines/ticket-triage.ts";
 
 const input = process.argv[2]!;
 const db = await openDatabase({ dataDir: join(mkdtempSync(join(tmpdir(), "sluice-rss-")), "pglite") });
+const started = performance.now();
 const summary = await runPipeline({ db, pipeline, providers: singleProvider(createInProcessProvider()) }, input, { fresh: true });
+const seconds = (performance.now() - started) / 1000;
 await db.close();
-console.log(JSON.stringify({ rows: summary.items.total, rssMb: process.resourceUsage().maxRSS / 1024 }));
+console.log(JSON.stringify({ rows: summary.items.total, seconds, rssMb: process.resourceUsage().maxRSS / 1024 }));
