@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import type { CommitStage } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
 
@@ -34,24 +34,24 @@ export interface TargetRow {
 }
 
 /**
- * Idempotent upsert: a row whose data and status are unchanged is left alone,
- * so re-running a commit (after a crash or a rerun) writes nothing twice.
- * Returns how many rows actually changed.
+ * Idempotent upsert, as a statement to embed (it returns the keys it
+ * changed): a row whose data and status are unchanged is left alone, so
+ * re-running a commit (after a crash or a rerun) writes nothing twice.
+ * `only` is a condition on `x.item_id`: which of the rows to write.
  */
-export async function upsertRows(db: Database, stage: CommitStage, runId: string, version: string, rows: TargetRow[]): Promise<number> {
-  if (rows.length === 0) return 0;
+export function upsertTarget(stage: CommitStage, runId: string, version: string, rows: TargetRow[], only: SQL): SQL {
   const table = sql.identifier(stage.target.table);
   const payload = JSON.stringify(rows.map((r) => ({ key: r.key, item_id: r.itemId, data: r.data })));
-  const changed = await db.rows<{ key: string }>(sql`
+  return sql`
     INSERT INTO ${table} AS t (key, item_id, data, status, run_id, stage_version)
     SELECT x.key, x.item_id, x.data, 'active', ${runId}, ${version}
     FROM jsonb_to_recordset(${payload}::jsonb) AS x(key text, item_id text, data jsonb)
+    WHERE ${only}
     ON CONFLICT (key) DO UPDATE SET
       data = excluded.data, item_id = excluded.item_id, status = 'active', run_id = excluded.run_id,
       stage_version = excluded.stage_version, committed_at = now(), withdrawn_at = NULL
     WHERE t.data IS DISTINCT FROM excluded.data OR t.status <> 'active'
-    RETURNING t.key`);
-  return changed.length;
+    RETURNING t.key`;
 }
 
 /**
