@@ -9,7 +9,8 @@ import { ensureTarget } from "../src/engine/commit-target.ts";
 import type { CommitStage } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
 import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
-import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import { freshPostgres, testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import { openDatabase } from "../src/store/index.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -163,6 +164,25 @@ for (const driver of testDrivers()) {
     });
   });
 }
+
+describe.skipIf(!process.env.DATABASE_URL)("Postgres without prepared statements (a pooler in transaction mode)", () => {
+  it("runs a pipeline and reuses its outputs as with them", async () => {
+    const t = await freshPostgres(process.env.DATABASE_URL!);
+    const unprepared = await openDatabase({ url: t.url!, prepare: false });
+    try {
+      const providers = singleProvider(createInProcessProvider());
+      const first = await runPipelineForTest(mini, { items, db: unprepared, providers });
+      expect(first.summary.items.byStatus).toEqual({ committed: 3, gated_out: 2 });
+      const statements = await unprepared.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM pg_prepared_statements`);
+      expect(statements[0]!.n).toBe(0);
+      const again = await runPipelineForTest(mini, { items, db: unprepared, providers });
+      expect(again.summary.stages.every((st) => st.providerCalls === 0)).toBe(true);
+    } finally {
+      await unprepared.close();
+      await t.drop();
+    }
+  });
+});
 
 describe("id lists passed to the store", () => {
   it("survive any characters a source key can hold", async () => {

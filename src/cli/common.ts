@@ -38,7 +38,7 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
 /** The store the CLI uses: Postgres when DATABASE_URL is set, else embedded PGlite under `.sluice/`. */
 export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<Database> {
   try {
-    return await openDatabase({ url: env.DATABASE_URL || undefined, dataDir: env.SLUICE_DATA_DIR || undefined });
+    return await openDatabase({ url: env.DATABASE_URL || undefined, dataDir: env.SLUICE_DATA_DIR || undefined, prepare: env.SLUICE_PG_PREPARE !== "false" });
   } catch (err) {
     if (err instanceof SluiceError) throw err;
     const where = env.DATABASE_URL ? "the database at DATABASE_URL" : "the embedded database in .sluice/";

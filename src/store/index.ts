@@ -9,6 +9,12 @@ export interface OpenOptions {
   url?: string;
   /** PGlite data directory; `":memory:"` for a throwaway database. Default `.sluice/pglite`. */
   dataDir?: string;
+  /**
+   * Postgres only: send queries as named prepared statements (one round trip
+   * each). Default true; false behind a pooler in transaction mode (PgBouncer),
+   * which cannot keep a statement on one connection (`SLUICE_PG_PREPARE=false`).
+   */
+  prepare?: boolean;
 }
 
 /**
@@ -22,7 +28,7 @@ export interface OpenOptions {
 export async function openDatabase(options: OpenOptions = {}): Promise<Database> {
   if (options.url) {
     const { connect } = await import("./postgres-js/index.ts");
-    return connect({ url: options.url });
+    return connect({ url: options.url, prepare: options.prepare });
   }
   const { connect } = await import("./pglite/index.ts");
   const dataDir = options.dataDir ?? join(process.cwd(), ".sluice", "pglite");

@@ -89,7 +89,7 @@ async function openFromEnv(env: NodeJS.ProcessEnv) {
     // Embedded PGlite lives in one process's directory; chunk runs on other machines could not see it.
     throw new SluiceError("DATABASE_URL is not set: Trigger.dev tasks need the Postgres database every run shares (set it in the project's environment variables)");
   }
-  const db = await openDatabase({ url: env.DATABASE_URL });
+  const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false" });
   const preset = await createProviders(env);
   return {
     db,

@@ -76,7 +76,7 @@ export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, op
     throw new SluiceError("set TRIGGER_SECRET_KEY to the API key of the Trigger.dev environment to run in (tr_dev_... or tr_prod_..., from the dashboard's API keys page)");
   }
   configure({ secretKey, baseURL: env.TRIGGER_API_URL || undefined });
-  const db = await openDatabase({ url: env.DATABASE_URL });
+  const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false" });
   try {
     return await submitRun({ db, pipeline, inputPath, fresh: options.fresh });
   } finally {

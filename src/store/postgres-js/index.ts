@@ -15,14 +15,16 @@ const MIGRATION_LOCK = 0x51_1ce;
  * @example
  * const db = await connect({ url: process.env.DATABASE_URL! });
  */
-export async function connect(options: { url: string; max?: number }): Promise<Database> {
+export async function connect(options: { url: string; max?: number; prepare?: boolean }): Promise<Database> {
+  const prepare = options.prepare ?? true;
   const client = postgres(options.url, {
     max: options.max ?? 8,
     onnotice: () => {},
+    prepare,
     // Statements are prepared once per connection (see `preparedExecute`), but
     // planned for their actual parameters every time: id lists and JSON
     // payloads vary too much in size for one generic plan to fit them all.
-    connection: { plan_cache_mode: "force_custom_plan" },
+    ...(prepare ? { connection: { plan_cache_mode: "force_custom_plan" } } : {}),
   });
   const db = drizzle(client, { schema }) as unknown as Drizzle;
   const description = `Postgres at ${maskUrl(options.url)}`;
@@ -39,7 +41,7 @@ export async function connect(options: { url: string; max?: number }): Promise<D
     await client.end({ timeout: 1 });
     throw err;
   }
-  return wrap("postgres", db, description, () => client.end({ timeout: 5 }), preparedExecute);
+  return wrap("postgres", db, description, () => client.end({ timeout: 5 }), prepare ? preparedExecute : undefined);
 }
 
 /**
