@@ -106,10 +106,10 @@ export async function benchLocalRunner(): Promise<void> {
   const baselineBig = bareBig.rows / bareBig.seconds;
   row(`bare in-memory loop, 10x demo`, `${fmt(baselineBig)} items/s`, "baseline");
   const pg = await sluiceRun(big.tickets, "postgres");
-  if (pg) row(`${label("postgres")}, 10x demo`, `${fmt(pg.rows / pg.seconds)} items/s`, `${ratio(pg.rows / pg.seconds, baselineBig)} of baseline (${pg.rows} rows in ${pg.seconds.toFixed(1)} s)`);
+  if (pg) row(`sluice on Postgres, 10x demo`, `${fmt(pg.rows / pg.seconds)} items/s`, `${ratio(pg.rows / pg.seconds, baselineBig)} of baseline (${pg.rows} rows in ${pg.seconds.toFixed(1)} s)`);
   const small = peakRss(DEMO);
   const large = peakRss(big.tickets);
-  row(`${label("pglite")}, 10x demo`, `${fmt(large.rows / large.seconds)} items/s`, `${ratio(large.rows / large.seconds, baselineBig)} of baseline (${large.rows} rows in ${large.seconds.toFixed(1)} s)`);
+  row(`sluice on PGlite (on disk), 10x demo`, `${fmt(large.rows / large.seconds)} items/s`, `${ratio(large.rows / large.seconds, baselineBig)} of baseline (${large.rows} rows in ${large.seconds.toFixed(1)} s)`);
   row(`peak RSS, 1x demo (${fmt(small.rows)} rows)`, `${fmt(small.rssMb)} MB`, "baseline");
   row(`peak RSS, 10x demo (${fmt(large.rows)} rows)`, `${fmt(large.rssMb)} MB`, `${ratio(large.rssMb, small.rssMb)} of 1x`);
 }
