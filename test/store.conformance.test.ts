@@ -123,6 +123,28 @@ for (const driver of testDrivers()) {
       expect(row[0]!.status).toBe("queued");
     });
 
+    it("writes an item held by a provider batch once, however many times the batch is collected", async () => {
+      const plan = planStages(mini);
+      const input = writeItems(items);
+      const { run } = await createOrContinueRun(t.db, mini, plan, input, { fresh: true });
+      const ctx: RunContext = {
+        db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), runId: run.id, workerId: "batch:b1", plan,
+        options: DEFAULT_OPTIONS, logger: silentLogger,
+      };
+      await loadSource(ctx, input);
+      await enqueueStage(ctx, plan[0]!);
+      await t.db.rows(sql`UPDATE work SET status = 'processing', claimed_by = 'batch:b1' WHERE run_id = ${run.id} AND item_id IN ('a1', 'a2')`);
+      const attempt = { attempt: 1, provider: "p", model: "m", mode: "batch" as const, requestHash: "h", inputTokens: 1, outputTokens: 1, cachedTokens: 0, costUsd: 0.01, listCostUsd: 0.02, latencyMs: 0 };
+      const results = ["a1", "a2"].map((itemId) => ({ itemId, status: "succeeded_unvalidated" as const, reused: false, inputHash: `in-${itemId}`, attempts: [attempt], output: { value: { keep: true }, status: "succeeded_unvalidated" as const, costUsd: 0.01 } }));
+      // Two collections of one batch (one after a restart, or two at once): the second writes nothing.
+      await Promise.all([persistResults(ctx, plan[0]!, results), persistResults(ctx, plan[0]!, results)]);
+      await persistResults(ctx, plan[0]!, results);
+      const attempts = await t.db.rows<{ item_id: string; n: number }>(sql`SELECT item_id, count(*)::int AS n FROM attempts WHERE run_id = ${run.id} GROUP BY item_id ORDER BY item_id`);
+      expect(attempts).toEqual([{ item_id: "a1", n: 1 }, { item_id: "a2", n: 1 }]);
+      const work = await t.db.rows<{ item_id: string; status: string; attempts: number }>(sql`SELECT item_id, status, attempts FROM work WHERE run_id = ${run.id} AND item_id IN ('a1', 'a2') ORDER BY item_id`);
+      expect(work).toEqual([{ item_id: "a1", status: "succeeded_unvalidated", attempts: 1 }, { item_id: "a2", status: "succeeded_unvalidated", attempts: 1 }]);
+    });
+
     it("upserts commit targets idempotently and withdraws items that stop reaching commit", async () => {
       const providers = singleProvider(createInProcessProvider());
       const first = await runPipelineForTest(mini, { items, db: t.db, providers });

@@ -122,6 +122,7 @@ export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider:
   const orphans = await ctx.db.rows<BatchRow>(sql`
     UPDATE provider_batches b SET worker_id = ${ctx.workerId}, updated_at = now()
     WHERE b.run_id = ${ctx.runId} AND b.stage_index = ${stage.index} AND b.status NOT IN ('collected')
+      AND b.worker_id IS DISTINCT FROM ${ctx.workerId}
       AND (b.worker_id IS NULL OR b.worker_id NOT IN (
         SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseSeconds})))
     RETURNING b.id, b.provider, b.status, b.requests`);
@@ -163,15 +164,21 @@ const REPAIR_FLUSH = 50;
  */
 async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
   const api = provider.batch!;
-  const owner: RunContext = { ...ctx, workerId: batchWorker(row.id) };
+  // Writes go through the batch's claim, checked even for a sole worker: an
+  // item already written (by an earlier or a concurrent collection of this
+  // batch) is no longer `processing` under it, and is not written again.
+  const owner: RunContext = { ...ctx, workerId: batchWorker(row.id), soleWorker: false, lockedClaim: false };
   const write = async (results: ItemResult[]) => {
     if (results.length === 0) return;
     await persistResults(owner, stage, results);
     onPersisted?.(results);
   };
-  const pending = await stillHeld(ctx, stage, row);
-  const entries = Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId));
-  const tries = await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId));
+  // What is still to be written, read after the wait (which may be long).
+  const unwritten = async () => {
+    const pending = await stillHeld(ctx, stage, row);
+    const entries = Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId));
+    return { entries, tries: await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId)) };
+  };
   let status: string;
   const got = new Map<string, BatchResult>();
   try {
@@ -180,11 +187,13 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   } catch (err) {
     // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
     if (ctx.signal?.aborted) throw ctx.signal.reason;
+    const { entries, tries } = await unwritten();
     const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.id} could not be collected`));
     await write(out);
     await markCollected(ctx, row);
     return out;
   }
+  const { entries, tries } = await unwritten();
   const inputs = entries.length ? await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId)) : new Map<string, LoadedInput>();
 
   const ready: ItemResult[] = [];
@@ -224,16 +233,22 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     const limit = pLimit(ctx.options.concurrency);
     let buffer: ItemResult[] = [];
     let writing = Promise.resolve();
+    let writeError: unknown;
     const drain = () => {
       const group = buffer;
       buffer = [];
-      writing = writing.then(() => write(group));
+      // A failed write is remembered, not chained: later groups are still written.
+      writing = writing.then(() => write(group)).catch((err) => {
+        writeError ??= err;
+      });
       return writing;
     };
     // allSettled: repairs that did finish (and were paid) are written even if another throws.
     const settled = await Promise.allSettled(
       repairs.map((run) =>
         limit(async () => {
+          // Once results cannot be written, no more repairs are paid for.
+          if (writeError) throw writeError;
           const result = await run();
           repaired.push(result);
           buffer.push(result);
@@ -242,6 +257,7 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
       ),
     );
     await drain();
+    if (writeError) throw writeError;
     const failed = settled.find((x): x is PromiseRejectedResult => x.status === "rejected");
     if (failed) throw failed.reason;
   }
@@ -320,6 +336,9 @@ async function repair(ctx: RunContext, def: LlmStage, provider: Provider, provid
       reused: false,
       attempts,
       output: { value: outcome.value, status: "succeeded_unvalidated", costUsd: attempts.reduce((a, x) => a + x.costUsd, 0) },
+      // The usable answer to this request, as a realtime call with a repair caches it
+      // (duplicates of the item copy it from here).
+      cache: { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response },
     };
   }
   const last = attempts[attempts.length - 1]!;

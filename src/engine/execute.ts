@@ -215,8 +215,12 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     : await executeRealtime(ctx, stage, def, providerName, provider, unique, hooks);
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies: ItemResult[] = followers.map((f) => {
-    const lead = byItem.get(leaders.get(f.hash)!.itemId)!;
+    const lead = byItem.get(leaders.get(f.hash)!.itemId);
     const base = { itemId: f.itemId, inputHash: f.loaded.inputHash, attempts: [] };
+    // The leader was not answered here (its claim was taken over before its
+    // batch went out): this item waits its turn, and by then the answer is
+    // in the request cache or the leader's new owner has it.
+    if (!lead) return { ...base, status: "failed_retryable", reused: false, errorClass: "transient", errorMessage: "its identical request was answered elsewhere; retried" };
     const response = lead.cache?.response as CompletionResult | undefined;
     if (!response) return { ...base, status: lead.status, reused: false, errorClass: lead.errorClass, errorMessage: lead.errorMessage };
     // Same answer, but the stage's own rule is checked against this item.
@@ -234,11 +238,15 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
   let buffer: ItemResult[] = [];
   let lastFlush = Date.now();
   let writing: Promise<void> = Promise.resolve();
+  let writeError: unknown;
   const drain = () => {
     const batch = buffer;
     buffer = [];
     lastFlush = Date.now();
-    writing = writing.then(() => flush(ctx, stage, batch, hooks));
+    // A failed write is remembered, not chained: later groups are still written.
+    writing = writing.then(() => flush(ctx, stage, batch, hooks)).catch((err) => {
+      writeError ??= err;
+    });
     return writing;
   };
   // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
@@ -268,6 +276,8 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
       }
       let outcome: Awaited<ReturnType<typeof callLlm>> | undefined;
       try {
+        // Once results cannot be written, no more calls are paid for.
+        if (writeError) throw writeError;
         outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
       } finally {
         const response = outcome?.status === "succeeded" ? outcome.response : undefined;
@@ -300,6 +310,7 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
     }),
   );
   await drain();
+  if (writeError) throw writeError;
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed) throw failed.reason;
   return all;

@@ -53,7 +53,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
         CROSS JOIN LATERAL (
           SELECT item_id FROM work
           WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = i.item_id
-            AND claimed_by = ${ctx.workerId}
+            AND claimed_by = ${ctx.workerId} AND status = 'processing'
           OFFSET 0 FOR UPDATE) w`
     : sql`SELECT item_id FROM ${idRows(ids)}`;
 

@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import pLimit from "p-limit";
 import { isLlmStage, type PipelineDef } from "../../core/types.ts";
 import { ensureTarget } from "../../engine/commit-target.ts";
@@ -73,7 +74,26 @@ function checkInput(path: string, pipeline: PipelineDef): void {
   sourceFormat(path, pipeline.source);
 }
 
+/**
+ * Runs being driven in this process, per database. On embedded PGlite this
+ * process is the only worker and keeps its claims in memory, so a second
+ * driver of the same run here would compute (and pay for) items twice.
+ */
+const driving = new WeakMap<Database, Set<string>>();
+
 async function driveRun(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
+  const active = driving.get(opts.db) ?? new Set<string>();
+  driving.set(opts.db, active);
+  if (active.has(run.id)) throw new SluiceError(`run ${run.id} is already running in this process`);
+  active.add(run.id);
+  try {
+    return await drive(opts, run);
+  } finally {
+    active.delete(run.id);
+  }
+}
+
+async function drive(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
   const { ctx } = await openRun({ ...opts, runId: run.id });
   await heartbeat(ctx.db, ctx.workerId, ctx.runId);
   const beat = setInterval(() => void heartbeat(ctx.db, ctx.workerId, ctx.runId).catch(() => {}), Math.max(250, ctx.options.leaseMs / 3));
@@ -158,6 +178,9 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   const claimAndExecute = async (): Promise<number> => {
     if (!llm) {
       return ctx.db.transaction(async (tx) => {
+        // Locks held by a process whose host vanished (no kill, no closed
+        // socket) are released when the server gives up on its transaction.
+        if (!sole) await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
         const c: RunContext = { ...ctx, db: tx, lockedClaim: true, soleWorker: sole };
         const ids = sole ? await pickChunk(c, stage, chunk, held) : await lockChunk(c, stage, chunk);
         if (ids.length) await executeChunk(c, stage, ids, hooks);
@@ -188,11 +211,26 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
     woken = new Promise<void>((resolve) => (wake = resolve));
     previous();
   };
+  // When one loop fails, the others stop claiming: the run has failed.
+  let failed = false;
   const worker = async () => {
+    try {
+      await loop();
+    } catch (err) {
+      failed = true;
+      progressed();
+      throw err;
+    }
+  };
+  const loop = async () => {
     for (;;) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
-      const claimed = await claimAndExecute().finally(progressed);
-      if (claimed > 0) continue;
+      if (failed) return;
+      const claimed = await claimAndExecute();
+      if (claimed > 0) {
+        progressed();
+        continue;
+      }
       const counts = await stageCounts(ctx, stage);
       if (counts.open === 0) return;
       // Another worker holds the rest: wait for it, and take over if it died.
@@ -201,7 +239,11 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
       await Promise.race([sleep(200, ctx.signal), woken]);
     }
   };
-  await Promise.all(Array.from({ length: loops }, worker));
+  // Settled, not all: a failure waits for the other loops' chunks in flight,
+  // so what they computed (and paid for) is written before the run stops.
+  const settled = await Promise.allSettled(Array.from({ length: loops }, worker));
+  const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failure) throw failure.reason;
   const end = await stageCounts(ctx, stage);
   events?.progress?.(stage, end.total, end.total);
   events?.stageFinished?.(stage, end);
