@@ -45,6 +45,27 @@ describe("engine regressions", () => {
     }
   });
 
+  it("duplicates sharing an answer from another chunk's call all get the output", async () => {
+    // Chunks of two, run at once: c leads the second chunk's copy of a's request, which is still in flight in the first; d follows c.
+    const dupes = [
+      { id: "a", text: "invoice charged twice" },
+      { id: "b", text: "the app crashes" },
+      { id: "c", text: "invoice charged twice" },
+      { id: "d", text: "invoice charged twice" },
+    ];
+    const provider = createInProcessProvider({ latencyMs: 100 });
+    const pipeline = definePipeline({ id: "dup-chunks", source: { key: "id" }, stages: [classify()] });
+    const run = await runPipelineForTest(pipeline, { items: dupes, providers: set(provider), options: { chunkSize: 2 } });
+    try {
+      expect(provider.calls).toBe(2);
+      const rows = await run.db.rows<{ item_id: string; status: string; has_output: boolean }>(sql`
+        SELECT item_id, status, output_id IS NOT NULL AS has_output FROM work ORDER BY item_id`);
+      expect(rows).toEqual(dupes.map((d) => ({ item_id: d.id, status: "succeeded_unvalidated", has_output: true })));
+    } finally {
+      await run.close();
+    }
+  });
+
   it("a duplicate item's answer is checked against its own business rule", async () => {
     const pipeline = definePipeline({
       id: "dup-rule",

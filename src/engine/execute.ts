@@ -221,8 +221,12 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     // batch went out): this item waits its turn, and by then the answer is
     // in the request cache or the leader's new owner has it.
     if (!lead) return { ...base, status: "failed_retryable", reused: false, errorClass: "transient", errorMessage: "its identical request was answered elsewhere; retried" };
-    const response = lead.cache?.response as CompletionResult | undefined;
-    if (!response) return { ...base, status: lead.status, reused: false, errorClass: lead.errorClass, errorMessage: lead.errorMessage };
+    const response = lead.answer ?? (lead.cache?.response as CompletionResult | undefined);
+    if (!response) {
+      // No answer to share: a failure is shared as it is; anything else is retried on its own.
+      if (lead.status === "failed_terminal" || lead.status === "needs_review") return { ...base, status: lead.status, reused: false, errorClass: lead.errorClass, errorMessage: lead.errorMessage };
+      return { ...base, status: "failed_retryable", reused: false, errorClass: "transient", errorMessage: "its identical request's answer was not available here; retried" };
+    }
     // Same answer, but the stage's own rule is checked against this item.
     const checked = checkCompletion(def, f.loaded.input, response);
     if (checked.ok) return { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } };
@@ -268,8 +272,8 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
         const checked = checkCompletion(def, r.loaded.input, shared);
         const base = { itemId: r.itemId, inputHash: r.loaded.inputHash, attempts: [] };
         const copy: ItemResult = checked.ok
-          ? { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } }
-          : { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message };
+          ? { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 }, answer: shared }
+          : { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message, answer: shared };
         all.push(copy);
         buffer.push(copy);
         return;
@@ -294,6 +298,7 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
               attempts: outcome.attempts,
               output: { value: outcome.value, status: "succeeded_unvalidated", costUsd: sumCost(outcome.attempts) },
               cache: { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response },
+              answer: outcome.response,
             }
           : {
               itemId: r.itemId,

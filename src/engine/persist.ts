@@ -5,6 +5,7 @@ import type { CommitStage } from "../core/types.ts";
 import { upsertTarget, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
+import type { CompletionResult } from "../providers/types.ts";
 import { idRows } from "./inputs.ts";
 
 /** What executing one stage for one item came to, before it is written. */
@@ -22,6 +23,8 @@ export interface ItemResult {
   attempts: AttemptRecord[];
   targetRow?: TargetRow;
   cache?: { requestHash: string; provider: string; model: string; response: unknown };
+  /** The provider answer this result came from, when it came from one (not written: duplicates of the item in the same chunk check it against their own rule). */
+  answer?: CompletionResult;
 }
 
 /**
