@@ -6,7 +6,7 @@ import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provid
 import type { RunContext, StagePlan } from "./context.ts";
 import { anyText, loadInputs, type LoadedInput } from "./inputs.ts";
 import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
-import { persistResults, type ItemResult } from "./persist.ts";
+import { groupWriter, persistResults, type ItemResult } from "./persist.ts";
 import { sleep } from "./retry.ts";
 import pLimit from "p-limit";
 
@@ -231,33 +231,20 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   if (repairs.length) {
     ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.id} failed their checks; repairing each once (realtime)`);
     const limit = pLimit(ctx.options.concurrency);
-    let buffer: ItemResult[] = [];
-    let writing = Promise.resolve();
-    let writeError: unknown;
-    const drain = () => {
-      const group = buffer;
-      buffer = [];
-      // A failed write is remembered, not chained: later groups are still written.
-      writing = writing.then(() => write(group)).catch((err) => {
-        writeError ??= err;
-      });
-      return writing;
-    };
+    const writer = groupWriter(write, REPAIR_FLUSH);
     // allSettled: repairs that did finish (and were paid) are written even if another throws.
     const settled = await Promise.allSettled(
       repairs.map((run) =>
         limit(async () => {
           // Once results cannot be written, no more repairs are paid for.
-          if (writeError) throw writeError;
+          if (writer.failed) throw writer.failed;
           const result = await run();
           repaired.push(result);
-          buffer.push(result);
-          if (buffer.length >= REPAIR_FLUSH) await drain();
+          await writer.add(result);
         }),
       ),
     );
-    await drain();
-    if (writeError) throw writeError;
+    await writer.close();
     const failed = settled.find((x): x is PromiseRejectedResult => x.status === "rejected");
     if (failed) throw failed.reason;
   }

@@ -7,7 +7,7 @@ import type { CompletionRequest, CompletionResult, Provider } from "../providers
 import type { RunContext, StagePlan } from "./context.ts";
 import { anyText, endpointOf, idRows, loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
-import { persistResults, type ItemResult } from "./persist.ts";
+import { groupWriter, persistResults, type ItemResult } from "./persist.ts";
 import { executeBatch, useBatch } from "./batch.ts";
 
 export interface ChunkHooks {
@@ -239,20 +239,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
 /** Realtime calls with bounded concurrency; results are written in groups as they complete. */
 async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: { itemId: string; loaded: LoadedInput; request: CompletionRequest; hash: string }[], hooks: ChunkHooks): Promise<ItemResult[]> {
   const all: ItemResult[] = [];
-  let buffer: ItemResult[] = [];
-  let lastFlush = Date.now();
-  let writing: Promise<void> = Promise.resolve();
-  let writeError: unknown;
-  const drain = () => {
-    const batch = buffer;
-    buffer = [];
-    lastFlush = Date.now();
-    // A failed write is remembered, not chained: later groups are still written.
-    writing = writing.then(() => flush(ctx, stage, batch, hooks)).catch((err) => {
-      writeError ??= err;
-    });
-    return writing;
-  };
+  const writer = groupWriter((group) => flush(ctx, stage, group, hooks), FLUSH_SIZE, FLUSH_MS);
   // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
   // are still written before the abort propagates.
   const settled = await Promise.allSettled(
@@ -275,13 +262,13 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
           ? { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 }, answer: shared }
           : { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message, answer: shared };
         all.push(copy);
-        buffer.push(copy);
+        await writer.add(copy);
         return;
       }
       let outcome: Awaited<ReturnType<typeof callLlm>> | undefined;
       try {
         // Once results cannot be written, no more calls are paid for.
-        if (writeError) throw writeError;
+        if (writer.failed) throw writer.failed;
         outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
       } finally {
         const response = outcome?.status === "succeeded" ? outcome.response : undefined;
@@ -310,12 +297,10 @@ async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage,
               errorMessage: outcome.message,
             };
       all.push(result);
-      buffer.push(result);
-      if (buffer.length >= FLUSH_SIZE || Date.now() - lastFlush >= FLUSH_MS) await drain();
+      await writer.add(result);
     }),
   );
-  await drain();
-  if (writeError) throw writeError;
+  await writer.close();
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed) throw failed.reason;
   return all;

@@ -13,13 +13,8 @@ export interface LoadedInput {
   inputHash: string;
 }
 
-/** A JSON array literal for `jsonb_array_elements_text`: one parameter, whatever the count. */
-export function jsonParam(value: unknown): string {
-  return JSON.stringify(value);
-}
-
 /**
- * `= ANY(...)` over a list passed as one JSON parameter. An array (not
+ * `= ANY(...)` over a list passed as one `text[]` parameter. An array (not
  * `IN (SELECT ...)`) lets the planner use the primary-key index instead of a
  * hash join over the whole run.
  */

@@ -133,3 +133,40 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
     SELECT (SELECT count(*) FROM owned)::int AS owned, (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed`);
   return { owned: row!.owned, committedChanged: row!.changed };
 }
+
+/**
+ * Results written in groups as they complete (one write at a time), for work
+ * whose results come one by one: realtime calls, batch repairs. A failed write
+ * is remembered, not chained, so later groups are still written; callers check
+ * `failed` before paying for more work, and `close()` writes what is left and
+ * throws the first write error.
+ */
+export function groupWriter(write: (group: ItemResult[]) => Promise<void>, size: number, maxMs = Infinity) {
+  let buffer: ItemResult[] = [];
+  let writing = Promise.resolve();
+  let lastWrite = Date.now();
+  let error: unknown;
+  const drain = () => {
+    const group = buffer;
+    buffer = [];
+    lastWrite = Date.now();
+    writing = writing.then(() => write(group)).catch((err) => {
+      error ??= err;
+    });
+    return writing;
+  };
+  return {
+    /** The first write error, if any. */
+    get failed(): unknown {
+      return error;
+    },
+    async add(result: ItemResult): Promise<void> {
+      buffer.push(result);
+      if (buffer.length >= size || Date.now() - lastWrite >= maxMs) await drain();
+    },
+    async close(): Promise<void> {
+      await drain();
+      if (error) throw error;
+    },
+  };
+}
