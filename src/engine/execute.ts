@@ -33,8 +33,25 @@ const FLUSH_MS = 500;
  * only implementation of stage execution.
  */
 export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: string[], hooks: ChunkHooks): Promise<ItemResult[]> {
-  const def = ctx.pipeline.stages[stage.index]!;
   const inputs = await loadInputs(ctx, stage, itemIds);
+  return (await executeLoaded(ctx, stage, itemIds, inputs, hooks)).results;
+}
+
+/**
+ * `executeChunk` for inputs already in memory (a chunk going on from the
+ * stage before, in the same process). With `next`, the items that advance are
+ * claimed for that stage as their results are written; `claimedNext` lists
+ * them. Reused results carry their output's value and hash (`existing`) so the
+ * next stage's inputs can be built without reading them back.
+ */
+export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: string[], inputs: Map<string, LoadedInput>, hooks: ChunkHooks, next?: StagePlan): Promise<{ results: ItemResult[]; claimedNext: string[] }> {
+  const def = ctx.pipeline.stages[stage.index]!;
+  const claimedNext: string[] = [];
+  const write: Flush = async (results) => {
+    const { claimedNext: claimed } = await persistResults(ctx, stage, results, next);
+    for (const id of claimed) claimedNext.push(id);
+    hooks.onPersisted?.(results);
+  };
   const done: ItemResult[] = [];
   const pending: { itemId: string; loaded: LoadedInput }[] = [];
 
@@ -49,12 +66,12 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
     }
   }
 
-  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })));
+  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })), next !== undefined);
   const toCompute: typeof pending = [];
   for (const p of pending) {
     const hit = existing.get(p.itemId);
     if (hit && def.kind !== "commit") {
-      done.push({ itemId: p.itemId, status: hit.status, inputHash: p.loaded.inputHash, reused: true, outputId: hit.id, attempts: [] });
+      done.push({ itemId: p.itemId, status: hit.status, inputHash: p.loaded.inputHash, reused: true, outputId: hit.id, attempts: [], existing: hit.value });
     } else if (hit) {
       // A commit is re-applied even when its output is reused: the upsert is a
       // no-op for unchanged rows and restores a row that was withdrawn.
@@ -67,13 +84,16 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
 
   if (!isLlmStage(def)) {
     for (const p of toCompute) done.push(await computeLocal(def, p.loaded));
-    await flush(ctx, stage, done, hooks);
-    return done;
+    await write(done);
+    return { results: done, claimedNext };
   }
 
-  const results = await executeLlm(ctx, stage, def, toCompute, done, hooks);
-  return results;
+  const results = await executeLlm(ctx, stage, def, toCompute, done, hooks, write);
+  return { results, claimedNext };
 }
+
+/** Writes a group of results (and reports them as persisted). */
+type Flush = (results: ItemResult[]) => Promise<void>;
 
 function safeGate(def: StageDef, input: StageInput, done: ItemResult[], itemId: string): boolean {
   try {
@@ -84,26 +104,22 @@ function safeGate(def: StageDef, input: StageInput, done: ItemResult[], itemId: 
   }
 }
 
-async function flush(ctx: RunContext, stage: StagePlan, results: ItemResult[], hooks: ChunkHooks): Promise<void> {
-  await persistResults(ctx, stage, results);
-  hooks.onPersisted?.(results);
-}
-
-async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[]) {
-  const found = new Map<string, { id: number; status: ItemStatus }>();
+async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[], withValues: boolean) {
+  const found = new Map<string, { id: number; status: ItemStatus; value?: { value: unknown; hash: string } }>();
   if (keys.length === 0) return found;
   // One index probe per item on (stage version, item); the input hash is
   // matched here.
   const wanted = new Map(keys.map((k) => [k.itemId, k.inputHash]));
-  const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus }>(sql`
-    SELECT s.id, s.item_id, s.input_hash, s.status
+  const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus; output?: unknown; output_hash?: string }>(sql`
+    SELECT s.*
     FROM ${idRows([...wanted.keys()])}
     CROSS JOIN LATERAL (
-      SELECT id, item_id, input_hash, status FROM stage_outputs
+      SELECT id, item_id, input_hash, status${withValues ? sql`, output, output_hash` : sql``} FROM stage_outputs
       WHERE pipeline = ${ctx.pipeline.id} AND stage_id = ${stage.id} AND stage_version = ${stage.version}
         AND item_id = i.item_id OFFSET 0) s`);
   for (const row of rows) {
-    if (wanted.get(row.item_id) === row.input_hash) found.set(row.item_id, { id: Number(row.id), status: row.status });
+    if (wanted.get(row.item_id) !== row.input_hash) continue;
+    found.set(row.item_id, { id: Number(row.id), status: row.status, value: withValues ? { value: row.output ?? null, hash: row.output_hash! } : undefined });
   }
   return found;
 }
@@ -177,7 +193,7 @@ async function lookupCache(ctx: RunContext, hashes: string[]): Promise<Map<strin
   return found;
 }
 
-async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCompute: { itemId: string; loaded: LoadedInput }[], done: ItemResult[], hooks: ChunkHooks): Promise<ItemResult[]> {
+async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCompute: { itemId: string; loaded: LoadedInput }[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
   const providerName = providerNameOf(ctx, def);
   const provider = ctx.providers.get(providerName);
   const requests = toCompute.map((p) => {
@@ -197,7 +213,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
       calls.push(r);
     }
   }
-  await flush(ctx, stage, done, hooks);
+  await write(done);
 
   // One request per distinct request hash: identical requests in this chunk
   // (duplicate items under different ids) wait for the first one's answer
@@ -212,7 +228,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
 
   const led = useBatch(ctx, def, provider, unique.length)
     ? await executeBatch(ctx, stage, def, providerName, provider, unique, hooks.onPersisted)
-    : await executeRealtime(ctx, stage, def, providerName, provider, unique, hooks);
+    : await executeRealtime(ctx, def, providerName, provider, unique, hooks, write);
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies: ItemResult[] = followers.map((f) => {
     const lead = byItem.get(leaders.get(f.hash)!.itemId);
@@ -232,14 +248,14 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     if (checked.ok) return { ...base, status: "succeeded_unvalidated", reused: true, output: { value: checked.value, status: "succeeded_unvalidated", costUsd: 0 } };
     return { ...base, status: checked.rule ? "needs_review" : "failed_terminal", reused: false, errorClass: checked.threw ? "deterministic" : "quality", errorMessage: checked.error.message };
   });
-  await flush(ctx, stage, copies, hooks);
+  await write(copies);
   return [...done, ...led, ...copies];
 }
 
 /** Realtime calls with bounded concurrency; results are written in groups as they complete. */
-async function executeRealtime(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: { itemId: string; loaded: LoadedInput; request: CompletionRequest; hash: string }[], hooks: ChunkHooks): Promise<ItemResult[]> {
+async function executeRealtime(ctx: RunContext, def: LlmStage, providerName: string, provider: Provider, calls: { itemId: string; loaded: LoadedInput; request: CompletionRequest; hash: string }[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
   const all: ItemResult[] = [];
-  const writer = groupWriter((group) => flush(ctx, stage, group, hooks), FLUSH_SIZE, FLUSH_MS);
+  const writer = groupWriter(write, FLUSH_SIZE, FLUSH_MS);
   // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
   // are still written before the abort propagates.
   const settled = await Promise.allSettled(

@@ -46,44 +46,76 @@ export function anyInt(values: readonly number[]): SQL {
   return sql`ANY(${`{${values.join(",")}}`}::int[])`;
 }
 
+/** An item as a chunk carries it from stage to stage: its row, and the outputs (and their hashes) of the stages it went through, by stage id. */
+export interface ChunkItem {
+  item: unknown;
+  contentHash: string;
+  outputs: Record<string, unknown>;
+  hashes: Record<string, string>;
+}
+
 /**
- * Load what `stage` sees for each item: the item row and the outputs of the
- * upstream stages it reads, from this run's work rows. Two queries per chunk.
+ * Read items and the outputs of the stages `reads` (indexes) from this run's
+ * rows. Two queries per chunk.
  */
-export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, LoadedInput>> {
+export async function loadChunkItems(ctx: RunContext, reads: readonly number[], itemIds: string[]): Promise<Map<string, ChunkItem>> {
   const items = await ctx.db.rows<{ item_id: string; data: Record<string, unknown>; content_hash: string }>(sql`
     SELECT r.item_id, r.data, r.content_hash
     FROM ${idRows(itemIds)}
     CROSS JOIN LATERAL (
       SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${ctx.runId} AND item_id = i.item_id OFFSET 0) r`);
-  const upstream = stage.reads.length
+  const upstream = reads.length
     ? await ctx.db.rows<{ item_id: string; stage_id: string; output: unknown; output_hash: string }>(sql`
         SELECT w.item_id, w.stage_id, o.output, o.output_hash
         FROM ${idRows(itemIds)}
         CROSS JOIN LATERAL (
           SELECT item_id, stage_id, output_id FROM work
-          WHERE run_id = ${ctx.runId} AND stage_index = ${anyInt(stage.reads)} AND item_id = i.item_id OFFSET 0) w
+          WHERE run_id = ${ctx.runId} AND stage_index = ${anyInt(reads)} AND item_id = i.item_id OFFSET 0) w
         CROSS JOIN LATERAL (
           SELECT output, output_hash FROM stage_outputs WHERE id = w.output_id OFFSET 0) o`)
     : [];
-  const byItem = new Map<string, { outputs: Record<string, unknown>; hashes: Record<string, string> }>();
+  const result = new Map<string, ChunkItem>();
+  for (const row of items) result.set(row.item_id, { item: row.data, contentHash: row.content_hash, outputs: {}, hashes: {} });
   for (const row of upstream) {
-    let entry = byItem.get(row.item_id);
-    if (!entry) byItem.set(row.item_id, (entry = { outputs: {}, hashes: {} }));
+    const entry = result.get(row.item_id);
+    if (!entry) continue;
     entry.outputs[row.stage_id] = row.output;
     entry.hashes[row.stage_id] = row.output_hash;
+  }
+  return result;
+}
+
+/**
+ * What `stage` sees of an item: the item row and the outputs of the upstream
+ * stages it reads (no others), and the input hash they make.
+ */
+export function stageInput(ctx: RunContext, stage: StagePlan, itemId: string, chunkItem: ChunkItem): LoadedInput {
+  const outputs: Record<string, unknown> = {};
+  const hashes: Record<string, string> = {};
+  for (const r of stage.reads) {
+    const id = ctx.plan[r]!.id;
+    if (id in chunkItem.hashes) {
+      outputs[id] = chunkItem.outputs[id];
+      hashes[id] = chunkItem.hashes[id]!;
+    }
   }
   const def = ctx.pipeline.stages[stage.index]!;
   // For an LLM stage, which endpoint answers is part of its input: a simulated
   // answer must never be reused once a real key is set.
   const endpoint = isLlmStage(def) ? endpointOf(ctx, def.provider ?? ctx.providers.defaultProvider) : undefined;
+  return {
+    input: { itemId, item: chunkItem.item as never, outputs },
+    inputHash: hashValue({ itemId, content: chunkItem.contentHash, upstream: hashes, endpoint }, 32),
+  };
+}
+
+/**
+ * Load what `stage` sees for each item: the item row and the outputs of the
+ * upstream stages it reads, from this run's work rows.
+ */
+export async function loadInputs(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, LoadedInput>> {
+  const items = await loadChunkItems(ctx, stage.reads, itemIds);
   const result = new Map<string, LoadedInput>();
-  for (const row of items) {
-    const up = byItem.get(row.item_id) ?? { outputs: {}, hashes: {} };
-    result.set(row.item_id, {
-      input: { itemId: row.item_id, item: row.data as never, outputs: up.outputs },
-      inputHash: hashValue({ itemId: row.item_id, content: row.content_hash, upstream: up.hashes, endpoint }, 32),
-    });
-  }
+  for (const [itemId, chunkItem] of items) result.set(itemId, stageInput(ctx, stage, itemId, chunkItem));
   return result;
 }

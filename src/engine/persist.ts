@@ -6,7 +6,8 @@ import { upsertTarget, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
 import type { CompletionResult } from "../providers/types.ts";
-import { idRows } from "./inputs.ts";
+import { anyText, idRows } from "./inputs.ts";
+import { ADVANCING } from "../core/status.ts";
 
 /** What executing one stage for one item came to, before it is written. */
 export interface ItemResult {
@@ -16,8 +17,10 @@ export interface ItemResult {
   reused: boolean;
   /** An existing output row (reuse rule hit). */
   outputId?: number;
-  /** A new output row to record (computed now, or answered from the request cache). */
-  output?: { value: unknown; status: ItemStatus; costUsd: number };
+  /** A new output row to record (computed now, or answered from the request cache). `hash` is filled in when it is written. */
+  output?: { value: unknown; status: ItemStatus; costUsd: number; hash?: string };
+  /** The value and hash of the existing output row a reused result points at, when the caller asked for them. */
+  existing?: { value: unknown; hash: string };
   errorClass?: string;
   errorMessage?: string;
   attempts: AttemptRecord[];
@@ -38,16 +41,23 @@ export interface ItemResult {
  * status. `claimed_by` stays on the finished row as the record of which
  * worker computed it.
  */
-export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[]): Promise<{ committedChanged: number }> {
-  if (all.length === 0) return { committedChanged: 0 };
+export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[], next?: StagePlan): Promise<{ committedChanged: number; claimedNext: string[] }> {
+  if (all.length === 0) return { committedChanged: 0, claimedNext: [] };
   // A locked claim (rows locked by the caller's transaction) or a sole worker needs no check.
   const guarded = !(ctx.lockedClaim || ctx.soleWorker);
-  const { owned, committedChanged } = await writeResults(ctx, stage, all, guarded);
+  const { owned, committedChanged, claimedNext } = await writeResults(ctx, stage, all, guarded, next);
   if (owned < all.length) ctx.logger.warn(`stage ${stage.id}: ${all.length - owned} result(s) dropped: their claim was taken over by another worker`);
-  return { committedChanged };
+  return { committedChanged, claimedNext };
 }
 
-async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], guarded: boolean): Promise<{ owned: number; committedChanged: number }> {
+/**
+ * `next`: the stage these items go on to in the same chunk. Its work rows are
+ * inserted for the items that advance, claimed by this worker, in the same
+ * statement: no other worker can pick them up between this write and that
+ * stage's (and one that dies in between leaves a claim that is taken over).
+ * Only the items whose row this statement inserted are returned.
+ */
+async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], guarded: boolean, next?: StagePlan): Promise<{ owned: number; committedChanged: number; claimedNext: string[] }> {
   const stageDef = ctx.pipeline.stages[stage.index]!;
   const ids = results.map((r) => r.itemId);
   const owned = guarded
@@ -75,7 +85,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
         error_message: r.errorMessage ?? null,
         o_status: fresh?.status ?? null,
         o_value: fresh ? (fresh.value ?? null) : null,
-        o_hash: fresh ? hashValue(fresh.value ?? null, 32) : null,
+        o_hash: fresh ? (fresh.hash ??= hashValue(fresh.value ?? null, 32)) : null,
         o_cost: fresh?.costUsd ?? null,
       };
     }),
@@ -84,7 +94,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
   const cache = results.filter((r) => r.cache).map((r) => ({ ...r.cache!, item_id: r.itemId }));
   const target = stageDef.kind === "commit" ? results.filter((r) => r.targetRow && r.status === "committed").map((r) => r.targetRow!) : [];
 
-  const [row] = await ctx.db.rows<{ owned: number; changed: number }>(sql`
+  const [row] = await ctx.db.rows<{ owned: number; changed: number; claimed: string[] | null }>(sql`
     WITH owned AS MATERIALIZED (${owned}),
     x AS MATERIALIZED (
       SELECT r.* FROM jsonb_to_recordset(${rows}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text, o_status text, o_value jsonb, o_hash text, o_cost float8)
@@ -129,9 +139,18 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
         updated_at = now()
       FROM y
       WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id
-    )
-    SELECT (SELECT count(*) FROM owned)::int AS owned, (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed`);
-  return { owned: row!.owned, committedChanged: row!.changed };
+    ),
+    nxt AS (${
+      next
+        ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, claimed_by)
+          SELECT ${ctx.runId}, ${next.index}, y.item_id, ${next.id}, 'processing', ${ctx.workerId} FROM y WHERE y.status = ${anyText(ADVANCING)}
+          ON CONFLICT DO NOTHING
+          RETURNING item_id`
+        : sql`SELECT NULL::text AS item_id WHERE false`
+    })
+    SELECT (SELECT count(*) FROM owned)::int AS owned, (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed,
+      (SELECT array_agg(item_id) FROM nxt) AS claimed`);
+  return { owned: row!.owned, committedChanged: row!.changed, claimedNext: row!.claimed ?? [] };
 }
 
 /**

@@ -5,8 +5,10 @@ import { ensureTarget } from "../../engine/commit-target.ts";
 import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "../../engine/context.ts";
 import type { CompletionResult } from "../../providers/types.ts";
 import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
-import { executeChunk } from "../../engine/execute.ts";
-import { providerNameOf } from "../../engine/llm-call.ts";
+import { executeChunk, type ChunkHooks } from "../../engine/execute.ts";
+import { advanceSegmentChunk, firstModelStage, loadSegmentChunk, segmentsOf, usesBatchApi, type SegmentChunk } from "../../engine/segment.ts";
+import { advances } from "../../core/status.ts";
+import type { ItemResult } from "../../engine/persist.ts";
 import { resumeBatches } from "../../engine/batch.ts";
 import { planStages } from "../../engine/plan.ts";
 import { claimChunk, enqueueStage, heartbeat, lockChunk, pickChunk, reclaimStale, retireWorker, stageCounts, type StageCounts } from "../../engine/queue.ts";
@@ -106,7 +108,7 @@ async function drive(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
       // Embedded PGlite is single-process, so any claim not ours is from a dead process.
       await reclaimStale(ctx, ctx.db.kind === "pglite");
       const stopAfter = typeof run.options.stopAfter === "number" ? run.options.stopAfter : ctx.plan.length - 1;
-      for (const stage of ctx.plan.slice(0, stopAfter + 1)) await runStage(ctx, stage, opts.events);
+      for (const segment of segmentsOf(ctx, ctx.plan.slice(0, stopAfter + 1))) await runSegment(ctx, segment, opts.events);
       await finalizeRun(ctx, { stopAfter });
     }
     return await summarizeRun(ctx.db, ctx.runId);
@@ -121,91 +123,117 @@ async function drive(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
   }
 }
 
-async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): Promise<void> {
-  const def = ctx.pipeline.stages[stage.index]!;
-  if (def.kind === "commit") await ensureTarget(ctx.db, def);
-  await enqueueStage(ctx, stage);
-  const start = await stageCounts(ctx, stage);
-  events?.stageStarted?.(stage, start);
-  let done = start.total - start.open;
-  events?.progress?.(stage, done, start.total);
-
-  const llm = isLlmStage(def);
-  const limit = pLimit(ctx.options.concurrency);
-  // Only a provider with a batch API can take a stage's items as one batch.
-  const batchable = llm && (def.mode === "batch" || def.mode === "auto") && Boolean(ctx.providers.get(providerNameOf(ctx, def)).batch);
-  // Several chunks in flight: some compute while the others' reads and writes
-  // are in the database, and provider slots stay busy while a chunk's slowest
-  // item finishes. Embedded PGlite runs queries one at a time in this thread,
-  // so two are enough there; a Postgres server works on others' in parallel.
-  const loops = ctx.db.kind === "pglite" ? 2 : 4;
-  // Chunks as large as `chunkSize` (each chunk costs a few round trips; with
-  // 128-item chunks classify was about 40% slower on the demo), but a small
-  // stage is still cut into enough chunks for every loop, and for another
-  // process sharing the run, to get some. Provider calls in flight are bounded
-  // by the stage's concurrency limit, not by the chunk.
-  const chunk = batchable ? ctx.options.batchChunkSize : Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(start.open / (loops * 2))));
-  const hooks = {
-    acquire: <T>(fn: () => Promise<T>) => limit(fn),
-    inflight: new Map<string, Promise<CompletionResult | undefined>>(),
-    onPersisted: (results: unknown[]) => {
-      done += results.length;
-      events?.progress?.(stage, done, start.total);
-    },
-  };
-  // Batches a crashed process left in flight are polled and collected first.
-  const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
-  await resume();
-  // How a chunk is claimed:
-  // - A stage without model calls is quick: its chunk is claimed, computed and
-  //   written in one transaction. On Postgres the claim is row locks (no writes;
-  //   they go with the connection if the process dies); embedded PGlite has one
-  //   process, and its transactions run one at a time, so it needs no lock.
-  // - Model calls are slow and paid for: their results are committed as they
-  //   come, outside one long transaction. On Postgres the chunk is claimed
-  //   under a lease (a write per item); on PGlite claims are kept in memory.
+/**
+ * Execute a segment (src/engine/segment.ts): chunks are claimed at its first
+ * stage and go through all its stages in memory. Items a chunk did not finish
+ * (a retry waiting its turn, a claim left by a dead process) are picked up
+ * afterwards by each later stage on its own.
+ */
+async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEvents): Promise<void> {
+  if (segment.length === 1) return runStage(ctx, segment[0]!, events);
+  const head = segment[0]!;
+  for (const stage of segment) {
+    const def = ctx.pipeline.stages[stage.index]!;
+    if (def.kind === "commit") await ensureTarget(ctx.db, def);
+  }
+  await enqueueStage(ctx, head);
+  // Progress per stage: a later stage's total is what has reached it so far.
+  const progress = await Promise.all(
+    segment.map(async (stage) => {
+      const counts = await stageCounts(ctx, stage);
+      events?.stageStarted?.(stage, counts);
+      const p = { done: counts.total - counts.open, total: counts.total };
+      events?.progress?.(stage, p.done, p.total);
+      return p;
+    }),
+  );
+  const open = (await stageCounts(ctx, head)).open;
   const sole = ctx.db.kind === "pglite";
+  const loops = sole ? 2 : 4;
+  const chunk = Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(open / (loops * 2))));
+  const hooks: ChunkHooks[] = segment.map((stage, i) => {
+    const limit = pLimit(ctx.options.concurrency);
+    return {
+      acquire: <T,>(fn: () => Promise<T>) => limit(fn),
+      inflight: new Map<string, Promise<CompletionResult | undefined>>(),
+      onPersisted: (results: ItemResult[]) => {
+        const p = progress[i]!;
+        p.done += results.length;
+        // Items that advance are claimed for the next stage in the same write.
+        const after = progress[i + 1];
+        if (after) after.total += results.filter((r) => advances(r.status)).length;
+        events?.progress?.(stage, p.done, Math.max(p.total, p.done));
+      },
+    };
+  });
+  const headIsModel = firstModelStage(ctx, segment) === 0;
   const held = new Set<string>();
+  const pick = serialPicker(ctx, head, chunk, held);
+  const claimAndExecute = async (): Promise<number> => {
+    if (!sole && !headIsModel) {
+      // Postgres, a first stage without model calls: the chunk is claimed by
+      // row locks, and the stages up to the first model call are computed and
+      // written in that transaction. The items that reach the model stage are
+      // claimed for it by the last write, so the transaction ends before any
+      // call is made.
+      let chunkState: SegmentChunk | undefined;
+      const n = await ctx.db.transaction(async (tx) => {
+        await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
+        const c: RunContext = { ...ctx, db: tx, lockedClaim: true };
+        const ids = await lockChunk(c, head, chunk);
+        if (ids.length === 0) return 0;
+        chunkState = await loadSegmentChunk(c, segment, ids);
+        await advanceSegmentChunk(c, segment, chunkState, hooks, firstModelStage(ctx, segment));
+        return ids.length;
+      });
+      if (chunkState) await advanceSegmentChunk(ctx, segment, chunkState, hooks);
+      return n;
+    }
+    if (!sole) {
+      const ids = await claimChunk(ctx, head, chunk);
+      if (ids.length) await advanceSegmentChunk(ctx, segment, await loadSegmentChunk(ctx, segment, ids), hooks);
+      return ids.length;
+    }
+    const c: RunContext = { ...ctx, soleWorker: true };
+    const ids = await pick(c);
+    try {
+      if (ids.length) await advanceSegmentChunk(c, segment, await loadSegmentChunk(c, segment, ids), hooks);
+    } finally {
+      for (const id of ids) held.delete(id);
+    }
+    return ids.length;
+  };
+  const resume = () => (isLlmStage(ctx.pipeline.stages[head.index]!) ? resumeBatches(ctx, head, (name) => ctx.providers.get(name), hooks[0]!.onPersisted) : Promise.resolve(0));
+  await resume();
+  await claimLoops(ctx, head, loops, claimAndExecute, resume);
+  const end = await stageCounts(ctx, head);
+  events?.progress?.(head, end.total, end.total);
+  events?.stageFinished?.(head, end);
+  // What the chunks left: each later stage on its own, in order.
+  for (const stage of segment.slice(1)) await runStage(ctx, stage, events, { announced: true });
+}
+
+/** One pick at a time, so two loops of this process never take the same items (claims kept in memory, in `held`). */
+function serialPicker(ctx: RunContext, stage: StagePlan, size: number, held: Set<string>) {
   let picking = Promise.resolve<unknown>(undefined);
-  const pickHeld = (c: RunContext) => {
-    // One pick at a time, so two loops never take the same items.
+  return (c: RunContext = ctx) => {
     const next = picking.then(async () => {
-      const ids = await pickChunk(c, stage, chunk, held);
+      const ids = await pickChunk(c, stage, size, held);
       for (const id of ids) held.add(id);
       return ids;
     });
     picking = next.catch(() => {});
     return next;
   };
-  const claimAndExecute = async (): Promise<number> => {
-    if (!llm) {
-      return ctx.db.transaction(async (tx) => {
-        // Locks held by a process whose host vanished (no kill, no closed
-        // socket) are released when the server gives up on its transaction.
-        if (!sole) await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
-        const c: RunContext = { ...ctx, db: tx, lockedClaim: true, soleWorker: sole };
-        const ids = sole ? await pickChunk(c, stage, chunk, held) : await lockChunk(c, stage, chunk);
-        if (ids.length) await executeChunk(c, stage, ids, hooks);
-        return ids.length;
-      });
-    }
-    if (!sole) {
-      const ids = await claimChunk(ctx, stage, chunk);
-      if (ids.length) await executeChunk(ctx, stage, ids, hooks);
-      return ids.length;
-    }
-    const c: RunContext = { ...ctx, soleWorker: true };
-    const ids = await pickHeld(c);
-    try {
-      if (ids.length) await executeChunk(c, stage, ids, hooks);
-    } finally {
-      for (const id of ids) held.delete(id);
-    }
-    return ids.length;
-  };
-  // A loop that finds nothing to claim waits for the others; it is woken as
-  // soon as one of them finishes a chunk, so a stage ends when its last chunk
-  // does, not at the next poll.
+}
+
+/**
+ * Run `loops` claim loops until the stage has nothing open. A loop that finds
+ * nothing to claim waits for the others; it is woken as soon as one of them
+ * finishes a chunk, so a stage ends when its last chunk does, not at the next
+ * poll. When one loop fails, the others stop claiming: the run has failed.
+ */
+async function claimLoops(ctx: RunContext, stage: StagePlan, loops: number, claimAndExecute: () => Promise<number>, resume: () => Promise<unknown>): Promise<void> {
   let wake = () => {};
   let woken = new Promise<void>((resolve) => (wake = resolve));
   const progressed = () => {
@@ -213,7 +241,6 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
     woken = new Promise<void>((resolve) => (wake = resolve));
     previous();
   };
-  // When one loop fails, the others stop claiming: the run has failed.
   let failed = false;
   const worker = async () => {
     try {
@@ -246,6 +273,82 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents): 
   const settled = await Promise.allSettled(Array.from({ length: loops }, worker));
   const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failure) throw failure.reason;
+}
+
+/** Execute one stage on its own. `announced`: its start was already reported (a later stage of a segment). */
+async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents, { announced = false } = {}): Promise<void> {
+  const def = ctx.pipeline.stages[stage.index]!;
+  if (def.kind === "commit") await ensureTarget(ctx.db, def);
+  await enqueueStage(ctx, stage);
+  const start = await stageCounts(ctx, stage);
+  if (!announced) events?.stageStarted?.(stage, start);
+  let done = start.total - start.open;
+  events?.progress?.(stage, done, start.total);
+
+  const llm = isLlmStage(def);
+  const limit = pLimit(ctx.options.concurrency);
+  const batchable = usesBatchApi(ctx, stage);
+  // Several chunks in flight: some compute while the others' reads and writes
+  // are in the database, and provider slots stay busy while a chunk's slowest
+  // item finishes. Embedded PGlite runs queries one at a time in this thread,
+  // so two are enough there; a Postgres server works on others' in parallel.
+  const loops = ctx.db.kind === "pglite" ? 2 : 4;
+  // Chunks as large as `chunkSize` (each chunk costs a few round trips; with
+  // 128-item chunks classify was about 40% slower on the demo), but a small
+  // stage is still cut into enough chunks for every loop, and for another
+  // process sharing the run, to get some. Provider calls in flight are bounded
+  // by the stage's concurrency limit, not by the chunk.
+  const chunk = batchable ? ctx.options.batchChunkSize : Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(start.open / (loops * 2))));
+  const hooks = {
+    acquire: <T,>(fn: () => Promise<T>) => limit(fn),
+    inflight: new Map<string, Promise<CompletionResult | undefined>>(),
+    onPersisted: (results: unknown[]) => {
+      done += results.length;
+      events?.progress?.(stage, done, start.total);
+    },
+  };
+  // Batches a crashed process left in flight are polled and collected first.
+  const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
+  await resume();
+  // How a chunk is claimed:
+  // - A stage without model calls is quick: its chunk is claimed, computed and
+  //   written in one transaction. On Postgres the claim is row locks (no writes;
+  //   they go with the connection if the process dies); embedded PGlite has one
+  //   process, and its transactions run one at a time, so it needs no lock.
+  // - Model calls are slow and paid for: their results are committed as they
+  //   come, outside one long transaction. On Postgres the chunk is claimed
+  //   under a lease (a write per item); on PGlite claims are kept in memory.
+  const sole = ctx.db.kind === "pglite";
+  const held = new Set<string>();
+  const pickHeld = serialPicker(ctx, stage, chunk, held);
+  const claimAndExecute = async (): Promise<number> => {
+    if (!llm) {
+      return ctx.db.transaction(async (tx) => {
+        // Locks held by a process whose host vanished (no kill, no closed
+        // socket) are released when the server gives up on its transaction.
+        if (!sole) await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
+        const c: RunContext = { ...ctx, db: tx, lockedClaim: true, soleWorker: sole };
+        const ids = sole ? await pickChunk(c, stage, chunk, held) : await lockChunk(c, stage, chunk);
+        if (ids.length) await executeChunk(c, stage, ids, hooks);
+        return ids.length;
+      });
+    }
+    if (!sole) {
+      const ids = await claimChunk(ctx, stage, chunk);
+      if (ids.length) await executeChunk(ctx, stage, ids, hooks);
+      return ids.length;
+    }
+    const c: RunContext = { ...ctx, soleWorker: true };
+    const ids = await pickHeld(c);
+    try {
+      if (ids.length) await executeChunk(c, stage, ids, hooks);
+    } finally {
+      for (const id of ids) held.delete(id);
+    }
+    return ids.length;
+  };
+  // Nothing open (the usual case for a later stage of a segment): no loops.
+  if (start.open > 0) await claimLoops(ctx, stage, loops, claimAndExecute, resume);
   const end = await stageCounts(ctx, stage);
   events?.progress?.(stage, end.total, end.total);
   events?.stageFinished?.(stage, end);

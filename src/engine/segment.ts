@@ -1,0 +1,111 @@
+import { advances } from "../core/status.ts";
+import { isLlmStage } from "../core/types.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+import { executeLoaded, type ChunkHooks } from "./execute.ts";
+import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInput } from "./inputs.ts";
+import { providerNameOf } from "./llm-call.ts";
+
+/**
+ * Segments: consecutive stages that a chunk of items goes through together,
+ * in memory, one stage after the other. A chunk is claimed at the segment's
+ * first stage; each stage's write claims the items that advance for the next
+ * stage in the same statement, and the next stage takes its inputs from what
+ * the chunk already holds instead of reading items and upstream outputs back.
+ * Every stage still writes its own results (outputs, attempts, work rows) as
+ * it finishes them, so a chunk cut short anywhere resumes like any other work:
+ * what was written is final, the claims left behind are taken over.
+ *
+ * A stage that sends its items to a provider's batch API is a segment of its
+ * own: it takes the whole stage at once, and answers come back hours later.
+ */
+export function segmentsOf(ctx: RunContext, stages: readonly StagePlan[]): StagePlan[][] {
+  const segments: StagePlan[][] = [];
+  let current: StagePlan[] = [];
+  for (const stage of stages) {
+    if (usesBatchApi(ctx, stage)) {
+      if (current.length) segments.push(current);
+      segments.push([stage]);
+      current = [];
+    } else {
+      current.push(stage);
+    }
+  }
+  if (current.length) segments.push(current);
+  return segments;
+}
+
+/** True for an LLM stage whose items go to its provider's batch API (mode `batch`, or `auto`), when that provider has one. */
+export function usesBatchApi(ctx: RunContext, stage: StagePlan): boolean {
+  const def = ctx.pipeline.stages[stage.index]!;
+  return isLlmStage(def) && (def.mode === "batch" || def.mode === "auto") && Boolean(ctx.providers.get(providerNameOf(ctx, def)).batch);
+}
+
+/** A chunk on its way through a segment. */
+export interface SegmentChunk {
+  /** Item rows and the outputs computed (or reused) so far, by item id. */
+  items: Map<string, ChunkItem>;
+  /** The items to execute at `segment[at]`, claimed for it. */
+  ids: string[];
+  /** Position in the segment of the next stage to execute. */
+  at: number;
+  /** Items whose output of some stage the chunk does not hold: later stages read them back from the store. */
+  unheld: Set<string>;
+}
+
+/** Load a chunk claimed at the segment's first stage, with the outputs of earlier stages that any stage of the segment reads. */
+export async function loadSegmentChunk(ctx: RunContext, segment: readonly StagePlan[], ids: string[]): Promise<SegmentChunk> {
+  const first = segment[0]!.index;
+  const reads = [...new Set(segment.flatMap((s) => s.reads).filter((r) => r < first))].sort((a, b) => a - b);
+  return { items: await loadChunkItems(ctx, reads, ids), ids, at: 0, unheld: new Set() };
+}
+
+/**
+ * Execute the chunk's stages from `chunk.at` up to (not including) `until`,
+ * each for the items the one before advanced and claimed. `hooks` are per
+ * stage of the segment.
+ */
+export async function advanceSegmentChunk(ctx: RunContext, segment: readonly StagePlan[], chunk: SegmentChunk, hooks: readonly ChunkHooks[], until = segment.length): Promise<void> {
+  while (chunk.at < until && chunk.ids.length > 0) {
+    if (ctx.signal?.aborted) throw ctx.signal.reason;
+    const stage = segment[chunk.at]!;
+    const next = segment[chunk.at + 1];
+    const inputs = await inputsFor(ctx, stage, chunk);
+    const { results, claimedNext } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, next);
+    for (const result of results) {
+      const held = chunk.items.get(result.itemId);
+      if (!held) continue;
+      if (!next || !advances(result.status)) {
+        chunk.items.delete(result.itemId);
+        continue;
+      }
+      const carried = result.output?.hash !== undefined ? { value: result.output.value, hash: result.output.hash } : result.existing;
+      if (carried) {
+        held.outputs[stage.id] = carried.value;
+        held.hashes[stage.id] = carried.hash;
+      } else {
+        chunk.unheld.add(result.itemId);
+      }
+    }
+    chunk.ids = claimedNext.sort();
+    chunk.at++;
+  }
+}
+
+/** Inputs of `stage` from the chunk; items it does not fully hold are read from the store. */
+async function inputsFor(ctx: RunContext, stage: StagePlan, chunk: SegmentChunk): Promise<Map<string, LoadedInput>> {
+  const inputs = new Map<string, LoadedInput>();
+  const reread: string[] = [];
+  for (const id of chunk.ids) {
+    const held = chunk.items.get(id);
+    if (!held || chunk.unheld.has(id)) reread.push(id);
+    else inputs.set(id, stageInput(ctx, stage, id, held));
+  }
+  if (reread.length) for (const [id, loaded] of await loadInputs(ctx, stage, reread)) inputs.set(id, loaded);
+  return inputs;
+}
+
+/** Index in the segment of its first LLM stage (the segment's length if it has none). */
+export function firstModelStage(ctx: RunContext, segment: readonly StagePlan[]): number {
+  const i = segment.findIndex((s) => isLlmStage(ctx.pipeline.stages[s.index]!));
+  return i < 0 ? segment.length : i;
+}
