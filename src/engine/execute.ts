@@ -39,17 +39,19 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
 
 /**
  * `executeChunk` for inputs already in memory (a chunk going on from the
- * stage before, in the same process). With `next`, the items that advance are
- * claimed for that stage as their results are written; `claimedNext` lists
- * them. Reused results carry their output's value and hash (`existing`) so the
- * next stage's inputs can be built without reading them back.
+ * stage before, in the same process). With `insert`, the stage's work rows do
+ * not exist yet and are inserted with the results (a later stage of a
+ * segment). `dropped` lists the items whose results were not written (a lost
+ * claim, or a row another worker had already recorded). Reused results carry
+ * their output's value and hash (`existing`), so the next stage's inputs can
+ * be built without reading them back.
  */
-export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: string[], inputs: Map<string, LoadedInput>, hooks: ChunkHooks, next?: StagePlan): Promise<{ results: ItemResult[]; claimedNext: string[] }> {
+export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: string[], inputs: Map<string, LoadedInput>, hooks: ChunkHooks, { insert = false, carry = false } = {}): Promise<{ results: ItemResult[]; dropped: Set<string> }> {
   const def = ctx.pipeline.stages[stage.index]!;
-  const claimedNext: string[] = [];
+  const dropped = new Set<string>();
   const write: Flush = async (results) => {
-    const { claimedNext: claimed } = await persistResults(ctx, stage, results, next);
-    for (const id of claimed) claimedNext.push(id);
+    const written = await persistResults(ctx, stage, results, { insert });
+    for (const id of written.dropped) dropped.add(id);
     hooks.onPersisted?.(results);
   };
   const done: ItemResult[] = [];
@@ -66,7 +68,7 @@ export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: 
     }
   }
 
-  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })), next !== undefined);
+  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })), carry);
   const toCompute: typeof pending = [];
   for (const p of pending) {
     const hit = existing.get(p.itemId);
@@ -85,11 +87,11 @@ export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: 
   if (!isLlmStage(def)) {
     for (const p of toCompute) done.push(await computeLocal(def, p.loaded));
     await write(done);
-    return { results: done, claimedNext };
+    return { results: done, dropped };
   }
 
   const results = await executeLlm(ctx, stage, def, toCompute, done, hooks, write);
-  return { results, claimedNext };
+  return { results, dropped };
 }
 
 /** Writes a group of results (and reports them as persisted). */

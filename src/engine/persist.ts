@@ -6,8 +6,7 @@ import { upsertTarget, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
 import type { CompletionResult } from "../providers/types.ts";
-import { anyText, idRows } from "./inputs.ts";
-import { ADVANCING } from "../core/status.ts";
+import { idRows } from "./inputs.ts";
 
 /** What executing one stage for one item came to, before it is written. */
 export interface ItemResult {
@@ -41,34 +40,49 @@ export interface ItemResult {
  * status. `claimed_by` stays on the finished row as the record of which
  * worker computed it.
  */
-export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[], next?: StagePlan): Promise<{ committedChanged: number; claimedNext: string[] }> {
-  if (all.length === 0) return { committedChanged: 0, claimedNext: [] };
+export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[], { insert = false } = {}): Promise<{ committedChanged: number; dropped: string[] }> {
+  if (all.length === 0) return { committedChanged: 0, dropped: [] };
   // A locked claim (rows locked by the caller's transaction) or a sole worker needs no check.
-  const guarded = !(ctx.lockedClaim || ctx.soleWorker);
-  const { owned, committedChanged, claimedNext } = await writeResults(ctx, stage, all, guarded, next);
-  if (owned < all.length) ctx.logger.warn(`stage ${stage.id}: ${all.length - owned} result(s) dropped: their claim was taken over by another worker`);
-  return { committedChanged, claimedNext };
+  const mode = insert ? "insert" : ctx.lockedClaim || ctx.soleWorker ? "unguarded" : "guarded";
+  const { committedChanged, dropped } = await writeResults(ctx, stage, all, mode);
+  if (dropped.length) {
+    ctx.logger.warn(
+      insert
+        ? `stage ${stage.id}: ${dropped.length} result(s) dropped: another worker had already recorded those items at this stage`
+        : `stage ${stage.id}: ${dropped.length} result(s) dropped: their claim was taken over by another worker`,
+    );
+  }
+  return { committedChanged, dropped };
 }
 
 /**
- * `next`: the stage these items go on to in the same chunk. Its work rows are
- * inserted for the items that advance, claimed by this worker, in the same
- * statement: no other worker can pick them up between this write and that
- * stage's (and one that dies in between leaves a claim that is taken over).
- * Only the items whose row this statement inserted are returned.
+ * How the work rows are written:
+ * - `guarded`: rows claimed under a lease; only those this worker still holds
+ *   are written, locked first.
+ * - `unguarded`: rows nobody else can be working on (locked by the caller's
+ *   transaction, or a sole worker's).
+ * - `insert`: the rows do not exist yet (a later stage of a segment, see
+ *   segment.ts): they are inserted with their results, and an item that
+ *   already has a row at this stage is left alone, results and all.
  */
-async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], guarded: boolean, next?: StagePlan): Promise<{ owned: number; committedChanged: number; claimedNext: string[] }> {
+type WriteMode = "guarded" | "unguarded" | "insert";
+
+async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], mode: WriteMode): Promise<{ committedChanged: number; dropped: string[] }> {
   const stageDef = ctx.pipeline.stages[stage.index]!;
   const ids = results.map((r) => r.itemId);
-  const owned = guarded
-    ? sql`SELECT w.item_id
+  const owned =
+    mode === "insert"
+      ? sql`SELECT i.item_id FROM ${idRows(ids)}
+        WHERE NOT EXISTS (SELECT 1 FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = i.item_id)`
+      : mode === "guarded"
+        ? sql`SELECT w.item_id
         FROM ${idRows(ids)}
         CROSS JOIN LATERAL (
           SELECT item_id FROM work
           WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = i.item_id
             AND claimed_by = ${ctx.workerId} AND status = 'processing'
           OFFSET 0 FOR UPDATE) w`
-    : sql`SELECT item_id FROM ${idRows(ids)}`;
+        : sql`SELECT item_id FROM ${idRows(ids)}`;
 
   const rows = JSON.stringify(
     results.map((r) => {
@@ -94,7 +108,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
   const cache = results.filter((r) => r.cache).map((r) => ({ ...r.cache!, item_id: r.itemId }));
   const target = stageDef.kind === "commit" ? results.filter((r) => r.targetRow && r.status === "committed").map((r) => r.targetRow!) : [];
 
-  const [row] = await ctx.db.rows<{ owned: number; changed: number; claimed: string[] | null }>(sql`
+  const [row] = await ctx.db.rows<{ changed: number; dropped: string[] | null }>(sql`
     WITH owned AS MATERIALIZED (${owned}),
     x AS MATERIALIZED (
       SELECT r.* FROM jsonb_to_recordset(${rows}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text, o_status text, o_value jsonb, o_hash text, o_cost float8)
@@ -128,8 +142,16 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
     y AS MATERIALIZED (
       SELECT x.*, coalesce(x.output_id, outs.id) AS new_output_id FROM x LEFT JOIN outs ON outs.item_id = x.item_id
     ),
-    upd AS (
-      UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = y.reused,
+    upd AS (${
+      mode === "insert"
+        ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, claimed_by, attempts, error_class, error_message, not_before)
+          SELECT ${ctx.runId}, ${stage.index}, y.item_id, ${stage.id}, y.status, y.input_hash, y.new_output_id, y.reused, ${ctx.workerId}, y.attempts, y.error_class, y.error_message,
+            CASE WHEN y.status = 'failed_retryable'
+              THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, y.attempts - 1)))
+            END
+          FROM y
+          ON CONFLICT DO NOTHING`
+        : sql`UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = y.reused,
         claimed_by = ${ctx.workerId},
         attempts = w.attempts + y.attempts, error_class = y.error_class, error_message = y.error_message,
         -- An item to retry waits its turn: exponential in the attempts spent so far.
@@ -138,19 +160,11 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
           END,
         updated_at = now()
       FROM y
-      WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id
-    ),
-    nxt AS (${
-      next
-        ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, claimed_by)
-          SELECT ${ctx.runId}, ${next.index}, y.item_id, ${next.id}, 'processing', ${ctx.workerId} FROM y WHERE y.status = ${anyText(ADVANCING)}
-          ON CONFLICT DO NOTHING
-          RETURNING item_id`
-        : sql`SELECT NULL::text AS item_id WHERE false`
+      WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id`
     })
-    SELECT (SELECT count(*) FROM owned)::int AS owned, (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed,
-      (SELECT array_agg(item_id) FROM nxt) AS claimed`);
-  return { owned: row!.owned, committedChanged: row!.changed, claimedNext: row!.claimed ?? [] };
+    SELECT (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed,
+      (SELECT array_agg(i.item_id) FROM ${idRows(ids)} WHERE i.item_id NOT IN (SELECT item_id FROM owned)) AS dropped`);
+  return { committedChanged: row!.changed, dropped: row!.dropped ?? [] };
 }
 
 /**

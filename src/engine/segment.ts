@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { advances } from "../core/status.ts";
 import { isLlmStage } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -8,12 +9,18 @@ import { providerNameOf } from "./llm-call.ts";
 /**
  * Segments: consecutive stages that a chunk of items goes through together,
  * in memory, one stage after the other. A chunk is claimed at the segment's
- * first stage; each stage's write claims the items that advance for the next
- * stage in the same statement, and the next stage takes its inputs from what
- * the chunk already holds instead of reading items and upstream outputs back.
- * Every stage still writes its own results (outputs, attempts, work rows) as
- * it finishes them, so a chunk cut short anywhere resumes like any other work:
- * what was written is final, the claims left behind are taken over.
+ * first stage; the items that advance go on to the next stage with the inputs
+ * the chunk already holds, instead of being queued and read back. Every stage
+ * writes its own results (outputs, attempts, work rows) as it finishes them;
+ * a later stage's work rows are inserted with its results, so an item in
+ * flight there has no row yet.
+ *
+ * What chunks leave unfinished (a retry waiting its turn, a chunk cut short by
+ * a crash) is picked up afterwards by each later stage on its own: queued
+ * from the stage before, claimed and executed as usual. On a shared Postgres
+ * that happens only once no process is still inside the segment's chunks
+ * (see `segmentBarrier`), so a later stage never queues an item another
+ * process is carrying.
  *
  * A stage that sends its items to a provider's batch API is a segment of its
  * own: it takes the whole stage at once, and answers come back hours later.
@@ -40,11 +47,40 @@ export function usesBatchApi(ctx: RunContext, stage: StagePlan): boolean {
   return isLlmStage(def) && (def.mode === "batch" || def.mode === "auto") && Boolean(ctx.providers.get(providerNameOf(ctx, def)).batch);
 }
 
+/**
+ * The barrier between a segment's chunks and the stage-by-stage pass after
+ * them, across processes sharing a run on Postgres: a worker executes chunks
+ * while holding a shared advisory lock for the segment (in a transaction of
+ * its own, so the lock goes with the connection if the process dies), and
+ * takes it exclusively, for a moment, before the later stages queue what is
+ * left. That waits for every other worker still executing chunks.
+ */
+export function segmentBarrier(ctx: RunContext, head: StagePlan) {
+  const key = sql`hashtext(${`sluice:segment:${ctx.runId}:${head.index}`})`;
+  return {
+    /** Run `fn` (which executes the segment's chunks) inside the barrier. */
+    async within<T>(fn: () => Promise<T>): Promise<T> {
+      return ctx.db.transaction(async (tx) => {
+        // The transaction only holds the lock: it must not be ended for idling.
+        await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = 0`);
+        await tx.rows(sql`SELECT pg_advisory_xact_lock_shared(${key})`);
+        return fn();
+      });
+    },
+    /** Wait until no worker is inside the barrier. */
+    async drained(): Promise<void> {
+      await ctx.db.transaction(async (tx) => {
+        await tx.rows(sql`SELECT pg_advisory_xact_lock(${key})`);
+      });
+    },
+  };
+}
+
 /** A chunk on its way through a segment. */
 export interface SegmentChunk {
   /** Item rows and the outputs computed (or reused) so far, by item id. */
   items: Map<string, ChunkItem>;
-  /** The items to execute at `segment[at]`, claimed for it. */
+  /** The items to execute at `segment[at]`. */
   ids: string[];
   /** Position in the segment of the next stage to execute. */
   at: number;
@@ -61,20 +97,22 @@ export async function loadSegmentChunk(ctx: RunContext, segment: readonly StageP
 
 /**
  * Execute the chunk's stages from `chunk.at` up to (not including) `until`,
- * each for the items the one before advanced and claimed. `hooks` are per
- * stage of the segment.
+ * each for the items the one before advanced. `hooks` are per stage of the
+ * segment.
  */
 export async function advanceSegmentChunk(ctx: RunContext, segment: readonly StagePlan[], chunk: SegmentChunk, hooks: readonly ChunkHooks[], until = segment.length): Promise<void> {
   while (chunk.at < until && chunk.ids.length > 0) {
     if (ctx.signal?.aborted) throw ctx.signal.reason;
     const stage = segment[chunk.at]!;
-    const next = segment[chunk.at + 1];
+    const last = chunk.at === segment.length - 1;
     const inputs = await inputsFor(ctx, stage, chunk);
-    const { results, claimedNext } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, next);
+    const { results, dropped } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last });
+    const next: string[] = [];
     for (const result of results) {
       const held = chunk.items.get(result.itemId);
       if (!held) continue;
-      if (!next || !advances(result.status)) {
+      // Not written (another worker has it), or not going on: it leaves the chunk.
+      if (last || dropped.has(result.itemId) || !advances(result.status)) {
         chunk.items.delete(result.itemId);
         continue;
       }
@@ -85,8 +123,9 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
       } else {
         chunk.unheld.add(result.itemId);
       }
+      next.push(result.itemId);
     }
-    chunk.ids = claimedNext.sort();
+    chunk.ids = next.sort();
     chunk.at++;
   }
 }

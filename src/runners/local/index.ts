@@ -6,7 +6,7 @@ import type { EngineOptions, Logger, ProviderSet, RunContext, StagePlan } from "
 import type { CompletionResult } from "../../providers/types.ts";
 import { ensureLoaded, finalizeRun, openRun } from "../../engine/index.ts";
 import { executeChunk, type ChunkHooks } from "../../engine/execute.ts";
-import { advanceSegmentChunk, firstModelStage, loadSegmentChunk, segmentsOf, usesBatchApi, type SegmentChunk } from "../../engine/segment.ts";
+import { advanceSegmentChunk, firstModelStage, loadSegmentChunk, segmentBarrier, segmentsOf, usesBatchApi, type SegmentChunk } from "../../engine/segment.ts";
 import { advances } from "../../core/status.ts";
 import type { ItemResult } from "../../engine/persist.ts";
 import { resumeBatches } from "../../engine/batch.ts";
@@ -126,7 +126,7 @@ async function drive(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
 /**
  * Execute a segment (src/engine/segment.ts): chunks are claimed at its first
  * stage and go through all its stages in memory. Items a chunk did not finish
- * (a retry waiting its turn, a claim left by a dead process) are picked up
+ * (a retry waiting its turn, a chunk cut short by a crash) are picked up
  * afterwards by each later stage on its own.
  */
 async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEvents): Promise<void> {
@@ -159,34 +159,31 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
       onPersisted: (results: ItemResult[]) => {
         const p = progress[i]!;
         p.done += results.length;
-        // Items that advance are claimed for the next stage in the same write.
         const after = progress[i + 1];
         if (after) after.total += results.filter((r) => advances(r.status)).length;
         events?.progress?.(stage, p.done, Math.max(p.total, p.done));
       },
     };
   });
-  const headIsModel = firstModelStage(ctx, segment) === 0;
+  const modelAt = firstModelStage(ctx, segment);
   const held = new Set<string>();
   const pick = serialPicker(ctx, head, chunk, held);
   const claimAndExecute = async (): Promise<number> => {
-    if (!sole && !headIsModel) {
+    if (!sole && modelAt > 0) {
       // Postgres, a first stage without model calls: the chunk is claimed by
       // row locks, and the stages up to the first model call are computed and
-      // written in that transaction. The items that reach the model stage are
-      // claimed for it by the last write, so the transaction ends before any
-      // call is made.
-      let chunkState: SegmentChunk | undefined;
+      // written in that transaction, which ends before any call is made.
+      let carried: SegmentChunk | undefined;
       const n = await ctx.db.transaction(async (tx) => {
         await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
         const c: RunContext = { ...ctx, db: tx, lockedClaim: true };
         const ids = await lockChunk(c, head, chunk);
         if (ids.length === 0) return 0;
-        chunkState = await loadSegmentChunk(c, segment, ids);
-        await advanceSegmentChunk(c, segment, chunkState, hooks, firstModelStage(ctx, segment));
+        carried = await loadSegmentChunk(c, segment, ids);
+        await advanceSegmentChunk(c, segment, carried, hooks, modelAt);
         return ids.length;
       });
-      if (chunkState) await advanceSegmentChunk(ctx, segment, chunkState, hooks);
+      if (carried) await advanceSegmentChunk(ctx, segment, carried, hooks);
       return n;
     }
     if (!sole) {
@@ -204,8 +201,19 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
     return ids.length;
   };
   const resume = () => (isLlmStage(ctx.pipeline.stages[head.index]!) ? resumeBatches(ctx, head, (name) => ctx.providers.get(name), hooks[0]!.onPersisted) : Promise.resolve(0));
-  await resume();
-  await claimLoops(ctx, head, loops, claimAndExecute, resume);
+  const chunks = async () => {
+    await resume();
+    await claimLoops(ctx, head, loops, claimAndExecute, resume);
+  };
+  if (sole) {
+    await chunks();
+  } else {
+    // Other processes sharing the run may still be carrying chunks through
+    // the later stages: they are waited for before those stages queue anything.
+    const barrier = segmentBarrier(ctx, head);
+    await barrier.within(chunks);
+    await barrier.drained();
+  }
   const end = await stageCounts(ctx, head);
   events?.progress?.(head, end.total, end.total);
   events?.stageFinished?.(head, end);

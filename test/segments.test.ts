@@ -1,0 +1,136 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
+import { loadInputs } from "../src/engine/inputs.ts";
+import { planStages } from "../src/engine/plan.ts";
+import { segmentBarrier, segmentsOf } from "../src/engine/segment.ts";
+import type { CompletionRequest, Provider } from "../src/providers/types.ts";
+import { runPipeline } from "../src/runners/local/index.ts";
+import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
+import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import mini from "./fixtures/pipelines/mini.ts";
+
+/**
+ * Segments (src/engine/segment.ts): a chunk goes through consecutive stages in
+ * memory. What a later stage is given must be exactly what it would read back
+ * from the store, and a chunk cut short anywhere must resume like any other work.
+ */
+const words = ["invoice charged twice", "the app crashes on export", "hello there", "", "refund my invoice please", "error when I log in"];
+const items = Array.from({ length: 90 }, (_, i) => ({ id: `s${String(i).padStart(3, "0")}`, text: `${words[i % words.length]} ${i % 3 === 0 ? "" : `#${i}`}`.trim() }));
+// 15 of them are empty (i = 3, 9, 15, ...): the filter drops them. Items with i % 3 === 0 share their text, so some requests repeat.
+
+function writeItems(rows: object[]): { path: string; dir: string } {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-segments-"));
+  const path = join(dir, "items.jsonl");
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join("\n"));
+  return { path, dir };
+}
+
+function contextFor(t: TestDatabase, runId: string): RunContext {
+  return { db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), runId, workerId: "check", plan: planStages(mini), options: DEFAULT_OPTIONS, logger: silentLogger };
+}
+
+for (const driver of testDrivers()) {
+  describe.skipIf(Boolean(driver.skip))(`segments on ${driver.name}${driver.skip ? ` (skipped: ${driver.skip})` : ""}`, () => {
+    let t: TestDatabase;
+    beforeAll(async () => {
+      t = await driver.open();
+    });
+    afterAll(async () => {
+      await t?.drop();
+    });
+
+    it("runs every stage of the pipeline in one segment when no stage uses a batch API", () => {
+      const ctx = contextFor(t, "none");
+      expect(segmentsOf(ctx, ctx.plan).map((s) => s.map((p) => p.id))).toEqual([["filter", "classify", "shout", "validate", "commit"]]);
+    });
+
+    it("gives each later stage the inputs (and input hash) it would read back from the store", async () => {
+      const run = await runPipelineForTest(mini, { items, db: t.db, options: { chunkSize: 16 } });
+      const ctx = contextFor(t, run.summary.runId);
+      let compared = 0;
+      for (const stage of ctx.plan) {
+        const rows = await t.db.rows<{ item_id: string; input_hash: string }>(sql`
+          SELECT item_id, input_hash FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND input_hash IS NOT NULL ORDER BY item_id`);
+        const reread = await loadInputs(ctx, stage, rows.map((r) => r.item_id));
+        for (const row of rows) expect(reread.get(row.item_id)?.inputHash, `${stage.id} ${row.item_id}`).toBe(row.input_hash);
+        compared += rows.length;
+      }
+      // Every item was hashed at every stage it reached: all 90 at filter, the 75 it keeps at classify and at shout's gate.
+      expect(compared).toBeGreaterThanOrEqual(90 + 75 * 2);
+      expect(Object.values(run.summary.items.byStatus).reduce((a, b) => a + b, 0)).toBe(items.length);
+      await run.close();
+    });
+
+    it("resumes a chunk cut short between stages: nothing lost, nothing paid twice, same rows", async () => {
+      const reference = await runPipelineForTest(mini, { items, db: t.db, options: { chunkSize: 16 } });
+      const expected = await reference.target("mini_out");
+      await reference.close();
+      await t.db.rows(sql`DELETE FROM stage_outputs`);
+      await t.db.rows(sql`DELETE FROM request_cache`);
+
+      // Stop the run in the middle of classify, the second stage of the segment.
+      const { path, dir } = writeItems(items);
+      const inner = createInProcessProvider();
+      const controller = new AbortController();
+      const requests = new Set<string>();
+      let paid = 0;
+      let stopAt = 20;
+      const provider: Provider = {
+        name: "inprocess",
+        async complete(request: CompletionRequest, opts) {
+          if (paid === stopAt) controller.abort(new Error("stopped for the test"));
+          if (paid >= stopAt) throw controller.signal.reason;
+          paid++;
+          requests.add(JSON.stringify(request.messages));
+          return inner.complete(request, opts);
+        },
+      };
+      const providers = singleProvider(provider);
+      try {
+        await expect(runPipeline({ db: t.db, pipeline: mini, providers, signal: controller.signal, options: { chunkSize: 16 } }, path)).rejects.toThrow(/stopped for the test/);
+        const afterStop = paid;
+        stopAt = Infinity;
+        const summary = await runPipeline({ db: t.db, pipeline: mini, providers, options: { chunkSize: 16 } }, path);
+        expect(summary.items.total).toBe(items.length);
+        expect(Object.values(summary.items.byStatus).reduce((a, b) => a + b, 0)).toBe(items.length);
+        expect(summary.items.byStatus.processing ?? 0).toBe(0);
+        // Nothing was paid for twice: one call per distinct request, across both runs.
+        expect(afterStop).toBe(20);
+        expect(paid).toBe(requests.size);
+        const target = await t.db.rows<{ key: string; data: unknown; status: string }>(sql`SELECT key, data, status FROM mini_out`);
+        expect(Object.fromEntries(target.map((r) => [r.key, { data: r.data, status: r.status }]))).toEqual(expected);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it.skipIf(driver.name === "pglite")("holds the later stages back until every worker has left the segment's chunks", async () => {
+      const a = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "a" }, planStages(mini)[0]!);
+      const b = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "b" }, planStages(mini)[0]!);
+      let release = () => {};
+      const inside = new Promise<void>((resolve) => (release = resolve));
+      let entered = () => {};
+      const hasEntered = new Promise<void>((resolve) => (entered = resolve));
+      const events: string[] = [];
+      const working = a.within(async () => {
+        entered();
+        await inside;
+        events.push("a left");
+      });
+      await hasEntered;
+      // A second worker in the segment at the same time is not held back.
+      await b.within(async () => events.push("b inside"));
+      const waiting = b.drained().then(() => events.push("b drained"));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(events).toEqual(["b inside"]);
+      release();
+      await Promise.all([working, waiting]);
+      expect(events).toEqual(["b inside", "a left", "b drained"]);
+    });
+  });
+}
