@@ -84,24 +84,26 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
           OFFSET 0 FOR UPDATE) w`
         : sql`SELECT item_id FROM ${idRows(ids)}`;
 
+  // Members that are empty (null, false, 0) are left out: the payload is a
+  // good part of what a write costs, and absent members read as NULL.
   const rows = JSON.stringify(
     results.map((r) => {
+      const row: Record<string, unknown> = { item_id: r.itemId, status: r.status };
+      if (r.inputHash) row.input_hash = r.inputHash;
+      if (r.outputId !== undefined) row.output_id = r.outputId;
+      if (r.reused) row.reused = true;
+      if (r.attempts.length) row.attempts = r.attempts.length;
+      if (r.errorClass) row.error_class = r.errorClass;
+      if (r.errorMessage) row.error_message = r.errorMessage;
       // A new output row is recorded when there is one (computed now, or answered from the request cache).
       const fresh = r.output && r.inputHash ? r.output : undefined;
-      return {
-        item_id: r.itemId,
-        status: r.status,
-        input_hash: r.inputHash ?? null,
-        output_id: r.outputId ?? null,
-        reused: r.reused,
-        attempts: r.attempts.length,
-        error_class: r.errorClass ?? null,
-        error_message: r.errorMessage ?? null,
-        o_status: fresh?.status ?? null,
-        o_value: fresh ? (fresh.value ?? null) : null,
-        o_hash: fresh ? (fresh.hash ??= hashValue(fresh.value ?? null, 32)) : null,
-        o_cost: fresh?.costUsd ?? null,
-      };
+      if (fresh) {
+        row.o_status = fresh.status;
+        row.o_value = fresh.value ?? null;
+        row.o_hash = fresh.hash ??= hashValue(fresh.value ?? null, 32);
+        row.o_cost = fresh.costUsd;
+      }
+      return row;
     }),
   );
   const attempts = results.flatMap((r) => r.attempts.map((a) => ({ ...a, item_id: r.itemId })));
@@ -145,18 +147,18 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
     upd AS (${
       mode === "insert"
         ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, claimed_by, attempts, error_class, error_message, not_before)
-          SELECT ${ctx.runId}, ${stage.index}, y.item_id, ${stage.id}, y.status, y.input_hash, y.new_output_id, y.reused, ${ctx.workerId}, y.attempts, y.error_class, y.error_message,
+          SELECT ${ctx.runId}, ${stage.index}, y.item_id, ${stage.id}, y.status, y.input_hash, y.new_output_id, coalesce(y.reused, false), ${ctx.workerId}, coalesce(y.attempts, 0), y.error_class, y.error_message,
             CASE WHEN y.status = 'failed_retryable'
-              THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, y.attempts - 1)))
+              THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, coalesce(y.attempts, 0) - 1)))
             END
           FROM y
           ON CONFLICT DO NOTHING`
-        : sql`UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = y.reused,
+        : sql`UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = coalesce(y.reused, false),
         claimed_by = ${ctx.workerId},
-        attempts = w.attempts + y.attempts, error_class = y.error_class, error_message = y.error_message,
+        attempts = w.attempts + coalesce(y.attempts, 0), error_class = y.error_class, error_message = y.error_message,
         -- An item to retry waits its turn: exponential in the attempts spent so far.
         not_before = CASE WHEN y.status = 'failed_retryable'
-          THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, w.attempts + y.attempts - 1)))
+          THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, w.attempts + coalesce(y.attempts, 0) - 1)))
           END,
         updated_at = now()
       FROM y

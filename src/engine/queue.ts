@@ -12,28 +12,40 @@ import { anyText } from "./inputs.ts";
  * worker restarted after kill -9) can run them.
  */
 
-/** Queue `stage` for every item that reached it: all loaded items for the first stage, else those that advanced past the previous one. */
-export async function enqueueStage(ctx: RunContext, stage: StagePlan): Promise<void> {
+/**
+ * Queue `stage` for every item that reached it: all loaded items for the first
+ * stage, else those that advanced past the previous one and have no row here
+ * yet. Returns how many were queued.
+ */
+export async function enqueueStage(ctx: RunContext, stage: StagePlan, { analyzeIfNone = true } = {}): Promise<number> {
   if (stage.index === 0) {
-    await ctx.db.rows(sql`
-      INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-      SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
-      ON CONFLICT DO NOTHING`);
+    const [row] = await ctx.db.rows<{ n: number }>(sql`
+      WITH q AS (
+        INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+        SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
+        ON CONFLICT DO NOTHING
+        RETURNING 1)
+      SELECT count(*)::int AS n FROM q`);
     await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
     await ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`);
-    return;
+    return row!.n;
   }
-  await ctx.db.rows(sql`
-    INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-    SELECT run_id, ${stage.index}, item_id, ${stage.id}, 'queued' FROM work
-    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
-      AND status = ${anyText(ADVANCING)}
-    ON CONFLICT DO NOTHING`);
+  const [row] = await ctx.db.rows<{ n: number }>(sql`
+    WITH q AS (
+      INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+      SELECT run_id, ${stage.index}, item_id, ${stage.id}, 'queued' FROM work
+      WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
+        AND status = ${anyText(ADVANCING)}
+      ON CONFLICT DO NOTHING
+      RETURNING 1)
+    SELECT count(*)::int AS n FROM q`);
   // Fresh statistics keep the planner on the indexes as the queue grows. Only
   // the columns queries filter on: the rest (hashes, messages) steer no plan.
   // Without item_id's, a lookup of a few hundred ids is taken for most of the
-  // table, and answered with a sequential scan per chunk.
-  await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
+  // table, and answered with a sequential scan per chunk. A later stage of a
+  // segment whose chunks wrote every row (nothing queued) skips it.
+  if (row!.n > 0 || analyzeIfNone) await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
+  return row!.n;
 }
 
 /**

@@ -287,7 +287,7 @@ async function claimLoops(ctx: RunContext, stage: StagePlan, loops: number, clai
 async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents, { announced = false } = {}): Promise<void> {
   const def = ctx.pipeline.stages[stage.index]!;
   if (def.kind === "commit") await ensureTarget(ctx.db, def);
-  await enqueueStage(ctx, stage);
+  await enqueueStage(ctx, stage, { analyzeIfNone: !announced });
   const start = await stageCounts(ctx, stage);
   if (!announced) events?.stageStarted?.(stage, start);
   let done = start.total - start.open;
@@ -315,9 +315,10 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents, {
       events?.progress?.(stage, done, start.total);
     },
   };
-  // Batches a crashed process left in flight are polled and collected first.
+  // Batches a crashed process left in flight are polled and collected first
+  // (their items are open: nothing open, no batch).
   const resume = () => (llm ? resumeBatches(ctx, stage, (name) => ctx.providers.get(name), hooks.onPersisted) : Promise.resolve(0));
-  await resume();
+  if (start.open > 0) await resume();
   // How a chunk is claimed:
   // - A stage without model calls is quick: its chunk is claimed, computed and
   //   written in one transaction. On Postgres the claim is row locks (no writes;
