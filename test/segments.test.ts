@@ -108,29 +108,41 @@ for (const driver of testDrivers()) {
         rmSync(dir, { recursive: true, force: true });
       }
     });
-
-    it.skipIf(driver.name === "pglite")("holds the later stages back until every worker has left the segment's chunks", async () => {
-      const a = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "a" }, planStages(mini)[0]!);
-      const b = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "b" }, planStages(mini)[0]!);
-      let release = () => {};
-      const inside = new Promise<void>((resolve) => (release = resolve));
-      let entered = () => {};
-      const hasEntered = new Promise<void>((resolve) => (entered = resolve));
-      const events: string[] = [];
-      const working = a.within(async () => {
-        entered();
-        await inside;
-        events.push("a left");
-      });
-      await hasEntered;
-      // A second worker in the segment at the same time is not held back.
-      await b.within(async () => events.push("b inside"));
-      const waiting = b.drained().then(() => events.push("b drained"));
-      await new Promise((r) => setTimeout(r, 300));
-      expect(events).toEqual(["b inside"]);
-      release();
-      await Promise.all([working, waiting]);
-      expect(events).toEqual(["b inside", "a left", "b drained"]);
-    });
   });
 }
+
+// The barrier is for processes sharing a run on a Postgres server (embedded PGlite has one process).
+const postgresDriver = testDrivers().find((d) => d.name === "postgres")!;
+describe.skipIf(Boolean(postgresDriver.skip))(`segment barrier on postgres${postgresDriver.skip ? ` (skipped: ${postgresDriver.skip})` : ""}`, () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await postgresDriver.open();
+  });
+  afterAll(async () => {
+    await t?.drop();
+  });
+
+  it("holds the later stages back until every worker has left the segment's chunks", async () => {
+    const a = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "a" }, planStages(mini)[0]!);
+    const b = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "b" }, planStages(mini)[0]!);
+    let release = () => {};
+    const inside = new Promise<void>((resolve) => (release = resolve));
+    let entered = () => {};
+    const hasEntered = new Promise<void>((resolve) => (entered = resolve));
+    const events: string[] = [];
+    const working = a.within(async () => {
+      entered();
+      await inside;
+      events.push("a left");
+    });
+    await hasEntered;
+    // A second worker in the segment at the same time is not held back.
+    await b.within(async () => events.push("b inside"));
+    const waiting = b.drained().then(() => events.push("b drained"));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events).toEqual(["b inside"]);
+    release();
+    await Promise.all([working, waiting]);
+    expect(events).toEqual(["b inside", "a left", "b drained"]);
+  });
+});

@@ -46,7 +46,14 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
  * their output's value and hash (`existing`), so the next stage's inputs can
  * be built without reading them back.
  */
-export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: string[], inputs: Map<string, LoadedInput>, hooks: ChunkHooks, { insert = false, carry = false } = {}): Promise<{ results: ItemResult[]; dropped: Set<string> }> {
+export async function executeLoaded(
+  ctx: RunContext,
+  stage: StagePlan,
+  itemIds: string[],
+  inputs: Map<string, LoadedInput>,
+  hooks: ChunkHooks,
+  { insert = false, carry = false, stored }: { insert?: boolean; carry?: boolean; stored?: StoredOutputs } = {},
+): Promise<{ results: ItemResult[]; dropped: Set<string> }> {
   const def = ctx.pipeline.stages[stage.index]!;
   const dropped = new Set<string>();
   const write: Flush = async (results) => {
@@ -68,7 +75,8 @@ export async function executeLoaded(ctx: RunContext, stage: StagePlan, itemIds: 
     }
   }
 
-  const existing = await lookupOutputs(ctx, stage, pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash })), carry);
+  const keys = pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash }));
+  const existing = stored ? matchOutputs(stored, keys) : await lookupOutputs(ctx, stage, keys, carry);
   const toCompute: typeof pending = [];
   for (const p of pending) {
     const hit = existing.get(p.itemId);
@@ -106,8 +114,23 @@ function safeGate(def: StageDef, input: StageInput, done: ItemResult[], itemId: 
   }
 }
 
-async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[], withValues: boolean) {
-  const found = new Map<string, { id: number; status: ItemStatus; value?: { value: unknown; hash: string } }>();
+type Existing = { id: number; status: ItemStatus; value?: { value: unknown; hash: string } };
+
+/** Outputs stored for a stage version, by item: every input hash an item has one for. */
+export type StoredOutputs = Map<string, { id: number; inputHash: string; status: ItemStatus; value: unknown; hash: string }[]>;
+
+/** The reuse rule against outputs already read: an output for this item and this input hash. */
+function matchOutputs(stored: StoredOutputs, keys: { itemId: string; inputHash: string }[]): Map<string, Existing> {
+  const found = new Map<string, Existing>();
+  for (const { itemId, inputHash } of keys) {
+    const hit = stored.get(itemId)?.find((o) => o.inputHash === inputHash);
+    if (hit) found.set(itemId, { id: hit.id, status: hit.status, value: { value: hit.value, hash: hit.hash } });
+  }
+  return found;
+}
+
+async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[], withValues: boolean): Promise<Map<string, Existing>> {
+  const found = new Map<string, Existing>();
   if (keys.length === 0) return found;
   // One index probe per item on (stage version, item); the input hash is
   // matched here.
@@ -124,6 +147,31 @@ async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: 
     found.set(row.item_id, { id: Number(row.id), status: row.status, value: withValues ? { value: row.output ?? null, hash: row.output_hash! } : undefined });
   }
   return found;
+}
+
+/**
+ * Every output stored for the given stages' versions and items, read at once
+ * (a chunk about to go through those stages): by stage id, then by item.
+ */
+export async function storedOutputs(ctx: RunContext, stages: readonly StagePlan[], itemIds: string[]): Promise<Map<string, StoredOutputs>> {
+  const byStage = new Map<string, StoredOutputs>(stages.map((s) => [s.id, new Map()]));
+  if (itemIds.length === 0 || stages.length === 0) return byStage;
+  const versions = JSON.stringify(stages.map((s) => ({ stage_id: s.id, stage_version: s.version })));
+  const rows = await ctx.db.rows<{ id: number | string; stage_id: string; item_id: string; input_hash: string; status: ItemStatus; output: unknown; output_hash: string }>(sql`
+    SELECT s.*
+    FROM jsonb_to_recordset(${versions}::jsonb) AS v(stage_id text, stage_version text)
+    CROSS JOIN ${idRows(itemIds)}
+    CROSS JOIN LATERAL (
+      SELECT id, stage_id, item_id, input_hash, status, output, output_hash FROM stage_outputs
+      WHERE pipeline = ${ctx.pipeline.id} AND stage_id = v.stage_id AND stage_version = v.stage_version
+        AND item_id = i.item_id OFFSET 0) s`);
+  for (const row of rows) {
+    const forStage = byStage.get(row.stage_id)!;
+    let list = forStage.get(row.item_id);
+    if (!list) forStage.set(row.item_id, (list = []));
+    list.push({ id: Number(row.id), inputHash: row.input_hash, status: row.status, value: row.output ?? null, hash: row.output_hash });
+  }
+  return byStage;
 }
 
 function computeCommit(def: CommitStage, loaded: LoadedInput): ItemResult {

@@ -1,5 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
-import { hashValue } from "../core/hash.ts";
+import { sha256, stableStringify } from "../core/hash.ts";
 import { isLlmStage, type StageInput } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 
@@ -105,8 +105,18 @@ export function stageInput(ctx: RunContext, stage: StagePlan, itemId: string, ch
   const endpoint = isLlmStage(def) ? endpointOf(ctx, def.provider ?? ctx.providers.defaultProvider) : undefined;
   return {
     input: { itemId, item: chunkItem.item as never, outputs },
-    inputHash: hashValue({ itemId, content: chunkItem.contentHash, upstream: hashes, endpoint }, 32),
+    inputHash: inputHashOf(itemId, chunkItem.contentHash, hashes, endpoint),
   };
+}
+
+/**
+ * `hashValue({ itemId, content, upstream, endpoint }, 32)`, its text built
+ * directly (the keys in sorted order) instead of through a sorted copy: it is
+ * computed for every item at every stage.
+ */
+export function inputHashOf(itemId: string, content: string, upstream: Record<string, string>, endpoint: string | undefined): string {
+  const text = `{"content":${JSON.stringify(content)},${endpoint === undefined ? "" : `"endpoint":${JSON.stringify(endpoint)},`}"itemId":${JSON.stringify(itemId)},"upstream":${stableStringify(upstream)}}`;
+  return sha256(text).slice(0, 32);
 }
 
 /**

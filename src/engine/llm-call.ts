@@ -1,5 +1,5 @@
 import { DeterministicError, QualityError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
-import { hashValue } from "../core/hash.ts";
+import { hashValue, sha256, stableStringify } from "../core/hash.ts";
 import { compileSchema } from "../core/schema.ts";
 import { renderTemplate } from "../core/template.ts";
 import type { LlmStage, StageInput } from "../core/types.ts";
@@ -48,7 +48,26 @@ export function buildRequest(stage: LlmStage, input: StageInput, customId: strin
 /** Everything that affects the answer (the endpoint that answers included), and nothing else (not the custom id). */
 export function requestHash(endpoint: string, request: CompletionRequest): string {
   const { customId: _customId, ...rest } = request;
-  return hashValue({ provider: endpoint, ...rest }, 32);
+  const usual = typeof request.model === "string" && Array.isArray(request.messages) && Object.keys(rest).every((k) => REQUEST_KEYS.has(k));
+  if (!usual) return hashValue({ provider: endpoint, ...rest }, 32);
+  // The same text hashValue hashes (keys in sorted order), built without
+  // copying the stage's schema and params for every request: their text is
+  // kept per object (a stage's definition does not change while it runs).
+  const members = [`"messages":${stableStringify(request.messages)}`, `"model":${JSON.stringify(request.model)}`];
+  if (request.params !== undefined) members.push(`"params":${stableText(request.params)}`);
+  members.push(`"provider":${JSON.stringify(endpoint)}`);
+  if (request.schema !== undefined) members.push(`"schema":${stableText(request.schema)}`);
+  if (request.system !== undefined) members.push(`"system":${JSON.stringify(request.system)}`);
+  return sha256(`{${members.join(",")}}`).slice(0, 32);
+}
+
+const REQUEST_KEYS = new Set(["model", "system", "messages", "schema", "params"]);
+const stableTexts = new WeakMap<object, string>();
+
+function stableText(value: object): string {
+  let text = stableTexts.get(value);
+  if (text === undefined) stableTexts.set(value, (text = stableStringify(value)));
+  return text;
 }
 
 /** Parse and check a completion against the stage's schema and business rule. */

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { advances } from "../core/status.ts";
 import { isLlmStage } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { executeLoaded, type ChunkHooks } from "./execute.ts";
+import { executeLoaded, storedOutputs, type ChunkHooks, type StoredOutputs } from "./execute.ts";
 import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInput } from "./inputs.ts";
 import { providerNameOf } from "./llm-call.ts";
 
@@ -86,13 +86,17 @@ export interface SegmentChunk {
   at: number;
   /** Items whose output of some stage the chunk does not hold: later stages read them back from the store. */
   unheld: Set<string>;
+  /** Outputs already stored for the segment's stage versions and these items (the reuse rule's candidates), by stage id. */
+  stored: Map<string, StoredOutputs>;
 }
 
 /** Load a chunk claimed at the segment's first stage, with the outputs of earlier stages that any stage of the segment reads. */
 export async function loadSegmentChunk(ctx: RunContext, segment: readonly StagePlan[], ids: string[]): Promise<SegmentChunk> {
   const first = segment[0]!.index;
   const reads = [...new Set(segment.flatMap((s) => s.reads).filter((r) => r < first))].sort((a, b) => a - b);
-  return { items: await loadChunkItems(ctx, reads, ids), ids, at: 0, unheld: new Set() };
+  // One read for the reuse rule of every stage of the segment: on a first run it finds nothing, in one round trip instead of one per stage.
+  const [items, stored] = await Promise.all([loadChunkItems(ctx, reads, ids), storedOutputs(ctx, segment, ids)]);
+  return { items, ids, at: 0, unheld: new Set(), stored };
 }
 
 /**
@@ -106,7 +110,7 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
     const stage = segment[chunk.at]!;
     const last = chunk.at === segment.length - 1;
     const inputs = await inputsFor(ctx, stage, chunk);
-    const { results, dropped } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last });
+    const { results, dropped } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last, stored: chunk.stored.get(stage.id) });
     const next: string[] = [];
     for (const result of results) {
       const held = chunk.items.get(result.itemId);
