@@ -66,15 +66,22 @@ const LOAD_BATCH = 1000;
  * rows already recorded are skipped.
  */
 export async function loadSource(ctx: RunContext, inputPath: string, onRows?: (n: number) => void): Promise<number> {
+  const first = ctx.plan[0]!;
   let items: { item_id: string; line: number; content_hash: string; data: unknown }[] = [];
   let rejected: { line: number; item_id: string | null; state: string; reason: string; raw: string | null }[] = [];
   let rowsRead = 0;
   const insert = async (batch: typeof items, bad: typeof rejected) => {
     if (batch.length) {
+      // Each item is queued for the first stage as it is recorded, in the same statement.
       await ctx.db.rows(sql`
-        INSERT INTO run_items (run_id, item_id, line, content_hash, data)
-        SELECT ${ctx.runId}, x.item_id, x.line, x.content_hash, x.data
-        FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
+        WITH loaded AS (
+          INSERT INTO run_items (run_id, item_id, line, content_hash, data)
+          SELECT ${ctx.runId}, x.item_id, x.line, x.content_hash, x.data
+          FROM jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
+          ON CONFLICT DO NOTHING
+          RETURNING item_id)
+        INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+        SELECT ${ctx.runId}, 0, item_id, ${first.id}, 'queued' FROM loaded
         ON CONFLICT DO NOTHING`);
     }
     if (bad.length) {

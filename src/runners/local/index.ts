@@ -137,18 +137,29 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
     if (def.kind === "commit") await ensureTarget(ctx.db, def);
   }
   await enqueueStage(ctx, head);
+  const sole = ctx.db.kind === "pglite";
+  const headCounts = await stageCounts(ctx, head);
+  if (headCounts.open === 0) {
+    // Nothing to claim at the first stage (a rerun whose upstream stages were
+    // taken over from its base run, or a run resumed past it): the segment
+    // starts at the next stage, once nobody still carries chunks from here.
+    events?.stageStarted?.(head, headCounts);
+    events?.progress?.(head, headCounts.total, headCounts.total);
+    if (!sole) await segmentBarrier(ctx, head).drained();
+    events?.stageFinished?.(head, headCounts);
+    return runSegment(ctx, segment.slice(1), events);
+  }
   // Progress per stage: a later stage's total is what has reached it so far.
   const progress = await Promise.all(
-    segment.map(async (stage) => {
-      const counts = await stageCounts(ctx, stage);
+    segment.map(async (stage, i) => {
+      const counts = i === 0 ? headCounts : await stageCounts(ctx, stage);
       events?.stageStarted?.(stage, counts);
       const p = { done: counts.total - counts.open, total: counts.total };
       events?.progress?.(stage, p.done, p.total);
       return p;
     }),
   );
-  const open = (await stageCounts(ctx, head)).open;
-  const sole = ctx.db.kind === "pglite";
+  const open = headCounts.open;
   const loops = sole ? 2 : 4;
   const chunk = Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(open / (loops * 2))));
   const hooks: ChunkHooks[] = segment.map((stage, i) => {
