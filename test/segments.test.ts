@@ -3,9 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { definePipeline, defineStage } from "../src/core/define.ts";
 import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
 import { loadInputs } from "../src/engine/inputs.ts";
 import { planStages } from "../src/engine/plan.ts";
+import { heartbeat } from "../src/engine/queue.ts";
 import { segmentBarrier, segmentsOf } from "../src/engine/segment.ts";
 import type { CompletionRequest, Provider } from "../src/providers/types.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
@@ -66,6 +68,31 @@ for (const driver of testDrivers()) {
       await run.close();
     });
 
+    it("carries an output to the next stage exactly as the store would give it back", async () => {
+      // m1's output has a Date, an undefined member and keys out of jsonb's order; m2 reports what it saw.
+      const seen = definePipeline({
+        id: "carry-form",
+        source: { key: "id", schema: { type: "object", required: ["id"], properties: { id: { type: "string" } } } },
+        stages: [
+          defineStage({ id: "m1", kind: "map", codeVersion: "1", run: () => ({ zeta: "z", at: new Date(0), gone: undefined, a: { y: 2, x: 1 } }) }),
+          defineStage({
+            id: "m2",
+            kind: "map",
+            codeVersion: "1",
+            run: ({ outputs }) => ({ json: JSON.stringify(outputs.m1), date: outputs.m1.at instanceof Date, frozen: Object.isFrozen(outputs.m1) }),
+          }),
+        ],
+      });
+      const run = await runPipelineForTest(seen, { items: [{ id: "a" }, { id: "b" }], db: t.db });
+      const carried = await run.outputs("m2");
+      const ctx: RunContext = { ...contextFor(t, run.summary.runId), pipeline: seen, plan: planStages(seen) };
+      const reread = await loadInputs(ctx, ctx.plan[1]!, ["a"]);
+      const fromStore = (seen.stages[1] as { run: (i: unknown) => unknown }).run(reread.get("a")!.input);
+      expect(carried.a).toEqual(fromStore);
+      expect(carried.a).toEqual({ json: '{"a":{"x":1,"y":2},"at":"1970-01-01T00:00:00.000Z","zeta":"z"}', date: false, frozen: true });
+      await run.close();
+    });
+
     it("resumes a chunk cut short between stages: nothing lost, nothing paid twice, same rows", async () => {
       const reference = await runPipelineForTest(mini, { items, db: t.db, options: { chunkSize: 16 } });
       const expected = await reference.target("mini_out");
@@ -121,10 +148,16 @@ describe.skipIf(Boolean(postgresDriver.skip))(`segment barrier on postgres${post
   afterAll(async () => {
     await t?.drop();
   });
+  const head = () => planStages(mini)[0]!;
+  const worker = async (runId: string, workerId: string, leaseMs = DEFAULT_OPTIONS.leaseMs) => {
+    const ctx: RunContext = { ...contextFor(t, runId), workerId, options: { ...DEFAULT_OPTIONS, leaseMs } };
+    await heartbeat(t.db, workerId, runId);
+    return segmentBarrier(ctx, head());
+  };
 
   it("holds the later stages back until every worker has left the segment's chunks", async () => {
-    const a = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "a" }, planStages(mini)[0]!);
-    const b = segmentBarrier({ ...contextFor(t, "barrier-run"), workerId: "b" }, planStages(mini)[0]!);
+    const a = await worker("barrier-run", "a");
+    const b = await worker("barrier-run", "b");
     let release = () => {};
     const inside = new Promise<void>((resolve) => (release = resolve));
     let entered = () => {};
@@ -139,10 +172,36 @@ describe.skipIf(Boolean(postgresDriver.skip))(`segment barrier on postgres${post
     // A second worker in the segment at the same time is not held back.
     await b.within(async () => events.push("b inside"));
     const waiting = b.drained().then(() => events.push("b drained"));
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 500));
     expect(events).toEqual(["b inside"]);
     release();
     await Promise.all([working, waiting]);
     expect(events).toEqual(["b inside", "a left", "b drained"]);
+  });
+
+  it("does not wait for a worker whose heartbeat is older than the lease (dead, or stopped)", async () => {
+    await worker("barrier-dead", "stopped");
+    const [marked] = await t.db.rows<{ id: string }>(sql`
+      UPDATE workers SET segment = ${head().index}, heartbeat_at = now() - interval '1 hour' WHERE id = 'stopped' RETURNING id`);
+    expect(marked?.id).toBe("stopped");
+    const other = await worker("barrier-dead", "other");
+    await Promise.race([other.drained(), new Promise((_, reject) => setTimeout(() => reject(new Error("drained() waited for a dead worker")), 3_000))]);
+  });
+
+  it("stops a worker that finds a lease gone by since its last heartbeat, and says why", async () => {
+    const stalled = await worker("barrier-stall", "stalled", 300);
+    let seen: AbortSignal | undefined;
+    const carrying = stalled.within(async (signal) => {
+      seen = signal;
+      // The event loop stalls for longer than the lease (as a stopped process would).
+      const until = Date.now() + 700;
+      while (Date.now() < until);
+      for (let i = 0; i < 30 && !signal.aborted; i++) await new Promise((r) => setTimeout(r, 50));
+      if (signal.aborted) throw signal.reason;
+    });
+    await expect(carrying).rejects.toThrow(/stopped carrying chunks: no heartbeat for .* longer than the lease .*sluice resume barrier-stall/);
+    expect(seen?.aborted).toBe(true);
+    const [row] = await t.db.rows<{ segment: number | null }>(sql`SELECT segment FROM workers WHERE id = 'stalled'`);
+    expect(row!.segment).toBeNull();
   });
 });

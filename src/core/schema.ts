@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { byDefinition } from "./definition-cache.ts";
 import { hashValue } from "./hash.ts";
 import type { JsonSchema } from "./types.ts";
 
@@ -6,16 +7,18 @@ export type SchemaCheck<T = unknown> = { ok: true; value: T } | { ok: false; err
 export type Checker<T = unknown> = (value: unknown) => SchemaCheck<T>;
 
 const cache = new Map<string, Checker>();
-/** The same schema object is checked against for every item: found without hashing it again. */
-const bySchemaObject = new WeakMap<object, Checker>();
+/** The same schema object is checked against for every item: found without hashing it again (see definition-cache.ts). */
+const bySchemaObject = new WeakMap<object, { generation: number; value: Checker }>();
 
 /**
  * A runtime checker for a JSON Schema (the schemas in `schemas/` are the single
  * source; zod builds the check from them). Cached by schema content.
  */
 export function compileSchema<T = unknown>(schema: JsonSchema): Checker<T> {
-  const known = bySchemaObject.get(schema as object);
-  if (known) return known as Checker<T>;
+  return byDefinition(bySchemaObject, schema as object, () => compileByContent(schema)) as Checker<T>;
+}
+
+function compileByContent(schema: JsonSchema): Checker {
   const key = hashValue(schema);
   let check = cache.get(key);
   if (!check) {
@@ -30,6 +33,5 @@ export function compileSchema<T = unknown>(schema: JsonSchema): Checker<T> {
     };
     cache.set(key, check);
   }
-  bySchemaObject.set(schema as object, check);
-  return check as Checker<T>;
+  return check;
 }

@@ -53,12 +53,14 @@ export async function executeLoaded(
   inputs: Map<string, LoadedInput>,
   hooks: ChunkHooks,
   { insert = false, carry = false, stored }: { insert?: boolean; carry?: boolean; stored?: StoredOutputs } = {},
-): Promise<{ results: ItemResult[]; dropped: Set<string> }> {
+): Promise<{ results: ItemResult[]; dropped: Set<string>; replaced: Set<string> }> {
   const def = ctx.pipeline.stages[stage.index]!;
   const dropped = new Set<string>();
+  const replaced = new Set<string>();
   const write: Flush = async (results) => {
     const written = await persistResults(ctx, stage, results, { insert });
     for (const id of written.dropped) dropped.add(id);
+    for (const id of written.replaced) replaced.add(id);
     hooks.onPersisted?.(results);
   };
   const done: ItemResult[] = [];
@@ -95,11 +97,11 @@ export async function executeLoaded(
   if (!isLlmStage(def)) {
     for (const p of toCompute) done.push(await computeLocal(def, p.loaded));
     await write(done);
-    return { results: done, dropped };
+    return { results: done, dropped, replaced };
   }
 
   const results = await executeLlm(ctx, stage, def, toCompute, done, hooks, write);
-  return { results, dropped };
+  return { results, dropped, replaced };
 }
 
 /** Writes a group of results (and reports them as persisted). */

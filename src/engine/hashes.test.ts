@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { definePipeline, defineStage } from "../core/define.ts";
 import { hashValue } from "../core/hash.ts";
+import { compileSchema } from "../core/schema.ts";
+import { planStages } from "./plan.ts";
 import type { CompletionRequest } from "../providers/types.ts";
 import { inputHashOf } from "./inputs.ts";
 import { requestHash } from "./llm-call.ts";
@@ -56,5 +59,21 @@ describe("hashes built directly", () => {
     }
     // The value stored by earlier versions for this input (see core/hash.test.ts).
     expect(inputHashOf("T-1", "abc", { classify: "f00" }, "openai@simulator")).toBe("06ba42acc67e2ebc17e7df4b6a59e7ca");
+  });
+
+  it("follows a definition edited in place between runs of one process", () => {
+    const params = { temperature: 0 } as never as CompletionRequest["params"];
+    const labels = { name: "Label", schema: { type: "object", properties: { category: { enum: ["a"] } }, required: ["category"] } };
+    const request: CompletionRequest = { customId: "0-a", model: "m", messages: [{ role: "user", content: "x" }], schema: labels, params };
+    const before = requestHash("e", request);
+    expect(compileSchema(labels.schema)({ category: "b" }).ok).toBe(false);
+    // A long-lived process changes the stage between two runs; the next run plans its stages again.
+    (params as { temperature: number }).temperature = 1;
+    (labels.schema.properties.category as { enum: string[] }).enum = ["a", "b"];
+    planStages(definePipeline({ id: "edited", source: { key: "id" }, stages: [defineStage({ id: "m", kind: "map", codeVersion: "1", run: () => ({}) })] }));
+    const { customId: _, ...rest } = request;
+    expect(requestHash("e", request)).toBe(hashValue({ provider: "e", ...rest }, 32));
+    expect(requestHash("e", request)).not.toBe(before);
+    expect(compileSchema(labels.schema)({ category: "b" }).ok).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import { sha256, stableStringify } from "../core/hash.ts";
+import { deepFreeze } from "../core/json.ts";
 import { isLlmStage, type StageInput } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 
@@ -46,7 +47,7 @@ export function anyInt(values: readonly number[]): SQL {
   return sql`ANY(${`{${values.join(",")}}`}::int[])`;
 }
 
-/** An item as a chunk carries it from stage to stage: its row, and the outputs (and their hashes) of the stages it went through, by stage id. */
+/** An item as a chunk carries it from stage to stage: its row, and the outputs (and their hashes) of the stages it went through, by stage id. All frozen, in the form the store gives back. */
 export interface ChunkItem {
   item: unknown;
   contentHash: string;
@@ -75,11 +76,11 @@ export async function loadChunkItems(ctx: RunContext, reads: readonly number[], 
           SELECT output, output_hash FROM stage_outputs WHERE id = w.output_id OFFSET 0) o`)
     : [];
   const result = new Map<string, ChunkItem>();
-  for (const row of items) result.set(row.item_id, { item: row.data, contentHash: row.content_hash, outputs: {}, hashes: {} });
+  for (const row of items) result.set(row.item_id, { item: deepFreeze(row.data), contentHash: row.content_hash, outputs: {}, hashes: {} });
   for (const row of upstream) {
     const entry = result.get(row.item_id);
     if (!entry) continue;
-    entry.outputs[row.stage_id] = row.output;
+    entry.outputs[row.stage_id] = deepFreeze(row.output);
     entry.hashes[row.stage_id] = row.output_hash;
   }
   return result;
@@ -103,8 +104,11 @@ export function stageInput(ctx: RunContext, stage: StagePlan, itemId: string, ch
   // For an LLM stage, which endpoint answers is part of its input: a simulated
   // answer must never be reused once a real key is set.
   const endpoint = isLlmStage(def) ? endpointOf(ctx, def.provider ?? ctx.providers.defaultProvider) : undefined;
+  // Read-only, whether the values were read from the store or carried by a
+  // chunk from the stage before: a stage that changed its input would
+  // otherwise change what the stages after it see, in one case and not the other.
   return {
-    input: { itemId, item: chunkItem.item as never, outputs },
+    input: Object.freeze({ itemId, item: chunkItem.item as never, outputs: Object.freeze(outputs) }),
     inputHash: inputHashOf(itemId, chunkItem.contentHash, hashes, endpoint),
   };
 }

@@ -1,5 +1,6 @@
 import { DeterministicError, QualityError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
 import { hashValue, sha256, stableStringify } from "../core/hash.ts";
+import { byDefinition } from "../core/definition-cache.ts";
 import { compileSchema } from "../core/schema.ts";
 import { renderTemplate } from "../core/template.ts";
 import type { LlmStage, StageInput } from "../core/types.ts";
@@ -52,7 +53,7 @@ export function requestHash(endpoint: string, request: CompletionRequest): strin
   if (!usual) return hashValue({ provider: endpoint, ...rest }, 32);
   // The same text hashValue hashes (keys in sorted order), built without
   // copying the stage's schema and params for every request: their text is
-  // kept per object (a stage's definition does not change while it runs).
+  // kept per object (see core/definition-cache.ts).
   const members = [`"messages":${stableStringify(request.messages)}`, `"model":${JSON.stringify(request.model)}`];
   if (request.params !== undefined) members.push(`"params":${stableText(request.params)}`);
   members.push(`"provider":${JSON.stringify(endpoint)}`);
@@ -62,12 +63,10 @@ export function requestHash(endpoint: string, request: CompletionRequest): strin
 }
 
 const REQUEST_KEYS = new Set(["model", "system", "messages", "schema", "params"]);
-const stableTexts = new WeakMap<object, string>();
+const stableTexts = new WeakMap<object, { generation: number; value: string }>();
 
 function stableText(value: object): string {
-  let text = stableTexts.get(value);
-  if (text === undefined) stableTexts.set(value, (text = stableStringify(value)));
-  return text;
+  return byDefinition(stableTexts, value, () => stableStringify(value));
 }
 
 /** Parse and check a completion against the stage's schema and business rule. */

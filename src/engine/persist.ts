@@ -40,11 +40,11 @@ export interface ItemResult {
  * status. `claimed_by` stays on the finished row as the record of which
  * worker computed it.
  */
-export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[], { insert = false } = {}): Promise<{ committedChanged: number; dropped: string[] }> {
-  if (all.length === 0) return { committedChanged: 0, dropped: [] };
+export async function persistResults(ctx: RunContext, stage: StagePlan, all: ItemResult[], { insert = false } = {}): Promise<{ committedChanged: number; dropped: string[]; replaced: string[] }> {
+  if (all.length === 0) return { committedChanged: 0, dropped: [], replaced: [] };
   // A locked claim (rows locked by the caller's transaction) or a sole worker needs no check.
   const mode = insert ? "insert" : ctx.lockedClaim || ctx.soleWorker ? "unguarded" : "guarded";
-  const { committedChanged, dropped } = await writeResults(ctx, stage, all, mode);
+  const { committedChanged, dropped, replaced } = await writeResults(ctx, stage, all, mode);
   if (dropped.length) {
     ctx.logger.warn(
       insert
@@ -52,7 +52,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
         : `stage ${stage.id}: ${dropped.length} result(s) dropped: their claim was taken over by another worker`,
     );
   }
-  return { committedChanged, dropped };
+  return { committedChanged, dropped, replaced };
 }
 
 /**
@@ -64,10 +64,15 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
  * - `insert`: the rows do not exist yet (a later stage of a segment, see
  *   segment.ts): they are inserted with their results, and an item that
  *   already has a row at this stage is left alone, results and all.
+ *
+ * `dropped`: items whose work row this write did not record (a lost claim, a
+ * row that already existed). `replaced`: items whose new output met one
+ * already stored under the same key with a different value (another run got
+ * there first): their work row points at that one.
  */
 type WriteMode = "guarded" | "unguarded" | "insert";
 
-async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], mode: WriteMode): Promise<{ committedChanged: number; dropped: string[] }> {
+async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResult[], mode: WriteMode): Promise<{ committedChanged: number; dropped: string[]; replaced: string[] }> {
   const stageDef = ctx.pipeline.stages[stage.index]!;
   const ids = results.map((r) => r.itemId);
   const owned =
@@ -110,7 +115,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
   const cache = results.filter((r) => r.cache).map((r) => ({ ...r.cache!, item_id: r.itemId }));
   const target = stageDef.kind === "commit" ? results.filter((r) => r.targetRow && r.status === "committed").map((r) => r.targetRow!) : [];
 
-  const [row] = await ctx.db.rows<{ changed: number; dropped: string[] | null }>(sql`
+  const [row] = await ctx.db.rows<{ changed: number; dropped: string[] | null; replaced: string[] | null }>(sql`
     WITH owned AS MATERIALIZED (${owned}),
     x AS MATERIALIZED (
       SELECT r.* FROM jsonb_to_recordset(${rows}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text, o_status text, o_value jsonb, o_hash text, o_cost float8)
@@ -123,7 +128,7 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
       SELECT ${ctx.pipeline.id}, ${stage.id}, ${stage.version}, x.item_id, x.input_hash, x.o_status, x.o_value, x.o_hash, x.o_cost, ${ctx.runId}
       FROM x WHERE x.o_status IS NOT NULL
       ON CONFLICT (pipeline, stage_id, stage_version, item_id, input_hash) DO UPDATE SET pipeline = s.pipeline
-      RETURNING s.id, s.item_id
+      RETURNING s.id, s.item_id, s.output_hash
     ),
     att AS (
       INSERT INTO attempts (run_id, stage_id, item_id, attempt, provider, model, mode, request_hash, input_tokens, output_tokens, cached_tokens, cost_usd, list_cost_usd, latency_ms, error_class, error_message)
@@ -152,7 +157,8 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
               THEN now() + make_interval(secs => least(${ctx.options.backoffMaxMs / 1000}, ${ctx.options.backoffBaseMs / 1000} * power(2, coalesce(y.attempts, 0) - 1)))
             END
           FROM y
-          ON CONFLICT DO NOTHING`
+          ON CONFLICT DO NOTHING
+          RETURNING item_id`
         : sql`UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = coalesce(y.reused, false),
         claimed_by = ${ctx.workerId},
         attempts = w.attempts + coalesce(y.attempts, 0), error_class = y.error_class, error_message = y.error_message,
@@ -162,11 +168,13 @@ async function writeResults(ctx: RunContext, stage: StagePlan, results: ItemResu
           END,
         updated_at = now()
       FROM y
-      WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id`
+      WHERE w.run_id = ${ctx.runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id
+      RETURNING w.item_id`
     })
     SELECT (SELECT count(*) FROM changed WHERE key IS NOT NULL)::int AS changed,
-      (SELECT array_agg(i.item_id) FROM ${idRows(ids)} WHERE i.item_id NOT IN (SELECT item_id FROM owned)) AS dropped`);
-  return { committedChanged: row!.changed, dropped: row!.dropped ?? [] };
+      (SELECT array_agg(i.item_id) FROM ${idRows(ids)} WHERE i.item_id NOT IN (SELECT item_id FROM upd)) AS dropped,
+      (SELECT array_agg(outs.item_id) FROM outs JOIN x ON x.item_id = outs.item_id WHERE outs.output_hash IS DISTINCT FROM x.o_hash) AS replaced`);
+  return { committedChanged: row!.changed, dropped: row!.dropped ?? [], replaced: row!.replaced ?? [] };
 }
 
 /**

@@ -1,9 +1,11 @@
+import { definitionsRead } from "../core/definition-cache.ts";
 import { readsOf, stageVersion, versionParts } from "../core/define.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { StagePlan } from "./context.ts";
 
 /** The stage plan of a pipeline as defined now: ids, versions and what each stage reads. */
 export function planStages(pipeline: PipelineDef): StagePlan[] {
+  definitionsRead();
   const ids = pipeline.stages.map((s) => s.id);
   return pipeline.stages.map((stage, index) => ({
     index,

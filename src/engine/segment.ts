@@ -1,4 +1,7 @@
 import { sql } from "drizzle-orm";
+import { SluiceError, errorMessage } from "../core/errors.ts";
+import { deepFreeze, storedForm } from "../core/json.ts";
+import { sleep } from "./retry.ts";
 import { advances } from "../core/status.ts";
 import { isLlmStage } from "../core/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -49,29 +52,60 @@ export function usesBatchApi(ctx: RunContext, stage: StagePlan): boolean {
 
 /**
  * The barrier between a segment's chunks and the stage-by-stage pass after
- * them, across processes sharing a run on Postgres: a worker executes chunks
- * while holding a shared advisory lock for the segment (in a transaction of
- * its own, so the lock goes with the connection if the process dies), and
- * takes it exclusively, for a moment, before the later stages queue what is
- * left. That waits for every other worker still executing chunks.
+ * them, across processes sharing a run on Postgres. A worker carrying chunks
+ * says so on its row in `workers` (`segment`, kept alive by its heartbeat);
+ * the later stages queue what is left only once no other live worker does.
+ * A worker that died, or stopped (SIGSTOP, a paused VM), stops counting after
+ * a lease without a heartbeat, as its claims do; one that wakes up to find a
+ * lease gone by since its last heartbeat stops carrying chunks, since the
+ * others may have taken its items over: `within` aborts the signal it gave `fn`.
  */
 export function segmentBarrier(ctx: RunContext, head: StagePlan) {
-  const key = sql`hashtext(${`sluice:segment:${ctx.runId}:${head.index}`})`;
+  const leaseMs = ctx.options.leaseMs;
+  const beat = async () => {
+    const rows = await ctx.db.rows(sql`UPDATE workers SET segment = ${head.index}, heartbeat_at = now() WHERE id = ${ctx.workerId} RETURNING id`);
+    if (rows.length === 0) throw new SluiceError(`worker ${ctx.workerId} has no row in workers (it was retired, or never registered)`);
+  };
   return {
-    /** Run `fn` (which executes the segment's chunks) inside the barrier. */
-    async within<T>(fn: () => Promise<T>): Promise<T> {
-      return ctx.db.transaction(async (tx) => {
-        // The transaction only holds the lock: it must not be ended for idling.
-        await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = 0`);
-        await tx.rows(sql`SELECT pg_advisory_xact_lock_shared(${key})`);
-        return fn();
-      });
+    /** Run `fn` (which executes the segment's chunks) inside the barrier; it stops when `signal` aborts. */
+    async within<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+      const lost = new AbortController();
+      const lose = (why: string) => {
+        if (!lost.signal.aborted) lost.abort(new SluiceError(`stopped carrying chunks: ${why}, so other processes may have taken this one's items over; \`sluice resume ${ctx.runId}\` continues the run`));
+      };
+      await beat();
+      let lastBeat = Date.now();
+      let beating = false;
+      const timer = setInterval(() => {
+        if (lost.signal.aborted || beating) return;
+        const gap = Date.now() - lastBeat;
+        if (gap > leaseMs) return lose(`no heartbeat for ${(gap / 1000).toFixed(1)} s, longer than the lease (${leaseMs / 1000} s)`);
+        beating = true;
+        beat().then(
+          () => {
+            lastBeat = Date.now();
+            beating = false;
+          },
+          (err) => lose(`its heartbeat failed (${errorMessage(err)})`),
+        );
+      }, Math.max(100, leaseMs / 3));
+      try {
+        return await fn(ctx.signal ? AbortSignal.any([lost.signal, ctx.signal]) : lost.signal);
+      } finally {
+        clearInterval(timer);
+        await ctx.db.rows(sql`UPDATE workers SET segment = NULL WHERE id = ${ctx.workerId} AND segment = ${head.index}`).catch(() => {});
+      }
     },
-    /** Wait until no worker is inside the barrier. */
+    /** Wait until no other live worker is carrying this segment's chunks. */
     async drained(): Promise<void> {
-      await ctx.db.transaction(async (tx) => {
-        await tx.rows(sql`SELECT pg_advisory_xact_lock(${key})`);
-      });
+      for (;;) {
+        const [row] = await ctx.db.rows<{ n: number }>(sql`
+          SELECT count(*)::int AS n FROM workers
+          WHERE run_id = ${ctx.runId} AND segment = ${head.index} AND id <> ${ctx.workerId}
+            AND heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})`);
+        if (row!.n === 0) return;
+        await sleep(200, ctx.signal);
+      }
     },
   };
 }
@@ -110,7 +144,7 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
     const stage = segment[chunk.at]!;
     const last = chunk.at === segment.length - 1;
     const inputs = await inputsFor(ctx, stage, chunk);
-    const { results, dropped } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last, stored: chunk.stored.get(stage.id) });
+    const { results, dropped, replaced } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last, stored: chunk.stored.get(stage.id) });
     const next: string[] = [];
     for (const result of results) {
       const held = chunk.items.get(result.itemId);
@@ -120,9 +154,11 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
         chunk.items.delete(result.itemId);
         continue;
       }
-      const carried = result.output?.hash !== undefined ? { value: result.output.value, hash: result.output.hash } : result.existing;
+      // The output recorded may be one another run stored first: then it is read back.
+      const carried = replaced.has(result.itemId) ? undefined : result.output?.hash !== undefined ? { value: result.output.value, hash: result.output.hash } : result.existing;
       if (carried) {
-        held.outputs[stage.id] = carried.value;
+        // What a read from the store would give the next stage: jsonb's form, frozen.
+        held.outputs[stage.id] = deepFreeze(storedForm(carried.value));
         held.hashes[stage.id] = carried.hash;
       } else {
         chunk.unheld.add(result.itemId);

@@ -179,30 +179,32 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
   const modelAt = firstModelStage(ctx, segment);
   const held = new Set<string>();
   const pick = serialPicker(ctx, head, chunk, held);
-  const claimAndExecute = async (): Promise<number> => {
+  // `run`: the context chunks are executed in; on Postgres, its signal also
+  // aborts when this process loses its place in the segment's barrier.
+  const claimAndExecute = async (run: RunContext): Promise<number> => {
     if (!sole && modelAt > 0) {
       // Postgres, a first stage without model calls: the chunk is claimed by
       // row locks, and the stages up to the first model call are computed and
       // written in that transaction, which ends before any call is made.
       let carried: SegmentChunk | undefined;
-      const n = await ctx.db.transaction(async (tx) => {
+      const n = await run.db.transaction(async (tx) => {
         await tx.rows(sql`SET LOCAL idle_in_transaction_session_timeout = '5min'`);
-        const c: RunContext = { ...ctx, db: tx, lockedClaim: true };
+        const c: RunContext = { ...run, db: tx, lockedClaim: true };
         const ids = await lockChunk(c, head, chunk);
         if (ids.length === 0) return 0;
         carried = await loadSegmentChunk(c, segment, ids);
         await advanceSegmentChunk(c, segment, carried, hooks, modelAt);
         return ids.length;
       });
-      if (carried) await advanceSegmentChunk(ctx, segment, carried, hooks);
+      if (carried) await advanceSegmentChunk(run, segment, carried, hooks);
       return n;
     }
     if (!sole) {
-      const ids = await claimChunk(ctx, head, chunk);
-      if (ids.length) await advanceSegmentChunk(ctx, segment, await loadSegmentChunk(ctx, segment, ids), hooks);
+      const ids = await claimChunk(run, head, chunk);
+      if (ids.length) await advanceSegmentChunk(run, segment, await loadSegmentChunk(run, segment, ids), hooks);
       return ids.length;
     }
-    const c: RunContext = { ...ctx, soleWorker: true };
+    const c: RunContext = { ...run, soleWorker: true };
     const ids = await pick(c);
     try {
       if (ids.length) await advanceSegmentChunk(c, segment, await loadSegmentChunk(c, segment, ids), hooks);
@@ -212,17 +214,17 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
     return ids.length;
   };
   const resume = () => (isLlmStage(ctx.pipeline.stages[head.index]!) ? resumeBatches(ctx, head, (name) => ctx.providers.get(name), hooks[0]!.onPersisted) : Promise.resolve(0));
-  const chunks = async () => {
+  const chunks = async (run: RunContext) => {
     await resume();
-    await claimLoops(ctx, head, loops, claimAndExecute, resume);
+    await claimLoops(run, head, loops, () => claimAndExecute(run), resume);
   };
   if (sole) {
-    await chunks();
+    await chunks(ctx);
   } else {
     // Other processes sharing the run may still be carrying chunks through
     // the later stages: they are waited for before those stages queue anything.
     const barrier = segmentBarrier(ctx, head);
-    await barrier.within(chunks);
+    await barrier.within((signal) => chunks({ ...ctx, signal }));
     await barrier.drained();
   }
   const end = await stageCounts(ctx, head);
