@@ -2,7 +2,7 @@
  * Benchmark 3: what sluice costs on top of the provider calls. The demo
  * pipeline through sluice (store, queue, reuse checks, persistence) against a
  * bare loop making the same SDK calls to the same simulator with the same
- * concurrency and no persistence, in the same run.
+ * concurrency (calls in flight per stage) and no persistence, in the same run.
  */
 import OpenAI from "openai";
 import pLimit from "p-limit";
@@ -25,7 +25,9 @@ const pipeline: PipelineDef = { ...demo, stages: demo.stages.map((s: StageDef) =
 
 async function bareLoop(baseURL: string) {
   const client = new OpenAI({ apiKey: "bare", baseURL, maxRetries: 0 });
-  const limit = pLimit(CONCURRENCY);
+  // The same limit as sluice's: CONCURRENCY calls in flight per stage, every
+  // item moving on to the next stage as soon as it is through one.
+  const limits = new Map(pipeline.stages.map((s) => [s.id, pLimit(CONCURRENCY)]));
   const started = performance.now();
   let rows = 0;
   const work: Promise<void>[] = [];
@@ -33,20 +35,20 @@ async function bareLoop(baseURL: string) {
     rows++;
     if (record.kind !== "item") continue;
     work.push(
-      limit(async () => {
+      (async () => {
         const input: StageInput = { itemId: record.itemId, item: record.item as never, outputs: {} };
         for (const stage of pipeline.stages) {
           if (stage.when && !stage.when(input)) return;
           let out: unknown;
           if (isLlmStage(stage)) {
             const req = buildRequest(stage, input, record.itemId);
-            const res = await client.chat.completions.create({
+            const res = await limits.get(stage.id)!(() => client.chat.completions.create({
               model: req.model,
               messages: [...(req.system ? [{ role: "system" as const, content: req.system }] : []), ...req.messages],
               max_tokens: req.params.maxTokens,
               temperature: req.params.temperature,
               response_format: { type: "json_schema", json_schema: { name: req.schema.name, schema: req.schema.schema, strict: true } },
-            });
+            }));
             const text = res.choices[0]?.message.content ?? "";
             const checked = checkCompletion(stage, input, { text, finishReason: "stop", usage: { inputTokens: 0, outputTokens: 0 }, model: req.model });
             if (!checked.ok) return;
@@ -57,7 +59,7 @@ async function bareLoop(baseURL: string) {
           if (stage.kind === "filter" && (out as { keep: boolean }).keep === false) return;
           if (stage.kind === "validate" && (out as { status: string }).status !== "valid") return;
         }
-      }),
+      })(),
     );
   }
   await Promise.all(work);
@@ -77,7 +79,7 @@ async function sluiceRun(baseURL: string) {
 }
 
 export async function benchOverhead(): Promise<void> {
-  console.log(`\n## 3. overhead: demo pipeline, realtime calls to the simulator (${LATENCY_MS} ms latency), concurrency ${CONCURRENCY}\n`);
+  console.log(`\n## 3. overhead: demo pipeline, realtime calls to the simulator (${LATENCY_MS} ms latency), ${CONCURRENCY} calls in flight per stage\n`);
   const sim = await startSimulator({ port: 0, config: { latency: { meanMs: LATENCY_MS, jitterMs: 20 } } });
   try {
     const bare = await bareLoop(sim.openaiBaseURL);
