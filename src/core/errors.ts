@@ -22,6 +22,15 @@ export class SluiceError extends Error {
   }
 }
 
+/**
+ * This worker stopped taking part in a run it shares with others (it went a
+ * lease without a heartbeat, so they may have taken its items over). The run
+ * itself is fine and goes on without it.
+ */
+export class WorkerStoppedError extends SluiceError {
+  override name = "WorkerStoppedError";
+}
+
 /** Worth retrying after a pause: 429, 5xx, 529, timeouts, resets. */
 export class TransientError extends SluiceError {
   override name = "TransientError";

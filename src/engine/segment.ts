@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { SluiceError, errorMessage } from "../core/errors.ts";
+import { SluiceError, WorkerStoppedError, errorMessage } from "../core/errors.ts";
 import { deepFreeze, storedForm } from "../core/json.ts";
 import { sleep } from "./retry.ts";
 import { advances } from "../core/status.ts";
@@ -71,7 +71,7 @@ export function segmentBarrier(ctx: RunContext, head: StagePlan) {
     async within<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
       const lost = new AbortController();
       const lose = (why: string) => {
-        if (!lost.signal.aborted) lost.abort(new SluiceError(`stopped carrying chunks: ${why}, so other processes may have taken this one's items over; \`sluice resume ${ctx.runId}\` continues the run`));
+        if (!lost.signal.aborted) lost.abort(new WorkerStoppedError(`stopped carrying chunks: ${why}, so other processes may have taken this one's items over; \`sluice resume ${ctx.runId}\` continues the run`));
       };
       await beat();
       let lastBeat = Date.now();

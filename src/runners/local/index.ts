@@ -17,7 +17,7 @@ import { sourceFormat } from "../../sources/index.ts";
 import { statSync } from "node:fs";
 import { summarizeRun, type RunSummary } from "../../engine/summary.ts";
 import { sleep } from "../../engine/retry.ts";
-import { SluiceError } from "../../core/errors.ts";
+import { SluiceError, WorkerStoppedError } from "../../core/errors.ts";
 export { newWorkerId } from "../../engine/index.ts";
 import type { Database } from "../../store/database.ts";
 
@@ -115,7 +115,8 @@ async function drive(opts: LocalRunOptions, run: RunRow): Promise<RunSummary> {
   } catch (err) {
     // Interrupted runs stay `running` (resume continues them); anything else
     // that stopped the whole run is recorded, so `sluice status` says why.
-    if (!ctx.signal?.aborted) await failRun(ctx.db, ctx.runId, err instanceof Error ? err.message : String(err)).catch(() => {});
+    // A worker that stopped taking part leaves a shared run to the others.
+    if (!ctx.signal?.aborted && !(err instanceof WorkerStoppedError)) await failRun(ctx.db, ctx.runId, err instanceof Error ? err.message : String(err)).catch(() => {});
     throw err;
   } finally {
     clearInterval(beat);
