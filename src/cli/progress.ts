@@ -63,7 +63,8 @@ export function progressReporter(options: { tty: boolean; quiet?: boolean; inter
     stageStarted(stage, counts) {
       starts.set(stage.index, { at: Date.now(), done: counts.total - counts.open });
       last.set(stage.index, Date.now());
-      write(`stage ${stage.id}: ${counts.total - counts.open}/${counts.total} done at start`);
+      // A later stage of a segment has no items yet: they reach it chunk by chunk.
+      write(counts.total === 0 ? `stage ${stage.id}: takes items as earlier stages pass them on` : `stage ${stage.id}: ${counts.total - counts.open}/${counts.total} done at start`);
     },
     progress(stage, done, total) {
       const now = Date.now();
