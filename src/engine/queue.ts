@@ -18,34 +18,40 @@ import { anyText } from "./inputs.ts";
  * yet. Returns how many were queued.
  */
 export async function enqueueStage(ctx: RunContext, stage: StagePlan, { analyzeIfNone = true } = {}): Promise<number> {
-  if (stage.index === 0) {
+  // Where the rows are already all there (the first stage, queued as items were
+  // loaded; a later stage whose rows chunks wrote), two counts say so for less
+  // than the insert would cost to find nothing to insert. Rows at a stage only
+  // ever exist for items that reached it, so equal counts mean none is missing.
+  const reached = stage.index === 0
+    ? sql`SELECT count(*) FROM run_items WHERE run_id = ${ctx.runId}`
+    : sql`SELECT count(*) FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1} AND status = ${anyText(ADVANCING)}`;
+  const [counts] = await ctx.db.rows<{ reached: number; queued: number }>(sql`
+    SELECT (${reached})::int AS reached,
+      (SELECT count(*) FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index})::int AS queued`);
+  let inserted = 0;
+  if (counts!.reached !== counts!.queued) {
+    const source =
+      stage.index === 0
+        ? sql`SELECT run_id, item_id FROM run_items WHERE run_id = ${ctx.runId}`
+        : sql`SELECT run_id, item_id FROM work
+            WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1} AND status = ${anyText(ADVANCING)}`;
     const [row] = await ctx.db.rows<{ n: number }>(sql`
       WITH q AS (
         INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-        SELECT run_id, 0, item_id, ${stage.id}, 'queued' FROM run_items WHERE run_id = ${ctx.runId}
+        SELECT s.run_id, ${stage.index}, s.item_id, ${stage.id}, 'queued' FROM (${source}) s
         ON CONFLICT DO NOTHING
         RETURNING 1)
       SELECT count(*)::int AS n FROM q`);
-    await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
-    await ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`);
-    return row!.n;
+    inserted = row!.n;
   }
-  const [row] = await ctx.db.rows<{ n: number }>(sql`
-    WITH q AS (
-      INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-      SELECT run_id, ${stage.index}, item_id, ${stage.id}, 'queued' FROM work
-      WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index - 1}
-        AND status = ${anyText(ADVANCING)}
-      ON CONFLICT DO NOTHING
-      RETURNING 1)
-    SELECT count(*)::int AS n FROM q`);
   // Fresh statistics keep the planner on the indexes as the queue grows. Only
   // the columns queries filter on: the rest (hashes, messages) steer no plan.
   // Without item_id's, a lookup of a few hundred ids is taken for most of the
   // table, and answered with a sequential scan per chunk. A later stage of a
   // segment whose chunks wrote every row (nothing queued) skips it.
-  if (row!.n > 0 || analyzeIfNone) await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
-  return row!.n;
+  if (inserted > 0 || analyzeIfNone) await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
+  if (stage.index === 0 && (inserted > 0 || analyzeIfNone)) await ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`);
+  return inserted;
 }
 
 /**
