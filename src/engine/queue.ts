@@ -49,12 +49,8 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan, { analyzeI
   // Without item_id's, a lookup of a few hundred ids is taken for most of the
   // table, and answered with a sequential scan per chunk. A later stage of a
   // segment whose chunks wrote every row (nothing queued) skips it.
-  if (inserted > 0 || analyzeIfNone) {
-    await Promise.all([
-      ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`),
-      stage.index === 0 ? ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`) : undefined,
-    ]);
-  }
+  if (inserted > 0 || analyzeIfNone) await ctx.db.rows(sql`ANALYZE work (run_id, stage_index, item_id, status, claimed_by)`);
+  if (stage.index === 0 && (inserted > 0 || analyzeIfNone)) await ctx.db.rows(sql`ANALYZE run_items (run_id, item_id)`);
   return inserted;
 }
 
