@@ -42,9 +42,11 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
  * stage before, in the same process). With `insert`, the stage's work rows do
  * not exist yet and are inserted with the results (a later stage of a
  * segment). `dropped` lists the items whose results were not written (a lost
- * claim, or a row another worker had already recorded). Reused results carry
- * their output's value and hash (`existing`), so the next stage's inputs can
- * be built without reading them back.
+ * claim, or a row another worker had already recorded). With `stored` (the
+ * stage's outputs already read, see `storedOutputs`), the reuse rule is
+ * checked against those, and reused results carry their output's value and
+ * hash (`existing`), so the next stage's inputs can be built without reading
+ * them back.
  */
 export async function executeLoaded(
   ctx: RunContext,
@@ -52,7 +54,7 @@ export async function executeLoaded(
   itemIds: string[],
   inputs: Map<string, LoadedInput>,
   hooks: ChunkHooks,
-  { insert = false, carry = false, stored }: { insert?: boolean; carry?: boolean; stored?: StoredOutputs } = {},
+  { insert = false, stored }: { insert?: boolean; stored?: StoredOutputs } = {},
 ): Promise<{ results: ItemResult[]; dropped: Set<string>; replaced: Set<string> }> {
   const def = ctx.pipeline.stages[stage.index]!;
   const dropped = new Set<string>();
@@ -78,7 +80,7 @@ export async function executeLoaded(
   }
 
   const keys = pending.map((p) => ({ itemId: p.itemId, inputHash: p.loaded.inputHash }));
-  const existing = stored ? matchOutputs(stored, keys) : await lookupOutputs(ctx, stage, keys, carry);
+  const existing = stored ? matchOutputs(stored, keys) : await lookupOutputs(ctx, stage, keys);
   const toCompute: typeof pending = [];
   for (const p of pending) {
     const hit = existing.get(p.itemId);
@@ -131,22 +133,22 @@ function matchOutputs(stored: StoredOutputs, keys: { itemId: string; inputHash: 
   return found;
 }
 
-async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[], withValues: boolean): Promise<Map<string, Existing>> {
+async function lookupOutputs(ctx: RunContext, stage: StagePlan, keys: { itemId: string; inputHash: string }[]): Promise<Map<string, Existing>> {
   const found = new Map<string, Existing>();
   if (keys.length === 0) return found;
   // One index probe per item on (stage version, item); the input hash is
   // matched here.
   const wanted = new Map(keys.map((k) => [k.itemId, k.inputHash]));
-  const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus; output?: unknown; output_hash?: string }>(sql`
+  const rows = await ctx.db.rows<{ id: number | string; item_id: string; input_hash: string; status: ItemStatus }>(sql`
     SELECT s.*
     FROM ${idRows([...wanted.keys()])}
     CROSS JOIN LATERAL (
-      SELECT id, item_id, input_hash, status${withValues ? sql`, output, output_hash` : sql``} FROM stage_outputs
+      SELECT id, item_id, input_hash, status FROM stage_outputs
       WHERE pipeline = ${ctx.pipeline.id} AND stage_id = ${stage.id} AND stage_version = ${stage.version}
         AND item_id = i.item_id OFFSET 0) s`);
   for (const row of rows) {
     if (wanted.get(row.item_id) !== row.input_hash) continue;
-    found.set(row.item_id, { id: Number(row.id), status: row.status, value: withValues ? { value: row.output ?? null, hash: row.output_hash! } : undefined });
+    found.set(row.item_id, { id: Number(row.id), status: row.status });
   }
   return found;
 }

@@ -144,7 +144,7 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
     const stage = segment[chunk.at]!;
     const last = chunk.at === segment.length - 1;
     const inputs = await inputsFor(ctx, stage, chunk);
-    const { results, dropped, replaced } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, carry: !last, stored: chunk.stored.get(stage.id) });
+    const { results, dropped, replaced } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, stored: chunk.stored.get(stage.id) });
     const next: string[] = [];
     for (const result of results) {
       const held = chunk.items.get(result.itemId);

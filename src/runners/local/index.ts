@@ -161,8 +161,7 @@ async function runSegment(ctx: RunContext, segment: StagePlan[], events?: RunEve
     }),
   );
   const open = headCounts.open;
-  const loops = sole ? 2 : 4;
-  const chunk = Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(open / (loops * 2))));
+  const { loops, chunk } = chunking(ctx, open);
   const hooks: ChunkHooks[] = segment.map((stage, i) => {
     const limit = pLimit(ctx.options.concurrency);
     return {
@@ -310,17 +309,7 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents, {
   const llm = isLlmStage(def);
   const limit = pLimit(ctx.options.concurrency);
   const batchable = usesBatchApi(ctx, stage);
-  // Several chunks in flight: some compute while the others' reads and writes
-  // are in the database, and provider slots stay busy while a chunk's slowest
-  // item finishes. Embedded PGlite runs queries one at a time in this thread,
-  // so two are enough there; a Postgres server works on others' in parallel.
-  const loops = ctx.db.kind === "pglite" ? 2 : 4;
-  // Chunks as large as `chunkSize` (each chunk costs a few round trips; with
-  // 128-item chunks classify was about 40% slower on the demo), but a small
-  // stage is still cut into enough chunks for every loop, and for another
-  // process sharing the run, to get some. Provider calls in flight are bounded
-  // by the stage's concurrency limit, not by the chunk.
-  const chunk = batchable ? ctx.options.batchChunkSize : Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(start.open / (loops * 2))));
+  const { loops, chunk } = batchable ? { loops: loopsFor(ctx), chunk: ctx.options.batchChunkSize } : chunking(ctx, start.open);
   const hooks = {
     acquire: <T,>(fn: () => Promise<T>) => limit(fn),
     inflight: new Map<string, Promise<CompletionResult | undefined>>(),
@@ -375,4 +364,26 @@ async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEvents, {
   const end = await stageCounts(ctx, stage);
   events?.progress?.(stage, end.total, end.total);
   events?.stageFinished?.(stage, end);
+}
+
+/**
+ * Several chunks in flight: some compute while the others' reads and writes
+ * are in the database, and provider slots stay busy while a chunk's slowest
+ * item finishes. Embedded PGlite runs queries one at a time in this thread,
+ * so two are enough there; a Postgres server works on others' in parallel.
+ */
+function loopsFor(ctx: RunContext): number {
+  return ctx.db.kind === "pglite" ? 2 : 4;
+}
+
+/**
+ * Chunks as large as `chunkSize` (each chunk costs a few round trips; with
+ * 128-item chunks classify was about 40% slower on the demo), but a small
+ * stage is still cut into enough chunks for every loop, and for another
+ * process sharing the run, to get some. Provider calls in flight are bounded
+ * by each stage's concurrency limit, not by the chunk.
+ */
+function chunking(ctx: RunContext, open: number): { loops: number; chunk: number } {
+  const loops = loopsFor(ctx);
+  return { loops, chunk: Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(open / (loops * 2)))) };
 }
