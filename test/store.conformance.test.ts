@@ -208,7 +208,7 @@ describe.skipIf(!process.env.DATABASE_URL)("Postgres without prepared statements
 
 describe("id lists passed to the store", () => {
   it("survive any characters a source key can hold", async () => {
-    const { anyText } = await import("../src/engine/inputs.ts");
+    const { anyText } = await import("../src/store/sql.ts");
     const { memoryDatabase } = await import("../src/testing/databases.ts");
     const ids = ["a", 'quo"te', "back\\slash", "com,ma", "{brace}", "sp ace", "ünï", "NULL", 'x"\\y'];
     const t = await memoryDatabase();

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { getRun } from "../engine/runs.ts";
+import { getRun } from "../store/runs.ts";
 import { CliError, openStore } from "./common.ts";
 import { runCli } from "./run.ts";
 

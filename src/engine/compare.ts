@@ -8,12 +8,12 @@ import type { CompletionResult } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
 import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
 import type { ChangedItem, ItemAtStage } from "./diff.ts";
-import { customIdFor } from "./execute.ts";
-import { anyText, endpointOf, loadInputs, type LoadedInput } from "./inputs.ts";
+import { anyText } from "../store/sql.ts";
+import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { enumFields, labelsDiffer, labelTable, type LabelTable } from "./labels.ts";
-import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
+import { buildRequest, callLlm, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "./llm-call.ts";
 import { planStages } from "./plan.ts";
-import type { RunRow } from "./runs.ts";
+import type { RunRow } from "../store/runs.ts";
 
 /**
  * An evaluation slice: run a stage's current definition on a reproducible

@@ -1,9 +1,9 @@
 import { sql } from "drizzle-orm";
 import { SluiceError } from "../core/errors.ts";
 import type { Database } from "../store/database.ts";
-import { anyText } from "./inputs.ts";
+import { anyText } from "../store/sql.ts";
 import { enumFields, labelTable, type LabelTable } from "./labels.ts";
-import { getRun, type RunRow } from "./runs.ts";
+import { getRun, type RunRow } from "../store/runs.ts";
 
 /**
  * What changed between two runs of a pipeline, stage by stage, from their

@@ -1,12 +1,12 @@
 import { sql } from "drizzle-orm";
 import { errorMessage } from "../core/errors.ts";
-import { hashValue } from "../core/hash.ts";
 import type { ItemStatus } from "../core/status.ts";
 import { isLlmStage, type CommitStage, type LlmStage, type StageDef, type StageInput, type ValidationVerdict } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { anyText, endpointOf, idRows, loadInputs, type LoadedInput } from "./inputs.ts";
-import { buildRequest, callLlm, checkCompletion, providerNameOf, requestHash } from "./llm-call.ts";
+import { anyText, idRows } from "../store/sql.ts";
+import { loadInputs, type LoadedInput } from "./inputs.ts";
+import { buildRequest, callLlm, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "./llm-call.ts";
 import { groupWriter, persistResults, type ItemResult } from "./persist.ts";
 import { executeBatch, useBatch } from "./batch.ts";
 
@@ -378,10 +378,4 @@ async function executeRealtime(ctx: RunContext, def: LlmStage, providerName: str
 
 function sumCost(attempts: { costUsd: number }[]): number {
   return attempts.reduce((sum, a) => sum + a.costUsd, 0);
-}
-
-/** Batch custom ids must match `^[a-zA-Z0-9_-]{1,64}$`; item ids may not, so they are hashed. */
-export function customIdFor(stage: StagePlan, itemId: string): string {
-  const safe = /^[a-zA-Z0-9_-]{1,40}$/.test(itemId) ? itemId : `h${hashValue(itemId, 39)}`;
-  return `${stage.index}-${safe}`.slice(0, 64);
 }

@@ -9,7 +9,8 @@ import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type Logger, type Pr
 import { executeChunk, type ChunkHooks } from "./execute.ts";
 import { planStages } from "./plan.ts";
 import { claimItems, enqueueStage, stageCounts } from "./queue.ts";
-import { finishRun, getRun, loadSource, type RunRow } from "./runs.ts";
+import { loadSource } from "./runs.ts";
+import { finishRun, getRun, type RunRow } from "../store/runs.ts";
 import type { ItemResult } from "./persist.ts";
 import { sql } from "drizzle-orm";
 
@@ -18,7 +19,8 @@ import { sql } from "drizzle-orm";
  * tasks both drive a run through these calls; neither executes a stage any
  * other way.
  */
-export { createOrContinueRun, getRun, type RunRow } from "./runs.ts";
+export { createOrContinueRun } from "./runs.ts";
+export { getRun, type RunRow } from "../store/runs.ts";
 export { summarizeRun, type RunSummary, type StageSummary } from "./summary.ts";
 export { planStages } from "./plan.ts";
 export { stageCounts, heartbeat, retireWorker, reclaimStale, type StageCounts } from "./queue.ts";

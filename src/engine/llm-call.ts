@@ -5,7 +5,7 @@ import { compileSchema } from "../core/schema.ts";
 import { renderTemplate } from "../core/template.ts";
 import type { LlmStage, StageInput } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
-import type { RunContext } from "./context.ts";
+import type { RunContext, StagePlan } from "./context.ts";
 import { backoffMs, sleep } from "./retry.ts";
 
 /** One provider request as recorded in `attempts`. */
@@ -32,6 +32,17 @@ export type LlmOutcome =
 
 export function providerNameOf(ctx: RunContext, stage: LlmStage): string {
   return stage.provider ?? ctx.providers.defaultProvider;
+}
+
+/** Who really answers for a provider name (see `ProviderSet.endpointOf`). */
+export function endpointOf(ctx: RunContext, providerName: string): string {
+  return ctx.providers.endpointOf?.(providerName) ?? providerName;
+}
+
+/** Batch custom ids must match `^[a-zA-Z0-9_-]{1,64}$`; item ids may not, so they are hashed. */
+export function customIdFor(stage: StagePlan, itemId: string): string {
+  const safe = /^[a-zA-Z0-9_-]{1,40}$/.test(itemId) ? itemId : `h${hashValue(itemId, 39)}`;
+  return `${stage.index}-${safe}`.slice(0, 64);
 }
 
 /** The request an LLM stage sends for one item. `customId` is derived from the item, so a batch can be reconciled. */

@@ -6,7 +6,7 @@ import { upsertTarget, type TargetRow } from "./commit-target.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { AttemptRecord } from "./llm-call.ts";
 import type { CompletionResult } from "../providers/types.ts";
-import { idRows } from "./inputs.ts";
+import { idRows } from "../store/sql.ts";
 
 /** What executing one stage for one item came to, before it is written. */
 export interface ItemResult {

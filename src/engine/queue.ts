@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import { ADVANCING } from "../core/status.ts";
 import type { Database } from "../store/database.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { anyText } from "./inputs.ts";
+import { anyText } from "../store/sql.ts";
 
 /**
  * The `work` table is the durable queue. These are its operations: enqueue a

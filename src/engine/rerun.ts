@@ -1,11 +1,12 @@
-import { sql } from "drizzle-orm";
 import { SluiceError } from "../core/errors.ts";
 import { stableStringify } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
 import type { StagePlan } from "./context.ts";
 import { planRecord, planStages } from "./plan.ts";
-import { getRun, newRunId, type RunRow } from "./runs.ts";
+import { copyRunItems, findOpenRerun, insertRun, latestFinishedRun, lockPipelineRuns, requireRun, type RunRow } from "../store/runs.ts";
+import { copyFinishedWork } from "../store/work.ts";
+import { newRunId, versionsOf } from "./runs.ts";
 
 /**
  * A rerun is an ordinary run whose items are copied from a base run instead of
@@ -54,17 +55,13 @@ export interface PreparedRerun {
  */
 export async function findBaseRun(db: Database, pipelineId: string, runId?: string): Promise<RunRow> {
   if (runId) {
-    const run = await getRun(db, runId);
-    if (!run) throw new SluiceError(`no run ${runId} (sluice status lists runs)`);
-    if (run.pipeline !== pipelineId) throw new SluiceError(`run ${runId} belongs to pipeline ${run.pipeline}, not ${pipelineId}`);
+    const run = await requireRun(db, runId, pipelineId);
     if (!run.loaded_at) throw new SluiceError(`run ${runId} never finished reading its input; resume it (sluice resume ${runId}) or pick another base`);
     return run;
   }
-  const rows = await db.rows<RunRow>(sql`
-    SELECT * FROM runs WHERE pipeline = ${pipelineId} AND status = 'finished' AND loaded_at IS NOT NULL
-    ORDER BY created_at DESC, id DESC LIMIT 1`);
-  if (!rows[0]) throw new SluiceError(`pipeline ${pipelineId} has no finished run to rerun from (sluice run ${pipelineId} --input <file> first)`);
-  return rows[0];
+  const latest = await latestFinishedRun(db, pipelineId);
+  if (!latest) throw new SluiceError(`pipeline ${pipelineId} has no finished run to rerun from (sluice run ${pipelineId} --input <file> first)`);
+  return latest;
 }
 
 /**
@@ -119,44 +116,33 @@ export async function prepareRerun(db: Database, pipeline: PipelineDef, request:
   const base = await findBaseRun(db, pipeline.id, request.from);
   const { stageIndex, stages } = planRerun(pipeline, base, request);
   const plan = planStages(pipeline);
-  const versions = plan.map((p) => `${p.id}@${p.version}`).join(",");
+  const versions = versionsOf(plan);
   const options: Record<string, unknown> = { mode: "rerun", baseRunId: base.id, stage: request.stage, versions };
   if (request.only) options.stopAfter = stageIndex;
 
   return db.transaction(async (tx) => {
     // Same lock as `sluice run`: two reruns started together share one run.
-    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:run:${pipeline.id}`}))`);
-    const open = await tx.rows<RunRow>(sql`
-      SELECT * FROM runs WHERE pipeline = ${pipeline.id} AND status = 'running'
-        AND options->>'mode' = 'rerun' AND options->>'baseRunId' = ${base.id}
-        AND options->>'stage' = ${request.stage} AND options->>'versions' = ${versions}
-        AND (options->'stopAfter') IS NOT DISTINCT FROM ${request.only ? JSON.stringify(stageIndex) : null}::jsonb
-      ORDER BY created_at DESC LIMIT 1`);
-    if (open[0]) return { run: open[0], base, continued: true, stageIndex, stages };
+    await lockPipelineRuns(tx, pipeline.id);
+    const open = await findOpenRerun(tx, { pipelineId: pipeline.id, baseRunId: base.id, stage: request.stage, versions, stopAfter: request.only ? stageIndex : undefined });
+    if (open) return { run: open, base, continued: true, stageIndex, stages };
 
-    const id = newRunId();
-    const inserted = await tx.rows<RunRow>(sql`
-      INSERT INTO runs (id, pipeline, status, input_path, input_fingerprint, stages, options, loaded_at, rows_read)
-      VALUES (${id}, ${pipeline.id}, 'running', ${base.input_path}, ${base.input_fingerprint},
-        ${JSON.stringify(planRecord(pipeline, plan))}::jsonb, ${JSON.stringify(options)}::jsonb, now(), ${base.rows_read})
-      RETURNING *`);
-    await tx.rows(sql`
-      INSERT INTO run_items (run_id, item_id, line, content_hash, data)
-      SELECT ${id}, item_id, line, content_hash, data FROM run_items WHERE run_id = ${base.id}`);
-    await tx.rows(sql`
-      INSERT INTO rejected_rows (run_id, line, item_id, state, reason, raw)
-      SELECT ${id}, line, item_id, state, reason, raw FROM rejected_rows WHERE run_id = ${base.id}`);
+    const run = await insertRun(tx, {
+      id: newRunId(),
+      pipelineId: pipeline.id,
+      inputPath: base.input_path,
+      fingerprint: base.input_fingerprint,
+      stages: planRecord(pipeline, plan),
+      options,
+      loaded: { rowsRead: base.rows_read },
+    });
+    await copyRunItems(tx, base.id, run.id);
     if (sameUpstream(base, plan, stageIndex)) {
       // The upstream stages are the base run's, version for version and read for read, over
       // the same items: their results are the base run's results. Taking them over as they
       // are (reused, no attempts) is what the reuse rule would conclude item by item, without
       // the walk; it also keeps upstream as it was where the base run dead-lettered an item.
-      await tx.rows(sql`
-        INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, attempts, error_class, error_message)
-        SELECT ${id}, stage_index, item_id, stage_id, status, input_hash, output_id, true, 0, error_class, error_message
-        FROM work WHERE run_id = ${base.id} AND stage_index < ${stageIndex}
-          AND status NOT IN ('queued', 'processing', 'failed_retryable')`);
+      await copyFinishedWork(tx, base.id, run.id, stageIndex);
     }
-    return { run: inserted[0]!, base, continued: false, stageIndex, stages };
+    return { run, base, continued: false, stageIndex, stages };
   });
 }

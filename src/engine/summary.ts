@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../store/database.ts";
-import { getRun } from "./runs.ts";
+import { getRun } from "../store/runs.ts";
 
 export interface StageSummary {
   id: string;

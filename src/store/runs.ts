@@ -1,0 +1,189 @@
+import { sql } from "drizzle-orm";
+import { SluiceError } from "../core/errors.ts";
+import type { Database } from "./database.ts";
+
+/**
+ * `runs`, `run_items` and `rejected_rows`: a run, the items it read and the
+ * source rows that did not become items. Written when a run starts and as
+ * its source is loaded; a run row changes again only when it ends.
+ */
+
+/** A stage as a run recorded it: what the engine planned, with the parts of its version. */
+export interface RunStageRecord {
+  index: number;
+  id: string;
+  kind: string;
+  version: string;
+  reads: number[];
+  parts: Record<string, unknown>;
+}
+
+export interface RunRow {
+  id: string;
+  pipeline: string;
+  status: "running" | "finished" | "failed";
+  input_path: string | null;
+  input_fingerprint: string | null;
+  stages: RunStageRecord[];
+  options: Record<string, unknown>;
+  loaded_at: string | null;
+  rows_read: number;
+  created_at: string;
+  finished_at: string | null;
+}
+
+export async function getRun(db: Database, runId: string): Promise<RunRow | undefined> {
+  const rows = await db.rows<RunRow>(sql`SELECT * FROM runs WHERE id = ${runId}`);
+  return rows[0];
+}
+
+/**
+ * The run, or an error a user can act on: no such run (in this store), or a
+ * run of another pipeline than the one given.
+ */
+export async function requireRun(db: Database, runId: string, pipelineId?: string): Promise<RunRow> {
+  const run = await getRun(db, runId);
+  if (!run) throw new SluiceError(`no run ${runId} in ${db.description} (sluice status lists runs)`);
+  if (pipelineId !== undefined && run.pipeline !== pipelineId) throw new SluiceError(`run ${runId} belongs to pipeline ${run.pipeline}, not ${pipelineId}`);
+  return run;
+}
+
+/**
+ * Serialise run creation for one pipeline, inside the transaction `tx`: two
+ * processes started together then find (and share) one run instead of each
+ * making its own.
+ */
+export async function lockPipelineRuns(tx: Database, pipelineId: string): Promise<void> {
+  await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:run:${pipelineId}`}))`);
+}
+
+/** The newest unfinished run of a pipeline over the same input, stage versions and mode. */
+export async function findOpenRun(db: Database, q: { pipelineId: string; fingerprint: string; versions: string; mode: string }): Promise<RunRow | undefined> {
+  const rows = await db.rows<RunRow>(sql`
+    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status = 'running'
+      AND input_fingerprint = ${q.fingerprint} AND options->>'versions' = ${q.versions}
+      AND options->>'mode' = ${q.mode}
+    ORDER BY created_at DESC LIMIT 1`);
+  return rows[0];
+}
+
+/** The newest unfinished rerun of the same base, stage, versions and stopping point. */
+export async function findOpenRerun(db: Database, q: { pipelineId: string; baseRunId: string; stage: string; versions: string; stopAfter: number | undefined }): Promise<RunRow | undefined> {
+  const rows = await db.rows<RunRow>(sql`
+    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status = 'running'
+      AND options->>'mode' = 'rerun' AND options->>'baseRunId' = ${q.baseRunId}
+      AND options->>'stage' = ${q.stage} AND options->>'versions' = ${q.versions}
+      AND (options->'stopAfter') IS NOT DISTINCT FROM ${q.stopAfter === undefined ? null : JSON.stringify(q.stopAfter)}::jsonb
+    ORDER BY created_at DESC LIMIT 1`);
+  return rows[0];
+}
+
+/** The pipeline's newest finished run that read its whole input. */
+export async function latestFinishedRun(db: Database, pipelineId: string): Promise<RunRow | undefined> {
+  const rows = await db.rows<RunRow>(sql`
+    SELECT * FROM runs WHERE pipeline = ${pipelineId} AND status = 'finished' AND loaded_at IS NOT NULL
+    ORDER BY created_at DESC, id DESC LIMIT 1`);
+  return rows[0];
+}
+
+/**
+ * The sluice run an orchestrator run already started, if any (a retried
+ * Trigger.dev orchestrator attempt has the same Trigger.dev run id).
+ */
+export async function runStartedBy(db: Database, pipelineId: string, triggerRunId: string): Promise<string | undefined> {
+  const rows = await db.rows<{ id: string }>(sql`
+    SELECT id FROM runs WHERE pipeline = ${pipelineId} AND options->>'triggerRunId' = ${triggerRunId}
+    ORDER BY created_at LIMIT 1`);
+  return rows[0]?.id;
+}
+
+export interface NewRun {
+  id: string;
+  pipelineId: string;
+  inputPath: string | null;
+  fingerprint: string | null;
+  stages: RunStageRecord[];
+  options: Record<string, unknown>;
+  /** Set for a run whose items are already there (a rerun copies them): it starts out loaded. */
+  loaded?: { rowsRead: number };
+}
+
+export async function insertRun(db: Database, run: NewRun): Promise<RunRow> {
+  const rows = await db.rows<RunRow>(sql`
+    INSERT INTO runs (id, pipeline, status, input_path, input_fingerprint, stages, options, loaded_at, rows_read)
+    VALUES (${run.id}, ${run.pipelineId}, 'running', ${run.inputPath}, ${run.fingerprint}, ${JSON.stringify(run.stages)}::jsonb,
+      ${JSON.stringify(run.options)}::jsonb, ${run.loaded ? sql`now()` : sql`NULL`}, ${run.loaded?.rowsRead ?? 0})
+    RETURNING *`);
+  return rows[0]!;
+}
+
+/** Copy a base run's items and rejected rows into a new run (a rerun reads no file). */
+export async function copyRunItems(tx: Database, fromRunId: string, toRunId: string): Promise<void> {
+  await tx.rows(sql`
+    INSERT INTO run_items (run_id, item_id, line, content_hash, data)
+    SELECT ${toRunId}, item_id, line, content_hash, data FROM run_items WHERE run_id = ${fromRunId}`);
+  await tx.rows(sql`
+    INSERT INTO rejected_rows (run_id, line, item_id, state, reason, raw)
+    SELECT ${toRunId}, line, item_id, state, reason, raw FROM rejected_rows WHERE run_id = ${fromRunId}`);
+}
+
+export interface LoadedItem {
+  item_id: string;
+  line: number;
+  content_hash: string;
+  data: unknown;
+}
+
+export interface RejectedRow {
+  line: number;
+  item_id: string | null;
+  state: "quarantined" | "deduplicated";
+  reason: string;
+  raw: string | null;
+}
+
+/**
+ * Record a batch of source items, each queued for the first stage in the same
+ * statement. Rows already recorded are skipped, so a load cut short is simply
+ * done again.
+ */
+export async function insertItems(db: Database, runId: string, firstStage: { index: number; id: string }, items: LoadedItem[]): Promise<void> {
+  if (items.length === 0) return;
+  await db.rows(sql`
+    WITH loaded AS (
+      INSERT INTO run_items (run_id, item_id, line, content_hash, data)
+      SELECT ${runId}, x.item_id, x.line, x.content_hash, x.data
+      FROM jsonb_to_recordset(${JSON.stringify(items)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
+      ON CONFLICT DO NOTHING
+      RETURNING item_id)
+    INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+    SELECT ${runId}, ${firstStage.index}, item_id, ${firstStage.id}, 'queued' FROM loaded
+    ON CONFLICT DO NOTHING`);
+}
+
+/** Record source rows that did not become items (quarantined, or identical copies of an earlier row). */
+export async function insertRejectedRows(db: Database, runId: string, rows: RejectedRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.rows(sql`
+    INSERT INTO rejected_rows (run_id, line, item_id, state, reason, raw)
+    SELECT ${runId}, x.line, x.item_id, x.state, x.reason, x.raw
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(line int, item_id text, state text, reason text, raw text)
+    ON CONFLICT DO NOTHING`);
+}
+
+export async function markLoaded(db: Database, runId: string, rowsRead: number): Promise<void> {
+  await db.rows(sql`UPDATE runs SET loaded_at = now(), rows_read = ${rowsRead} WHERE id = ${runId}`);
+}
+
+export async function finishRun(db: Database, runId: string): Promise<void> {
+  await db.rows(sql`UPDATE runs SET status = 'finished', finished_at = coalesce(finished_at, now()) WHERE id = ${runId}`);
+}
+
+export async function failRun(db: Database, runId: string, error: string): Promise<void> {
+  await db.rows(sql`UPDATE runs SET status = 'failed', error = ${error}, finished_at = now() WHERE id = ${runId}`);
+}
+
+/** Mark an ended run running again (its dead letters were requeued): `resume` goes on with it. */
+export async function reopenRun(db: Database, runId: string): Promise<void> {
+  await db.rows(sql`UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ${runId}`);
+}
