@@ -5,7 +5,7 @@ import { defineConfig } from "@trigger.dev/sdk";
 /**
  * Trigger.dev project configuration (`npx trigger.dev@4.8.3 dev` / `deploy`).
  * Tasks come from `trigger/`, which turns the pipelines in `pipelines/` into
- * tasks; see docs/trigger.md.
+ * tasks; see "Run on Trigger.dev" in README.md.
  */
 export default defineConfig({
   // The project ref from the dashboard (proj_...); `trigger.dev init` would hard-code it here instead.

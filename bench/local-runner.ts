@@ -16,7 +16,7 @@ import { readSource } from "../src/sources/index.ts";
 import { freshPostgres, type TestDatabase } from "../src/testing/databases.ts";
 import { openDatabase } from "../src/store/index.ts";
 import { singleProvider } from "../src/testing/harness.ts";
-import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
 import { writeTicketFiles } from "../scripts/generate-tickets.ts";

@@ -10,7 +10,7 @@ import { rerunPipeline } from "../src/cli/rerun.ts";
 import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage, type PipelineDef } from "../src/core/types.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import type { RunSummary } from "../src/engine/summary.ts";
+import type { RunSummary } from "../src/inspect/summary.ts";
 import { costOf, createProvider } from "../src/providers/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase } from "../src/store/index.ts";
 import { singleProvider } from "../src/testing/harness.ts";
-import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
 

@@ -1,13 +1,9 @@
-import { definePipeline } from "../src/core/define.ts";
-import type { JsonSchema } from "../src/core/types.ts";
+import { definePipeline, type JsonSchema } from "sluice";
+import { llmClassify, llmExtract, ruleFilter, upsertCommit, validateOutputs } from "sluice/stages";
 import classifySchema from "../schemas/classify.schema.json" with { type: "json" };
 import extractSchema from "../schemas/extract.schema.json" with { type: "json" };
 import ticketSchema from "../schemas/ticket.schema.json" with { type: "json" };
 import type { Ticket, TicketClassification, TicketFields } from "../schemas/types.ts";
-import { upsertCommit } from "../stages/commit.ts";
-import { ruleFilter } from "../stages/filter.ts";
-import { llmClassify, llmExtract } from "../stages/llm.ts";
-import { validateOutputs } from "../stages/validate.ts";
 
 /** Categories that need structured fields: only these reach the (more expensive) extract stage. */
 export const ACTIONABLE = ["billing", "refund", "bug"] as const;

@@ -7,8 +7,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
-import { sql } from "drizzle-orm";
 import { openStore } from "../src/cli/common.ts";
+import { outputField } from "../src/store/reports.ts";
+import { latestFinishedRun } from "../src/store/runs.ts";
 
 export interface LabelQuality {
   runId: string;
@@ -38,15 +39,11 @@ export function labelQuality(runId: string, predicted: Map<string, string>, labe
 if (import.meta.url === `file://${process.argv[1]}`) {
   const db = await openStore();
   try {
-    const runId =
-      process.argv[2] ??
-      (await db.rows<{ id: string }>(sql`SELECT id FROM runs WHERE pipeline = 'ticket-triage' AND status = 'finished' ORDER BY created_at DESC LIMIT 1`))[0]?.id;
+    const runId = process.argv[2] ?? (await latestFinishedRun(db, "ticket-triage"))?.id;
     if (!runId) throw new Error("no finished ticket-triage run: npm run demo first");
-    const rows = await db.rows<{ item_id: string; category: string }>(sql`
-      SELECT w.item_id, o.output->>'category' AS category FROM work w JOIN stage_outputs o ON o.id = w.output_id
-      WHERE w.run_id = ${runId} AND w.stage_id = 'classify'`);
+    const rows = await outputField(db, runId, "classify", "category");
     const labels = readFileSync(join(import.meta.dirname, "..", "examples", "data", "tickets.labels.csv"), "utf8");
-    const q = labelQuality(runId, new Map(rows.map((r) => [r.item_id, r.category])), labels);
+    const q = labelQuality(runId, new Map(rows.map((r) => [r.item_id, r.value as string])), labels);
     console.log(`run ${q.runId}: ${q.agreed} of ${q.compared} classified tickets match their intended category (${(q.accuracy * 100).toFixed(1)}%)`);
     const cats = [...new Set(Object.values(q.confusion).flatMap((r) => Object.keys(r)))].sort();
     console.log(`\n${"intended \\ predicted".padEnd(22)}${cats.map((c) => c.padStart(9)).join("")}`);

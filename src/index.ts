@@ -4,6 +4,9 @@
  *
  * @example
  * import { definePipeline, defineStage, openDatabase, runPipeline, createProviders } from "sluice";
+ * import { llmClassify, ruleFilter, upsertCommit, validateOutputs } from "sluice/stages";
+ *
+ * This module must not import `stages/` or `pipelines/`: they import it.
  */
 
 // Defining pipelines
@@ -12,17 +15,19 @@ export type {
   CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineDef,
   PromptTemplate, ProviderMode, ProviderName, SourceSpec, StageDef, StageInput, StageKind, ValidateStage, ValidationVerdict,
 } from "./core/types.ts";
+export { compileSchema, type Checker, type SchemaCheck } from "./core/schema.ts";
 export { DefinitionError, DeterministicError, QualityError, SluiceError, TransientError, type FailureClass } from "./core/errors.ts";
 export { FINAL_STATES, ITEM_STATUSES, type FinalState, type ItemStatus } from "./core/status.ts";
 
 // Running them
 export { openDatabase, type Database, type OpenOptions } from "./store/index.ts";
 export { runPipeline, resumeRun, type LocalRunOptions, type RunEvents } from "./runners/local/index.ts";
-export { summarizeRun, type EngineOptions, type ProviderSet, type RunSummary, type StageSummary } from "./engine/index.ts";
+export type { EngineOptions, ProviderSet } from "./engine/index.ts";
+export { summarizeRun, type RunSummary, type StageSummary } from "./inspect/summary.ts";
 export { prepareRerun, type RerunRequest } from "./engine/rerun.ts";
-export { diffRuns, type RunDiff } from "./engine/diff.ts";
-export { compareStage, type CompareResult } from "./engine/compare.ts";
-export { stageVersions, type StageVersionInfo } from "./engine/versions.ts";
+export { diffRuns, type RunDiff } from "./inspect/diff.ts";
+export { compareStage, type CompareResult } from "./inspect/compare.ts";
+export { stageVersions, type StageVersionInfo } from "./inspect/versions.ts";
 
 // Providers and the ready-wired preset (simulator when no key is set)
 export { costOf, createProvider, PRICES, type CreateProviderOptions } from "./providers/index.ts";

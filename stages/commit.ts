@@ -1,5 +1,4 @@
-import { defineStage } from "../src/core/define.ts";
-import type { JsonObject, StageInput } from "../src/core/types.ts";
+import { defineStage, type JsonObject, type StageInput } from "sluice";
 
 /**
  * Idempotent upsert into `table`, keyed by `key`: re-running writes nothing

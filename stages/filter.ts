@@ -1,5 +1,4 @@
-import { defineStage } from "../src/core/define.ts";
-import type { StageInput } from "../src/core/types.ts";
+import { defineStage, type StageInput } from "sluice";
 
 export interface FilterRule<Item> {
   /** Shown as the reason an item was dropped. */

@@ -1,5 +1,4 @@
-import { defineStage } from "../src/core/define.ts";
-import type { Gate, JsonSchema, LlmParams, LlmStage, PromptTemplate, ProviderMode, ProviderName } from "../src/core/types.ts";
+import { defineStage, type Gate, type JsonSchema, type LlmParams, type LlmStage, type PromptTemplate, type ProviderMode, type ProviderName } from "sluice";
 
 export interface LlmStageOptions<Item> {
   id: string;

@@ -1,6 +1,4 @@
-import { defineStage } from "../src/core/define.ts";
-import { compileSchema } from "../src/core/schema.ts";
-import type { JsonSchema, StageInput, ValidationVerdict } from "../src/core/types.ts";
+import { compileSchema, defineStage, type JsonSchema, type StageInput, type ValidationVerdict } from "sluice";
 
 export interface Rule<Item> {
   name: string;

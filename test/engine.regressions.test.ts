@@ -11,7 +11,7 @@ import type { BatchApi, CompletionRequest, Provider } from "../src/providers/typ
 import { runPipeline } from "../src/runners/local/index.ts";
 import { memoryDatabase } from "../src/testing/databases.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
-import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
 
 const schema: JsonSchema = {
   type: "object", additionalProperties: false, required: ["category", "confidence"],

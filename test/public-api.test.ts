@@ -1,17 +1,19 @@
 import { describe, expect, it } from "vitest";
 import * as sluice from "../src/index.ts";
 import * as testing from "../src/testing/index.ts";
+import * as stages from "sluice/stages";
 
 describe("the public API", () => {
   it("exports what a user needs to define, run and test a pipeline, and nothing by accident", () => {
     expect(Object.keys(sluice).sort()).toEqual(
       [
         "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "TransientError",
-        "compareStage", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
+        "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
         "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
       ].sort(),
     );
     expect(Object.keys(testing).sort()).toEqual(["createInProcessProvider", "freshPostgres", "memoryDatabase", "runPipelineForTest", "singleProvider", "testDrivers"]);
+    expect(Object.keys(stages).sort()).toEqual(["llmClassify", "llmExtract", "ruleFilter", "upsertCommit", "validateOutputs"]);
   });
 
   it("runs a pipeline defined with it, in a few lines", async () => {

@@ -7,12 +7,13 @@ import { definePipeline, defineStage } from "../src/core/define.ts";
 import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
 import { loadInputs } from "../src/engine/inputs.ts";
 import { planStages } from "../src/engine/plan.ts";
-import { heartbeat } from "../src/engine/queue.ts";
-import { segmentBarrier, segmentsOf } from "../src/engine/segment.ts";
+import { segmentBarrier } from "../src/engine/drive/barrier.ts";
+import { segmentsOf } from "../src/engine/drive/segments.ts";
+import { heartbeat } from "../src/store/workers.ts";
 import type { CompletionRequest, Provider } from "../src/providers/types.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
-import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 

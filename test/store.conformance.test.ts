@@ -2,12 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
 import { planStages } from "../src/engine/plan.ts";
-import { claimChunk, enqueueStage, heartbeat, reclaimStale } from "../src/engine/queue.ts";
+import { enqueueStage } from "../src/engine/drive/queue.ts";
+import { claimChunk, reclaimStale } from "../src/store/work.ts";
+import { heartbeat } from "../src/store/workers.ts";
 import { createOrContinueRun, loadSource } from "../src/engine/runs.ts";
 import { persistResults } from "../src/engine/persist.ts";
-import { ensureTarget } from "../src/engine/commit-target.ts";
+import { ensureTarget } from "../src/store/targets.ts";
 import type { CommitStage } from "../src/core/types.ts";
-import { createInProcessProvider } from "../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { runPipelineForTest, singleProvider } from "../src/testing/harness.ts";
 import { freshPostgres, testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import { openDatabase } from "../src/store/index.ts";
@@ -91,7 +93,7 @@ for (const driver of testDrivers()) {
           // Under contention SKIP LOCKED may return a short or empty chunk while
           // rows remain; a worker stops only when nothing is left queued.
           for (;;) {
-            const ids = await claimChunk(ctx(w), plan[0]!, 7);
+            const ids = await claimChunk(t.db, { runId: run.id, stageIndex: 0 }, w, 7);
             got.push(...ids);
             chunkSizes.push(ids.length);
             if (ids.length === 0) {
@@ -109,16 +111,16 @@ for (const driver of testDrivers()) {
 
       // A worker with no heartbeat is dead: its claims go back to the queue.
       await heartbeat(t.db, "w1", run.id);
-      const reclaimed = await reclaimStale(ctx("w1"));
+      const reclaimed = await reclaimStale(t.db, run.id, "w1", DEFAULT_OPTIONS.leaseMs);
       expect(reclaimed).toBe(300 - claimed[0]!.length);
       // w2 claims, then loses its lease to w3; its late write must not land.
       await t.db.rows(sql`UPDATE work SET status = 'queued', claimed_by = NULL WHERE run_id = ${run.id}`);
-      const mine = await claimChunk(ctx("w2"), plan[0]!, 5);
+      const mine = await claimChunk(t.db, { runId: run.id, stageIndex: 0 }, "w2", 5);
       expect(mine.length).toBe(5);
       await heartbeat(t.db, "w3", run.id);
-      expect(await reclaimStale(ctx("w3"))).toBeGreaterThanOrEqual(5);
+      expect(await reclaimStale(t.db, run.id, "w3", DEFAULT_OPTIONS.leaseMs)).toBeGreaterThanOrEqual(5);
       const lost = mine[0]!;
-      await persistResults(ctx("w2"), plan[0]!, [{ itemId: lost, status: "succeeded_unvalidated", reused: false, attempts: [], inputHash: "x", output: { value: { keep: true }, status: "succeeded_unvalidated", costUsd: 0 } }]);
+      await persistResults(ctx("w2"), plan[0]!, [{ itemId: lost, status: "succeeded_unvalidated", reused: false, attempts: [], inputHash: "x", output: { value: { keep: true }, status: "succeeded_unvalidated", costUsd: 0, hash: "k" } }]);
       const row = await t.db.rows<{ status: string }>(sql`SELECT status FROM work WHERE run_id = ${run.id} AND stage_index = 0 AND item_id = ${lost}`);
       expect(row[0]!.status).toBe("queued");
     });
@@ -135,7 +137,7 @@ for (const driver of testDrivers()) {
       await enqueueStage(ctx, plan[0]!);
       await t.db.rows(sql`UPDATE work SET status = 'processing', claimed_by = 'batch:b1' WHERE run_id = ${run.id} AND item_id IN ('a1', 'a2')`);
       const attempt = { attempt: 1, provider: "p", model: "m", mode: "batch" as const, requestHash: "h", inputTokens: 1, outputTokens: 1, cachedTokens: 0, costUsd: 0.01, listCostUsd: 0.02, latencyMs: 0 };
-      const results = ["a1", "a2"].map((itemId) => ({ itemId, status: "succeeded_unvalidated" as const, reused: false, inputHash: `in-${itemId}`, attempts: [attempt], output: { value: { keep: true }, status: "succeeded_unvalidated" as const, costUsd: 0.01 } }));
+      const results = ["a1", "a2"].map((itemId) => ({ itemId, status: "succeeded_unvalidated" as const, reused: false, inputHash: `in-${itemId}`, attempts: [attempt], output: { value: { keep: true }, status: "succeeded_unvalidated" as const, costUsd: 0.01, hash: "k" } }));
       // Two collections of one batch (one after a restart, or two at once): the second writes nothing.
       await Promise.all([persistResults(ctx, plan[0]!, results), persistResults(ctx, plan[0]!, results)]);
       await persistResults(ctx, plan[0]!, results);
@@ -169,7 +171,7 @@ for (const driver of testDrivers()) {
     it("creates a commit target once when several workers reach it together", async () => {
       for (let n = 0; n < 10; n++) {
         const stage = { target: { table: `race_out_${n}` } } as CommitStage;
-        const results = await Promise.allSettled(Array.from({ length: 6 }, () => ensureTarget(t.db, stage)));
+        const results = await Promise.allSettled(Array.from({ length: 6 }, () => ensureTarget(t.db, stage.target.table)));
         expect(results.filter((r) => r.status === "rejected")).toEqual([]);
         const cols = await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = ${`race_out_${n}`}`);
         expect(cols[0]!.n).toBe(8);

@@ -1,4 +1,4 @@
-import type { PipelineDef } from "../src/core/types.ts";
+import type { PipelineDef } from "sluice";
 import ticketTriage from "../pipelines/ticket-triage.ts";
 
 /**

@@ -46,6 +46,16 @@ export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<D
   }
 }
 
+/** Open the store for one command, and close it however the command ends. */
+export async function withStore<T>(env: NodeJS.ProcessEnv | undefined, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await openStore(env);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
 /** Print the machine-readable summary as the last stdout line. */
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);

@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { setMaxListeners } from "node:events";
-import { compareStage, type CompareRequest, type CompareResult } from "../engine/compare.ts";
+import { compareStage, type CompareRequest, type CompareResult } from "../inspect/compare.ts";
 import { createProviders } from "../preset/providers.ts";
-import { CliError, loadPipeline, openStore, parsePositiveInt, printJson } from "./common.ts";
+import { CliError, loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
 import { formatChange, formatLabels } from "./diff.ts";
 
 const usd = (n: number) => `$${n.toFixed(6)}`;
@@ -45,28 +45,28 @@ export async function compareCli(options: CompareCliOptions): Promise<CompareRes
   const def = pipeline.stages.find((s) => s.id === options.stage);
   if (!def) throw new CliError(`pipeline ${pipeline.id} has no stage "${options.stage}" (stages: ${pipeline.stages.map((s) => s.id).join(", ")})`);
   if (def.kind === "commit") throw new CliError(`stage ${def.id} is a commit: it writes the target and has nothing to compare; compare the stage before it`);
-  const db = await openStore(env);
-  const preset = await createProviders(env);
-  const controller = new AbortController();
-  setMaxListeners(0, controller.signal);
-  const onSignal = () => controller.abort(new CliError("interrupted; nothing was recorded"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
-    const result = await compareStage(
-      { db, pipeline, providers: preset.providers, signal: controller.signal },
-      { stage: options.stage, sample: options.sample, seed: options.seed, from: options.from },
-    );
-    if (options.json) printJson(result);
-    else process.stdout.write(`${formatCompare(result)}\n`);
-    return result;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    await preset.close();
-    await db.close();
-  }
+  return withStore(env, async (db) => {
+    const preset = await createProviders(env);
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    const onSignal = () => controller.abort(new CliError("interrupted; nothing was recorded"));
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+      const result = await compareStage(
+        { db, pipeline, providers: preset.providers, signal: controller.signal },
+        { stage: options.stage, sample: options.sample, seed: options.seed, from: options.from },
+      );
+      if (options.json) printJson(result);
+      else process.stdout.write(`${formatCompare(result)}\n`);
+      return result;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      await preset.close();
+    }
+  });
 }
 
 export function compareCommand(): Command {

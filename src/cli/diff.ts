@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { stableStringify } from "../core/hash.ts";
-import { diffRuns, type ItemAtStage, type RunDiff } from "../engine/diff.ts";
-import type { LabelTable } from "../engine/labels.ts";
-import { openStore, parsePositiveInt, printJson } from "./common.ts";
+import { diffRuns, type ItemAtStage, type RunDiff } from "../inspect/diff.ts";
+import type { LabelTable } from "../inspect/labels.ts";
+import { parsePositiveInt, printJson, withStore } from "./common.ts";
 
 const int = (n: number) => n.toLocaleString("en-US");
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
@@ -84,15 +84,12 @@ export interface DiffCliOptions {
 
 /** `sluice diff <runA> <runB>`: what changed between two runs, per stage. */
 export async function diffCli(options: DiffCliOptions): Promise<RunDiff> {
-  const db = await openStore(options.env);
-  try {
+  return withStore(options.env, async (db) => {
     const diff = await diffRuns(db, options.runA, options.runB, { stage: options.stage, sample: options.sample });
     if (options.json) printJson(diff);
     else process.stdout.write(`${formatDiff(diff)}\n`);
     return diff;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 export function diffCommand(): Command {

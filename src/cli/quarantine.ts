@@ -1,6 +1,7 @@
 import { Command } from "commander";
-import { sql } from "drizzle-orm";
-import { CliError, openStore, printJson } from "./common.ts";
+import { rejectedRows } from "../store/reports.ts";
+import { requireRun } from "../store/runs.ts";
+import { printJson, withStore } from "./common.ts";
 
 export interface RejectedRow {
   line: number;
@@ -12,14 +13,9 @@ export interface RejectedRow {
 
 /** `sluice quarantine <runId>`: every source row that did not become an item, with its line and reason. */
 export async function quarantineCli(runId: string, options: { json?: boolean; all?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<RejectedRow[]> {
-  const db = await openStore(options.env);
-  try {
-    const run = await db.rows(sql`SELECT 1 FROM runs WHERE id = ${runId}`);
-    if (run.length === 0) throw new CliError(`no run ${runId} (sluice status lists runs)`);
-    const rows = await db.rows<{ line: number; item_id: string | null; state: RejectedRow["state"]; reason: string; raw: string | null }>(sql`
-      SELECT line, item_id, state, reason, raw FROM rejected_rows
-      WHERE run_id = ${runId} ${options.all ? sql`` : sql`AND state = 'quarantined'`}
-      ORDER BY line`);
+  return withStore(options.env, async (db) => {
+    await requireRun(db, runId);
+    const rows = await rejectedRows(db, runId, { all: options.all });
     const result = rows.map((r) => ({ line: r.line, itemId: r.item_id, state: r.state, reason: r.reason, raw: r.raw }));
     if (options.json) printJson(result);
     else if (result.length === 0) process.stdout.write(`run ${runId}: nothing quarantined\n`);
@@ -30,9 +26,7 @@ export async function quarantineCli(runId: string, options: { json?: boolean; al
       }
     }
     return result;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 export function quarantineCommand(): Command {

@@ -1,4 +1,4 @@
-import type { RunSummary } from "../engine/summary.ts";
+import type { RunSummary } from "../inspect/summary.ts";
 
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
 const int = (n: number) => n.toLocaleString("en-US");

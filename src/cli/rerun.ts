@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { prepareRerun, type PreparedRerun, type RerunRequest } from "../engine/rerun.ts";
-import type { RunSummary } from "../engine/summary.ts";
+import type { RunSummary } from "../inspect/summary.ts";
 import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
-import { loadPipeline, openStore } from "./common.ts";
+import { loadPipeline, withStore } from "./common.ts";
 import { runSession } from "./session.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
@@ -58,8 +58,7 @@ export interface RerunCliOptions extends RerunRequest {
 export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> {
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
-  const db = await openStore(env);
-  try {
+  return withStore(env, async (db) => {
     // Planned before any provider is wired: a rerun that cannot start says why at once.
     const request = { stage: options.stage, from: options.from, only: options.only };
     const prepared = await prepareRerun(db, pipeline, request);
@@ -74,9 +73,7 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
       },
       (base) => driveRerun(base, request, prepared),
     );
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 export function rerunCommand(): Command {

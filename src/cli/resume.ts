@@ -1,13 +1,12 @@
 import { Command } from "commander";
-import { getRun } from "../store/runs.ts";
-import { CliError, openStore } from "./common.ts";
+import { requireRun } from "../store/runs.ts";
+import { withStore } from "./common.ts";
 import { runCli } from "./run.ts";
 
 /** Look up which pipeline a run belongs to, then continue it. */
 export async function resumeCli(runId: string, options: { json?: boolean; pipeline?: string; env?: NodeJS.ProcessEnv } = {}) {
-  const db = await openStore(options.env);
-  const run = await getRun(db, runId).finally(() => db.close());
-  if (!run) throw new CliError(`no run ${runId} (sluice status lists runs)`);
+  // Closed before the run goes on: runCli opens its own store.
+  const run = await withStore(options.env, (db) => requireRun(db, runId));
   // A run started from a pipeline file (not pipelines/<id>.ts) remembers the file.
   const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
   return runCli({ pipeline: options.pipeline ?? file ?? run.pipeline, runId, json: options.json, env: options.env });

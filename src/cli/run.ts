@@ -1,8 +1,8 @@
 import { Command } from "commander";
 import { existsSync } from "node:fs";
 import { runPipeline, resumeRun } from "../runners/local/index.ts";
-import type { RunSummary } from "../engine/summary.ts";
-import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
+import type { RunSummary } from "../inspect/summary.ts";
+import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 import { runSession } from "./session.ts";
 
 export interface RunCliOptions {
@@ -19,16 +19,13 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
   if (options.input !== undefined && !existsSync(options.input)) throw new CliError(`cannot read input ${options.input}: no such file`);
-  const db = await openStore(env);
-  try {
-    return await runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) =>
+  return withStore(env, (db) =>
+    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) =>
       options.runId
         ? resumeRun(base, options.runId)
         : runPipeline(base, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined }),
-    );
-  } finally {
-    await db.close();
-  }
+    ),
+  );
 }
 
 export function runCommand(): Command {

@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { PipelineDef } from "../core/types.ts";
 import type { EngineOptions } from "../engine/context.ts";
-import type { RunSummary } from "../engine/summary.ts";
+import type { RunSummary } from "../inspect/summary.ts";
 import { createProviders } from "../preset/providers.ts";
 import type { LocalRunOptions } from "../runners/local/index.ts";
 import type { Database } from "../store/database.ts";

@@ -1,8 +1,8 @@
 import { Command } from "commander";
-import { sql } from "drizzle-orm";
-import { summarizeRun, type RunSummary } from "../engine/summary.ts";
+import { summarizeRun, type RunSummary } from "../inspect/summary.ts";
 import type { Database } from "../store/database.ts";
-import { CliError, openStore, printJson } from "./common.ts";
+import { recentRuns } from "../store/reports.ts";
+import { printJson, withStore } from "./common.ts";
 import { formatSummary } from "./report.ts";
 
 export interface RunListing {
@@ -16,10 +16,7 @@ export interface RunListing {
 }
 
 export async function listRuns(db: Database, limit = 20): Promise<RunListing[]> {
-  const rows = await db.rows<{ id: string; pipeline: string; status: string; rows_read: number; created_at: string; finished_at: string | null; cost: number }>(sql`
-    SELECT r.id, r.pipeline, r.status, r.rows_read, r.created_at, r.finished_at,
-      coalesce((SELECT sum(cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)::float8 AS cost
-    FROM runs r ORDER BY r.created_at DESC LIMIT ${limit}`);
+  const rows = await recentRuns(db, limit);
   return rows.map((r) => ({
     runId: r.id,
     pipeline: r.pipeline,
@@ -33,8 +30,7 @@ export async function listRuns(db: Database, limit = 20): Promise<RunListing[]> 
 
 /** `sluice status`: recent runs, or one run's summary. */
 export async function statusCli(runId: string | undefined, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<RunSummary | RunListing[]> {
-  const db = await openStore(options.env);
-  try {
+  return withStore(options.env, async (db) => {
     if (!runId) {
       const runs = await listRuns(db);
       if (options.json) printJson(runs);
@@ -46,15 +42,12 @@ export async function statusCli(runId: string | undefined, options: { json?: boo
       }
       return runs;
     }
-    const exists = await db.rows(sql`SELECT 1 FROM runs WHERE id = ${runId}`);
-    if (exists.length === 0) throw new CliError(`no run ${runId} (sluice status lists runs)`);
+    // summarizeRun says when there is no such run (requireRun).
     const summary = await summarizeRun(db, runId);
     if (options.json) printJson(summary);
     else process.stdout.write(`${formatSummary(summary)}\n`);
     return summary;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 export function statusCommand(): Command {

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { stableStringify } from "../core/hash.ts";
-import { stageVersions, versionOutputs, type StageVersionInfo, type VersionOutput } from "../engine/versions.ts";
-import { CliError, loadPipeline, openStore, parsePositiveInt, printJson } from "./common.ts";
+import { stageVersions, versionOutputs, type StageVersionInfo, type VersionOutput } from "../inspect/versions.ts";
+import { CliError, loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
 
 export interface VersionsCliOptions {
   pipeline: string;
@@ -56,8 +56,7 @@ export async function versionsCli(options: VersionsCliOptions): Promise<StageVer
   if (options.stage && !pipeline.stages.some((s) => s.id === options.stage)) {
     throw new CliError(`pipeline ${pipeline.id} has no stage "${options.stage}" (stages: ${pipeline.stages.map((s) => s.id).join(", ")})`);
   }
-  const db = await openStore(options.env);
-  try {
+  return withStore(options.env, async (db): Promise<StageVersionInfo[] | VersionOutput[]> => {
     if (options.show) {
       if (!options.stage) throw new CliError("--show needs --stage: versions are per stage");
       const rows = await versionOutputs(db, pipeline.id, options.stage, options.show, { limit: options.limit ?? 20 });
@@ -70,9 +69,7 @@ export async function versionsCli(options: VersionsCliOptions): Promise<StageVer
     if (options.json) printJson(versions);
     else process.stdout.write(`${formatVersions(versions)}\n`);
     return versions;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 export function versionsCommand(): Command {

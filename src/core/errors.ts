@@ -1,7 +1,8 @@
 /**
- * A few error classes whose type decides what the engine does next (DESIGN.md,
- * failure classes). Each carries the stage and item it happened on and the
- * original cause.
+ * A few error classes whose type decides what the engine does next: transient
+ * failures are retried after a pause, deterministic ones are not, quality ones
+ * get a repair attempt (see the classes below). Each carries the stage and
+ * item it happened on and the original cause.
  */
 export type FailureClass = "transient" | "deterministic" | "quality";
 

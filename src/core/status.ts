@@ -1,6 +1,7 @@
 /**
  * Item status, per stage and item. `queued` and `processing` are in flight; the
- * rest are where an item can rest. DESIGN.md draws the transitions.
+ * rest are where an item can rest. An item goes `queued` → `processing` → one
+ * of the rest; `failed_retryable` items are picked up again like `queued` ones.
  */
 export const ITEM_STATUSES = [
   "queued",
@@ -34,8 +35,6 @@ export type FinalState = (typeof FINAL_STATES)[number];
 
 /** Statuses after which an item moves on to the next stage. */
 export const ADVANCING: readonly ItemStatus[] = ["succeeded_unvalidated", "validated", "committed"];
-
-export const IN_FLIGHT: readonly ItemStatus[] = ["queued", "processing", "failed_retryable"];
 
 export function advances(status: ItemStatus): boolean {
   return ADVANCING.includes(status);

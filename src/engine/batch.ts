@@ -1,14 +1,16 @@
-import { sql } from "drizzle-orm";
 import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { anyText } from "../store/sql.ts";
+import { adoptOrphanBatches, batchClaimant, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
-import { groupWriter, persistResults, type ItemResult } from "./persist.ts";
+import { groupWriter, persistResults } from "./persist.ts";
+import { computed, failed, type ItemResult } from "./results.ts";
 import { sleep } from "./retry.ts";
+import type { Call } from "./reuse.ts";
 import pLimit from "p-limit";
 
 /**
@@ -20,13 +22,6 @@ import pLimit from "p-limit";
  * items that failed transiently or expired are queued for another batch.
  */
 
-export interface BatchCall {
-  itemId: string;
-  loaded: LoadedInput;
-  request: CompletionRequest;
-  hash: string;
-}
-
 interface BatchEntry {
   itemId: string;
   inputHash: string;
@@ -35,14 +30,7 @@ interface BatchEntry {
   request: CompletionRequest;
 }
 
-interface BatchRow {
-  id: string;
-  provider: string;
-  status: string;
-  requests: Record<string, BatchEntry>;
-}
-
-export const batchWorker = (batchId: string) => `batch:${batchId}`;
+type BatchRow = StoredBatch<BatchEntry>;
 
 /** Whether an LLM stage sends this many calls through the batch API. */
 export function useBatch(ctx: RunContext, def: LlmStage, provider: Provider, calls: number): boolean {
@@ -54,7 +42,7 @@ export function useBatch(ctx: RunContext, def: LlmStage, provider: Provider, cal
 }
 
 /** Submit the calls as provider batches, then poll and collect each. */
-export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: BatchCall[], onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
+export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
   const api = provider.batch!;
   const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
   const rows: BatchRow[] = [];
@@ -75,18 +63,11 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
       const call = byCustomId.get(request.customId)!;
       requests[request.customId] = { itemId: call.itemId, inputHash: call.loaded.inputHash, requestHash: call.hash, request };
     }
-    await ctx.db.transaction(async (tx) => {
-      await tx.rows(sql`
-        INSERT INTO provider_batches (id, run_id, stage_index, provider, status, requests, worker_id)
-        VALUES (${batchId}, ${ctx.runId}, ${stage.index}, ${providerName}, 'submitted', ${JSON.stringify(requests)}::jsonb, ${ctx.workerId})`);
-      await tx.rows(sql`
-        UPDATE work SET claimed_by = ${batchWorker(batchId)}, status = 'processing', updated_at = now()
-        WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index}
-          AND ${ctx.soleWorker ? sql`TRUE` : sql`claimed_by = ${ctx.workerId}`}
-          AND item_id = ${anyText(group.map((r) => byCustomId.get(r.customId)!.itemId))}`);
-    });
+    const row: BatchRow = { id: batchId, provider: providerName, status: "submitted", requests };
+    const itemIds = group.map((r) => byCustomId.get(r.customId)!.itemId);
+    await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId);
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
-    rows.push({ id: batchId, provider: providerName, status: "submitted", requests });
+    rows.push(row);
   }
   if (refused.length) {
     await persistResults(ctx, stage, refused);
@@ -96,10 +77,12 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   return [...refused, ...results.flat()];
 }
 
-async function attemptsSoFar(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, number>> {
-  const rows = await ctx.db.rows<{ item_id: string; attempts: number }>(sql`
-    SELECT item_id, attempts FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND item_id = ${anyText(itemIds)}`);
-  return new Map(rows.map((r) => [r.item_id, r.attempts]));
+function at(ctx: RunContext, stage: StagePlan) {
+  return { runId: ctx.runId, stageIndex: stage.index };
+}
+
+function attemptsSoFar(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, number>> {
+  return attemptsSpent(ctx.db, at(ctx, stage), itemIds);
 }
 
 /** An item whose request failed as a whole (submission, or a batch that could not be read): retry it later, or dead-letter it. */
@@ -110,7 +93,7 @@ function failure(ctx: RunContext, itemId: string, inputHash: string, err: unknow
   const message = `${what}: ${errorMessage(err)}${cls === "transient" && !retry ? ` (gave up after ${spent} attempts)` : ""}`;
   // One attempt row with no provider: it counts against the retry budget but was not a paid request.
   const attempt: AttemptRecord = { attempt: spent, provider: "", model: "", mode: "batch", requestHash: "", inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, latencyMs: 0, errorClass: cls, errorMessage: message };
-  return { itemId, status: retry ? "failed_retryable" : "failed_terminal", inputHash, reused: false, attempts: [attempt], errorClass: cls, errorMessage: message };
+  return failed(itemId, inputHash, cls, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] });
 }
 
 /**
@@ -119,14 +102,7 @@ function failure(ctx: RunContext, itemId: string, inputHash: string, err: unknow
  */
 export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<number> {
   const def = ctx.pipeline.stages[stage.index] as LlmStage;
-  const leaseSeconds = ctx.options.leaseMs / 1000;
-  const orphans = await ctx.db.rows<BatchRow>(sql`
-    UPDATE provider_batches b SET worker_id = ${ctx.workerId}, updated_at = now()
-    WHERE b.run_id = ${ctx.runId} AND b.stage_index = ${stage.index} AND b.status NOT IN ('collected')
-      AND b.worker_id IS DISTINCT FROM ${ctx.workerId}
-      AND (b.worker_id IS NULL OR b.worker_id NOT IN (
-        SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseSeconds})))
-    RETURNING b.id, b.provider, b.status, b.requests`);
+  const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs);
   for (const row of orphans) {
     ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.id} (polling, not resubmitting)`);
     await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
@@ -145,7 +121,7 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Prom
       status = "in_progress";
     }
     if (status !== "in_progress") {
-      await ctx.db.rows(sql`UPDATE provider_batches SET status = ${status}, updated_at = now() WHERE id = ${row.id}`);
+      await setBatchStatus(ctx.db, row.id, status);
       return status;
     }
     await sleep(interval, ctx.signal);
@@ -168,7 +144,7 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   // Writes go through the batch's claim, checked even for a sole worker: an
   // item already written (by an earlier or a concurrent collection of this
   // batch) is no longer `processing` under it, and is not written again.
-  const owner: RunContext = { ...ctx, workerId: batchWorker(row.id), soleWorker: false, lockedClaim: false };
+  const owner: RunContext = { ...ctx, workerId: batchClaimant(row.id), soleWorker: false, lockedClaim: false };
   const write = async (results: ItemResult[]) => {
     if (results.length === 0) return;
     await persistResults(owner, stage, results);
@@ -204,22 +180,15 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.id} (${status})`) };
     const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
     if (!input) {
-      ready.push({ itemId: entry.itemId, status: "failed_terminal", reused: false, attempts: [], errorClass: "deterministic", errorMessage: "item row missing from the run (store inconsistency)" });
+      ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
       continue;
     }
     if (!result.ok) {
       const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
       const spent = (tries.get(entry.itemId) ?? 0) + 1;
       const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
-      ready.push({
-        itemId: entry.itemId,
-        status: retry ? "failed_retryable" : "failed_terminal",
-        inputHash: entry.inputHash,
-        reused: false,
-        attempts: [attempt],
-        errorClass: attempt.errorClass,
-        errorMessage: retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`,
-      });
+      const message = retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`;
+      ready.push(failed(entry.itemId, entry.inputHash, attempt.errorClass, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] }));
       continue;
     }
     const judged = judge(ctx, def, entry, input, result.result, base);
@@ -254,18 +223,12 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
 }
 
 /** Items of the batch not yet written: still held by it, in `processing`. */
-async function stillHeld(ctx: RunContext, stage: StagePlan, row: BatchRow): Promise<Set<string>> {
-  const ids = Object.values(row.requests).map((e) => e.itemId);
-  if (ids.length === 0) return new Set();
-  const rows = await ctx.db.rows<{ item_id: string }>(sql`
-    SELECT item_id FROM work
-    WHERE run_id = ${ctx.runId} AND stage_index = ${stage.index} AND claimed_by = ${batchWorker(row.id)}
-      AND status = 'processing' AND item_id = ${anyText(ids)}`);
-  return new Set(rows.map((r) => r.item_id));
+function stillHeld(ctx: RunContext, stage: StagePlan, row: BatchRow): Promise<Set<string>> {
+  return stillHeldBy(ctx.db, at(ctx, stage), batchClaimant(row.id), Object.values(row.requests).map((e) => e.itemId));
 }
 
 async function markCollected(ctx: RunContext, row: BatchRow): Promise<void> {
-  await ctx.db.rows(sql`UPDATE provider_batches SET status = 'collected', updated_at = now() WHERE id = ${row.id}`);
+  await setBatchStatus(ctx.db, row.id, "collected");
 }
 
 type AttemptBase = Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">;
@@ -288,22 +251,18 @@ function judge(ctx: RunContext, def: LlmStage, entry: BatchEntry, input: LoadedI
   const checked = checkCompletion(def, input.input, result);
   if (checked.ok) {
     return {
-      result: {
-        itemId: entry.itemId,
-        status: "succeeded_unvalidated",
-        inputHash: entry.inputHash,
-        reused: false,
+      result: computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", checked.value, {
+        costUsd: attempt.costUsd,
         attempts: [attempt],
-        output: { value: checked.value, status: "succeeded_unvalidated", costUsd: attempt.costUsd },
         cache: { requestHash: entry.requestHash, provider: base.provider, model: def.model, response: result },
-      },
+      }),
     };
   }
   attempt.errorClass = "quality";
   attempt.errorMessage = checked.error.message;
   if (checked.threw) {
     // The stage's own check threw: the item is at fault, a repair cannot help.
-    return { result: { itemId: entry.itemId, status: "failed_terminal", inputHash: entry.inputHash, reused: false, attempts: [attempt], errorClass: "deterministic", errorMessage: checked.error.message } };
+    return { result: failed(entry.itemId, entry.inputHash, "deterministic", checked.error.message, { attempts: [attempt] }) };
   }
   return { attempt, error: checked.error };
 }
@@ -317,26 +276,17 @@ async function repair(ctx: RunContext, def: LlmStage, provider: Provider, provid
   const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, need.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
   const attempts = [first, ...outcome.attempts.map((a) => ({ ...a, attempt: first.attempt + a.attempt }))];
   if (outcome.status === "succeeded") {
-    return {
-      itemId: entry.itemId,
-      status: "succeeded_unvalidated",
-      inputHash: entry.inputHash,
-      reused: false,
+    return computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", outcome.value, {
+      costUsd: attempts.reduce((a, x) => a + x.costUsd, 0),
       attempts,
-      output: { value: outcome.value, status: "succeeded_unvalidated", costUsd: attempts.reduce((a, x) => a + x.costUsd, 0) },
       // The usable answer to this request, as a realtime call with a repair caches it
       // (duplicates of the item copy it from here).
       cache: { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response },
-    };
+    });
   }
   const last = attempts[attempts.length - 1]!;
-  return {
-    itemId: entry.itemId,
+  return failed(entry.itemId, entry.inputHash, last.errorClass ?? "quality", `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`, {
     status: outcome.status === "needs_review" ? "needs_review" : "failed_terminal",
-    inputHash: entry.inputHash,
-    reused: false,
     attempts,
-    errorClass: last.errorClass ?? "quality",
-    errorMessage: `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`,
-  };
+  });
 }

@@ -1,6 +1,7 @@
 import type { PipelineDef, StageDef } from "../core/types.ts";
 import type { Provider, Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
+import type { StageRef } from "../store/work.ts";
 
 /** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
 export interface ProviderSet {
@@ -93,4 +94,9 @@ export interface RunContext {
    * not written, and writes need no ownership check.
    */
   soleWorker?: boolean;
+}
+
+/** A stage of the context's run, as the store names it. */
+export function stageRef(ctx: RunContext, stage: StagePlan): StageRef {
+  return { runId: ctx.runId, stageIndex: stage.index };
 }

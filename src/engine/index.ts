@@ -2,31 +2,39 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import pLimit from "p-limit";
 import { SluiceError } from "../core/errors.ts";
-import type { CommitStage, PipelineDef } from "../core/types.ts";
+import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
-import { ensureTarget, withdrawUncommitted } from "./commit-target.ts";
-import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type Logger, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
+import { requireRun, type RunRow } from "../store/runs.ts";
+import * as work from "../store/work.ts";
+import { resumeBatches as collectOrphanBatches } from "./batch.ts";
+import { DEFAULT_OPTIONS, silentLogger, stageRef, type EngineOptions, type Logger, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
+import { enqueueStage, ensureTargets } from "./drive/queue.ts";
 import { executeChunk, type ChunkHooks } from "./execute.ts";
 import { planStages } from "./plan.ts";
-import { claimItems, enqueueStage, stageCounts } from "./queue.ts";
-import { loadSource } from "./runs.ts";
-import { finishRun, getRun, type RunRow } from "../store/runs.ts";
-import type { ItemResult } from "./persist.ts";
-import { sql } from "drizzle-orm";
+import type { ItemResult } from "./results.ts";
+import { versionsOf } from "./runs.ts";
 
 /**
  * The engine's surface for runners. The local runner and the Trigger.dev
- * tasks both drive a run through these calls; neither executes a stage any
- * other way.
+ * tasks both drive a run through these calls; neither executes a stage, or
+ * writes to the store, any other way.
+ *
+ * - The local runner: `openRun`, then `driveRun` (the engine schedules
+ *   everything: segments, claims, loops, barriers).
+ * - The Trigger.dev orchestrator and stage tasks: `prepareStage`,
+ *   `stageChunks`, `executeStageChunk`, `stageDone`, `finalizeRun`: the
+ *   orchestrator fans chunks out as task runs, and each run executes one.
  */
 export { createOrContinueRun } from "./runs.ts";
-export { getRun, type RunRow } from "../store/runs.ts";
-export { summarizeRun, type RunSummary, type StageSummary } from "./summary.ts";
+export { driveRun, ensureLoaded, finalizeRun, stopAfterOf } from "./drive/index.ts";
+export type { RunEvents } from "./drive/events.ts";
 export { planStages } from "./plan.ts";
-export { stageCounts, heartbeat, retireWorker, reclaimStale, type StageCounts } from "./queue.ts";
-export { resumeBatches } from "./batch.ts";
+export { heartbeat, retireWorker } from "../store/workers.ts";
+export { runStartedBy, type RunRow } from "../store/runs.ts";
+export type { StageCounts } from "../store/work.ts";
 export type { EngineOptions, ProviderSet, RunContext, StagePlan, Logger } from "./context.ts";
-export type { ItemResult } from "./persist.ts";
+export type { ItemResult } from "./results.ts";
+export { sleep } from "./retry.ts";
 
 export function newWorkerId(prefix = "w"): string {
   return `${prefix}_${hostname().slice(0, 20)}_${process.pid}_${randomBytes(3).toString("hex")}`;
@@ -45,12 +53,10 @@ export interface OpenRunOptions {
 
 /** A context for working on one run, after checking the pipeline still defines the stages the run was planned with. */
 export async function openRun(opts: OpenRunOptions): Promise<{ ctx: RunContext; run: RunRow }> {
-  const run = await getRun(opts.db, opts.runId);
-  if (!run) throw new SluiceError(`no run ${opts.runId} in ${opts.db.description}`);
-  if (run.pipeline !== opts.pipeline.id) throw new SluiceError(`run ${opts.runId} belongs to pipeline ${run.pipeline}, not ${opts.pipeline.id}`);
+  const run = await requireRun(opts.db, opts.runId, opts.pipeline.id);
   const plan = planStages(opts.pipeline);
   const recorded = run.stages.map((s) => `${s.id}@${s.version}`).join(",");
-  const current = plan.map((s) => `${s.id}@${s.version}`).join(",");
+  const current = versionsOf(plan);
   if (recorded !== current) {
     throw new SluiceError(`run ${run.id} was started with stages ${recorded}; the pipeline now defines ${current}. Start a new run (sluice run, or sluice rerun) instead of resuming this one`);
   }
@@ -70,25 +76,25 @@ export async function openRun(opts: OpenRunOptions): Promise<{ ctx: RunContext; 
   };
 }
 
-/** Read the run's source into the store if that has not happened yet (idempotent). */
-export async function ensureLoaded(ctx: RunContext, run: RunRow): Promise<number> {
-  if (run.loaded_at) return run.rows_read;
-  return loadSource(ctx, run.input_path ?? "");
-}
-
 /**
  * Queue a stage for every item that reached it and return the queued item ids
  * in a stable order (for a runner that hands out explicit chunks).
  */
 export async function prepareStage(ctx: RunContext, stageIndex: number): Promise<string[]> {
   const stage = stageAt(ctx, stageIndex);
-  const def = ctx.pipeline.stages[stageIndex]!;
-  if (def.kind === "commit") await ensureTarget(ctx.db, def);
+  await ensureTargets(ctx, [stage]);
   await enqueueStage(ctx, stage);
-  const rows = await ctx.db.rows<{ item_id: string }>(sql`
-    SELECT item_id FROM work WHERE run_id = ${ctx.runId} AND stage_index = ${stageIndex}
-      AND status IN ('queued', 'failed_retryable') ORDER BY item_id`);
-  return rows.map((r) => r.item_id);
+  return work.claimableIds(ctx.db, stageRef(ctx, stage));
+}
+
+/** A stage's items as ranges of `size` ids, in the store's order: all of them, or those still open. */
+export function stageChunks(ctx: RunContext, stageIndex: number, size: number, openOnly: boolean) {
+  return work.idRanges(ctx.db, stageRef(ctx, stageAt(ctx, stageIndex)), size, openOnly);
+}
+
+/** The ids of a range of a stage's items that are still waiting to be claimed. */
+export function claimableInRange(ctx: RunContext, stageIndex: number, first: string, last: string): Promise<string[]> {
+  return work.claimableIds(ctx.db, stageRef(ctx, stageAt(ctx, stageIndex)), { first, last });
 }
 
 /**
@@ -98,25 +104,33 @@ export async function prepareStage(ctx: RunContext, stageIndex: number): Promise
  */
 export async function executeStageChunk(ctx: RunContext, stageIndex: number, itemIds: string[], hooks: Partial<ChunkHooks> = {}): Promise<ItemResult[]> {
   const stage = stageAt(ctx, stageIndex);
-  const claimed = await claimItems(ctx, stage, itemIds);
+  const claimed = await work.claimItems(ctx.db, stageRef(ctx, stage), ctx.workerId, itemIds);
   if (claimed.length === 0) return [];
   const limit = pLimit(ctx.options.concurrency);
   return executeChunk(ctx, stage, claimed, { acquire: hooks.acquire ?? ((fn) => limit(fn)), onPersisted: hooks.onPersisted });
 }
 
-/** Withdraw target rows of items that no longer reach the commit stage, and mark the run finished. */
-export async function finalizeRun(ctx: RunContext, options: { stopAfter?: number } = {}): Promise<void> {
-  const last = ctx.plan[ctx.plan.length - 1]!;
-  const stop = options.stopAfter ?? last.index;
-  if (stop === last.index && last.kind === "commit") {
-    await withdrawUncommitted(ctx.db, ctx.pipeline.stages[last.index] as CommitStage, ctx.runId, last.index);
-  }
-  await finishRun(ctx.db, ctx.runId);
+/**
+ * Provider batches of this stage whose worker is gone are polled and
+ * collected (never submitted again). Returns how many were taken over.
+ */
+export function resumeBatches(ctx: RunContext, stageIndex: number): Promise<number> {
+  return collectOrphanBatches(ctx, stageAt(ctx, stageIndex), (name) => ctx.providers.get(name));
+}
+
+/** Put back in the queue what workers without a heartbeat within the lease had claimed. */
+export function reclaimStale(ctx: RunContext): Promise<number> {
+  return work.reclaimStale(ctx.db, ctx.runId, ctx.workerId, ctx.options.leaseMs);
+}
+
+/** A stage's items by status, with how many are still open (queued, in flight, or waiting to be retried). */
+export function stageCounts(ctx: RunContext, stageIndex: number): Promise<work.StageCounts> {
+  return work.stageCounts(ctx.db, stageRef(ctx, stageAt(ctx, stageIndex)));
 }
 
 /** True when no item of the stage is still queued or in flight. */
 export async function stageDone(ctx: RunContext, stageIndex: number): Promise<boolean> {
-  return (await stageCounts(ctx, stageAt(ctx, stageIndex))).open === 0;
+  return (await stageCounts(ctx, stageIndex)).open === 0;
 }
 
 function stageAt(ctx: RunContext, index: number): StagePlan {

@@ -1,8 +1,8 @@
-import { sql } from "drizzle-orm";
-import { anyInt, idRows } from "../store/sql.ts";
 import { sha256, stableStringify } from "../core/hash.ts";
 import { deepFreeze } from "../core/json.ts";
 import { isLlmStage, type StageInput } from "../core/types.ts";
+import { upstreamOutputs } from "../store/outputs.ts";
+import { runItems } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { endpointOf } from "./llm-call.ts";
 
@@ -25,21 +25,8 @@ export interface ChunkItem {
  * rows. Two queries per chunk.
  */
 export async function loadChunkItems(ctx: RunContext, reads: readonly number[], itemIds: string[]): Promise<Map<string, ChunkItem>> {
-  const items = await ctx.db.rows<{ item_id: string; data: Record<string, unknown>; content_hash: string }>(sql`
-    SELECT r.item_id, r.data, r.content_hash
-    FROM ${idRows(itemIds)}
-    CROSS JOIN LATERAL (
-      SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${ctx.runId} AND item_id = i.item_id OFFSET 0) r`);
-  const upstream = reads.length
-    ? await ctx.db.rows<{ item_id: string; stage_id: string; output: unknown; output_hash: string }>(sql`
-        SELECT w.item_id, w.stage_id, o.output, o.output_hash
-        FROM ${idRows(itemIds)}
-        CROSS JOIN LATERAL (
-          SELECT item_id, stage_id, output_id FROM work
-          WHERE run_id = ${ctx.runId} AND stage_index = ${anyInt(reads)} AND item_id = i.item_id OFFSET 0) w
-        CROSS JOIN LATERAL (
-          SELECT output, output_hash FROM stage_outputs WHERE id = w.output_id OFFSET 0) o`)
-    : [];
+  const items = await runItems(ctx.db, ctx.runId, itemIds);
+  const upstream = await upstreamOutputs(ctx.db, ctx.runId, reads, itemIds);
   const result = new Map<string, ChunkItem>();
   for (const row of items) result.set(row.item_id, { item: deepFreeze(row.data), contentHash: row.content_hash, outputs: {}, hashes: {} });
   for (const row of upstream) {

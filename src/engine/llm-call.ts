@@ -5,26 +5,12 @@ import { compileSchema } from "../core/schema.ts";
 import { renderTemplate } from "../core/template.ts";
 import type { LlmStage, StageInput } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
+import type { AttemptRow } from "../store/results.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { backoffMs, sleep } from "./retry.ts";
 
-/** One provider request as recorded in `attempts`. */
-export interface AttemptRecord {
-  attempt: number;
-  provider: string;
-  model: string;
-  mode: "realtime" | "batch";
-  requestHash: string;
-  inputTokens: number;
-  outputTokens: number;
-  cachedTokens: number;
-  costUsd: number;
-  /** The same usage at the realtime list price (equal to costUsd for realtime calls). */
-  listCostUsd: number;
-  latencyMs: number;
-  errorClass?: FailureClass;
-  errorMessage?: string;
-}
+/** One provider request as recorded in `attempts` (see `AttemptRow`), its failure sorted into a class. */
+export type AttemptRecord = AttemptRow & { errorClass?: FailureClass };
 
 export type LlmOutcome =
   | { status: "succeeded"; value: unknown; attempts: AttemptRecord[]; response: CompletionResult }
@@ -81,7 +67,9 @@ function stableText(value: object): string {
 }
 
 /** Parse and check a completion against the stage's schema and business rule. */
-export function checkCompletion(stage: LlmStage, input: StageInput, result: CompletionResult): { ok: true; value: unknown } | { ok: false; error: QualityError; rule: boolean; threw?: boolean } {
+export type Checked = { ok: true; value: unknown } | { ok: false; error: QualityError; rule: boolean; threw?: boolean };
+
+export function checkCompletion(stage: LlmStage, input: StageInput, result: CompletionResult): Checked {
   if (result.finishReason === "refusal" || result.finishReason === "content_filter") {
     return { ok: false, rule: false, error: new QualityError(`the model refused: ${result.refusal ?? "no reason given"}`, { rawOutput: result.text }) };
   }

@@ -2,7 +2,7 @@ import type { ProviderSet } from "../engine/context.ts";
 import { costBreakdown, createProvider, resolveProviderEnv, type VendorName } from "../providers/index.ts";
 import type { Provider, Usage } from "../providers/types.ts";
 import { loadConfig, startSimulator, type Simulator } from "../sim/index.ts";
-import { createInProcessProvider } from "../testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../providers/inprocess.ts";
 
 export interface ProviderPreset {
   providers: ProviderSet;

@@ -3,7 +3,8 @@ import { retryAfterMs, type HeaderBag } from "./limits/headers.ts";
 
 /**
  * One switch from "what went wrong with a provider call" to sluice's failure
- * classes (DESIGN.md): the vendor `errors.ts` files only say what happened in
+ * classes (`TransientError` or `DeterministicError`, src/core/errors.ts): the
+ * vendor `errors.ts` files (through `sdk-errors.ts`) only say what happened in
  * their SDK's terms; this decides retry or not.
  */
 export type ProviderFailure =

@@ -2,7 +2,6 @@ import { join } from "node:path";
 import type { Database } from "./database.ts";
 
 export type { Database, DriverKind } from "./database.ts";
-export * as tables from "./schema.ts";
 
 export interface OpenOptions {
   /** A Postgres URL; when absent, embedded PGlite is used. */

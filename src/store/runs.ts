@@ -1,6 +1,8 @@
-import { sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { SluiceError } from "../core/errors.ts";
 import type { Database } from "./database.ts";
+import { runs } from "./schema.ts";
+import { idRows } from "./sql.ts";
 
 /**
  * `runs`, `run_items` and `rejected_rows`: a run, the items it read and the
@@ -172,18 +174,28 @@ export async function insertRejectedRows(db: Database, runId: string, rows: Reje
 }
 
 export async function markLoaded(db: Database, runId: string, rowsRead: number): Promise<void> {
-  await db.rows(sql`UPDATE runs SET loaded_at = now(), rows_read = ${rowsRead} WHERE id = ${runId}`);
+  await db.db.update(runs).set({ loadedAt: sql`now()`, rowsRead }).where(eq(runs.id, runId));
 }
 
 export async function finishRun(db: Database, runId: string): Promise<void> {
-  await db.rows(sql`UPDATE runs SET status = 'finished', finished_at = coalesce(finished_at, now()) WHERE id = ${runId}`);
+  await db.db.update(runs).set({ status: "finished", finishedAt: sql`coalesce(${runs.finishedAt}, now())` }).where(eq(runs.id, runId));
 }
 
 export async function failRun(db: Database, runId: string, error: string): Promise<void> {
-  await db.rows(sql`UPDATE runs SET status = 'failed', error = ${error}, finished_at = now() WHERE id = ${runId}`);
+  await db.db.update(runs).set({ status: "failed", error, finishedAt: sql`now()` }).where(eq(runs.id, runId));
 }
 
 /** Mark an ended run running again (its dead letters were requeued): `resume` goes on with it. */
 export async function reopenRun(db: Database, runId: string): Promise<void> {
-  await db.rows(sql`UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ${runId}`);
+  await db.db.update(runs).set({ status: "running", finishedAt: null }).where(eq(runs.id, runId));
+}
+
+/** Item rows of a run, by id: the item as loaded and the hash of its content. */
+export async function runItems(db: Database, runId: string, itemIds: readonly string[]): Promise<{ item_id: string; data: Record<string, unknown>; content_hash: string }[]> {
+  if (itemIds.length === 0) return [];
+  return db.rows(sql`
+    SELECT r.item_id, r.data, r.content_hash
+    FROM ${idRows(itemIds)}
+    CROSS JOIN LATERAL (
+      SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${runId} AND item_id = i.item_id OFFSET 0) r`);
 }

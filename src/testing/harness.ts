@@ -1,15 +1,15 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sql } from "drizzle-orm";
 import type { PipelineDef } from "../core/types.ts";
 import type { EngineOptions, ProviderSet } from "../engine/context.ts";
-import type { RunSummary } from "../engine/summary.ts";
+import type { RunSummary } from "../inspect/summary.ts";
 import type { Provider } from "../providers/types.ts";
 import { runPipeline } from "../runners/local/index.ts";
 import type { Database } from "../store/database.ts";
+import { targetRows, workOutputs } from "../store/reports.ts";
 import { memoryDatabase } from "./databases.ts";
-import { createInProcessProvider } from "./inprocess-provider.ts";
+import { createInProcessProvider } from "../providers/inprocess.ts";
 
 export interface TestRun {
   summary: RunSummary;
@@ -53,17 +53,14 @@ export async function runPipelineForTest(
   const providers = options.providers ?? singleProvider(createInProcessProvider());
   try {
     const summary = await runPipeline({ db, pipeline, providers, options: options.options }, input, { fresh: true });
-    const stageRows = async (stageId: string) =>
-      db.rows<{ item_id: string; status: string; output: unknown }>(sql`
-        SELECT w.item_id, w.status, o.output FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
-        WHERE w.run_id = ${summary.runId} AND w.stage_id = ${stageId}`);
+    const stageRows = (stageId: string) => workOutputs(db, summary.runId, stageId);
     return {
       summary,
       db,
       outputs: async (stageId) => Object.fromEntries((await stageRows(stageId)).filter((r) => r.output !== null).map((r) => [r.item_id, r.output])),
       statuses: async (stageId) => Object.fromEntries((await stageRows(stageId)).map((r) => [r.item_id, r.status])),
       target: async (table) => {
-        const rows = await db.rows<{ key: string; data: unknown; status: string }>(sql`SELECT key, data, status FROM ${sql.identifier(table)}`);
+        const rows = await targetRows(db, table);
         return Object.fromEntries(rows.map((r) => [r.key, { data: r.data, status: r.status }]));
       },
       close: async () => {

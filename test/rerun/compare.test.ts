@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatCompare } from "../../src/cli/compare.ts";
 import { rerunPipeline } from "../../src/cli/rerun.ts";
-import { compareStage, sampleItems } from "../../src/engine/compare.ts";
-import type { RunSummary } from "../../src/engine/summary.ts";
+import { compareStage, sampleItems } from "../../src/inspect/compare.ts";
+import type { RunSummary } from "../../src/inspect/summary.ts";
 import { runPipeline } from "../../src/runners/local/index.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/databases.ts";
 import { demoSlice } from "../e2e/data.ts";

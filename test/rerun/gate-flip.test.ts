@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatDiff } from "../../src/cli/diff.ts";
 import { rerunPipeline } from "../../src/cli/rerun.ts";
-import { diffRuns } from "../../src/engine/diff.ts";
-import type { RunSummary } from "../../src/engine/summary.ts";
+import { diffRuns } from "../../src/inspect/diff.ts";
+import type { RunSummary } from "../../src/inspect/summary.ts";
 import { runPipeline } from "../../src/runners/local/index.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/databases.ts";
 import { ACTIONABLE } from "../../pipelines/ticket-triage.ts";

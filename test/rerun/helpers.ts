@@ -8,7 +8,7 @@ import { isLlmStage, type PipelineDef, type PromptTemplate } from "../../src/cor
 import type { ProviderSet } from "../../src/engine/context.ts";
 import { costOf } from "../../src/providers/index.ts";
 import type { Database } from "../../src/store/database.ts";
-import { createInProcessProvider } from "../../src/testing/inprocess-provider.ts";
+import { createInProcessProvider } from "../../src/providers/inprocess.ts";
 import { ROOT } from "../e2e/cli.ts";
 import demo from "../../pipelines/ticket-triage.ts";
 

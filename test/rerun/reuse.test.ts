@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rerunPipeline } from "../../src/cli/rerun.ts";
-import type { RunSummary } from "../../src/engine/summary.ts";
+import type { RunSummary } from "../../src/inspect/summary.ts";
 import { planStages } from "../../src/engine/plan.ts";
 import { prepareRerun } from "../../src/engine/rerun.ts";
-import { stageVersions, versionOutputs } from "../../src/engine/versions.ts";
+import { stageVersions, versionOutputs } from "../../src/inspect/versions.ts";
 import { resumeRun, runPipeline } from "../../src/runners/local/index.ts";
 import { testDrivers, type TestDatabase } from "../../src/testing/databases.ts";
 import { demoSlice } from "../e2e/data.ts";

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rerunPipeline } from "../../src/cli/rerun.ts";
 import { DeterministicError } from "../../src/core/errors.ts";
 import type { ProviderSet } from "../../src/engine/context.ts";
-import type { RunSummary } from "../../src/engine/summary.ts";
+import type { RunSummary } from "../../src/inspect/summary.ts";
 import type { CompletionRequest } from "../../src/providers/types.ts";
 import { runPipeline } from "../../src/runners/local/index.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/databases.ts";

@@ -1,12 +1,7 @@
-import {
-  APIConnectionError,
-  APIConnectionTimeoutError,
-  APIError,
-  APIUserAbortError,
-} from "openai";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import type { DeterministicError, TransientError } from "../../core/errors.ts";
-import { classifyFailure, type ProviderFailure } from "../classify.ts";
-import type { RateSnapshot } from "../limits/headers.ts";
+import { classifyFailure } from "../classify.ts";
+import { batchCodeError, sdkErrorMapper } from "../sdk-errors.ts";
 import { rateFromHeaders } from "./headers.ts";
 
 /**
@@ -16,35 +11,12 @@ import { rateFromHeaders } from "./headers.ts";
  * @example
  * const { error } = mapError(err, redact); // err: a caught openai.RateLimitError
  */
-export function mapError(
-  err: unknown,
-  redact: (text: string) => string,
-): { error: TransientError | DeterministicError; rate?: RateSnapshot } {
-  const failure = describe(err);
-  const rate = err instanceof APIError ? rateFromHeaders(err.headers) : undefined;
-  return { error: classifyFailure("openai", failure, redact), rate };
-}
-
-function describe(err: unknown): ProviderFailure {
-  // Order matters: the abort and timeout classes extend the connection error class.
-  if (err instanceof APIUserAbortError) return { kind: "aborted", message: "request aborted", cause: err };
-  if (err instanceof APIConnectionTimeoutError) return { kind: "timeout", message: "request timed out", cause: err };
-  if (err instanceof APIConnectionError) {
-    const why = err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    return { kind: "connection", message: `connection error${why}`, cause: err };
-  }
-  if (err instanceof APIError && typeof err.status === "number") {
-    return {
-      kind: "status",
-      status: err.status,
-      message: err.message,
-      code: typeof err.code === "string" ? err.code : undefined,
-      headers: err.headers ?? undefined,
-      cause: err,
-    };
-  }
-  return { kind: "other", message: err instanceof Error ? err.message : String(err), cause: err };
-}
+export const mapError = sdkErrorMapper<APIError>({
+  provider: "openai",
+  classes: { APIError, APIUserAbortError, APIConnectionTimeoutError, APIConnectionError },
+  statusDetail: (err) => ({ message: err.message, code: typeof err.code === "string" ? err.code : undefined }),
+  rateFromHeaders,
+});
 
 /** A failed line of a batch output or error file: HTTP status and body, or just an error code. */
 export function mapBatchLineError(
@@ -57,6 +29,5 @@ export function mapBatchLineError(
     const message = `${status} ${body?.error?.message ?? line.error?.message ?? "request failed in batch"}`;
     return classifyFailure("openai", { kind: "status", status, message, code: body?.error?.code ?? undefined }, redact);
   }
-  const code = line.error?.code ?? "unknown_error";
-  return classifyFailure("openai", { kind: "code", code, message: `${code}: ${line.error?.message ?? "request failed in batch"}` }, redact);
+  return batchCodeError("openai", line.error?.code ?? "unknown_error", line.error?.message, redact);
 }

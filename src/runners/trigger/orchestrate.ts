@@ -3,12 +3,11 @@ import { AbortTaskRunError, idempotencyKeys } from "@trigger.dev/sdk";
 import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
 import {
-  createOrContinueRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, stageDone, summarizeRun,
-  type RunContext, type RunSummary, type StagePlan,
+  createOrContinueRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, reclaimStale, runStartedBy, sleep, stageCounts, stageDone, stopAfterOf,
+  type RunContext, type StagePlan,
 } from "../../engine/index.ts";
-import { reclaimStale } from "../../engine/queue.ts";
-import { sleep } from "../../engine/retry.ts";
-import { chunkRanges, processingCount, runStartedBy, type ChunkRange } from "./chunks.ts";
+import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
+import { chunkRanges, type ChunkRange } from "./chunks.ts";
 import { isBatchable, MAX_RUNS_PER_BATCH } from "./plan.ts";
 import { inputFor, triggerRuntime, type TriggerRuntime } from "./runtime.ts";
 import type { ChunkPayload } from "./stage.ts";
@@ -76,7 +75,7 @@ export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorP
   const runId = await resolveRun(rt, deps.pipeline, payload, triggerRunId);
   const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal });
   const stages: OrchestratorOutput["stages"] = [];
-  const stopAfter = typeof run.options.stopAfter === "number" ? run.options.stopAfter : ctx.plan.length - 1;
+  const stopAfter = stopAfterOf(ctx, run);
   if (run.status !== "finished") {
     await ensureLoaded(ctx, run);
     for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
@@ -138,7 +137,7 @@ async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, d
     // and sweep what is left with fresh keys; a sweep run also collects
     // provider batches whose run died.
     await reclaimStale(ctx);
-    if ((await processingCount(ctx, stage.index)) > 0) {
+    if ((await stageCounts(ctx, stage.index)).byStatus.processing) {
       await sleep(ctx.options.leaseMs, ctx.signal);
       await reclaimStale(ctx);
     }

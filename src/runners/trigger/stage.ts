@@ -2,12 +2,9 @@ import { AbortTaskRunError } from "@trigger.dev/sdk";
 import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
 import { isLlmStage } from "../../core/types.ts";
-import { resumeBatches } from "../../engine/batch.ts";
-import { executeStageChunk, newWorkerId, openRun, type RunContext } from "../../engine/index.ts";
 // The same lease machinery the local runner uses, so a chunk run that dies
 // holding claims is taken over exactly as a crashed local worker would be.
-import { heartbeat, reclaimStale, retireWorker } from "../../engine/queue.ts";
-import { queuedIdsInRange } from "./chunks.ts";
+import { claimableInRange, executeStageChunk, heartbeat, newWorkerId, openRun, reclaimStale, resumeBatches, retireWorker, type RunContext } from "../../engine/index.ts";
 import { triggerRuntime, type TriggerRuntime } from "./runtime.ts";
 
 /**
@@ -73,9 +70,8 @@ export async function runStageChunk(pipeline: PipelineDef, payload: ChunkPayload
   try {
     if ((options.attempt ?? 1) > 1) await reclaimStale(ctx);
     // A provider batch whose run died is polled and collected, never submitted again.
-    const stage = ctx.plan[payload.stageIndex]!;
-    const resumedBatches = isLlmStage(def) ? await resumeBatches(ctx, stage, (name) => ctx.providers.get(name)) : 0;
-    const ids = await queuedIdsInRange(ctx, payload.stageIndex, payload.first, payload.last);
+    const resumedBatches = isLlmStage(def) ? await resumeBatches(ctx, payload.stageIndex) : 0;
+    const ids = await claimableInRange(ctx, payload.stageIndex, payload.first, payload.last);
     const results = ids.length ? await executeStageChunk(ctx, payload.stageIndex, ids) : [];
     const byStatus: Record<string, number> = {};
     for (const r of results) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;

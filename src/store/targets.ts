@@ -1,20 +1,27 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { CommitStage } from "../core/types.ts";
-import type { Database } from "../store/database.ts";
+import type { Database } from "./database.ts";
 
 /**
- * Commit targets are plain tables in the same database, one row per key.
- * `status` says whether the row is current (`active`) or was withdrawn because
- * its item no longer reaches the commit stage (for example, a changed gate).
+ * Commit targets: plain tables in the same database, one row per key, created
+ * on first use. `status` says whether the row is current (`active`) or was
+ * withdrawn because its item no longer reaches the commit stage (for example,
+ * a changed gate). Only the commit stage writes here (through `results.ts`).
  */
-export async function ensureTarget(db: Database, stage: CommitStage): Promise<void> {
-  const table = sql.identifier(stage.target.table);
+
+export interface TargetRow {
+  key: string;
+  itemId: string;
+  data: unknown;
+}
+
+export async function ensureTarget(db: Database, table: string): Promise<void> {
+  const name = sql.identifier(table);
   // Two processes sharing a run reach this together; CREATE TABLE IF NOT EXISTS
   // is not safe against a concurrent create (both pass the check, one fails on
   // pg_type's unique index), so creates of one table are serialised.
   await db.transaction(async (tx) => {
-    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:target:${stage.target.table}`}))`);
-    await tx.rows(sql`CREATE TABLE IF NOT EXISTS ${table} (
+    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:target:${table}`}))`);
+    await tx.rows(sql`CREATE TABLE IF NOT EXISTS ${name} (
     key text PRIMARY KEY,
     item_id text NOT NULL,
     data jsonb NOT NULL,
@@ -27,23 +34,17 @@ export async function ensureTarget(db: Database, stage: CommitStage): Promise<vo
   });
 }
 
-export interface TargetRow {
-  key: string;
-  itemId: string;
-  data: unknown;
-}
-
 /**
  * Idempotent upsert, as a statement to embed (it returns the keys it
  * changed): a row whose data and status are unchanged is left alone, so
  * re-running a commit (after a crash or a rerun) writes nothing twice.
  * `only` is a condition on `x.item_id`: which of the rows to write.
  */
-export function upsertTarget(stage: CommitStage, runId: string, version: string, rows: TargetRow[], only: SQL): SQL {
-  const table = sql.identifier(stage.target.table);
+export function upsertTarget(table: string, runId: string, version: string, rows: readonly TargetRow[], only: SQL): SQL {
+  const name = sql.identifier(table);
   const payload = JSON.stringify(rows.map((r) => ({ key: r.key, item_id: r.itemId, data: r.data })));
   return sql`
-    INSERT INTO ${table} AS t (key, item_id, data, status, run_id, stage_version)
+    INSERT INTO ${name} AS t (key, item_id, data, status, run_id, stage_version)
     SELECT x.key, x.item_id, x.data, 'active', ${runId}, ${version}
     FROM jsonb_to_recordset(${payload}::jsonb) AS x(key text, item_id text, data jsonb)
     WHERE ${only}
@@ -60,15 +61,15 @@ export function upsertTarget(stage: CommitStage, runId: string, version: string,
  * An item that only failed transiently (a provider outage) keeps its row: the
  * failure says nothing about the item, and `dlq retry` may still commit it.
  */
-export async function withdrawUncommitted(db: Database, stage: CommitStage, runId: string, commitIndex: number): Promise<number> {
-  const table = sql.identifier(stage.target.table);
+export async function withdrawUncommitted(db: Database, table: string, runId: string, commitIndex: number): Promise<number> {
+  const name = sql.identifier(table);
   // A freshly filled target has no statistics: the planner then expects a few
   // rows and picks nested-loop anti joins, quadratic in the run's size.
   // Hash joins are right at any size, so nested loops are off here.
   const rows = await db.transaction(async (tx) => {
     await tx.rows(sql`SET LOCAL enable_nestloop = off`);
     return tx.rows<{ key: string }>(sql`
-    UPDATE ${table} t SET status = 'withdrawn', withdrawn_at = now(), run_id = ${runId}
+    UPDATE ${name} t SET status = 'withdrawn', withdrawn_at = now(), run_id = ${runId}
     WHERE t.status = 'active'
       AND t.item_id IN (SELECT item_id FROM run_items WHERE run_id = ${runId})
       AND NOT EXISTS (

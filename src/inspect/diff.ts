@@ -1,9 +1,8 @@
-import { sql } from "drizzle-orm";
 import { SluiceError } from "../core/errors.ts";
 import type { Database } from "../store/database.ts";
-import { anyText } from "../store/sql.ts";
+import { finalItemStatuses, workOutputHashes, workOutputs, type WorkOutputHash } from "../store/reports.ts";
+import { requireRun, type RunRow } from "../store/runs.ts";
 import { enumFields, labelTable, type LabelTable } from "./labels.ts";
-import { getRun, type RunRow } from "../store/runs.ts";
 
 /**
  * What changed between two runs of a pipeline, stage by stage, from their
@@ -59,36 +58,17 @@ export interface RunDiff {
   stages: StageDiff[];
 }
 
-interface WorkRow {
-  stage_id: string;
-  item_id: string;
-  status: string;
-  output_hash: string | null;
-}
-
 const NOT_REACHED = "not_reached";
 const gateOf = (status: string | undefined) => (status === undefined ? NOT_REACHED : status === "gated_out" ? "gated_out" : "reached");
 const bump = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
 
-async function workOf(db: Database, runId: string, stageId?: string): Promise<WorkRow[]> {
-  return db.rows<WorkRow>(sql`
-    SELECT w.stage_id, w.item_id, w.status, o.output_hash FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
-    WHERE w.run_id = ${runId} ${stageId ? sql`AND w.stage_id = ${stageId}` : sql``}`);
-}
-
 async function outputsOf(db: Database, runId: string, stageId: string, itemIds?: string[]): Promise<Map<string, ItemAtStage>> {
-  const rows = await db.rows<{ item_id: string; status: string; output: unknown }>(sql`
-    SELECT w.item_id, w.status, o.output FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
-    WHERE w.run_id = ${runId} AND w.stage_id = ${stageId} ${itemIds ? sql`AND w.item_id = ${anyText(itemIds)}` : sql``}`);
+  const rows = await workOutputs(db, runId, stageId, itemIds);
   return new Map(rows.map((r) => [r.item_id, { status: r.status, output: r.output ?? null }]));
 }
 
 async function finalStates(db: Database, runId: string): Promise<Map<string, string>> {
-  const rows = await db.rows<{ item_id: string; status: string }>(sql`
-    SELECT i.item_id, coalesce(f.status, 'queued') AS status FROM run_items i
-    LEFT JOIN (SELECT DISTINCT ON (item_id) item_id, status FROM work WHERE run_id = ${runId} ORDER BY item_id, stage_index DESC) f
-      ON f.item_id = i.item_id
-    WHERE i.run_id = ${runId}`);
+  const rows = await finalItemStatuses(db, runId);
   return new Map(rows.map((r) => [r.item_id, r.status]));
 }
 
@@ -113,14 +93,14 @@ function transitions(pairs: Iterable<[string | undefined, string | undefined]>):
  * diff.stages[0].labels?.[0].table; // [{ from: "other", to: "refund", count: 12 }, ...]
  */
 export async function diffRuns(db: Database, runA: string, runB: string, options: { stage?: string; sample?: number } = {}): Promise<RunDiff> {
-  const [a, b] = await Promise.all([getRun(db, runA), getRun(db, runB)]);
-  if (!a) throw new SluiceError(`no run ${runA} (sluice status lists runs)`);
-  if (!b) throw new SluiceError(`no run ${runB} (sluice status lists runs)`);
+  // One after the other, so that with both missing the error names runA, as it always did.
+  const a = await requireRun(db, runA);
+  const b = await requireRun(db, runB);
   if (a.pipeline !== b.pipeline) throw new SluiceError(`runs ${runA} (${a.pipeline}) and ${runB} (${b.pipeline}) belong to different pipelines`);
   const stageIds = [...new Set([...b.stages.map((s) => s.id), ...a.stages.map((s) => s.id)])];
   if (options.stage && !stageIds.includes(options.stage)) throw new SluiceError(`neither run has a stage "${options.stage}" (stages: ${stageIds.join(", ")})`);
 
-  const [workA, workB, finalA, finalB] = await Promise.all([workOf(db, runA, options.stage), workOf(db, runB, options.stage), finalStates(db, runA), finalStates(db, runB)]);
+  const [workA, workB, finalA, finalB] = await Promise.all([workOutputHashes(db, runA, options.stage), workOutputHashes(db, runB, options.stage), finalStates(db, runA), finalStates(db, runB)]);
   const common = [...finalA.keys()].filter((id) => finalB.has(id)).length;
   const final = transitions([...new Set([...finalA.keys(), ...finalB.keys()])].map((id) => [finalA.get(id), finalB.get(id)]));
 
@@ -131,7 +111,7 @@ export async function diffRuns(db: Database, runA: string, runB: string, options
   return { pipeline: a.pipeline, runA, runB, items: { a: finalA.size, b: finalB.size, common }, final: { changed: final.changed, transitions: final.table }, stages };
 }
 
-async function diffStage(db: Database, a: RunRow, b: RunRow, id: string, rowsA: WorkRow[], rowsB: WorkRow[], sampleSize: number): Promise<StageDiff> {
+async function diffStage(db: Database, a: RunRow, b: RunRow, id: string, rowsA: WorkOutputHash[], rowsB: WorkOutputHash[], sampleSize: number): Promise<StageDiff> {
   const planA = a.stages.find((s) => s.id === id);
   const planB = b.stages.find((s) => s.id === id);
   const byA = new Map(rowsA.map((r) => [r.item_id, r]));

@@ -1,19 +1,19 @@
 import pLimit from "p-limit";
-import { sql } from "drizzle-orm";
 import { versionParts } from "../core/define.ts";
 import { errorMessage, SluiceError } from "../core/errors.ts";
 import { hashValue, sha256 } from "../core/hash.ts";
 import { isLlmStage, type LlmStage, type PipelineDef, type StageDef, type StageInput } from "../core/types.ts";
+import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "../engine/context.ts";
+import { loadInputs, type LoadedInput } from "../engine/inputs.ts";
+import { buildRequest, callLlm, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "../engine/llm-call.ts";
+import { planStages } from "../engine/plan.ts";
 import type { CompletionResult } from "../providers/types.ts";
+import { cacheResponse, cachedResponses } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
-import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
-import type { ChangedItem, ItemAtStage } from "./diff.ts";
-import { anyText } from "../store/sql.ts";
-import { loadInputs, type LoadedInput } from "./inputs.ts";
-import { enumFields, labelsDiffer, labelTable, type LabelTable } from "./labels.ts";
-import { buildRequest, callLlm, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "./llm-call.ts";
-import { planStages } from "./plan.ts";
+import { itemsReachingStage, latestRunReachingStage, versionOutputsFor, workOutputsWithCost } from "../store/reports.ts";
 import type { RunRow } from "../store/runs.ts";
+import type { ChangedItem, ItemAtStage } from "./diff.ts";
+import { enumFields, labelsDiffer, labelTable, type LabelTable } from "./labels.ts";
 
 /**
  * An evaluation slice: run a stage's current definition on a reproducible
@@ -89,12 +89,8 @@ export function sampleItems(itemIds: string[], n: number, seed: string): string[
 }
 
 async function baseRunFor(db: Database, pipelineId: string, stageId: string, from?: string): Promise<RunRow> {
-  const rows = await db.rows<RunRow>(sql`
-    SELECT * FROM runs r WHERE r.pipeline = ${pipelineId}
-      AND ${from === undefined ? sql`r.status = 'finished'` : sql`r.id = ${from}`}
-      AND EXISTS (SELECT 1 FROM work w WHERE w.run_id = r.id AND w.stage_id = ${stageId} AND w.status <> 'gated_out')
-    ORDER BY r.created_at DESC, r.id DESC LIMIT 1`);
-  if (rows[0]) return rows[0];
+  const run = await latestRunReachingStage(db, pipelineId, stageId, from);
+  if (run) return run;
   throw new SluiceError(from ? `no item reached stage ${stageId} in run ${from} of ${pipelineId}` : `no finished run of ${pipelineId} in which items reached stage ${stageId}`);
 }
 
@@ -130,13 +126,10 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
   const stage: StagePlan = { ...current, index: baseIndex.get(def.id) ?? current.index, reads };
   const beforeVersion = base.stages.find((s) => s.id === def.id)?.version ?? "";
 
-  const reachedRows = await db.rows<{ item_id: string }>(sql`
-    SELECT item_id FROM work WHERE run_id = ${base.id} AND stage_id = ${def.id} AND status <> 'gated_out'`);
-  const ids = sampleItems(reachedRows.map((r) => r.item_id), request.sample, seed);
+  const reached = await itemsReachingStage(db, base.id, def.id);
+  const ids = sampleItems(reached, request.sample, seed);
 
-  const beforeRows = await db.rows<{ item_id: string; status: string; output: unknown; cost_usd: number | null }>(sql`
-    SELECT w.item_id, w.status, o.output, o.cost_usd FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
-    WHERE w.run_id = ${base.id} AND w.stage_id = ${def.id} AND w.item_id = ${anyText(ids)}`);
+  const beforeRows = await workOutputsWithCost(db, base.id, def.id, ids);
   const before = new Map(beforeRows.map((r) => [r.item_id, { status: r.status, output: r.output ?? null, costUsd: Number(r.cost_usd ?? 0), has: r.cost_usd !== null }]));
 
   // A context over the base run, for reading inputs and calling providers; nothing is written through it.
@@ -185,7 +178,7 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
     stage: def.id,
     baseRunId: base.id,
     seed,
-    reached: reachedRows.length,
+    reached: reached.length,
     sampled: ids.length,
     agreement: { compared, equal, rate: compared ? equal / compared : 1 },
     labels: fields.length ? labelTable(fields, before, afterMap) : undefined,
@@ -210,9 +203,7 @@ async function currentOutputs(db: Database, pipelineId: string, stageId: string,
   const found = new Map<string, { status: string; output: unknown; costUsd: number }>();
   if (inputs.length === 0) return found;
   const wanted = new Map(inputs.map((i) => [i.input.itemId, i.inputHash]));
-  const rows = await db.rows<{ item_id: string; input_hash: string; status: string; output: unknown; cost_usd: number }>(sql`
-    SELECT item_id, input_hash, status, output, cost_usd FROM stage_outputs
-    WHERE pipeline = ${pipelineId} AND stage_id = ${stageId} AND stage_version = ${version} AND item_id = ${anyText([...wanted.keys()])}`);
+  const rows = await versionOutputsFor(db, { pipelineId, stageId, version, itemIds: [...wanted.keys()] });
   for (const r of rows) if (wanted.get(r.item_id) === r.input_hash) found.set(r.item_id, { status: r.status, output: r.output ?? null, costUsd: Number(r.cost_usd) });
   return found;
 }
@@ -247,8 +238,7 @@ async function evaluateLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, inp
   const providerName = providerNameOf(ctx, def);
   const request = buildRequest(def, input, customIdFor(stage, itemId));
   const hash = requestHash(endpointOf(ctx, providerName), request);
-  const cached = await ctx.db.rows<{ response: CompletionResult }>(sql`SELECT response FROM request_cache WHERE request_hash = ${hash}`);
-  const hit = cached[0]?.response;
+  const hit = (await cachedResponses<CompletionResult>(ctx.db, [hash])).get(hash);
   const checked = hit && checkCompletion(def, input, hit);
   if (hit && checked && checked.ok) {
     const costUsd = ctx.providers.cost(def.model, hit.usage, "realtime");
@@ -259,9 +249,6 @@ async function evaluateLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, inp
   if (outcome.status !== "succeeded") {
     return { itemId, after: { status: outcome.status, output: null, error: outcome.message }, costUsd: spent, spentUsd: spent, calls: outcome.attempts.length, reused: false, failed: true };
   }
-  await ctx.db.rows(sql`
-    INSERT INTO request_cache (request_hash, provider, model, response)
-    VALUES (${hash}, ${providerName}, ${def.model}, ${JSON.stringify(outcome.response)}::jsonb)
-    ON CONFLICT (request_hash) DO NOTHING`);
+  await cacheResponse(ctx.db, { requestHash: hash, provider: providerName, model: def.model, response: outcome.response });
   return { itemId, after: { status: "succeeded_unvalidated", output: outcome.value }, costUsd: spent, spentUsd: spent, calls: outcome.attempts.length, reused: false, failed: false };
 }

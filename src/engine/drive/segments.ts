@@ -1,13 +1,12 @@
-import { sql } from "drizzle-orm";
-import { SluiceError, WorkerStoppedError, errorMessage } from "../core/errors.ts";
-import { deepFreeze, storedForm } from "../core/json.ts";
-import { sleep } from "./retry.ts";
-import { advances } from "../core/status.ts";
-import { isLlmStage } from "../core/types.ts";
-import type { RunContext, StagePlan } from "./context.ts";
-import { executeLoaded, storedOutputs, type ChunkHooks, type StoredOutputs } from "./execute.ts";
-import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInput } from "./inputs.ts";
-import { providerNameOf } from "./llm-call.ts";
+import { deepFreeze, storedForm } from "../../core/json.ts";
+import { advances } from "../../core/status.ts";
+import { isLlmStage } from "../../core/types.ts";
+import type { RunContext, StagePlan } from "../context.ts";
+import { executeLoaded, type ChunkHooks } from "../execute.ts";
+import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInput } from "../inputs.ts";
+import { providerNameOf } from "../llm-call.ts";
+import { carriedOutput } from "../results.ts";
+import { storedOutputs, type StoredOutputs } from "../reuse.ts";
 
 /**
  * Segments: consecutive stages that a chunk of items goes through together,
@@ -22,7 +21,7 @@ import { providerNameOf } from "./llm-call.ts";
  * a crash) is picked up afterwards by each later stage on its own: queued
  * from the stage before, claimed and executed as usual. On a shared Postgres
  * that happens only once no process is still inside the segment's chunks
- * (see `segmentBarrier`), so a later stage never queues an item another
+ * (see `barrier.ts`), so a later stage never queues an item another
  * process is carrying.
  *
  * A stage that sends its items to a provider's batch API is a segment of its
@@ -48,66 +47,6 @@ export function segmentsOf(ctx: RunContext, stages: readonly StagePlan[]): Stage
 export function usesBatchApi(ctx: RunContext, stage: StagePlan): boolean {
   const def = ctx.pipeline.stages[stage.index]!;
   return isLlmStage(def) && (def.mode === "batch" || def.mode === "auto") && Boolean(ctx.providers.get(providerNameOf(ctx, def)).batch);
-}
-
-/**
- * The barrier between a segment's chunks and the stage-by-stage pass after
- * them, across processes sharing a run on Postgres. A worker carrying chunks
- * says so on its row in `workers` (`segment`, kept alive by its heartbeat);
- * the later stages queue what is left only once no other live worker does.
- * A worker that died, or stopped (SIGSTOP, a paused VM), stops counting after
- * a lease without a heartbeat, as its claims do; one that wakes up to find a
- * lease gone by since its last heartbeat stops carrying chunks, since the
- * others may have taken its items over: `within` aborts the signal it gave `fn`.
- */
-export function segmentBarrier(ctx: RunContext, head: StagePlan) {
-  const leaseMs = ctx.options.leaseMs;
-  const beat = async () => {
-    const rows = await ctx.db.rows(sql`UPDATE workers SET segment = ${head.index}, heartbeat_at = now() WHERE id = ${ctx.workerId} RETURNING id`);
-    if (rows.length === 0) throw new SluiceError(`worker ${ctx.workerId} has no row in workers (it was retired, or never registered)`);
-  };
-  return {
-    /** Run `fn` (which executes the segment's chunks) inside the barrier; it stops when `signal` aborts. */
-    async within<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-      const lost = new AbortController();
-      const lose = (why: string) => {
-        if (!lost.signal.aborted) lost.abort(new WorkerStoppedError(`stopped carrying chunks: ${why}, so other processes may have taken this one's items over; \`sluice resume ${ctx.runId}\` continues the run`));
-      };
-      await beat();
-      let lastBeat = Date.now();
-      let beating = false;
-      const timer = setInterval(() => {
-        if (lost.signal.aborted || beating) return;
-        const gap = Date.now() - lastBeat;
-        if (gap > leaseMs) return lose(`no heartbeat for ${(gap / 1000).toFixed(1)} s, longer than the lease (${leaseMs / 1000} s)`);
-        beating = true;
-        beat().then(
-          () => {
-            lastBeat = Date.now();
-            beating = false;
-          },
-          (err) => lose(`its heartbeat failed (${errorMessage(err)})`),
-        );
-      }, Math.max(100, leaseMs / 3));
-      try {
-        return await fn(ctx.signal ? AbortSignal.any([lost.signal, ctx.signal]) : lost.signal);
-      } finally {
-        clearInterval(timer);
-        await ctx.db.rows(sql`UPDATE workers SET segment = NULL WHERE id = ${ctx.workerId} AND segment = ${head.index}`).catch(() => {});
-      }
-    },
-    /** Wait until no other live worker is carrying this segment's chunks. */
-    async drained(): Promise<void> {
-      for (;;) {
-        const [row] = await ctx.db.rows<{ n: number }>(sql`
-          SELECT count(*)::int AS n FROM workers
-          WHERE run_id = ${ctx.runId} AND segment = ${head.index} AND id <> ${ctx.workerId}
-            AND heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})`);
-        if (row!.n === 0) return;
-        await sleep(200, ctx.signal);
-      }
-    },
-  };
 }
 
 /** A chunk on its way through a segment. */
@@ -155,7 +94,7 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
         continue;
       }
       // The output recorded may be one another run stored first: then it is read back.
-      const carried = replaced.has(result.itemId) ? undefined : result.output?.hash !== undefined ? { value: result.output.value, hash: result.output.hash } : result.existing;
+      const carried = replaced.has(result.itemId) ? undefined : carriedOutput(result);
       if (carried) {
         // What a read from the store would give the next stage: jsonb's form, frozen.
         held.outputs[stage.id] = deepFreeze(storedForm(carried.value));

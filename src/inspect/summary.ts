@@ -1,6 +1,6 @@
-import { sql } from "drizzle-orm";
 import type { Database } from "../store/database.ts";
-import { getRun } from "../store/runs.ts";
+import { finalStatusCounts, rejectedRowCounts, stageCallTotals, stageWorkCounts, unstartedItemCount } from "../store/reports.ts";
+import { requireRun } from "../store/runs.ts";
 
 export interface StageSummary {
   id: string;
@@ -26,7 +26,7 @@ export interface StageSummary {
   gateSavedUsd: number;
 }
 
-/** The `--json` contract of `sluice run`, `resume` and `rerun` (DESIGN.md). */
+/** The `--json` contract of `sluice run`, `resume` and `rerun`: the one JSON object on their last stdout line. */
 export interface RunSummary {
   runId: string;
   pipeline: string;
@@ -40,35 +40,19 @@ export interface RunSummary {
 }
 
 export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
-  const run = await getRun(db, runId);
-  if (!run) throw new Error(`no run ${runId}`);
-  const finals = await db.rows<{ status: string; n: number }>(sql`
-    SELECT status, count(*)::int AS n FROM (
-      SELECT DISTINCT ON (item_id) item_id, status FROM work WHERE run_id = ${runId}
-      ORDER BY item_id, stage_index DESC) t
-    GROUP BY status`);
-  const notStarted = await db.rows<{ n: number }>(sql`
-    SELECT count(*)::int AS n FROM run_items i
-    WHERE i.run_id = ${runId} AND NOT EXISTS (SELECT 1 FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id)`);
-  const rejected = await db.rows<{ state: string; n: number }>(sql`
-    SELECT state, count(*)::int AS n FROM rejected_rows WHERE run_id = ${runId} GROUP BY state`);
+  const run = await requireRun(db, runId);
+  const finals = await finalStatusCounts(db, runId);
+  const notStarted = await unstartedItemCount(db, runId);
+  const rejected = await rejectedRowCounts(db, runId);
   const byStatus: Record<string, number> = {};
   const add = (k: string, n: number) => n && (byStatus[k] = (byStatus[k] ?? 0) + n);
   for (const r of finals) add(r.status, r.n);
-  add("queued", notStarted[0]?.n ?? 0);
+  add("queued", notStarted);
   for (const r of rejected) add(r.state, r.n);
   const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
 
-  const work = await db.rows<{ stage_index: number; status: string; reused: boolean; handled: boolean; n: number }>(sql`
-    SELECT stage_index, status, reused, (input_hash IS NOT NULL) AS handled, count(*)::int AS n
-    FROM work WHERE run_id = ${runId}
-    GROUP BY stage_index, status, reused, handled`);
-  const calls = await db.rows<{ stage_id: string; calls: number; batch_calls: number; input_tokens: number; output_tokens: number; cost: number; list_cost: number; batch_saved: number }>(sql`
-    SELECT stage_id, count(*)::int AS calls, (count(*) FILTER (WHERE mode = 'batch'))::int AS batch_calls,
-      coalesce(sum(input_tokens), 0)::int AS input_tokens, coalesce(sum(output_tokens), 0)::int AS output_tokens,
-      coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(list_cost_usd), 0)::float8 AS list_cost,
-      coalesce(sum(list_cost_usd - cost_usd) FILTER (WHERE mode = 'batch'), 0)::float8 AS batch_saved
-    FROM attempts WHERE run_id = ${runId} AND provider IS NOT NULL GROUP BY stage_id`);
+  const work = await stageWorkCounts(db, runId);
+  const calls = await stageCallTotals(db, runId);
 
   const stages: StageSummary[] = run.stages.map((p) => {
     const rows = work.filter((w) => w.stage_index === p.index);

@@ -1,8 +1,8 @@
-import { sql } from "drizzle-orm";
 import { stableStringify } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
+import { planRecord, planStages } from "../engine/plan.ts";
 import type { Database } from "../store/database.ts";
-import { planRecord, planStages } from "./plan.ts";
+import { outputCountsByVersion, outputsOfVersion, stageVersionsSeen } from "../store/reports.ts";
 
 /**
  * The history of each stage's versions, from two records the store already
@@ -78,18 +78,8 @@ function promptPart(before: unknown, after: unknown): string {
  * history.map((v) => `${v.version}: ${v.changes.map((c) => c.part).join(", ")}`);
  */
 export async function stageVersions(db: Database, pipelineId: string, options: { stage?: string; pipeline?: PipelineDef } = {}): Promise<StageVersionInfo[]> {
-  const seen = await db.rows<{ stage_id: string; version: string; parts: Record<string, unknown>; first_run: string; first_at: string; last_at: string; runs: number; pos: number }>(sql`
-    SELECT s.value->>'id' AS stage_id, s.value->>'version' AS version,
-      (array_agg(s.value->'parts' ORDER BY r.created_at, r.id))[1] AS parts,
-      (array_agg(r.id ORDER BY r.created_at, r.id))[1] AS first_run,
-      min(r.created_at) AS first_at, max(r.created_at) AS last_at, count(DISTINCT r.id)::int AS runs,
-      min((s.ordinality - 1)::int) AS pos
-    FROM runs r CROSS JOIN LATERAL jsonb_array_elements(r.stages) WITH ORDINALITY AS s(value, ordinality)
-    WHERE r.pipeline = ${pipelineId}
-    GROUP BY 1, 2`);
-  const counts = await db.rows<{ stage_id: string; stage_version: string; outputs: number; items: number; cost: number }>(sql`
-    SELECT stage_id, stage_version, count(*)::int AS outputs, count(DISTINCT item_id)::int AS items, coalesce(sum(cost_usd), 0)::float8 AS cost
-    FROM stage_outputs WHERE pipeline = ${pipelineId} GROUP BY 1, 2`);
+  const seen = await stageVersionsSeen(db, pipelineId);
+  const counts = await outputCountsByVersion(db, pipelineId);
   const countOf = new Map(counts.map((c) => [`${c.stage_id}@${c.stage_version}`, c]));
 
   const now = options.pipeline ? planRecord(options.pipeline, planStages(options.pipeline)) : [];
@@ -154,10 +144,6 @@ export interface VersionOutput {
  * const rows = await versionOutputs(db, "ticket-triage", "extract", "3d722d91b684", { limit: 10 });
  */
 export async function versionOutputs(db: Database, pipelineId: string, stageId: string, version: string, options: { limit?: number; itemId?: string } = {}): Promise<VersionOutput[]> {
-  const rows = await db.rows<{ item_id: string; status: string; output: unknown; cost_usd: number; run_id: string; created_at: string }>(sql`
-    SELECT item_id, status, output, cost_usd, run_id, created_at FROM stage_outputs
-    WHERE pipeline = ${pipelineId} AND stage_id = ${stageId} AND stage_version LIKE ${`${version}%`}
-      ${options.itemId === undefined ? sql`` : sql`AND item_id = ${options.itemId}`}
-    ORDER BY item_id, created_at LIMIT ${options.limit ?? 20}`);
+  const rows = await outputsOfVersion(db, pipelineId, stageId, version, { limit: options.limit ?? 20, itemId: options.itemId });
   return rows.map((r) => ({ itemId: r.item_id, status: r.status, output: r.output, costUsd: Number(r.cost_usd), runId: r.run_id, createdAt: new Date(r.created_at).toISOString() }));
 }

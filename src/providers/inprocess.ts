@@ -1,5 +1,5 @@
 import { respond } from "../sim/responder.ts";
-import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
+import type { CompletionRequest, CompletionResult, Provider } from "./types.ts";
 
 /**
  * A provider that answers in-process from the simulator's deterministic

@@ -1,0 +1,78 @@
+import { SluiceError, WorkerStoppedError } from "../../core/errors.ts";
+import type { CommitStage } from "../../core/types.ts";
+import type { Database } from "../../store/database.ts";
+import { failRun, finishRun, type RunRow } from "../../store/runs.ts";
+import { withdrawUncommitted } from "../../store/targets.ts";
+import { reclaimStale } from "../../store/work.ts";
+import type { RunContext } from "../context.ts";
+import { loadSource } from "../runs.ts";
+import type { RunEvents } from "./events.ts";
+import { runSegment } from "./passes.ts";
+import { segmentsOf } from "./segments.ts";
+
+/**
+ * Driving a run: the engine's scheduler. A runner opens the run, keeps its
+ * worker alive (heartbeat) and calls `driveRun`; the engine loads the source,
+ * takes back claims of dead workers, and executes the stages segment by
+ * segment (see `passes.ts`), then finalises the run.
+ */
+
+/** The last stage a run executes: all of them, or the one a `rerun --only` stops after. */
+export function stopAfterOf(ctx: RunContext, run: RunRow): number {
+  return typeof run.options.stopAfter === "number" ? run.options.stopAfter : ctx.plan.length - 1;
+}
+
+/** Read the run's source into the store if that has not happened yet (idempotent). Returns the rows read. */
+export async function ensureLoaded(ctx: RunContext, run: RunRow): Promise<number> {
+  if (run.loaded_at) return run.rows_read;
+  return loadSource(ctx, run.input_path ?? "");
+}
+
+/** Withdraw target rows of items that no longer reach the commit stage, and mark the run finished. */
+export async function finalizeRun(ctx: RunContext, options: { stopAfter?: number } = {}): Promise<void> {
+  const last = ctx.plan[ctx.plan.length - 1]!;
+  const stop = options.stopAfter ?? last.index;
+  if (stop === last.index && last.kind === "commit") {
+    await withdrawUncommitted(ctx.db, (ctx.pipeline.stages[last.index] as CommitStage).target.table, ctx.runId, last.index);
+  }
+  await finishRun(ctx.db, ctx.runId);
+}
+
+/**
+ * Runs being driven in this process, per database. On embedded PGlite this
+ * process is the only worker and keeps its claims in memory, so a second
+ * driver of the same run here would compute (and pay for) items twice.
+ */
+const driving = new WeakMap<Database, Set<string>>();
+
+/**
+ * Execute every stage of a run that is not done yet, and finalise it. The
+ * worker (`ctx.workerId`) must have a row in `workers`, kept alive by the
+ * caller's heartbeat. An interrupted run (its signal aborted) stays
+ * `running`, for `resume`; anything else that stops the whole run is
+ * recorded on it, so `sluice status` says why.
+ */
+export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents): Promise<void> {
+  const active = driving.get(ctx.db) ?? new Set<string>();
+  driving.set(ctx.db, active);
+  if (active.has(run.id)) throw new SluiceError(`run ${run.id} is already running in this process`);
+  active.add(run.id);
+  try {
+    if (run.status === "finished") return;
+    if (!run.loaded_at) {
+      const rows = await ensureLoaded(ctx, run);
+      events?.loaded?.(rows);
+    }
+    // Embedded PGlite is single-process, so any claim not ours is from a dead process.
+    await reclaimStale(ctx.db, ctx.runId, ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
+    const stopAfter = stopAfterOf(ctx, run);
+    for (const segment of segmentsOf(ctx, ctx.plan.slice(0, stopAfter + 1))) await runSegment(ctx, segment, events);
+    await finalizeRun(ctx, { stopAfter });
+  } catch (err) {
+    // A worker that stopped taking part leaves a shared run to the others.
+    if (!ctx.signal?.aborted && !(err instanceof WorkerStoppedError)) await failRun(ctx.db, ctx.runId, err instanceof Error ? err.message : String(err)).catch(() => {});
+    throw err;
+  } finally {
+    active.delete(run.id);
+  }
+}

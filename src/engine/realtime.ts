@@ -1,0 +1,75 @@
+import type { LlmStage } from "../core/types.ts";
+import type { CompletionResult, Provider } from "../providers/types.ts";
+import type { RunContext } from "./context.ts";
+import type { ChunkHooks, Flush } from "./hooks.ts";
+import { callLlm, checkCompletion } from "./llm-call.ts";
+import { groupWriter } from "./persist.ts";
+import { computed, failed, fromAnswer, type ItemResult } from "./results.ts";
+import type { Call } from "./reuse.ts";
+
+/** Results of realtime calls are written in groups this size (or on this interval), not one by one. */
+const FLUSH_SIZE = 250;
+const FLUSH_MS = 500;
+
+/**
+ * Realtime calls with bounded concurrency; results are written in groups as
+ * they complete. A request another chunk of this stage already has in flight
+ * is not sent again: this one waits for that answer (the reuse rule's third
+ * step, across the chunks of one process).
+ */
+export async function executeRealtime(ctx: RunContext, def: LlmStage, providerName: string, provider: Provider, calls: Call[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
+  const all: ItemResult[] = [];
+  const writer = groupWriter(write, FLUSH_SIZE, FLUSH_MS);
+  // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
+  // are still written before the abort propagates.
+  const settled = await Promise.allSettled(
+    calls.map(async (r) => {
+      // Wait for another chunk's call of the same request, if there is one.
+      let shared: CompletionResult | undefined;
+      for (let pending = hooks.inflight?.get(r.hash); pending && !shared; pending = hooks.inflight?.get(r.hash)) {
+        shared = await pending;
+        // That call failed: forget it, so the next caller makes its own.
+        if (!shared && hooks.inflight?.get(r.hash) === pending) hooks.inflight.delete(r.hash);
+      }
+      if (shared) {
+        const copy = fromAnswer(r.itemId, r.loaded.inputHash, checkCompletion(def, r.loaded.input, shared), shared);
+        all.push(copy);
+        await writer.add(copy);
+        return;
+      }
+      // Register this call, with no await between the lookup and the set.
+      let answered: (response: CompletionResult | undefined) => void = () => {};
+      const mine = new Promise<CompletionResult | undefined>((resolve) => (answered = resolve));
+      hooks.inflight?.set(r.hash, mine);
+      let outcome: Awaited<ReturnType<typeof callLlm>> | undefined;
+      try {
+        // Once results cannot be written, no more calls are paid for.
+        if (writer.failed) throw writer.failed;
+        outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
+      } finally {
+        const response = outcome?.status === "succeeded" ? outcome.response : undefined;
+        if (!response && hooks.inflight?.get(r.hash) === mine) hooks.inflight?.delete(r.hash);
+        answered(response);
+      }
+      const result =
+        outcome.status === "succeeded"
+          ? computed(r.itemId, r.loaded.inputHash, "succeeded_unvalidated", outcome.value, {
+              costUsd: sumCost(outcome.attempts),
+              attempts: outcome.attempts,
+              cache: { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response },
+              answer: outcome.response,
+            })
+          : failed(r.itemId, r.loaded.inputHash, outcome.errorClass, outcome.message, { status: outcome.status, attempts: outcome.attempts });
+      all.push(result);
+      await writer.add(result);
+    }),
+  );
+  await writer.close();
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failure) throw failure.reason;
+  return all;
+}
+
+function sumCost(attempts: { costUsd: number }[]): number {
+  return attempts.reduce((sum, a) => sum + a.costUsd, 0);
+}
