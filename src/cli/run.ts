@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { existsSync } from "node:fs";
-import { runPipeline, resumeRun } from "../runners/local/index.ts";
+import { checkInput, runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 import { runSession } from "./session.ts";
@@ -18,7 +18,8 @@ export interface RunCliOptions {
 export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
-  if (options.input !== undefined && !existsSync(options.input)) throw new CliError(`cannot read input ${options.input}: no such file`);
+  // Before the store opens (which can take seconds): a bad input fails at once, and leaves no run behind.
+  if (options.input !== undefined) await checkInput(options.input, pipeline);
   return withStore(env, (db) =>
     runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) =>
       options.runId

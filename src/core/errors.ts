@@ -54,10 +54,27 @@ export class DeterministicError extends SluiceError {
   override name = "DeterministicError";
   readonly failureClass = "deterministic" as const;
   status?: number;
-  constructor(message: string, ctx: ErrorContext & { status?: number } = {}) {
+  /**
+   * The failure is about the stage, not the item: a revoked key, a model the
+   * provider does not know, no quota left. Every item would fail alike, so
+   * the engine stops the stage instead of dead-lettering each item.
+   */
+  stageWide?: boolean;
+  constructor(message: string, ctx: ErrorContext & { status?: number; stageWide?: boolean } = {}) {
     super(message, ctx);
     this.status = ctx.status;
+    this.stageWide = ctx.stageWide;
   }
+}
+
+/**
+ * A stage stopped making calls because of a stage-wide failure (see
+ * `DeterministicError.stageWide`). Its items stay queued, not dead-lettered;
+ * the run ends `failed` with this message, and `resume` goes on once the
+ * cause (a key, a model name, a quota) is fixed.
+ */
+export class StageHaltedError extends SluiceError {
+  override name = "StageHaltedError";
 }
 
 /** The provider answered, but the answer is unusable: bad JSON, truncated, refused, rule broken. */

@@ -1,4 +1,4 @@
-import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
+import { DeterministicError, errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
@@ -6,7 +6,7 @@ import type { RunContext, StagePlan } from "./context.ts";
 import { adoptOrphanBatches, batchClaimant, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
-import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
+import { callLlm, checkCompletion, repairRequest, stageHalted, type AttemptRecord } from "./llm-call.ts";
 import { groupWriter, persistResults } from "./persist.ts";
 import { computed, failed, type ItemResult } from "./results.ts";
 import { sleep } from "./retry.ts";
@@ -52,8 +52,10 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     try {
       ({ batchId } = await api.submit(group));
     } catch (err) {
-      // Nothing was submitted: these items are retried later (transient) or dead-lettered (deterministic); the run goes on.
+      // Nothing was submitted: these items are retried later (transient) or dead-lettered (deterministic); the run goes on,
+      // unless no submission of the stage can succeed (a revoked key): then the stage stops, its items queued.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
+      if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, def, err);
       const attempts = await attemptsSoFar(ctx, stage, group.map((r) => byCustomId.get(r.customId)!.itemId));
       refused.push(...group.map((r) => failure(ctx, byCustomId.get(r.customId)!.itemId, byCustomId.get(r.customId)!.loaded.inputHash, err, attempts, `${providerName} batch submission failed`)));
       continue;

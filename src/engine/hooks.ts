@@ -13,6 +13,11 @@ export interface ChunkHooks {
    * instead of paying for it again (the request cache covers what is written).
    */
   inflight?: Map<string, Promise<CompletionResult | undefined>>;
+  /**
+   * Set when a call of the stage failed for every item alike (a revoked key):
+   * no other chunk of the stage sends another call.
+   */
+  halted?: { error?: unknown };
 }
 
 /** Writes a group of results (and reports them as persisted). */

@@ -1,4 +1,4 @@
-import { DeterministicError, QualityError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
+import { DeterministicError, QualityError, StageHaltedError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
 import { hashValue, sha256, stableStringify } from "../core/hash.ts";
 import { byDefinition } from "../core/definition-cache.ts";
 import { compileSchema } from "../core/schema.ts";
@@ -157,6 +157,8 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       };
     } catch (err) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
+      if (err instanceof StageHaltedError) throw err;
+      if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, stage, err);
       if (err instanceof TransientError && err.notSent) {
         // The circuit is open: nothing was sent, so no attempt is recorded or spent. Wait for it.
         await sleep(Math.max(1_000, err.retryAfterMs ?? 0), ctx.signal);
@@ -176,4 +178,16 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       return { status: "failed_terminal", errorClass: cls, message, attempts };
     }
   }
+}
+
+/**
+ * The error that stops a stage whose provider failed for every item alike (a
+ * revoked key, an unknown model, no quota): the run ends `failed` with it,
+ * and its items stay queued for `resume`.
+ */
+export function stageHalted(ctx: RunContext, stage: LlmStage, cause: DeterministicError): StageHaltedError {
+  return new StageHaltedError(
+    `stage ${stage.id} stopped: ${cause.message}. Every call of the stage would fail alike, so its items stay queued; fix the cause, then \`sluice resume ${ctx.runId}\``,
+    { stageId: stage.id, cause },
+  );
 }

@@ -1,8 +1,9 @@
+import { DeterministicError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import type { CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext } from "./context.ts";
 import type { ChunkHooks, Flush } from "./hooks.ts";
-import { callLlm, checkCompletion } from "./llm-call.ts";
+import { callLlm, checkCompletion, stageHalted } from "./llm-call.ts";
 import { groupWriter } from "./persist.ts";
 import { computed, failed, fromAnswer, type ItemResult } from "./results.ts";
 import type { Call } from "./reuse.ts";
@@ -20,6 +21,21 @@ const FLUSH_MS = 500;
 export async function executeRealtime(ctx: RunContext, def: LlmStage, providerName: string, provider: Provider, calls: Call[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
   const all: ItemResult[] = [];
   const writer = groupWriter(write, FLUSH_SIZE, FLUSH_MS);
+  // A stage-wide failure (a revoked key) stops every call not yet sent, here
+  // and in the stage's other chunks: the calls waiting for a slot give up
+  // instead of paying a doomed request each.
+  const halted = hooks.halted ?? {};
+  const acquire = <T,>(fn: () => Promise<T>) =>
+    hooks.acquire(async () => {
+      if (halted.error) throw halted.error;
+      try {
+        return await fn();
+      } catch (err) {
+        // Set before this call gives its slot up, so the next call waiting for it sees it.
+        if (err instanceof DeterministicError && err.stageWide) halted.error ??= stageHalted(ctx, def, err);
+        throw err;
+      }
+    });
   // allSettled, not all: on Ctrl-C the calls that did finish (and were paid)
   // are still written before the abort propagates.
   const settled = await Promise.allSettled(
@@ -45,7 +61,7 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
       try {
         // Once results cannot be written, no more calls are paid for.
         if (writer.failed) throw writer.failed;
-        outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, hooks.acquire);
+        outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, acquire);
       } finally {
         const response = outcome?.status === "succeeded" ? outcome.response : undefined;
         if (!response && hooks.inflight?.get(r.hash) === mine) hooks.inflight?.delete(r.hash);
@@ -66,7 +82,8 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
   );
   await writer.close();
   const failure = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (failure) throw failure.reason;
+  // A stage-wide failure says more than the calls it stopped.
+  if (failure) throw halted.error ?? failure.reason;
   return all;
 }
 

@@ -29,6 +29,13 @@ export function isTransientStatus(status: number): boolean {
   return status === 408 || status === 409 || status === 425 || status === 429 || status === 499 || status >= 500;
 }
 
+/**
+ * Statuses that are about the account or the endpoint, never about one
+ * request's content: unauthorised (a revoked key), forbidden (no access to
+ * the model), not found (a model or deployment that does not exist).
+ */
+const STAGE_WIDE_STATUSES = new Set([401, 403, 404]);
+
 /** Provider codes that arrive with a transient-looking status but will not get better by waiting. */
 const PERMANENT_CODES = new Set(["insufficient_quota", "billing_hard_limit_reached", "billing_not_active"]);
 
@@ -62,14 +69,15 @@ export function classifyFailure(
     case "connection":
       return new TransientError(message, { cause });
     case "status": {
+      // No quota or billing left: every request of the account fails alike.
       if (failure.code && PERMANENT_CODES.has(failure.code)) {
-        return new DeterministicError(message, { status: failure.status, cause });
+        return new DeterministicError(message, { status: failure.status, cause, stageWide: true });
       }
       if (isTransientStatus(failure.status)) {
         const wait = retryAfterMs(failure.headers) ?? hintedWaitMs(failure.message);
         return new TransientError(message, { status: failure.status, retryAfterMs: wait, cause });
       }
-      return new DeterministicError(message, { status: failure.status, cause });
+      return new DeterministicError(message, { status: failure.status, cause, stageWide: STAGE_WIDE_STATUSES.has(failure.status) });
     }
     case "code":
       return TRANSIENT_CODES.has(failure.code)

@@ -81,6 +81,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
     const presented = String(req.headers["x-api-key"] ?? req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
     if (state.config.revokedKeys.includes(presented)) {
+      state.stats.refuseKey();
       if (provider === "anthropic") return fail(res, provider, 401, "authentication_error", `invalid x-api-key: ${presented} has been revoked`);
       return fail(res, provider, 401, "invalid_request_error", `Incorrect API key provided: ${presented}. You can find your API key at https://platform.openai.com/account/api-keys.`);
     }

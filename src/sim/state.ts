@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { sha256 } from "../core/hash.ts";
 import { defaultSimConfig, mergeConfig, type SimConfig, type SimConfigPatch } from "./config.ts";
 import { RateLimiter } from "./limits.ts";
@@ -10,6 +11,7 @@ export class SimState {
   limiter: RateLimiter;
   private attempts = new Map<string, number>();
   private seq = 0;
+  private readonly instance = randomBytes(16).toString("hex");
   /** Batches created since the last reset, for `batch.expireBatches: [ordinals]`. */
   batchOrdinal = 0;
   /** Timers holding `timeout` faults, cleared when the server closes. */
@@ -41,8 +43,12 @@ export class SimState {
     return n;
   }
 
-  /** A fresh id: a sequence number mixed with the seed, so ids repeat across runs with the same seed. */
+  /**
+   * A fresh id, never repeated by another simulator instance (a restart
+   * included): a real provider never hands out a batch id twice, and a store
+   * that outlives the simulator keeps the ids it was given.
+   */
   id(prefix: string, length = 24): string {
-    return `${prefix}${sha256(`${this.config.seed}:${++this.seq}`).slice(0, length)}`;
+    return `${prefix}${sha256(`${this.instance}:${++this.seq}`).slice(0, length)}`;
   }
 }

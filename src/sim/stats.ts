@@ -26,6 +26,8 @@ export interface SimStats {
   billed: number;
   /** 429s from the rate-limit buckets (injected 429s are under `faults.rate_limit`). */
   rejected: number;
+  /** Requests refused with a 401 for a revoked key (never billed). */
+  unauthorized: number;
   callsByModel: Record<string, number>;
   callsByRequestHash: Record<string, number>;
   billedByRequestHash: Record<string, number>;
@@ -48,6 +50,7 @@ export class StatsRecorder {
   private batchCalls = 0;
   private billed = 0;
   private rejected = 0;
+  private unauthorized = 0;
   private readonly byModel = new Map<string, number>();
   private readonly byHash = new Map<string, number>();
   private readonly billedByHash = new Map<string, number>();
@@ -84,6 +87,11 @@ export class StatsRecorder {
     bump(this.rejectedByModel, model);
   }
 
+  /** A request refused for its key. */
+  refuseKey(): void {
+    this.unauthorized++;
+  }
+
   fault(kind: FaultKind, by = 1): void {
     bump(this.faults, kind, by);
   }
@@ -105,6 +113,7 @@ export class StatsRecorder {
       batchCalls: this.batchCalls,
       billed: this.billed,
       rejected: this.rejected,
+      unauthorized: this.unauthorized,
       callsByModel: obj(this.byModel),
       callsByRequestHash: obj(this.byHash),
       billedByRequestHash: obj(this.billedByHash),

@@ -65,6 +65,25 @@ export async function* readSource(
 }
 
 /**
+ * Check that a source can be read and holds at least one data row, reading
+ * no further than its first: an empty or header-only file, or one that
+ * cannot be read at all (not UTF-8, an unknown format), is refused with a
+ * one-line reason before anything is recorded.
+ *
+ * @example
+ * await checkSource("tickets.csv", { key: "id" }); // throws SluiceError for a header-only file
+ */
+export async function checkSource(path: string, spec: SourceSpec): Promise<void> {
+  const records = readSource(path, spec);
+  try {
+    const first = await records.next();
+    if (first.done) throw new SluiceError(`input ${path} has no rows: nothing to run`);
+  } finally {
+    await records.return(undefined);
+  }
+}
+
+/**
  * Read a whole source only to count it (nothing is kept).
  *
  * @example

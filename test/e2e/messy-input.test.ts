@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -48,5 +48,30 @@ describe("sluice run on a messy CSV", () => {
     expect(badDb.code).not.toBe(0);
     expect(badDb.stderr).toMatch(/^sluice: cannot open the database at DATABASE_URL/m);
     expect(badDb.stderr).not.toContain("secret");
+  });
+
+  it("refuses an empty, header-only or unreadable input with a one-line reason, and records no run", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-empty-"));
+    const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir() });
+    const files = {
+      "empty.csv": "",
+      "header-only.csv": "id,subject,body,customer_email,created_at\n",
+      "empty.jsonl": "\n\n",
+    };
+    for (const [name, text] of Object.entries(files)) {
+      const path = join(dir, name);
+      writeFileSync(path, text);
+      const run = await runCli(["run", "ticket-triage", "--input", path], env);
+      expect(run.code, name).toBe(1);
+      expect(run.stderr.trim().split("\n").at(-1), name).toBe(`sluice: input ${path} has no rows: nothing to run`);
+    }
+    const binary = join(dir, "binary.csv");
+    writeFileSync(binary, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 193 + 7) % 256)));
+    const bad = await runCli(["run", "ticket-triage", "--input", binary], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^sluice: /);
+    const status = await runCli(["status", "--json"], env);
+    expect(lastJson(status.stdout)).toEqual([]);
   });
 });

@@ -24,6 +24,7 @@ export interface StagePatch {
   model?: string;
   params?: Record<string, unknown>;
   codeVersion?: string;
+  mode?: "realtime" | "batch" | "auto";
 }
 
 /** The pipeline with one stage changed (same pipeline id, so outputs are shared with the original). */

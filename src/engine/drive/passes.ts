@@ -27,6 +27,7 @@ function stageHooks(ctx: RunContext, onPersisted: (results: ItemResult[]) => voi
   return {
     acquire: <T,>(fn: () => Promise<T>) => limit(fn),
     inflight: new Map<string, Promise<CompletionResult | undefined>>(),
+    halted: {},
     onPersisted,
   };
 }

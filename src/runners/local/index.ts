@@ -6,7 +6,7 @@ import {
   type EngineOptions, type Logger, type ProviderSet, type RunEvents,
 } from "../../engine/index.ts";
 import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
-import { sourceFormat } from "../../sources/index.ts";
+import { checkSource } from "../../sources/index.ts";
 import type { Database } from "../../store/database.ts";
 
 export { newWorkerId, type RunEvents } from "../../engine/index.ts";
@@ -37,7 +37,7 @@ export interface LocalRunOptions {
  * const summary = await runPipeline({ db, pipeline, providers }, "examples/data/tickets.csv");
  */
 export async function runPipeline(opts: LocalRunOptions, inputPath: string, runOptions: Record<string, unknown> = {}): Promise<RunSummary> {
-  checkInput(inputPath, opts.pipeline);
+  await checkInput(inputPath, opts.pipeline);
   const { run, continued } = await createOrContinueRun(opts.db, opts.pipeline, planStages(opts.pipeline), inputPath, runOptions);
   opts.events?.runStarted?.(run, continued);
   return drive(opts, run.id);
@@ -48,8 +48,8 @@ export async function resumeRun(opts: LocalRunOptions, runId: string): Promise<R
   return drive(opts, runId, (run) => opts.events?.runStarted?.(run, true));
 }
 
-/** An input that cannot be read at all stops here, before a run is recorded. */
-function checkInput(path: string, pipeline: PipelineDef): void {
+/** An input that cannot be read at all, or holds no rows, stops here, before a run is recorded. */
+export async function checkInput(path: string, pipeline: PipelineDef): Promise<void> {
   let stat;
   try {
     stat = statSync(path);
@@ -57,7 +57,7 @@ function checkInput(path: string, pipeline: PipelineDef): void {
     throw new SluiceError(`cannot read input ${path}: no such file`);
   }
   if (!stat.isFile()) throw new SluiceError(`cannot read input ${path}: not a file`);
-  sourceFormat(path, pipeline.source);
+  await checkSource(path, pipeline.source);
 }
 
 async function drive(opts: LocalRunOptions, runId: string, opened?: (run: Awaited<ReturnType<typeof openRun>>["run"]) => void): Promise<RunSummary> {
