@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { SluiceError, WorkerStoppedError, errorMessage } from "../../core/errors.ts";
 import { beatInSegment, leaveSegment, othersInSegment } from "../../store/workers.ts";
 import type { RunContext, StagePlan } from "../context.ts";
@@ -42,7 +43,10 @@ export function segmentBarrier(ctx: RunContext, head: StagePlan) {
         );
       }, Math.max(100, leaseMs / 3));
       try {
-        return await fn(ctx.signal ? AbortSignal.any([lost.signal, ctx.signal]) : lost.signal);
+        const signal = ctx.signal ? AbortSignal.any([lost.signal, ctx.signal]) : lost.signal;
+        // Every provider call and backoff of the segment listens on it, as on the run's own signal.
+        setMaxListeners(0, signal);
+        return await fn(signal);
       } finally {
         clearInterval(timer);
         await leaveSegment(ctx.db, ctx.workerId, head.index).catch(() => {});
