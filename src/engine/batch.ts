@@ -4,6 +4,7 @@ import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { adoptOrphanBatches, batchClaimant, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { settleStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { callLlm, checkCompletion, repairRequest, stageHalted, type AttemptRecord } from "./llm-call.ts";
@@ -32,13 +33,20 @@ interface BatchEntry {
 
 type BatchRow = StoredBatch<BatchEntry>;
 
-/** Whether an LLM stage sends this many calls through the batch API. */
-export function useBatch(ctx: RunContext, def: LlmStage, provider: Provider, calls: number): boolean {
+/**
+ * Whether an LLM stage sends these calls through the batch API. In `auto`
+ * mode, the first chunk of the run to make calls decides (enough calls, and
+ * room for the batch window) and the run records it: every later chunk, and
+ * every other process, follows, so a few items left after a crash do not go
+ * out realtime at full price.
+ */
+export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, calls: number): Promise<boolean> {
   if (!provider.batch || calls === 0) return false;
   if (def.mode === "batch") return true;
   if (def.mode !== "auto") return false;
   const roomForWindow = def.deadlineMinutes === undefined || def.deadlineMinutes >= 24 * 60;
-  return roomForWindow && calls >= ctx.options.autoBatchMinItems;
+  const proposed = roomForWindow && calls >= ctx.options.autoBatchMinItems ? "batch" : "realtime";
+  return (await settleStageMode(ctx.db, ctx.runId, stage.id, proposed)) === "batch";
 }
 
 /** Submit the calls as provider batches, then poll and collect each. */

@@ -86,7 +86,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
 
   const { leaders, followers } = leadersAndFollowers(calls);
   const unique = [...leaders.values()];
-  const led = useBatch(ctx, def, provider, unique.length)
+  const led = (await useBatch(ctx, stage, def, provider, unique.length))
     ? await executeBatch(ctx, stage, def, providerName, provider, unique, hooks.onPersisted)
     : await executeRealtime(ctx, def, providerName, provider, unique, hooks, write);
   const byItem = new Map(led.map((r) => [r.itemId, r]));

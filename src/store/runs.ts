@@ -199,3 +199,18 @@ export async function runItems(db: Database, runId: string, itemIds: readonly st
     CROSS JOIN LATERAL (
       SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${runId} AND item_id = i.item_id OFFSET 0) r`);
 }
+
+/**
+ * The mode a stage of the run sends its calls in: the one already recorded,
+ * or else `proposed`, recorded now. The first process to decide wins and
+ * every other follows it, so a stage never goes half by batch, half realtime.
+ */
+export async function settleStageMode(db: Database, runId: string, stageId: string, proposed: "batch" | "realtime"): Promise<"batch" | "realtime"> {
+  const set = await db.rows<{ mode: "batch" | "realtime" }>(sql`
+    UPDATE runs SET options = jsonb_set(options, '{stageModes}', coalesce(options->'stageModes', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${proposed}::text))
+    WHERE id = ${runId} AND NOT (coalesce(options->'stageModes', '{}'::jsonb) ? ${stageId})
+    RETURNING options->'stageModes'->>${stageId} AS mode`);
+  if (set[0]) return set[0].mode;
+  const [row] = await db.rows<{ mode: "batch" | "realtime" }>(sql`SELECT options->'stageModes'->>${stageId} AS mode FROM runs WHERE id = ${runId}`);
+  return row!.mode;
+}

@@ -70,7 +70,16 @@ export async function analyzeQueue(db: Database, { items = false } = {}): Promis
  * claim is written). On Postgres, `FOR UPDATE SKIP LOCKED` lets several
  * processes claim from one run without ever handing the same item to two.
  */
-export async function claimChunk(db: Database, at: StageRef, workerId: string, limit: number): Promise<string[]> {
+export async function claimChunk(db: Database, at: StageRef, workerId: string, limit: number, { exclusive = false } = {}): Promise<string[]> {
+  if (exclusive) {
+    // One claimer of the stage at a time, in every process: concurrent claims
+    // would each skip the rows the others hold and split the stage between
+    // them (a batch stage would send several small provider batches).
+    return db.transaction(async (tx) => {
+      await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:claim:${at.runId}:${at.stageIndex}`}))`);
+      return claimChunk(tx, at, workerId, limit);
+    });
+  }
   // The candidate set is a MATERIALIZED CTE: as a subquery in FROM it could be
   // rescanned by a nested-loop join, claiming more than `limit` rows.
   const rows = await db.rows<{ item_id: string }>(sql`

@@ -31,7 +31,12 @@ export type ChunkWork = (c: RunContext, ids: string[]) => Promise<(() => Promise
 /** Claims chunks of `size` items of one stage; returns how many items were claimed (0: none claimable now). */
 export type Claimer = (run: RunContext, work: ChunkWork) => Promise<number>;
 
-export function claimer(ctx: RunContext, stage: StagePlan, size: number, mode: ClaimMode): Claimer {
+/**
+ * `exclusive`: claims of this stage are taken one at a time across every
+ * process (a stage sent to a provider's batch API: its chunk goes out as one
+ * batch, not split among concurrent claimers).
+ */
+export function claimer(ctx: RunContext, stage: StagePlan, size: number, mode: ClaimMode, { exclusive = false } = {}): Claimer {
   const at = stageRef(ctx, stage);
   const sole = ctx.db.kind === "pglite";
   // `memory`: one pick at a time, so two loops of this process never take the same items.
@@ -66,7 +71,7 @@ export function claimer(ctx: RunContext, stage: StagePlan, size: number, mode: C
   }
   if (mode === "lease") {
     return async (run, work) => {
-      const ids = await claimChunk(run.db, at, run.workerId, size);
+      const ids = await claimChunk(run.db, at, run.workerId, size, { exclusive });
       if (ids.length) await finish(await work(run, ids));
       return ids.length;
     };

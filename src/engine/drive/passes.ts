@@ -136,11 +136,13 @@ export async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEv
     });
     const llm = isLlmStage(ctx.pipeline.stages[stage.index]!);
     const sole = ctx.db.kind === "pglite";
-    const { loops, chunk } = usesBatchApi(ctx, stage) ? { loops: loopsFor(ctx), chunk: ctx.options.batchChunkSize } : chunking(ctx, start.open);
+    const batch = usesBatchApi(ctx, stage);
+    const { loops, chunk } = batch ? { loops: loopsFor(ctx), chunk: ctx.options.batchChunkSize } : chunking(ctx, start.open);
     // Work without model calls is quick: claimed, computed and written in one
     // transaction. Model calls are slow and paid for: claimed under a lease
     // (in memory, for a sole worker) and written as they come.
-    const claim = claimer(ctx, stage, chunk, !llm ? "lock" : sole ? "memory" : "lease");
+    // A batch stage's chunks are claimed one at a time, so each goes out whole as one provider batch.
+    const claim = claimer(ctx, stage, chunk, !llm ? "lock" : sole ? "memory" : "lease", { exclusive: batch });
     const resume = batchResumer(ctx, stage, hooks.onPersisted!);
     await resume();
     await claimLoops(ctx, stage, loops, () => claim(ctx, async (c, ids) => void (await executeChunk(c, stage, ids, hooks))), resume);
