@@ -1,4 +1,4 @@
-import { definePipeline, type JsonSchema } from "sluice";
+import { definePipeline, type JsonSchema } from "sluice/core";
 import { llmClassify, llmExtract, ruleFilter, upsertCommit, validateOutputs } from "sluice/stages";
 import classifySchema from "../schemas/classify.schema.json" with { type: "json" };
 import extractSchema from "../schemas/extract.schema.json" with { type: "json" };

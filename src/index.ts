@@ -6,18 +6,14 @@
  * import { definePipeline, defineStage, openDatabase, runPipeline, createProviders } from "sluice";
  * import { llmClassify, ruleFilter, upsertCommit, validateOutputs } from "sluice/stages";
  *
+ * A pipeline file imports `sluice/core` (definitions only, cheap to load) and
+ * `sluice/stages`.
+ *
  * This module must not import `stages/` or `pipelines/`: they import it.
  */
 
-// Defining pipelines
-export { definePipeline, defineStage, stageVersion, versionParts } from "./core/define.ts";
-export type {
-  CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineDef,
-  PromptTemplate, ProviderMode, ProviderName, SourceSpec, StageDef, StageInput, StageKind, ValidateStage, ValidationVerdict,
-} from "./core/types.ts";
-export { compileSchema, type Checker, type SchemaCheck } from "./core/schema.ts";
-export { DefinitionError, DeterministicError, QualityError, SluiceError, TransientError, type FailureClass } from "./core/errors.ts";
-export { FINAL_STATES, ITEM_STATUSES, type FinalState, type ItemStatus } from "./core/status.ts";
+// Defining pipelines (also alone, and cheap to load, as "sluice/core")
+export * from "./core/index.ts";
 
 // Running them
 export { openDatabase, type Database, type OpenOptions } from "./store/index.ts";

@@ -1,4 +1,4 @@
-import { defineStage, type JsonObject, type StageInput } from "sluice";
+import { defineStage, type JsonObject, type StageInput } from "sluice/core";
 
 /**
  * Idempotent upsert into `table`, keyed by `key`: re-running writes nothing

@@ -1,4 +1,4 @@
-import { defineStage, type StageInput } from "sluice";
+import { defineStage, type StageInput } from "sluice/core";
 
 export interface FilterRule<Item> {
   /** Shown as the reason an item was dropped. */

@@ -1,6 +1,6 @@
 /**
  * Ready-made stage templates: `import { llmClassify, ruleFilter } from "sluice/stages"`.
- * Each returns a plain stage definition (`defineStage` from "sluice"), so a
+ * Each returns a plain stage definition (`defineStage` from "sluice/core"), so a
  * pipeline can mix them with stages of its own.
  */
 export { upsertCommit } from "./commit.ts";

@@ -1,4 +1,4 @@
-import { defineStage, type Gate, type JsonSchema, type LlmParams, type LlmStage, type PromptTemplate, type ProviderMode, type ProviderName } from "sluice";
+import { defineStage, type Gate, type JsonSchema, type LlmParams, type LlmStage, type PromptTemplate, type ProviderMode, type ProviderName } from "sluice/core";
 
 export interface LlmStageOptions<Item> {
   id: string;

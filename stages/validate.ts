@@ -1,4 +1,4 @@
-import { compileSchema, defineStage, type JsonSchema, type StageInput, type ValidationVerdict } from "sluice";
+import { compileSchema, defineStage, type JsonSchema, type StageInput, type ValidationVerdict } from "sluice/core";
 
 export interface Rule<Item> {
   name: string;

@@ -1,19 +1,26 @@
 import { describe, expect, it } from "vitest";
 import * as sluice from "../src/index.ts";
 import * as testing from "../src/testing/index.ts";
+import * as core from "sluice/core";
 import * as stages from "sluice/stages";
 
 describe("the public API", () => {
   it("exports what a user needs to define, run and test a pipeline, and nothing by accident", () => {
     expect(Object.keys(sluice).sort()).toEqual(
       [
-        "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "TransientError",
+        "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
         "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
         "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
       ].sort(),
     );
     expect(Object.keys(testing).sort()).toEqual(["createInProcessProvider", "freshPostgres", "memoryDatabase", "runPipelineForTest", "singleProvider", "testDrivers"]);
     expect(Object.keys(stages).sort()).toEqual(["llmClassify", "llmExtract", "ruleFilter", "upsertCommit", "validateOutputs"]);
+    // What a pipeline file needs, also in the whole API, as the very same values.
+    expect(Object.keys(core).sort()).toEqual([
+      "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
+      "compileSchema", "definePipeline", "defineStage", "stageVersion", "versionParts",
+    ].sort());
+    for (const [name, value] of Object.entries(core)) expect(sluice[name as keyof typeof sluice]).toBe(value);
   });
 
   it("runs a pipeline defined with it, in a few lines", async () => {

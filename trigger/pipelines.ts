@@ -1,4 +1,4 @@
-import type { PipelineDef } from "sluice";
+import type { PipelineDef } from "sluice/core";
 import ticketTriage from "../pipelines/ticket-triage.ts";
 
 /**
