@@ -8,7 +8,7 @@ import { buildRequest, customIdFor, endpointOf, providerNameOf, requestHash } fr
 import { persistResults } from "./persist.ts";
 import { executeRealtime } from "./realtime.ts";
 import { failed, type ItemResult } from "./results.ts";
-import { answerFromCache, followerResult, leadersAndFollowers, reuseOutputs, type Call, type Pending, type StoredOutputs } from "./reuse.ts";
+import { answerFromCache, claimOrAwait, followerResult, leadersAndFollowers, reuseOutputs, type Call, type Pending, type StoredOutputs } from "./reuse.ts";
 
 export type { ChunkHooks } from "./hooks.ts";
 
@@ -88,7 +88,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
   const unique = [...leaders.values()];
   const led = (await useBatch(ctx, stage, def, provider, unique.length))
     ? await executeBatch(ctx, stage, def, providerName, provider, unique, hooks.onPersisted)
-    : await executeRealtime(ctx, def, providerName, provider, unique, hooks, write);
+    : await claimOrAwait(ctx, def, unique, write, (mine) => executeRealtime(ctx, def, providerName, provider, mine, hooks, write));
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies = followers.map((f) => followerResult(def, f, byItem.get(leaders.get(f.hash)!.itemId)));
   await write(copies);

@@ -1,12 +1,14 @@
 import type { ItemStatus } from "../core/status.ts";
 import type { CommitStage, LlmStage } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult } from "../providers/types.ts";
-import { cachedResponses } from "../store/cache.ts";
+import { cachedResponses, claimRequests, releaseRequests } from "../store/cache.ts";
 import { outputsForInputs, outputsOfItems } from "../store/outputs.ts";
 import { computeCommit } from "./compute.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { LoadedInput } from "./inputs.ts";
+import type { Flush } from "./hooks.ts";
 import { checkCompletion } from "./llm-call.ts";
+import { sleep } from "./retry.ts";
 import { failed, fromAnswer, reusedOutput, type ItemResult } from "./results.ts";
 
 /**
@@ -23,9 +25,11 @@ import { failed, fromAnswer, reusedOutput, type ItemResult } from "./results.ts"
  *    identical request (model, messages, schema, parameters, answering
  *    endpoint) answered before, for any item, stage or run, is answered
  *    again from the store, checked against this item's own rule.
- * 3. **Identical requests in flight** (`leadersAndFollowers` here, and the
- *    in-flight map in `realtime.ts`): among requests about to be sent, one
- *    per request hash goes out; the others wait for its answer.
+ * 3. **Identical requests in flight**: among requests about to be sent, one
+ *    per request hash goes out; the others wait for its answer. Within a
+ *    chunk (`leadersAndFollowers`), across a stage's chunks in one process
+ *    (the in-flight map in `realtime.ts`), and across processes sharing a run
+ *    on Postgres (`claimOrAwait`: a claim per request hash in the store).
  *
  * Stage outputs come first because they need no request to be built: a
  * rerun's unchanged stages render no prompt at all. The request cache comes
@@ -105,16 +109,7 @@ export interface Call extends Pending {
  * (schema, refusal) is not used: the item is called for.
  */
 export async function answerFromCache(ctx: RunContext, def: LlmStage, requests: Call[]): Promise<{ answered: ItemResult[]; calls: Call[] }> {
-  const cached = await cachedResponses<CompletionResult>(ctx.db, [...new Set(requests.map((r) => r.hash))]);
-  const answered: ItemResult[] = [];
-  const calls: Call[] = [];
-  for (const r of requests) {
-    const hit = cached.get(r.hash);
-    const checked = hit && checkCompletion(def, r.loaded.input, hit);
-    if (checked && (checked.ok || checked.threw)) answered.push(fromAnswer(r.itemId, r.loaded.inputHash, checked));
-    else calls.push(r);
-  }
-  return { answered, calls };
+  return judgeAnswers(def, requests, await cachedResponses<CompletionResult>(ctx.db, [...new Set(requests.map((r) => r.hash))]));
 }
 
 /**
@@ -146,4 +141,63 @@ export function followerResult(def: LlmStage, follower: Call, lead: ItemResult |
     return failed(itemId, inputHash, "transient", "its identical request's answer was not available here; retried", { status: "failed_retryable" });
   }
   return fromAnswer(itemId, inputHash, checkCompletion(def, follower.loaded.input, response));
+}
+
+/** How often a worker waiting for another one's answer looks for it. */
+const AWAIT_POLL_MS = 200;
+
+/**
+ * Rule 3 across processes sharing a run: before paying for a request, claim
+ * its hash in the store. Requests won are sent (`send`, which writes their
+ * results); requests another live worker is paying for right now are not
+ * sent again: their answers are awaited in the request cache, and a claim
+ * whose worker stops beating is taken over. Embedded PGlite has one process,
+ * and the in-process checks suffice.
+ */
+export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[], write: Flush, send: (calls: Call[]) => Promise<ItemResult[]>): Promise<ItemResult[]> {
+  if (ctx.db.kind === "pglite") return send(calls);
+  const results: ItemResult[] = [];
+  const answeredFromCache = async (requests: Call[]): Promise<Call[]> => {
+    if (requests.length === 0) return requests;
+    const { answered, calls: left } = judgeAnswers(def, requests, await cachedResponses<CompletionResult>(ctx.db, [...new Set(requests.map((c) => c.hash))]));
+    if (answered.length) {
+      await write(answered);
+      results.push(...answered);
+    }
+    return left;
+  };
+  let waiting = calls;
+  for (;;) {
+    const won = await claimRequests(ctx.db, waiting.map((c) => c.hash), ctx.workerId, ctx.options.leaseMs);
+    const claimed = waiting.filter((c) => won.has(c.hash));
+    waiting = waiting.filter((c) => !won.has(c.hash));
+    if (claimed.length) {
+      try {
+        // A payer writes its answer before it gives the claim up: a claim just
+        // won may be for a request answered a moment ago.
+        const mine = await answeredFromCache(claimed);
+        if (mine.length) results.push(...(await send(mine)));
+      } finally {
+        // Answers are written by now; a failed call's claim lets another worker try.
+        await releaseRequests(ctx.db, [...won], ctx.workerId);
+      }
+    }
+    waiting = await answeredFromCache(waiting);
+    if (waiting.length === 0) return results;
+    // Still being answered elsewhere: look again shortly, and take the claim over if its worker stops.
+    await sleep(AWAIT_POLL_MS, ctx.signal);
+  }
+}
+
+/** Requests answered (usable for the item, or refused by the stage's own check) and those still to call. */
+function judgeAnswers(def: LlmStage, requests: Call[], answers: Map<string, CompletionResult>): { answered: ItemResult[]; calls: Call[] } {
+  const answered: ItemResult[] = [];
+  const calls: Call[] = [];
+  for (const r of requests) {
+    const hit = answers.get(r.hash);
+    const checked = hit && checkCompletion(def, r.loaded.input, hit);
+    if (checked && (checked.ok || checked.threw)) answered.push(fromAnswer(r.itemId, r.loaded.inputHash, checked));
+    else calls.push(r);
+  }
+  return { answered, calls };
 }

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { anyText } from "./sql.ts";
+import { anyText, textArray } from "./sql.ts";
 
 /**
  * `request_cache`: provider answers by request hash (model, messages, schema,
@@ -31,4 +31,33 @@ export async function cacheResponse(db: Database, entry: CacheEntry): Promise<vo
     INSERT INTO request_cache (request_hash, provider, model, response)
     VALUES (${entry.requestHash}, ${entry.provider}, ${entry.model}, ${JSON.stringify(entry.response)}::jsonb)
     ON CONFLICT (request_hash) DO NOTHING`);
+}
+
+/**
+ * Claim request hashes for `workerId` before paying for them, and return the
+ * ones won: those nobody claimed, this worker's own, and those whose worker
+ * has had no heartbeat within the lease (taken over). Whoever lost waits for
+ * the answer to land in `request_cache` (`cachedResponses`), and claims again
+ * if it does not.
+ */
+export async function claimRequests(db: Database, hashes: readonly string[], workerId: string, leaseMs: number): Promise<Set<string>> {
+  if (hashes.length === 0) return new Set();
+  // Rows are taken in hash order, in every process: claims of overlapping sets cannot deadlock.
+  const rows = await db.rows<{ request_hash: string }>(sql`
+    INSERT INTO request_claims AS c (request_hash, worker_id)
+    SELECT h, ${workerId} FROM (SELECT DISTINCT h FROM unnest(${textArray(hashes)}::text[]) AS h) d ORDER BY h
+    ON CONFLICT (request_hash) DO UPDATE SET worker_id = excluded.worker_id, claimed_at = now()
+    WHERE c.worker_id = excluded.worker_id
+      OR c.worker_id NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000}))
+    RETURNING c.request_hash`);
+  return new Set(rows.map((r) => r.request_hash));
+}
+
+/** Give claims up (the answers are written, or the calls failed and another worker may try). */
+export async function releaseRequests(db: Database, hashes: readonly string[], workerId: string): Promise<void> {
+  if (hashes.length === 0) return;
+  await db.rows(sql`
+    DELETE FROM request_claims WHERE request_hash IN (
+      SELECT request_hash FROM request_claims WHERE request_hash = ${anyText(hashes)} AND worker_id = ${workerId}
+      ORDER BY request_hash FOR UPDATE)`);
 }

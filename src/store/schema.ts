@@ -152,6 +152,18 @@ export const requestCache = pgTable("request_cache", {
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
+/**
+ * Requests a worker is paying for right now, by request hash: another process
+ * that needs the same request waits for its answer (it lands in
+ * `request_cache`) instead of paying again, and takes the claim over if the
+ * worker's heartbeat lapses.
+ */
+export const requestClaims = pgTable("request_claims", {
+  requestHash: text("request_hash").primaryKey(),
+  workerId: text("worker_id").notNull(),
+  claimedAt: timestamp("claimed_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
 /** Provider batch jobs, persisted before polling so a crashed process resumes polling instead of resubmitting. */
 export const providerBatches = pgTable(
   "provider_batches",
