@@ -18,7 +18,7 @@ import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 
 /**
- * Segments (src/engine/segment.ts): a chunk goes through consecutive stages in
+ * Segments (src/engine/drive/segments.ts): a chunk goes through consecutive stages in
  * memory. What a later stage is given must be exactly what it would read back
  * from the store, and a chunk cut short anywhere must resume like any other work.
  */

@@ -191,6 +191,6 @@ export const workers = pgTable("workers", {
   pid: integer("pid").notNull(),
   host: text("host").notNull(),
   heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
-  /** The stage index of the segment whose chunks the worker is carrying, if any (see engine/segment.ts). */
+  /** The stage index of the segment whose chunks the worker is carrying, if any (see src/engine/drive/barrier.ts). */
   segment: integer("segment"),
 });
