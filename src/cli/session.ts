@@ -1,3 +1,4 @@
+import { dirname, join } from "node:path";
 import { setMaxListeners } from "node:events";
 import type { PipelineDef } from "../core/types.ts";
 import type { EngineOptions } from "../engine/context.ts";
@@ -20,7 +21,19 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOpti
   set("maxAttempts", num("SLUICE_MAX_ATTEMPTS"));
   set("batchPollMs", num("SLUICE_BATCH_POLL_MS"));
   set("leaseMs", num("SLUICE_LEASE_MS"));
+  options.journalDir = journalDirFor(env);
   return options;
+}
+
+/**
+ * Where the CLI journals answers as they arrive (beside the embedded
+ * database, or `.sluice/journal` in the working directory with Postgres), so
+ * a killed run loses none it had received: `SLUICE_JOURNAL_DIR` to choose.
+ */
+export function journalDirFor(env: NodeJS.ProcessEnv): string {
+  if (env.SLUICE_JOURNAL_DIR) return env.SLUICE_JOURNAL_DIR;
+  if (!env.DATABASE_URL && env.SLUICE_DATA_DIR) return join(dirname(env.SLUICE_DATA_DIR), "journal");
+  return join(process.cwd(), ".sluice", "journal");
 }
 
 export interface SessionOptions {

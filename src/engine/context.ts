@@ -1,6 +1,7 @@
 import type { PipelineDef, StageDef } from "../core/types.ts";
 import type { Provider, Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
+import type { CacheEntry } from "../store/cache.ts";
 import type { StageRef } from "../store/work.ts";
 
 /** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
@@ -47,6 +48,11 @@ export interface EngineOptions {
   batchChunkSize: number;
   /** In `auto` mode, a stage uses the batch API when at least this many items need a model call. */
   autoBatchMinItems: number;
+  /**
+   * Where answers are journaled the moment they arrive (see `journal.ts`), so
+   * a killed process loses none it had received. Unset: no journal.
+   */
+  journalDir?: string;
 }
 
 export const DEFAULT_OPTIONS: EngineOptions = {
@@ -94,6 +100,8 @@ export interface RunContext {
    * not written, and writes need no ownership check.
    */
   soleWorker?: boolean;
+  /** Answers are appended here as they arrive, before they are written in groups. */
+  journal?: { record(entry: CacheEntry): void };
 }
 
 /** A stage of the context's run, as the store names it. */

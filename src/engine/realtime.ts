@@ -67,12 +67,15 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
         if (!response && hooks.inflight?.get(r.hash) === mine) hooks.inflight?.delete(r.hash);
         answered(response);
       }
+      const cache = outcome.status === "succeeded" ? { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response } : undefined;
+      // Paid for: kept at once, so a kill before the group is written does not lose it.
+      if (cache) ctx.journal?.record(cache);
       const result =
         outcome.status === "succeeded"
           ? computed(r.itemId, r.loaded.inputHash, "succeeded_unvalidated", outcome.value, {
               costUsd: sumCost(outcome.attempts),
               attempts: outcome.attempts,
-              cache: { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response },
+              cache,
               answer: outcome.response,
             })
           : failed(r.itemId, r.loaded.inputHash, outcome.errorClass, outcome.message, { status: outcome.status, attempts: outcome.attempts });

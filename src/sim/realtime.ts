@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { draw, isTransport, latencyMs, type ContentFault } from "./faults.ts";
 import { sendJson, sleep, type Headers } from "./http.ts";
 import type { Admission, BucketReport } from "./limits.ts";
@@ -32,6 +33,14 @@ export async function serveRealtime(
   wire: RealtimeWire,
 ): Promise<void> {
   const { config, stats } = state;
+  // The client went away before its answer was sent (its process was killed).
+  let gone = false;
+  res.on("close", () => {
+    if (!res.writableFinished) gone = true;
+  });
+  const socket = res.socket;
+  // A new request on a kept-alive connection: the answer sent on it before was read.
+  if (socket) state.unread.set(socket, false);
   const honest = honestAnswer(req);
   stats.call(req.model, hash);
   const now = Date.now();
@@ -71,6 +80,8 @@ export async function serveRealtime(
   const answer = finalAnswer(req, honest, d.fault as ContentFault | undefined, d.seed);
   if (answer.fault) stats.fault(answer.fault);
   stats.bill(hash, answer.inputTokens, answer.outputTokens, false);
+  if (gone) stats.cutOffAnswer();
+  else if (socket) watchUnread(state, socket);
   const id = headers[wire.requestIdHeader] as string;
   sendJson(res, 200, wire.success(req, answer, id), headers);
 }
@@ -86,5 +97,20 @@ function hold(state: SimState, res: ServerResponse, ms: number): void {
   res.on("close", () => {
     clearTimeout(timer);
     state.held.delete(timer);
+  });
+}
+
+/**
+ * An answer sent but never read: its client died with the answer still in
+ * its socket's receive buffer, and the kernel then resets the connection
+ * instead of closing it. Counted as cut off, like an answer the client was
+ * gone for.
+ */
+function watchUnread(state: SimState, socket: Socket): void {
+  state.unread.set(socket, true);
+  if (state.unreadWatched.has(socket)) return;
+  state.unreadWatched.add(socket);
+  socket.on("close", (hadError) => {
+    if (hadError && state.unread.get(socket)) state.stats.cutOffAnswer();
   });
 }

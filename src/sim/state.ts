@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import { sha256 } from "../core/hash.ts";
 import { defaultSimConfig, mergeConfig, type SimConfig, type SimConfigPatch } from "./config.ts";
@@ -14,6 +15,9 @@ export class SimState {
   private readonly instance = randomBytes(16).toString("hex");
   /** Batches created since the last reset, for `batch.expireBatches: [ordinals]`. */
   batchOrdinal = 0;
+  /** Connections whose last answer may not have been read yet (see `watchUnread` in realtime.ts). */
+  readonly unread = new WeakMap<Socket, boolean>();
+  readonly unreadWatched = new WeakSet<Socket>();
   /** Timers holding `timeout` faults, cleared when the server closes. */
   readonly held = new Set<NodeJS.Timeout>();
 

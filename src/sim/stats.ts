@@ -28,6 +28,12 @@ export interface SimStats {
   rejected: number;
   /** Requests refused with a 401 for a revoked key (never billed). */
   unauthorized: number;
+  /**
+   * Realtime requests billed whose client went away before the answer was
+   * sent (a killed process): paid for, and lost. After a kill, these are the
+   * calls a resumed run may have to pay for again.
+   */
+  cutOff: number;
   callsByModel: Record<string, number>;
   callsByRequestHash: Record<string, number>;
   billedByRequestHash: Record<string, number>;
@@ -51,6 +57,7 @@ export class StatsRecorder {
   private billed = 0;
   private rejected = 0;
   private unauthorized = 0;
+  private cutOff = 0;
   private readonly byModel = new Map<string, number>();
   private readonly byHash = new Map<string, number>();
   private readonly billedByHash = new Map<string, number>();
@@ -87,6 +94,11 @@ export class StatsRecorder {
     bump(this.rejectedByModel, model);
   }
 
+  /** A billed answer that could not be delivered: its client had gone. */
+  cutOffAnswer(): void {
+    this.cutOff++;
+  }
+
   /** A request refused for its key. */
   refuseKey(): void {
     this.unauthorized++;
@@ -114,6 +126,7 @@ export class StatsRecorder {
       billed: this.billed,
       rejected: this.rejected,
       unauthorized: this.unauthorized,
+      cutOff: this.cutOff,
       callsByModel: obj(this.byModel),
       callsByRequestHash: obj(this.byHash),
       billedByRequestHash: obj(this.billedByHash),

@@ -61,3 +61,13 @@ export async function releaseRequests(db: Database, hashes: readonly string[], w
       SELECT request_hash FROM request_claims WHERE request_hash = ${anyText(hashes)} AND worker_id = ${workerId}
       ORDER BY request_hash FOR UPDATE)`);
 }
+
+/** Keep many answers at once (a journal replayed after a crash); answers already stored stay. */
+export async function cacheResponses(db: Database, entries: readonly CacheEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await db.rows(sql`
+    INSERT INTO request_cache (request_hash, provider, model, response)
+    SELECT e."requestHash", e.provider, e.model, e.response
+    FROM jsonb_to_recordset(${JSON.stringify(entries)}::jsonb) AS e("requestHash" text, provider text, model text, response jsonb)
+    ON CONFLICT (request_hash) DO NOTHING`);
+}

@@ -9,6 +9,7 @@ import { loadSource } from "../runs.ts";
 import type { RunEvents } from "./events.ts";
 import { runSegment } from "./passes.ts";
 import { segmentsOf } from "./segments.ts";
+import { AnswerJournal, replayJournals } from "../journal.ts";
 
 /**
  * Driving a run: the engine's scheduler. A runner opens the run, keeps its
@@ -57,8 +58,17 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
   driving.set(ctx.db, active);
   if (active.has(run.id)) throw new SluiceError(`run ${run.id} is already running in this process`);
   active.add(run.id);
+  const journalDir = ctx.options.journalDir;
+  const journal = journalDir ? new AnswerJournal(journalDir) : undefined;
+  let written = false;
   try {
     if (run.status === "finished") return;
+    // Answers a killed process had received but not written go to the request cache first.
+    if (journalDir) {
+      const replayed = await replayJournals(ctx.db, journalDir);
+      if (replayed) ctx.logger.info(`replayed ${replayed} answer(s) a stopped process had received but not written`);
+    }
+    ctx = journal ? { ...ctx, journal } : ctx;
     if (!run.loaded_at) {
       const rows = await ensureLoaded(ctx, run);
       events?.loaded?.(rows);
@@ -68,11 +78,14 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
     const stopAfter = stopAfterOf(ctx, run);
     for (const segment of segmentsOf(ctx, ctx.plan.slice(0, stopAfter + 1))) await runSegment(ctx, segment, events);
     await finalizeRun(ctx, { stopAfter });
+    written = true;
   } catch (err) {
     // A worker that stopped taking part leaves a shared run to the others.
     if (!ctx.signal?.aborted && !(err instanceof WorkerStoppedError)) await failRun(ctx.db, ctx.runId, err instanceof Error ? err.message : String(err)).catch(() => {});
     throw err;
   } finally {
+    // An interrupted or failed run keeps its journal: the next process replays it.
+    journal?.close({ written });
     active.delete(run.id);
   }
 }

@@ -1,0 +1,81 @@
+import { appendFileSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { cacheResponses, type CacheEntry } from "../store/cache.ts";
+import type { Database } from "../store/database.ts";
+
+/**
+ * Answers are written to the store in groups (one statement per group keeps
+ * a run fast), so a process killed between two groups would lose answers it
+ * had already paid for. The journal closes that window: each answer is
+ * appended to a local file the moment it arrives (one `write`, which a
+ * killed process does not undo), and a process that starts later puts the
+ * answers of journals whose process is gone into the request cache. The
+ * items are then answered from the cache, not paid for again: after a kill,
+ * only the calls in flight at that moment are lost.
+ */
+export class AnswerJournal {
+  private fd: number | undefined;
+  readonly path: string;
+
+  constructor(readonly dir: string) {
+    this.path = join(dir, `${process.pid}-${randomBytes(4).toString("hex")}.jsonl`);
+  }
+
+  record(entry: CacheEntry): void {
+    if (this.fd === undefined) {
+      mkdirSync(this.dir, { recursive: true });
+      this.fd = openSync(this.path, "a");
+    }
+    appendFileSync(this.fd, `${JSON.stringify(entry)}\n`);
+  }
+
+  /** Close the file; with `written` (every answer is in the store now), remove it too. */
+  close({ written }: { written: boolean }): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    if (written) rmSync(this.path, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Put the answers of journals left by processes that are gone into the
+ * request cache, then remove those journals. Returns how many answers were
+ * replayed. A line cut short by the kill is skipped.
+ */
+export async function replayJournals(db: Database, dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith(".jsonl"));
+  } catch {
+    return 0;
+  }
+  let replayed = 0;
+  for (const name of names) {
+    const pid = Number(name.split("-")[0]);
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    const path = join(dir, name);
+    const entries: CacheEntry[] = [];
+    for (const line of readFileSync(path, "utf8").split("\n")) {
+      if (!line) continue;
+      try {
+        entries.push(JSON.parse(line) as CacheEntry);
+      } catch {
+        // The last line of a killed writer may be cut short.
+      }
+    }
+    for (let i = 0; i < entries.length; i += 500) await cacheResponses(db, entries.slice(i, i + 500));
+    replayed += entries.length;
+    rmSync(path, { force: true });
+  }
+  return replayed;
+}

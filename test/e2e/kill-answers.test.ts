@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startSimulator, type Simulator } from "../../src/sim/index.ts";
+import { cliEnv, lastJson, runCli, startCli, tempDataDir } from "./cli.ts";
+import { demoSlice } from "./data.ts";
+
+/**
+ * What a killed run had been answered is not paid for again: after kill -9
+ * and resume, the only requests billed twice are those the simulator saw cut
+ * off (answered after their client had gone).
+ */
+let sim: Simulator;
+beforeAll(async () => {
+  sim = await startSimulator({ port: 0, config: { latency: { meanMs: 15, jitterMs: 5 } } });
+});
+afterAll(async () => {
+  await sim?.close();
+});
+
+function paidTwice(): number {
+  return Object.values(sim.stats().billedByRequestHash).reduce((sum, n) => sum + Math.max(0, n - 1), 0);
+}
+
+describe("kill -9 in the middle of a stage's calls", () => {
+  it("pays again only for the calls cut off by the kill", async () => {
+    const env = cliEnv({
+      SLUICE_DATA_DIR: tempDataDir(),
+      OPENAI_API_KEY: "sk-test-kill-answers",
+      OPENAI_BASE_URL: sim.openaiBaseURL,
+      ANTHROPIC_BASE_URL: sim.anthropicBaseURL,
+      SLUICE_PROGRESS_MS: "50",
+    });
+    const input = demoSlice(1500);
+    sim.reset();
+    const cli = startCli(["run", "ticket-triage", "--input", input], env);
+    // Killed while classify is answering, between two writes of its results.
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (/stage classify: [3-9]\d{2,}\//.test(cli.stderrSoFar())) {
+          cli.child.kill("SIGKILL");
+          resolve();
+        }
+      };
+      cli.child.stderr!.on("data", check);
+      void cli.done.then(() => resolve());
+    });
+    const killed = await cli.done;
+    expect(killed.signal, killed.stderr).toBe("SIGKILL");
+    const runId = /run (run_[a-z0-9]+)/.exec(killed.stderr)![1]!;
+    const billedAtKill = sim.stats().billed;
+
+    const resumed = await runCli(["resume", runId, "--json"], env);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(lastJson<{ status: string }>(resumed.stdout).status).toBe("finished");
+    const stats = sim.stats();
+    expect(billedAtKill).toBeGreaterThan(200);
+    expect(paidTwice()).toBeLessThanOrEqual(stats.cutOff);
+  }, 180_000);
+});
