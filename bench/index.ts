@@ -3,6 +3,7 @@
  * measured in the same run, as a ratio; these machines are shared and noisy,
  * so absolute times from one run prove little.
  */
+import { benchChaos } from "./chaos.ts";
 import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
@@ -14,6 +15,7 @@ const benches: Record<string, () => Promise<void>> = {
   "rate-limit": benchRateLimit,
   overhead: benchOverhead,
   rerun: benchRerun,
+  chaos: benchChaos,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

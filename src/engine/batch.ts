@@ -3,7 +3,7 @@ import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { adoptOrphanBatches, batchClaimant, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { adoptOrphanBatches, batchClaimant, markBatchCollected, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
@@ -75,7 +75,7 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     }
     const row: BatchRow = { id: batchId, provider: providerName, status: "submitted", requests };
     const itemIds = group.map((r) => byCustomId.get(r.customId)!.itemId);
-    await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId);
+    await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId, [...new Set(group.map((r) => byCustomId.get(r.customId)!.hash))]);
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
     rows.push(row);
   }
@@ -112,7 +112,8 @@ function failure(ctx: RunContext, itemId: string, inputHash: string, err: unknow
  */
 export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<number> {
   const def = ctx.pipeline.stages[stage.index] as LlmStage;
-  const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs);
+  // Embedded PGlite has one process: a batch not this worker's is a dead process's.
+  const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
   for (const row of orphans) {
     ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.id} (polling, not resubmitting)`);
     await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
@@ -238,7 +239,7 @@ function stillHeld(ctx: RunContext, stage: StagePlan, row: BatchRow): Promise<Se
 }
 
 async function markCollected(ctx: RunContext, row: BatchRow): Promise<void> {
-  await setBatchStatus(ctx.db, row.id, "collected");
+  await markBatchCollected(ctx.db, row.id);
 }
 
 type AttemptBase = Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">;

@@ -86,9 +86,10 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
 
   const { leaders, followers } = leadersAndFollowers(calls);
   const unique = [...leaders.values()];
-  const led = (await useBatch(ctx, stage, def, provider, unique.length))
-    ? await executeBatch(ctx, stage, def, providerName, provider, unique, hooks.onPersisted)
-    : await claimOrAwait(ctx, def, unique, write, (mine) => executeRealtime(ctx, def, providerName, provider, mine, hooks, write));
+  const batch = await useBatch(ctx, stage, def, provider, unique.length);
+  const led = await claimOrAwait(ctx, def, unique, write, (mine) =>
+    batch ? executeBatch(ctx, stage, def, providerName, provider, mine, hooks.onPersisted) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
+  );
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies = followers.map((f) => followerResult(def, f, byItem.get(leaders.get(f.hash)!.itemId)));
   await write(copies);

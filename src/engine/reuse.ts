@@ -143,7 +143,7 @@ export function followerResult(def: LlmStage, follower: Call, lead: ItemResult |
   return fromAnswer(itemId, inputHash, checkCompletion(def, follower.loaded.input, response));
 }
 
-/** How often a worker waiting for another one's answer looks for it. */
+/** How soon a worker waiting for another one's answer first looks for it again. */
 const AWAIT_POLL_MS = 200;
 
 /**
@@ -167,6 +167,8 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
     return left;
   };
   let waiting = calls;
+  // A realtime answer comes in moments; a provider batch's may take hours: look less often as the wait goes on.
+  let poll = AWAIT_POLL_MS;
   for (;;) {
     const won = await claimRequests(ctx.db, waiting.map((c) => c.hash), ctx.workerId, ctx.options.leaseMs);
     const claimed = waiting.filter((c) => won.has(c.hash));
@@ -185,7 +187,8 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
     waiting = await answeredFromCache(waiting);
     if (waiting.length === 0) return results;
     // Still being answered elsewhere: look again shortly, and take the claim over if its worker stops.
-    await sleep(AWAIT_POLL_MS, ctx.signal);
+    await sleep(poll, ctx.signal);
+    poll = Math.min(ctx.options.batchPollMaxMs, Math.round(poll * 1.5));
   }
 }
 

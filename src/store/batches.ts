@@ -1,6 +1,7 @@
 import { eq, sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { providerBatches } from "./schema.ts";
+import { providerBatches, requestClaims } from "./schema.ts";
+import { anyText } from "./sql.ts";
 import { handOver, type StageRef } from "./work.ts";
 
 /**
@@ -25,30 +26,42 @@ export const batchClaimant = (batchId: string) => `batch:${batchId}`;
  * dies after this is followed by one that polls the batch, never by one that
  * pays for it again.
  */
-export async function recordBatch(db: Database, at: StageRef, batch: BatchRow, workerId: string, itemIds: readonly string[], from: string | undefined): Promise<void> {
+export async function recordBatch(db: Database, at: StageRef, batch: BatchRow, workerId: string, itemIds: readonly string[], from: string | undefined, requestHashes: readonly string[] = []): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.rows(sql`
       INSERT INTO provider_batches (id, run_id, stage_index, provider, status, requests, worker_id)
       VALUES (${batch.id}, ${at.runId}, ${at.stageIndex}, ${batch.provider}, ${batch.status}, ${JSON.stringify(batch.requests)}::jsonb, ${workerId})`);
     await handOver(tx, at, itemIds, batchClaimant(batch.id), from);
+    // The requests' claims go with them: held while the batch is uncollected, whoever polls it.
+    if (requestHashes.length) {
+      await tx.rows(sql`UPDATE request_claims SET worker_id = ${batchClaimant(batch.id)} WHERE request_hash = ${anyText(requestHashes)} AND worker_id = ${workerId}`);
+    }
   });
 }
 
 /**
  * Take over the uncollected batches of a stage whose worker is gone (no
- * heartbeat within the lease) and return them.
+ * heartbeat within the lease) and return them. With `everyoneElse` (embedded
+ * PGlite, where no other process can be alive) every batch not `workerId`'s
+ * is taken over at once, as its claims are.
  */
-export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId: string, leaseMs: number): Promise<BatchRow<E>[]> {
+export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId: string, leaseMs: number, everyoneElse = false): Promise<BatchRow<E>[]> {
   return db.rows<BatchRow<E>>(sql`
     UPDATE provider_batches b SET worker_id = ${workerId}, updated_at = now()
     WHERE b.run_id = ${at.runId} AND b.stage_index = ${at.stageIndex} AND b.status NOT IN ('collected')
       AND b.worker_id IS DISTINCT FROM ${workerId}
-      AND (b.worker_id IS NULL OR b.worker_id NOT IN (
-        SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))
+      ${everyoneElse ? sql`` : sql`AND (b.worker_id IS NULL OR b.worker_id NOT IN (
+        SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))`}
     RETURNING b.id, b.provider, b.status, b.requests`);
 }
 
 /** The provider's status of a batch (`collected` once its results are written). */
 export async function setBatchStatus(db: Database, batchId: string, status: string): Promise<void> {
   await db.db.update(providerBatches).set({ status, updatedAt: sql`now()` }).where(eq(providerBatches.id, batchId));
+}
+
+/** A batch whose results are all written: collected, and its requests' claims given up. */
+export async function markBatchCollected(db: Database, batchId: string): Promise<void> {
+  await setBatchStatus(db, batchId, "collected");
+  await db.db.delete(requestClaims).where(eq(requestClaims.workerId, batchClaimant(batchId)));
 }

@@ -35,8 +35,9 @@ export async function cacheResponse(db: Database, entry: CacheEntry): Promise<vo
 
 /**
  * Claim request hashes for `workerId` before paying for them, and return the
- * ones won: those nobody claimed, this worker's own, and those whose worker
- * has had no heartbeat within the lease (taken over). Whoever lost waits for
+ * ones won: those nobody claimed, this worker's own, those whose worker has
+ * had no heartbeat within the lease (taken over), and those of a provider
+ * batch (`batch:<id>`) already collected. Whoever lost waits for
  * the answer to land in `request_cache` (`cachedResponses`), and claims again
  * if it does not.
  */
@@ -48,7 +49,11 @@ export async function claimRequests(db: Database, hashes: readonly string[], wor
     SELECT h, ${workerId} FROM (SELECT DISTINCT h FROM unnest(${textArray(hashes)}::text[]) AS h) d ORDER BY h
     ON CONFLICT (request_hash) DO UPDATE SET worker_id = excluded.worker_id, claimed_at = now()
     WHERE c.worker_id = excluded.worker_id
-      OR c.worker_id NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000}))
+      -- A worker's claim lapses with its heartbeat; a provider batch's, once the batch is collected.
+      OR (c.worker_id NOT LIKE 'batch:%'
+        AND c.worker_id NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))
+      OR (c.worker_id LIKE 'batch:%'
+        AND NOT EXISTS (SELECT 1 FROM provider_batches b WHERE b.id = substr(c.worker_id, 7) AND b.status <> 'collected'))
     RETURNING c.request_hash`);
   return new Set(rows.map((r) => r.request_hash));
 }
