@@ -1,3 +1,4 @@
+import { isProcessAlive } from "../core/pid.ts";
 import { appendFileSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -38,15 +39,6 @@ export class AnswerJournal {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Put the answers of journals left by processes that are gone into the
  * request cache, then remove those journals. Returns how many answers were
@@ -62,7 +54,7 @@ export async function replayJournals(db: Database, dir: string): Promise<number>
   let replayed = 0;
   for (const name of names) {
     const pid = Number(name.split("-")[0]);
-    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    if (!Number.isInteger(pid) || pid === process.pid || isProcessAlive(pid)) continue;
     const path = join(dir, name);
     const entries: CacheEntry[] = [];
     for (const line of readFileSync(path, "utf8").split("\n")) {

@@ -1,3 +1,4 @@
+import { isProcessAlive } from "../../core/pid.ts";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
@@ -42,15 +43,6 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Take the data directory's lock file with an exclusive create, so two
  * processes starting together cannot both get it. A lock left by a process
@@ -67,7 +59,7 @@ function takeLock(path: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST" || tries > 2) throw err;
     }
     const holder = Number(readFileSync(path, "utf8"));
-    if (holder && holder !== process.pid && alive(holder)) {
+    if (holder && holder !== process.pid && isProcessAlive(holder)) {
       throw new SluiceError(
         `the embedded database is in use by another sluice process (pid ${holder}); wait for it, or set DATABASE_URL to a Postgres server so several processes can share a run`,
       );
