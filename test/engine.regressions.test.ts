@@ -45,6 +45,36 @@ describe("engine regressions", () => {
     }
   });
 
+  it("keeps provider batches of two endpoints apart when both hand out the same batch id", async () => {
+    // Batch ids are unique per provider account only: two endpoints may both say "batch_1".
+    const fakeBatches = (): BatchApi & { answered: Map<string, CompletionRequest[]> } => {
+      const inner = createInProcessProvider();
+      const answered = new Map<string, CompletionRequest[]>();
+      return {
+        answered,
+        maxRequests: 100, maxBytes: 1 << 20,
+        submit: async (requests) => { answered.set("batch_1", requests); return { batchId: "batch_1" }; },
+        poll: async () => ({ status: "ended", counts: { succeeded: answered.get("batch_1")!.length, errored: 0, processing: 0 } }),
+        results: async function* (batchId) {
+          for (const r of answered.get(batchId)!) yield { customId: r.customId, ok: true as const, result: await inner.complete(r) };
+        },
+        cancel: async () => {},
+      };
+    };
+    const inner = createInProcessProvider();
+    const providers: Record<string, Provider> = { openai: { name: "openai", complete: inner.complete, batch: fakeBatches() }, anthropic: { name: "anthropic", complete: inner.complete, batch: fakeBatches() } };
+    const set2: ProviderSet = { defaultProvider: "openai", get: (n) => providers[n]!, cost: () => 0.001, endpointOf: (n) => `${n}@https://${n}.example` };
+    const again = defineStage({ id: "again", kind: "classify", model: "gpt-4o-mini", provider: "anthropic", mode: "batch", prompt: { user: "again: {{item.text}}" }, output: { name: "Label", schema } });
+    const pipeline = definePipeline({ id: "two-endpoints", source: { key: "id" }, stages: [classify({ provider: "openai", mode: "batch" }), again] });
+    const run = await runPipelineForTest(pipeline, { items, providers: set2, options: { batchPollMs: 5, batchPollMaxMs: 10 } });
+    try {
+      expect(run.summary.stages.map((s) => s.batchCalls)).toEqual([2, 2]);
+      expect(Object.values(await run.statuses("again")).every((s) => s === "succeeded_unvalidated")).toBe(true);
+    } finally {
+      await run.close();
+    }
+  });
+
   it("duplicates sharing an answer from another chunk's call all get the output", async () => {
     // Chunks of two, run at once: c leads the second chunk's copy of a's request, which is still in flight in the first; d follows c.
     const dupes = [

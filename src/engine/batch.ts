@@ -3,11 +3,11 @@ import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { adoptOrphanBatches, batchClaimant, markBatchCollected, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { adoptOrphanBatches, batchClaimant, batchKey, markBatchCollected, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
-import { callLlm, checkCompletion, repairRequest, stageHalted, type AttemptRecord } from "./llm-call.ts";
+import { callLlm, checkCompletion, endpointOf, repairRequest, stageHalted, type AttemptRecord } from "./llm-call.ts";
 import { groupWriter, persistResults } from "./persist.ts";
 import { computed, failed, type ItemResult } from "./results.ts";
 import { sleep } from "./retry.ts";
@@ -73,7 +73,7 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
       const call = byCustomId.get(request.customId)!;
       requests[request.customId] = { itemId: call.itemId, inputHash: call.loaded.inputHash, requestHash: call.hash, request };
     }
-    const row: BatchRow = { id: batchId, provider: providerName, status: "submitted", requests };
+    const row: BatchRow = { id: batchKey(batchId, endpointOf(ctx, providerName)), batchId, provider: providerName, status: "submitted", requests };
     const itemIds = group.map((r) => byCustomId.get(r.customId)!.itemId);
     await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId, [...new Set(group.map((r) => byCustomId.get(r.customId)!.hash))]);
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
@@ -115,7 +115,7 @@ export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider:
   // Embedded PGlite has one process: a batch not this worker's is a dead process's.
   const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
   for (const row of orphans) {
-    ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.id} (polling, not resubmitting)`);
+    ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.batchId} (polling, not resubmitting)`);
     await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
   }
   return orphans.length;
@@ -126,7 +126,7 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Prom
   for (;;) {
     let status: string;
     try {
-      status = (await api.poll(row.id)).status;
+      status = (await api.poll(row.batchId)).status;
     } catch (err) {
       if (failureClassOf(err) !== "transient") throw err;
       status = "in_progress";
@@ -171,12 +171,12 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   const got = new Map<string, BatchResult>();
   try {
     status = await waitForBatch(ctx, api, row);
-    for await (const result of api.results(row.id)) got.set(result.customId, result);
+    for await (const result of api.results(row.batchId)) got.set(result.customId, result);
   } catch (err) {
     // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
     if (ctx.signal?.aborted) throw ctx.signal.reason;
     const { entries, tries } = await unwritten();
-    const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.id} could not be collected`));
+    const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.batchId} could not be collected`));
     await write(out);
     await markCollected(ctx, row);
     return out;
@@ -188,7 +188,7 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   const repairs: (() => Promise<ItemResult>)[] = [];
   for (const [customId, entry] of entries) {
     const input = inputs.get(entry.itemId);
-    const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.id} (${status})`) };
+    const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.batchId} (${status})`) };
     const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
     if (!input) {
       ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
@@ -210,7 +210,7 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
 
   const repaired: ItemResult[] = [];
   if (repairs.length) {
-    ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.id} failed their checks; repairing each once (realtime)`);
+    ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
     const limit = pLimit(ctx.options.concurrency);
     const writer = groupWriter(write, REPAIR_FLUSH);
     // allSettled: repairs that did finish (and were paid) are written even if another throws.

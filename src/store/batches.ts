@@ -11,11 +11,17 @@ import { handOver, type StageRef } from "./work.ts";
  */
 
 export interface BatchRow<E = unknown> {
+  /** The key here (see `batchKey`). */
   id: string;
+  /** The provider's own id, for its API. */
+  batchId: string;
   provider: string;
   status: string;
   requests: Record<string, E>;
 }
+
+/** A batch's key in the store: the provider's id, qualified by the endpoint that gave it. */
+export const batchKey = (batchId: string, endpoint: string) => `${batchId}@${endpoint}`;
 
 /** The claim a batch holds its items under. */
 export const batchClaimant = (batchId: string) => `batch:${batchId}`;
@@ -29,8 +35,8 @@ export const batchClaimant = (batchId: string) => `batch:${batchId}`;
 export async function recordBatch(db: Database, at: StageRef, batch: BatchRow, workerId: string, itemIds: readonly string[], from: string | undefined, requestHashes: readonly string[] = []): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.rows(sql`
-      INSERT INTO provider_batches (id, run_id, stage_index, provider, status, requests, worker_id)
-      VALUES (${batch.id}, ${at.runId}, ${at.stageIndex}, ${batch.provider}, ${batch.status}, ${JSON.stringify(batch.requests)}::jsonb, ${workerId})`);
+      INSERT INTO provider_batches (id, batch_id, run_id, stage_index, provider, status, requests, worker_id)
+      VALUES (${batch.id}, ${batch.batchId}, ${at.runId}, ${at.stageIndex}, ${batch.provider}, ${batch.status}, ${JSON.stringify(batch.requests)}::jsonb, ${workerId})`);
     await handOver(tx, at, itemIds, batchClaimant(batch.id), from);
     // The requests' claims go with them: held while the batch is uncollected, whoever polls it.
     if (requestHashes.length) {
@@ -52,7 +58,7 @@ export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId
       AND b.worker_id IS DISTINCT FROM ${workerId}
       ${everyoneElse ? sql`` : sql`AND (b.worker_id IS NULL OR b.worker_id NOT IN (
         SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))`}
-    RETURNING b.id, b.provider, b.status, b.requests`);
+    RETURNING b.id, coalesce(b.batch_id, b.id) AS "batchId", b.provider, b.status, b.requests`);
 }
 
 /** The provider's status of a batch (`collected` once its results are written). */

@@ -168,10 +168,16 @@ export const requestClaims = pgTable("request_claims", {
 export const providerBatches = pgTable(
   "provider_batches",
   {
+    /**
+     * The batch's key here: the provider's batch id and the endpoint that gave
+     * it (`batch_abc@openai`), since ids are unique per provider account only.
+     */
     id: text("id").primaryKey(),
     runId: text("run_id").notNull(),
     stageIndex: integer("stage_index").notNull(),
     provider: text("provider").notNull(),
+    /** The provider's own batch id, for its API (null on rows recorded before endpoints were part of the key: `id` then). */
+    batchId: text("batch_id"),
     /** submitted | ended | collected | expired | cancelled | failed */
     status: text("status").notNull(),
     /** `{ customId: { itemId, inputHash, requestHash } }` for every request in the batch. */

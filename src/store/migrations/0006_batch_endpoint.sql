@@ -1,0 +1,1 @@
+ALTER TABLE "provider_batches" ADD COLUMN "batch_id" text;
