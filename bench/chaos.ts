@@ -81,6 +81,8 @@ interface Outcome {
   paidTwice: number;
   cutOff: number;
   kills: string[];
+  /** Requests paid for more often than the kills cut them off. */
+  extra: string[];
 }
 
 async function targetHash(env: NodeJS.ProcessEnv): Promise<string> {
@@ -118,6 +120,7 @@ async function runDemo(sim: Simulator, env: NodeJS.ProcessEnv, chaos: boolean): 
     paidTwice: Object.values(stats.billedByRequestHash).reduce((sum, n) => sum + Math.max(0, n - 1), 0),
     cutOff: stats.cutOff,
     kills,
+    extra: Object.entries(stats.billedByRequestHash).filter(([h, n]) => n - 1 > (stats.cutOffByRequestHash[h] ?? 0)).map(([h, n]) => `${h.slice(0, 8)}x${n}`),
   };
 }
 
@@ -166,6 +169,7 @@ export async function benchChaos(): Promise<void> {
       row("", `${fmt(lost(reference.items, chaos.items))} items lost`, `final states ${same ? "as uninterrupted" : `DIFFER: ${JSON.stringify(chaos.items)}`}`);
       row("", `${fmt(chaos.paidTwice)} paid twice`, `${chaos.cutOff ? ratio(chaos.paidTwice, chaos.cutOff) : "n/a"} of the ${fmt(chaos.cutOff)} calls cut off by the kills (target <= 1.00x; uninterrupted: ${fmt(reference.paidTwice)})`);
       row("", "killed at", chaos.kills.join(", "));
+      if (chaos.extra.length) row("", "paid again, not cut off", chaos.extra.join(", "));
     }
   } finally {
     await sim.close();

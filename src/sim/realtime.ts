@@ -40,7 +40,7 @@ export async function serveRealtime(
   });
   const socket = res.socket;
   // A new request on a kept-alive connection: the answer sent on it before was read.
-  if (socket) state.unread.set(socket, false);
+  if (socket) state.unread.set(socket, undefined);
   const honest = honestAnswer(req);
   stats.call(req.model, hash);
   const now = Date.now();
@@ -80,8 +80,8 @@ export async function serveRealtime(
   const answer = finalAnswer(req, honest, d.fault as ContentFault | undefined, d.seed);
   if (answer.fault) stats.fault(answer.fault);
   stats.bill(hash, answer.inputTokens, answer.outputTokens, false);
-  if (gone) stats.cutOffAnswer();
-  else if (socket) watchUnread(state, socket);
+  if (gone) stats.cutOffAnswer(hash);
+  else if (socket) watchUnread(state, socket, hash);
   const id = headers[wire.requestIdHeader] as string;
   sendJson(res, 200, wire.success(req, answer, id), headers);
 }
@@ -106,11 +106,12 @@ function hold(state: SimState, res: ServerResponse, ms: number): void {
  * instead of closing it. Counted as cut off, like an answer the client was
  * gone for.
  */
-function watchUnread(state: SimState, socket: Socket): void {
-  state.unread.set(socket, true);
+function watchUnread(state: SimState, socket: Socket, hash: string): void {
+  state.unread.set(socket, hash);
   if (state.unreadWatched.has(socket)) return;
   state.unreadWatched.add(socket);
   socket.on("close", (hadError) => {
-    if (hadError && state.unread.get(socket)) state.stats.cutOffAnswer();
+    const unread = state.unread.get(socket);
+    if (hadError && unread) state.stats.cutOffAnswer(unread);
   });
 }

@@ -16,7 +16,7 @@ export class SimState {
   /** Batches created since the last reset, for `batch.expireBatches: [ordinals]`. */
   batchOrdinal = 0;
   /** Connections whose last answer may not have been read yet (see `watchUnread` in realtime.ts). */
-  readonly unread = new WeakMap<Socket, boolean>();
+  readonly unread = new WeakMap<Socket, string | undefined>();
   readonly unreadWatched = new WeakSet<Socket>();
   /** Timers holding `timeout` faults, cleared when the server closes. */
   readonly held = new Set<NodeJS.Timeout>();

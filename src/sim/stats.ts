@@ -34,6 +34,8 @@ export interface SimStats {
    * calls a resumed run may have to pay for again.
    */
   cutOff: number;
+  /** The request hashes of those answers. */
+  cutOffByRequestHash: Record<string, number>;
   callsByModel: Record<string, number>;
   callsByRequestHash: Record<string, number>;
   billedByRequestHash: Record<string, number>;
@@ -58,6 +60,7 @@ export class StatsRecorder {
   private rejected = 0;
   private unauthorized = 0;
   private cutOff = 0;
+  private readonly cutOffByHash = new Map<string, number>();
   private readonly byModel = new Map<string, number>();
   private readonly byHash = new Map<string, number>();
   private readonly billedByHash = new Map<string, number>();
@@ -95,8 +98,9 @@ export class StatsRecorder {
   }
 
   /** A billed answer that could not be delivered: its client had gone. */
-  cutOffAnswer(): void {
+  cutOffAnswer(hash: string): void {
     this.cutOff++;
+    bump(this.cutOffByHash, hash);
   }
 
   /** A request refused for its key. */
@@ -127,6 +131,7 @@ export class StatsRecorder {
       rejected: this.rejected,
       unauthorized: this.unauthorized,
       cutOff: this.cutOff,
+      cutOffByRequestHash: obj(this.cutOffByHash),
       callsByModel: obj(this.byModel),
       callsByRequestHash: obj(this.byHash),
       billedByRequestHash: obj(this.billedByHash),
