@@ -157,34 +157,28 @@ const AWAIT_POLL_MS = 200;
 export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[], write: Flush, send: (calls: Call[]) => Promise<ItemResult[]>): Promise<ItemResult[]> {
   if (ctx.db.kind === "pglite") return send(calls);
   const results: ItemResult[] = [];
-  const answeredFromCache = async (requests: Call[]): Promise<Call[]> => {
-    if (requests.length === 0) return requests;
-    const { answered, calls: left } = judgeAnswers(def, requests, await cachedResponses<CompletionResult>(ctx.db, [...new Set(requests.map((c) => c.hash))]));
-    if (answered.length) {
-      await write(answered);
-      results.push(...answered);
-    }
-    return left;
-  };
   let waiting = calls;
   // A realtime answer comes in moments; a provider batch's may take hours: look less often as the wait goes on.
   let poll = AWAIT_POLL_MS;
   for (;;) {
-    const won = await claimRequests(ctx.db, waiting.map((c) => c.hash), ctx.workerId, ctx.options.leaseMs);
-    const claimed = waiting.filter((c) => won.has(c.hash));
-    waiting = waiting.filter((c) => !won.has(c.hash));
-    if (claimed.length) {
-      try {
-        // A payer writes its answer before it gives the claim up: a claim just
-        // won may be for a request answered a moment ago.
-        const mine = await answeredFromCache(claimed);
-        if (mine.length) results.push(...(await send(mine)));
-      } finally {
-        // Answers are written by now; a failed call's claim lets another worker try.
-        await releaseRequests(ctx.db, [...won], ctx.workerId);
-      }
+    const { won, answers } = await claimRequests<CompletionResult>(ctx.db, waiting.map((c) => c.hash), ctx.workerId, ctx.options.leaseMs);
+    // Answered meanwhile: usable for the item, or refused by its own check. An
+    // answer this item's check rejects for a reason a call could fix is called for.
+    const { answered, calls: unanswered } = judgeAnswers(def, waiting, answers);
+    if (answered.length) {
+      await write(answered);
+      results.push(...answered);
     }
-    waiting = await answeredFromCache(waiting);
+    const mine = unanswered.filter((c) => won.has(c.hash) || answers.has(c.hash));
+    waiting = unanswered.filter((c) => !won.has(c.hash) && !answers.has(c.hash));
+    if (mine.length) {
+      const sent = await send(mine);
+      results.push(...sent);
+      // A written answer gave its claim up with it (`results.ts`); a failed call's claim lets another worker try.
+      const answeredNow = new Set(sent.flatMap((r) => (r.cache ? [r.cache.requestHash] : [])));
+      const unresolved = [...won].filter((h) => !answeredNow.has(h));
+      if (unresolved.length) await releaseRequests(ctx.db, unresolved, ctx.workerId);
+    }
     if (waiting.length === 0) return results;
     // Still being answered elsewhere: look again shortly, and take the claim over if its worker stops.
     await sleep(poll, ctx.signal);

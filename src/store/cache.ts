@@ -34,28 +34,41 @@ export async function cacheResponse(db: Database, entry: CacheEntry): Promise<vo
 }
 
 /**
- * Claim request hashes for `workerId` before paying for them, and return the
- * ones won: those nobody claimed, this worker's own, those whose worker has
- * had no heartbeat within the lease (taken over), and those of a provider
- * batch (`batch:<id>`) already collected. Whoever lost waits for
- * the answer to land in `request_cache` (`cachedResponses`), and claims again
- * if it does not.
+ * Claim request hashes for `workerId` before paying for them. Returns the
+ * ones won (nobody claimed them, or this worker did, or their worker has had
+ * no heartbeat within the lease, or their provider batch is collected) and,
+ * read in the same snapshot, the answers already in the cache (those are not
+ * claimed). A payer writes its answer and gives its claim up in one statement
+ * (`results.ts`), so no moment lets a second worker both miss the answer and
+ * win the claim.
  */
-export async function claimRequests(db: Database, hashes: readonly string[], workerId: string, leaseMs: number): Promise<Set<string>> {
-  if (hashes.length === 0) return new Set();
+export async function claimRequests<R = unknown>(db: Database, hashes: readonly string[], workerId: string, leaseMs: number): Promise<{ won: Set<string>; answers: Map<string, R> }> {
+  const won = new Set<string>();
+  const answers = new Map<string, R>();
+  if (hashes.length === 0) return { won, answers };
   // Rows are taken in hash order, in every process: claims of overlapping sets cannot deadlock.
-  const rows = await db.rows<{ request_hash: string }>(sql`
-    INSERT INTO request_claims AS c (request_hash, worker_id)
-    SELECT h, ${workerId} FROM (SELECT DISTINCT h FROM unnest(${textArray(hashes)}::text[]) AS h) d ORDER BY h
-    ON CONFLICT (request_hash) DO UPDATE SET worker_id = excluded.worker_id, claimed_at = now()
-    WHERE c.worker_id = excluded.worker_id
-      -- A worker's claim lapses with its heartbeat; a provider batch's, once the batch is collected.
-      OR (c.worker_id NOT LIKE 'batch:%'
-        AND c.worker_id NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))
-      OR (c.worker_id LIKE 'batch:%'
-        AND NOT EXISTS (SELECT 1 FROM provider_batches b WHERE b.id = substr(c.worker_id, 7) AND b.status <> 'collected'))
-    RETURNING c.request_hash`);
-  return new Set(rows.map((r) => r.request_hash));
+  const rows = await db.rows<{ request_hash: string; response: R | null; won: boolean }>(sql`
+    WITH cached AS (SELECT request_hash, response FROM request_cache WHERE request_hash = ${anyText(hashes)}),
+    claimed AS (
+      INSERT INTO request_claims AS c (request_hash, worker_id)
+      SELECT h, ${workerId} FROM (SELECT DISTINCT h FROM unnest(${textArray(hashes)}::text[]) AS h) d
+      WHERE h NOT IN (SELECT request_hash FROM cached)
+      ORDER BY h
+      ON CONFLICT (request_hash) DO UPDATE SET worker_id = excluded.worker_id, claimed_at = now()
+      WHERE c.worker_id = excluded.worker_id
+        -- A worker's claim lapses with its heartbeat; a provider batch's, once the batch is collected.
+        OR (c.worker_id NOT LIKE 'batch:%'
+          AND c.worker_id NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))
+        OR (c.worker_id LIKE 'batch:%'
+          AND NOT EXISTS (SELECT 1 FROM provider_batches b WHERE b.id = substr(c.worker_id, 7) AND b.status <> 'collected'))
+      RETURNING c.request_hash)
+    SELECT request_hash, response, false AS won FROM cached
+    UNION ALL SELECT request_hash, NULL, true FROM claimed`);
+  for (const r of rows) {
+    if (r.won) won.add(r.request_hash);
+    else answers.set(r.request_hash, r.response as R);
+  }
+  return { won, answers };
 }
 
 /** Give claims up (the answers are written, or the calls failed and another worker may try). */

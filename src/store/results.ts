@@ -1,7 +1,7 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { CacheEntry } from "./cache.ts";
 import type { Database } from "./database.ts";
-import { idRows } from "./sql.ts";
+import { anyText, idRows } from "./sql.ts";
 import { upsertTarget, type TargetRow } from "./targets.ts";
 
 /**
@@ -120,7 +120,17 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
       FROM jsonb_to_recordset(${JSON.stringify(cache)}::jsonb) AS c(item_id text, "requestHash" text, provider text, model text, response jsonb)
       WHERE c.item_id IN (SELECT item_id FROM owned)
       ON CONFLICT (request_hash) DO NOTHING
-    ),
+    ),${
+      // An answer written gives its request's claim up in the same statement (see `cache.ts`, claimRequests).
+      cache.length
+        ? sql`
+    released AS (
+      DELETE FROM request_claims WHERE request_hash IN (
+        SELECT request_hash FROM request_claims WHERE request_hash = ${anyText(cache.map((c) => c.requestHash))} AND worker_id = ${workerId}
+        ORDER BY request_hash FOR UPDATE)
+    ),`
+        : sql``
+    }
     changed AS (${target.length ? upsertTarget(to.targetTable!, runId, stage.version, target, sql`x.item_id IN (SELECT item_id FROM owned)`) : sql`SELECT NULL::text AS key WHERE false`}),
     -- MATERIALIZED, so the update below is a nested loop of primary-key
     -- lookups, one per result, costing the same however large the run.
