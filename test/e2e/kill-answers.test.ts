@@ -5,8 +5,9 @@ import { demoSlice } from "./data.ts";
 
 /**
  * What a killed run had been answered is not paid for again: after kill -9
- * and resume, the only requests billed twice are those the simulator saw cut
- * off (answered after their client had gone).
+ * and resume, the requests billed twice are those the simulator saw cut off
+ * (answered after their client had gone, or never read), give or take the
+ * one the kill may catch between reading its answer and journaling it.
  */
 let sim: Simulator;
 beforeAll(async () => {
@@ -53,6 +54,10 @@ describe("kill -9 in the middle of a stage's calls", () => {
     expect(lastJson<{ status: string }>(resumed.stdout).status).toBe("finished");
     const stats = sim.stats();
     expect(billedAtKill).toBeGreaterThan(200);
-    expect(paidTwice()).toBeLessThanOrEqual(stats.cutOff);
+    // Without the journal, every answer received since the last group write
+    // (hundreds) is paid again. What remains is the calls cut off, and now and
+    // then one more: an answer the kill caught after it was read off its
+    // socket but before its journal line (the chaos benchmark names it).
+    expect(paidTwice()).toBeLessThanOrEqual(stats.cutOff + 2);
   }, 180_000);
 });
