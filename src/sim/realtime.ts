@@ -80,7 +80,9 @@ export async function serveRealtime(
   const answer = finalAnswer(req, honest, d.fault as ContentFault | undefined, d.seed);
   if (answer.fault) stats.fault(answer.fault);
   stats.bill(hash, answer.inputTokens, answer.outputTokens, false);
-  if (gone) stats.cutOffAnswer(hash);
+  // Gone before this handler could listen (the connection closed while the
+  // request waited to be read), or while it waited.
+  if (gone || !res.socket || res.socket.destroyed) stats.cutOffAnswer(hash);
   else if (socket) watchUnread(state, socket, hash);
   const id = headers[wire.requestIdHeader] as string;
   sendJson(res, 200, wire.success(req, answer, id), headers);
