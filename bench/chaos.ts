@@ -99,10 +99,13 @@ async function targetHash(env: NodeJS.ProcessEnv): Promise<string> {
 async function runDemo(sim: Simulator, env: NodeJS.ProcessEnv, chaos: boolean): Promise<Outcome> {
   sim.reset();
   const kills: string[] = [];
+  // For each request, the step that paid for it again: "<n>. <kill point>".
+  const againIn = new Map<string, string>();
   let runId: string | undefined;
   let final: CliRun | undefined;
-  for (const point of chaos ? killPoints() : []) {
+  for (const [i, point] of (chaos ? killPoints() : []).entries()) {
     const run = await sluice(runId ? ["resume", runId, "--json"] : ["run", "ticket-triage", "--input", DEMO, "--json"], env, point);
+    for (const [h, n] of Object.entries(sim.stats().billedByRequestHash)) if (n > 1 && !againIn.has(h)) againIn.set(h, `run ${i + 1}, killed at ${point.label}`);
     runId ??= /run (run_[a-z0-9]+)/.exec(run.stderr)?.[1];
     if (run.signal === "SIGKILL") kills.push(point.label);
     else if (run.code === 0) final = run;
@@ -120,7 +123,7 @@ async function runDemo(sim: Simulator, env: NodeJS.ProcessEnv, chaos: boolean): 
     paidTwice: Object.values(stats.billedByRequestHash).reduce((sum, n) => sum + Math.max(0, n - 1), 0),
     cutOff: stats.cutOff,
     kills,
-    extra: Object.entries(stats.billedByRequestHash).filter(([h, n]) => n - 1 > (stats.cutOffByRequestHash[h] ?? 0)).map(([h, n]) => `${h.slice(0, 8)}x${n}`),
+    extra: Object.entries(stats.billedByRequestHash).filter(([h, n]) => n - 1 > (stats.cutOffByRequestHash[h] ?? 0)).map(([h, n]) => `${h.slice(0, 8)}x${n} (paid again in ${againIn.get(h) ?? "the final resume"})`),
   };
 }
 

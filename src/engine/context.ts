@@ -1,7 +1,7 @@
 import type { PipelineDef, StageDef } from "../core/types.ts";
 import type { Provider, Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
-import type { CacheEntry } from "../store/cache.ts";
+import type { AnswerJournal } from "./journal.ts";
 import type { StageRef } from "../store/work.ts";
 
 /** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
@@ -101,7 +101,7 @@ export interface RunContext {
    */
   soleWorker?: boolean;
   /** Answers are appended here as they arrive, before they are written in groups. */
-  journal?: { record(entry: CacheEntry): void };
+  journal?: Pick<AnswerJournal, "record" | "recordRaw">;
 }
 
 /** A stage of the context's run, as the store names it. */

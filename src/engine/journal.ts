@@ -2,6 +2,7 @@ import { isProcessAlive } from "../core/pid.ts";
 import { appendFileSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
 import { cacheResponses, type CacheEntry } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
 
@@ -14,6 +15,11 @@ import type { Database } from "../store/database.ts";
  * answers of journals whose process is gone into the request cache. The
  * items are then answered from the cache, not paid for again: after a kill,
  * only the calls in flight at that moment are lost.
+ *
+ * Answers over HTTP are journaled raw, from the SDKs' transport, in the
+ * callback that read their last byte (`recordRaw`, see
+ * `providers/transport.ts`); any other answer (an in-process provider, an
+ * answer after a repair) when the engine has it (`record`).
  */
 export class AnswerJournal {
   private fd: number | undefined;
@@ -31,6 +37,10 @@ export class AnswerJournal {
     appendFileSync(this.fd, `${JSON.stringify(entry)}\n`);
   }
 
+  recordRaw(requestHash: string, provider: string, model: string, raw: RawAnswer): void {
+    this.record({ requestHash, provider, model, raw } as unknown as CacheEntry);
+  }
+
   /** Close the file; with `written` (every answer is in the store now), remove it too. */
   close({ written }: { written: boolean }): void {
     if (this.fd !== undefined) closeSync(this.fd);
@@ -42,7 +52,10 @@ export class AnswerJournal {
 /**
  * Put the answers of journals left by processes that are gone into the
  * request cache, then remove those journals. Returns how many answers were
- * replayed. A line cut short by the kill is skipped.
+ * replayed. A line cut short by the kill is skipped; so is a raw answer that
+ * no check could pass (not JSON, cut at the token limit, a refusal), which
+ * the request cache never holds. Of two lines for one request the later
+ * wins: the answer after a repair follows the one that needed it.
  */
 export async function replayJournals(db: Database, dir: string): Promise<number> {
   let names: string[];
@@ -56,18 +69,30 @@ export async function replayJournals(db: Database, dir: string): Promise<number>
     const pid = Number(name.split("-")[0]);
     if (!Number.isInteger(pid) || pid === process.pid || isProcessAlive(pid)) continue;
     const path = join(dir, name);
-    const entries: CacheEntry[] = [];
+    const byRequest = new Map<string, CacheEntry>();
     for (const line of readFileSync(path, "utf8").split("\n")) {
       if (!line) continue;
+      let entry: CacheEntry | undefined;
       try {
-        entries.push(JSON.parse(line) as CacheEntry);
+        entry = fromLine(JSON.parse(line));
       } catch {
         // The last line of a killed writer may be cut short.
       }
+      if (entry) byRequest.set(entry.requestHash, entry);
     }
+    const entries = [...byRequest.values()];
     for (let i = 0; i < entries.length; i += 500) await cacheResponses(db, entries.slice(i, i + 500));
     replayed += entries.length;
     rmSync(path, { force: true });
   }
   return replayed;
+}
+
+function fromLine(line: CacheEntry & { raw?: RawAnswer }): CacheEntry | undefined {
+  if (!line.raw) return line;
+  const { raw, ...rest } = line;
+  const response = completionFromRaw(raw);
+  if (!response || response.finishReason !== "stop") return undefined;
+  JSON.parse(response.text);
+  return { ...rest, response };
 }

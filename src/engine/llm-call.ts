@@ -8,12 +8,14 @@ import type { CompletionRequest, CompletionResult, Provider } from "../providers
 import type { AttemptRow } from "../store/results.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { backoffMs, sleep } from "./retry.ts";
+import { withAnswerTap, type AnswerTap } from "../providers/transport.ts";
 
 /** One provider request as recorded in `attempts` (see `AttemptRow`), its failure sorted into a class. */
 export type AttemptRecord = AttemptRow & { errorClass?: FailureClass };
 
 export type LlmOutcome =
-  | { status: "succeeded"; value: unknown; attempts: AttemptRecord[]; response: CompletionResult }
+  /** `journaled`: the answer was journaled by the transport as it arrived (see `journal.ts`). */
+  | { status: "succeeded"; value: unknown; attempts: AttemptRecord[]; response: CompletionResult; journaled?: boolean }
   | { status: "needs_review" | "failed_terminal"; errorClass: FailureClass; message: string; attempts: AttemptRecord[]; value?: unknown };
 
 export function providerNameOf(ctx: RunContext, stage: LlmStage): string {
@@ -126,8 +128,20 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
   for (;;) {
     const started = performance.now();
     const base = { attempt: attempts.length + 1, provider: providerName, model: request.model, mode: "realtime" as const, requestHash: hash };
+    // The request itself (not a repair) is journaled by the transport the
+    // moment its answer arrives: set inside `acquire`, which may run the call
+    // from another async context.
+    let journaled = false;
+    const journal = ctx.journal;
+    const tap: AnswerTap | undefined =
+      journal && current === request
+        ? (raw) => {
+            journal.recordRaw(hash, providerName, request.model, raw);
+            journaled = true;
+          }
+        : undefined;
     try {
-      const result = await acquire(() => provider.complete(current, { signal: ctx.signal }));
+      const result = await acquire(() => withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal })));
       const costUsd = ctx.providers.cost(request.model, result.usage, "realtime");
       const record: AttemptRecord = {
         ...base,
@@ -140,7 +154,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       };
       attempts.push(record);
       const checked = checkCompletion(stage, input, result);
-      if (checked.ok) return { status: "succeeded", value: checked.value, attempts, response: result };
+      if (checked.ok) return { status: "succeeded", value: checked.value, attempts, response: result, journaled };
       record.errorClass = "quality";
       record.errorMessage = checked.error.message;
       if (checked.threw) return { status: "failed_terminal", errorClass: "deterministic", message: checked.error.message, attempts };

@@ -68,8 +68,9 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
         answered(response);
       }
       const cache = outcome.status === "succeeded" ? { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response } : undefined;
-      // Paid for: kept at once, so a kill before the group is written does not lose it.
-      if (cache) ctx.journal?.record(cache);
+      // Paid for: kept at once, so a kill before the group is written does not
+      // lose it (unless the transport already journaled it as it arrived).
+      if (cache && !(outcome.status === "succeeded" && outcome.journaled)) ctx.journal?.record(cache);
       const result =
         outcome.status === "succeeded"
           ? computed(r.itemId, r.loaded.inputHash, "succeeded_unvalidated", outcome.value, {

@@ -1,5 +1,6 @@
 import Anthropic from "@anthropic-ai/sdk";
 import type { ClientSettings } from "../adapter.ts";
+import { sdkFetch } from "../transport.ts";
 
 /**
  * The official Anthropic client, pointed at the real API or at sluice's
@@ -20,6 +21,8 @@ export function createClient(settings: ClientSettings): Anthropic {
     maxRetries: 0,
     // SDK log lines could echo request options; sluice logs through its own logger.
     logLevel: "off",
+    // undici's fetch with sluice's answer tap: answers are journaled as they arrive (see transport.ts).
+    fetch: sdkFetch,
   });
 }
 

@@ -1,5 +1,6 @@
 import OpenAI from "openai";
 import type { ClientSettings } from "../adapter.ts";
+import { sdkFetch } from "../transport.ts";
 
 /**
  * The official OpenAI client, pointed at the real API or at sluice's simulator
@@ -18,6 +19,8 @@ export function createClient(settings: ClientSettings): OpenAI {
     maxRetries: 0,
     // SDK log lines could echo request options; sluice logs through its own logger.
     logLevel: "off",
+    // undici's fetch with sluice's answer tap: answers are journaled as they arrive (see transport.ts).
+    fetch: sdkFetch,
   });
 }
 

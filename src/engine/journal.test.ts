@@ -1,0 +1,50 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, renameSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { cachedResponses } from "../store/cache.ts";
+import { testDrivers, type TestDatabase } from "../testing/databases.ts";
+import { AnswerJournal, replayJournals } from "./journal.ts";
+
+/** The pid of a process that has exited, so its journal counts as left behind. */
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+}
+
+function chat(content: string, finish = "stop") {
+  return JSON.stringify({ id: "c", object: "chat.completion", created: 0, model: "gpt-4o-mini", choices: [{ index: 0, finish_reason: finish, message: { role: "assistant", content, refusal: null } }], usage: { prompt_tokens: 5, completion_tokens: 3 } });
+}
+
+for (const driver of testDrivers()) {
+  describe.skipIf(driver.skip)(`answer journal (${driver.name})`, () => {
+    let store: TestDatabase | undefined;
+    afterEach(async () => {
+      await store?.drop();
+    });
+
+    it("puts a dead process's answers in the request cache: raw ones parsed, unusable ones left out, the later of two kept", async () => {
+      store = await driver.open();
+      const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
+      const journal = new AnswerJournal(dir);
+      journal.recordRaw("h-raw", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"bug"}') });
+      journal.recordRaw("h-cut", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"categ', "length") });
+      journal.recordRaw("h-prose", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat("not json") });
+      // A first answer that failed its check, then the engine's answer after the repair.
+      journal.recordRaw("h-repaired", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"nope"}') });
+      journal.record({ requestHash: "h-repaired", provider: "openai", model: "gpt-4o-mini", response: { text: '{"category":"refund"}', finishReason: "stop", usage: { inputTokens: 9, outputTokens: 3 }, model: "gpt-4o-mini" } });
+      journal.close({ written: false });
+      // A journal of this live process is not touched; one of a dead process is.
+      expect(await replayJournals(store.db, dir)).toBe(0);
+      const [name] = readdirSync(dir);
+      renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(deadPid()))));
+
+      expect(await replayJournals(store.db, dir)).toBe(2);
+      const cached = await cachedResponses<{ text: string; usage: { inputTokens: number } }>(store.db, ["h-raw", "h-cut", "h-prose", "h-repaired"]);
+      expect([...cached.keys()].sort()).toEqual(["h-raw", "h-repaired"]);
+      expect(cached.get("h-raw")).toMatchObject({ text: '{"category":"bug"}', usage: { inputTokens: 5 } });
+      expect(cached.get("h-repaired")!.text).toBe('{"category":"refund"}');
+      expect(readdirSync(dir)).toEqual([]);
+    });
+  });
+}
