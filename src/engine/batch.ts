@@ -3,7 +3,9 @@ import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext, StagePlan } from "./context.ts";
-import { adoptOrphanBatches, batchClaimant, batchKey, markBatchCollected, recordBatch, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { randomBytes } from "node:crypto";
+import { CLOCK_SKEW_S } from "../providers/batching.ts";
+import { adoptOrphanBatches, batchClaimant, batchIdsSince, batchKey, batchSubmitted, markBatchCollected, recordBatch, setBatchStatus, withdrawBatch, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
@@ -56,26 +58,51 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   const rows: BatchRow[] = [];
   const refused: ItemResult[] = [];
   for (const group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
-    let batchId: string;
-    try {
-      ({ batchId } = await api.submit(group));
-    } catch (err) {
-      // Nothing was submitted: these items are retried later (transient) or dead-lettered (deterministic); the run goes on,
-      // unless no submission of the stage can succeed (a revoked key): then the stage stops, its items queued.
-      if (ctx.signal?.aborted) throw ctx.signal.reason;
-      if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, def, err);
-      const attempts = await attemptsSoFar(ctx, stage, group.map((r) => byCustomId.get(r.customId)!.itemId));
-      refused.push(...group.map((r) => failure(ctx, byCustomId.get(r.customId)!.itemId, byCustomId.get(r.customId)!.loaded.inputHash, err, attempts, `${providerName} batch submission failed`)));
-      continue;
-    }
     const requests: Record<string, BatchEntry> = {};
     for (const request of group) {
       const call = byCustomId.get(request.customId)!;
       requests[request.customId] = { itemId: call.itemId, inputHash: call.loaded.inputHash, requestHash: call.hash, request };
     }
-    const row: BatchRow = { id: batchKey(batchId, endpointOf(ctx, providerName)), batchId, provider: providerName, status: "submitted", requests };
+    // Recorded (and its items handed over) before it is sent: a process
+    // killed while submitting is followed by one that finds the batch at the
+    // provider by its tag, instead of paying for it again.
+    const tag = `sub_${randomBytes(8).toString("hex")}`;
+    const row: BatchRow = { id: batchKey(tag, endpointOf(ctx, providerName)), batchId: tag, provider: providerName, status: "submitting", requests };
     const itemIds = group.map((r) => byCustomId.get(r.customId)!.itemId);
     await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId, [...new Set(group.map((r) => byCustomId.get(r.customId)!.hash))]);
+    let batchId: string;
+    try {
+      ({ batchId } = await api.submit(group, { tag }));
+    } catch (err) {
+      // Stopped (Ctrl-C) while submitting: the row stays `submitting`, and
+      // the next process to resume the stage looks for the batch.
+      if (ctx.signal?.aborted) throw ctx.signal.reason;
+      // Refused with an answer (a 4xx), the provider created nothing. Any
+      // other failure (the connection lost while creating) may have left a
+      // batch behind: it is looked for before its items are sent again.
+      if (!(err instanceof DeterministicError)) {
+        const found = await findSubmission(ctx, stage, provider, row, ctx.workerId).catch((lookup: unknown) => {
+          // Not even that could be asked: the row stays `submitting`, for a resume to look again.
+          ctx.logger.warn(`stage ${stage.id}: ${providerName} batch submission failed (${errorMessage(err)}) and the provider could not be asked whether it arrived (${errorMessage(lookup)}); \`sluice resume\` looks again`);
+          return undefined;
+        });
+        if (found === undefined) continue;
+        if (found) {
+          rows.push(row);
+          continue;
+        }
+      } else {
+        await withdrawBatch(ctx.db, at(ctx, stage), row.id, ctx.workerId);
+      }
+      // Nothing was submitted: these items are retried later (transient) or dead-lettered (deterministic); the run goes on,
+      // unless no submission of the stage can succeed (a revoked key): then the stage stops, its items queued.
+      if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, def, err);
+      const attempts = await attemptsSoFar(ctx, stage, itemIds);
+      refused.push(...group.map((r) => failure(ctx, byCustomId.get(r.customId)!.itemId, byCustomId.get(r.customId)!.loaded.inputHash, err, attempts, `${providerName} batch submission failed`)));
+      continue;
+    }
+    await batchSubmitted(ctx.db, row.id, batchId);
+    Object.assign(row, { batchId, status: "submitted" });
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
     rows.push(row);
   }
@@ -115,10 +142,33 @@ export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider:
   // Embedded PGlite has one process: a batch not this worker's is a dead process's.
   const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
   for (const row of orphans) {
+    if (row.status === "submitting" && !(await findSubmission(ctx, stage, provider(row.provider), row, undefined))) continue;
     ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.batchId} (polling, not resubmitting)`);
     await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
   }
   return orphans.length;
+}
+
+/**
+ * A batch whose submission was cut short (a dead process's, or one whose
+ * answer was lost): if the provider has it, it is recorded and collected like
+ * any other; if not, the submission never got there, and its items go back to
+ * `giveBackTo` (the worker that tried), or to the queue, to be sent again.
+ */
+async function findSubmission(ctx: RunContext, stage: StagePlan, provider: Provider, row: BatchRow, giveBackTo?: string): Promise<boolean> {
+  const tag = row.id.slice(0, row.id.indexOf("@"));
+  const since = new Date(row.createdAt ?? Date.now());
+  const known = await batchIdsSince(ctx.db, new Date(since.getTime() - CLOCK_SKEW_S * 1000));
+  const found = await provider.batch?.findSubmitted?.(tag, { requests: Object.keys(row.requests).length, since, known });
+  if (!found) {
+    ctx.logger.info(`stage ${stage.id}: a ${row.provider} batch submission that was cut short never reached the provider; its ${Object.keys(row.requests).length} requests will be sent again`);
+    await withdrawBatch(ctx.db, at(ctx, stage), row.id, giveBackTo);
+    return false;
+  }
+  await batchSubmitted(ctx.db, row.id, found);
+  Object.assign(row, { batchId: found, status: "submitted" });
+  ctx.logger.info(`stage ${stage.id}: found ${row.provider} batch ${found}, whose submission was cut short before it was recorded`);
+  return true;
 }
 
 async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Promise<string> {

@@ -75,3 +75,6 @@ export function checkBatch(provider: string, requests: readonly CompletionReques
     ids.add(r.customId);
   }
 }
+
+/** How far a provider's clock may run behind this machine's when a batch is looked for by its creation time. */
+export const CLOCK_SKEW_S = 120;

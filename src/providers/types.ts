@@ -42,7 +42,18 @@ export interface CallOptions {
 export interface BatchApi {
   readonly maxRequests: number;
   readonly maxBytes: number;
-  submit(requests: CompletionRequest[]): Promise<{ batchId: string }>;
+  /**
+   * `tag` names this submission (recorded in the store before it is sent), so
+   * that a process that died while submitting can be followed by one that
+   * finds the batch (`findSubmitted`) instead of paying for it again.
+   */
+  submit(requests: CompletionRequest[], options?: { tag?: string }): Promise<{ batchId: string }>;
+  /**
+   * The batch a submission tagged `tag` created, if the provider has it:
+   * created after `since`, carrying `requests` requests, and not one of
+   * `known` (batches recorded already). Undefined when no such batch exists.
+   */
+  findSubmitted?(tag: string, match: { requests: number; since: Date; known: ReadonlySet<string> }): Promise<string | undefined>;
   poll(batchId: string): Promise<BatchState>;
   results(batchId: string): AsyncIterable<BatchResult>;
   cancel(batchId: string): Promise<void>;

@@ -98,6 +98,22 @@ export class AnthropicBatches {
     }
   }
 
+  /** `GET /v1/messages/batches`: newest first, `limit` per page (default 20, at most 1000), after the id `after_id`. */
+  list(res: ServerResponse, query: URLSearchParams, origin: string): void {
+    const all = [...this.batches.values()].reverse();
+    const after = query.get("after_id");
+    const start = after ? all.findIndex((r) => r.id === after) + 1 : 0;
+    const limit = Math.min(1000, Math.max(1, Number(query.get("limit") ?? 20) || 20));
+    const page = all.slice(start, start + limit);
+    for (const run of page) this.advance(run, false);
+    sendJson(res, 200, {
+      data: page.map((run) => this.batchObject(run, origin)),
+      has_more: start + limit < all.length,
+      first_id: page[0]?.id ?? null,
+      last_id: page.at(-1)?.id ?? null,
+    });
+  }
+
   /** `GET /v1/messages/batches/{id}`: each poll moves the batch along. */
   retrieve(res: ServerResponse, id: string, origin: string): void {
     const run = this.lookup(res, id);

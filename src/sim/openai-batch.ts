@@ -169,6 +169,23 @@ export class OpenAIBatches {
   }
 
   /** `GET /v1/batches/{id}`: each poll moves the batch along. */
+  /** `GET /v1/batches`: newest first, `limit` per page (default 20, at most 100), after the id `after`. */
+  listBatches(res: ServerResponse, query: URLSearchParams): void {
+    const all = [...this.batches.values()].reverse();
+    const after = query.get("after");
+    const start = after ? all.findIndex((b) => b.run.id === after) + 1 : 0;
+    const limit = Math.min(100, Math.max(1, Number(query.get("limit") ?? 20) || 20));
+    const page = all.slice(start, start + limit);
+    for (const b of page) this.advance(b, false);
+    sendJson(res, 200, {
+      object: "list",
+      data: page.map((b) => this.batchObject(b)),
+      first_id: page[0]?.run.id ?? null,
+      last_id: page.at(-1)?.run.id ?? null,
+      has_more: start + limit < all.length,
+    });
+  }
+
   getBatch(res: ServerResponse, id: string): void {
     const batch = this.lookup(res, id);
     if (!batch) return;

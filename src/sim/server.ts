@@ -70,6 +70,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
     const path = (req.url ?? "/").split("?")[0]!.replace(/\/+$/, "") || "/";
+    const query = new URL(req.url ?? "/", "http://sim").searchParams;
     const origin = `http://${req.headers.host ?? `${host}:${port}`}`;
 
     if (path.startsWith("/_sim/")) return control(req, res, method, path);
@@ -110,6 +111,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         return openaiBatches.createBatch(res, body);
       case "POST /v1/messages/batches":
         return anthropicBatches.create(res, body, origin);
+      case "GET /v1/messages/batches":
+        return anthropicBatches.list(res, query, origin);
+      case "GET /v1/batches":
+        return openaiBatches.listBatches(res, query);
     }
     const mb = /^\/v1\/messages\/batches\/([^/]+)(\/results|\/cancel)?$/.exec(path);
     if (mb) {

@@ -13,11 +13,14 @@ import { handOver, type StageRef } from "./work.ts";
 export interface BatchRow<E = unknown> {
   /** The key here (see `batchKey`). */
   id: string;
-  /** The provider's own id, for its API. */
+  /** The provider's own id, for its API (while `submitting`, the submission's tag). */
   batchId: string;
   provider: string;
+  /** `submitting` (recorded, maybe not yet at the provider), then the provider's status, then `collected`. */
   status: string;
   requests: Record<string, E>;
+  /** When the row was recorded (read back by `adoptOrphanBatches`). */
+  createdAt?: Date;
 }
 
 /** A batch's key in the store: the provider's id, qualified by the endpoint that gave it. */
@@ -27,22 +30,55 @@ export const batchKey = (batchId: string, endpoint: string) => `${batchId}@${end
 export const batchClaimant = (batchId: string) => `batch:${batchId}`;
 
 /**
- * Record a submitted batch and hand its items over to it (from `from`, or from
- * whoever holds them for a sole worker), in one transaction: a process that
- * dies after this is followed by one that polls the batch, never by one that
- * pays for it again.
+ * Record a batch about to be submitted (`status: submitting`, no provider id
+ * yet) and hand its items over to it (from `from`, or from whoever holds them
+ * for a sole worker), in one transaction: a process that dies after this is
+ * followed by one that looks for the batch at the provider and polls it,
+ * never by one that pays for it again.
  */
 export async function recordBatch(db: Database, at: StageRef, batch: BatchRow, workerId: string, itemIds: readonly string[], from: string | undefined, requestHashes: readonly string[] = []): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.rows(sql`
       INSERT INTO provider_batches (id, batch_id, run_id, stage_index, provider, status, requests, worker_id)
-      VALUES (${batch.id}, ${batch.batchId}, ${at.runId}, ${at.stageIndex}, ${batch.provider}, ${batch.status}, ${JSON.stringify(batch.requests)}::jsonb, ${workerId})`);
+      VALUES (${batch.id}, ${batch.status === "submitting" ? null : batch.batchId}, ${at.runId}, ${at.stageIndex}, ${batch.provider}, ${batch.status}, ${JSON.stringify(batch.requests)}::jsonb, ${workerId})`);
     await handOver(tx, at, itemIds, batchClaimant(batch.id), from);
     // The requests' claims go with them: held while the batch is uncollected, whoever polls it.
     if (requestHashes.length) {
       await tx.rows(sql`UPDATE request_claims SET worker_id = ${batchClaimant(batch.id)} WHERE request_hash = ${anyText(requestHashes)} AND worker_id = ${workerId}`);
     }
   });
+}
+
+/** The provider accepted the submission: its batch id, and `submitted`. */
+export async function batchSubmitted(db: Database, id: string, batchId: string): Promise<void> {
+  await db.db.update(providerBatches).set({ batchId, status: "submitted", updatedAt: sql`now()` }).where(eq(providerBatches.id, id));
+}
+
+/**
+ * A submission that never reached the provider: its row goes, and its items
+ * and request claims with it, in one transaction; the items go back to `to`
+ * (the worker that tried, which writes their failure), or to the queue.
+ */
+export async function withdrawBatch(db: Database, at: StageRef, id: string, to: string | undefined): Promise<void> {
+  const claimant = batchClaimant(id);
+  await db.transaction(async (tx) => {
+    await tx.rows(sql`DELETE FROM provider_batches WHERE id = ${id}`);
+    await tx.rows(
+      to === undefined
+        ? sql`UPDATE work SET status = 'queued', claimed_by = NULL, updated_at = now()
+            WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex} AND claimed_by = ${claimant} AND status = 'processing'`
+        : sql`UPDATE work SET claimed_by = ${to}, updated_at = now()
+            WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex} AND claimed_by = ${claimant} AND status = 'processing'`,
+    );
+    if (to === undefined) await tx.rows(sql`DELETE FROM request_claims WHERE worker_id = ${claimant}`);
+    else await tx.rows(sql`UPDATE request_claims SET worker_id = ${to} WHERE worker_id = ${claimant}`);
+  });
+}
+
+/** Provider batch ids recorded since `since` (a batch found by time must not be one of these). */
+export async function batchIdsSince(db: Database, since: Date): Promise<Set<string>> {
+  const rows = await db.rows<{ batch_id: string }>(sql`SELECT batch_id FROM provider_batches WHERE batch_id IS NOT NULL AND created_at >= ${since.toISOString()}::timestamptz`);
+  return new Set(rows.map((r) => r.batch_id));
 }
 
 /**
@@ -58,7 +94,7 @@ export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId
       AND b.worker_id IS DISTINCT FROM ${workerId}
       ${everyoneElse ? sql`` : sql`AND (b.worker_id IS NULL OR b.worker_id NOT IN (
         SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})))`}
-    RETURNING b.id, coalesce(b.batch_id, b.id) AS "batchId", b.provider, b.status, b.requests`);
+    RETURNING b.id, coalesce(b.batch_id, b.id) AS "batchId", b.provider, b.status, b.requests, b.created_at AS "createdAt"`);
 }
 
 /** The provider's status of a batch (`collected` once its results are written). */

@@ -1,6 +1,6 @@
 import type { MessageBatchIndividualResponse } from "@anthropic-ai/sdk/resources/messages";
 import { TransientError } from "../../core/errors.ts";
-import { checkBatch } from "../batching.ts";
+import { checkBatch, CLOCK_SKEW_S } from "../batching.ts";
 import { byteLength } from "../jsonl.ts";
 import type { BatchApi, BatchResult, BatchState, CompletionRequest } from "../types.ts";
 import type { AnthropicClient } from "./client.ts";
@@ -34,6 +34,27 @@ export class AnthropicBatchApi implements BatchApi {
     checkBatch("anthropic", requests, byteLength(JSON.stringify(body)), this);
     const batch = await this.guard(() => this.#client.messages.batches.create(body));
     return { batchId: batch.id };
+  }
+
+  /**
+   * Message Batches carry no metadata, so a submission is recognised by when
+   * it was created and how many requests it carries: the one batch, created
+   * since `since` and not already known, with that many requests. Two such
+   * batches cannot be told apart, and none is returned (the items are sent
+   * again rather than collected from a stranger's batch).
+   */
+  async findSubmitted(_tag: string, match: { requests: number; since: Date; known: ReadonlySet<string> }): Promise<string | undefined> {
+    return this.guard(async () => {
+      const oldest = match.since.getTime() - CLOCK_SKEW_S * 1000;
+      const found: string[] = [];
+      for await (const b of this.#client.messages.batches.list({ limit: 100 })) {
+        if (Date.parse(b.created_at) < oldest) break;
+        const c = b.request_counts;
+        const total = c.processing + c.succeeded + c.errored + c.canceled + c.expired;
+        if (total === match.requests && !match.known.has(b.id)) found.push(b.id);
+      }
+      return found.length === 1 ? found[0] : undefined;
+    });
   }
 
   async poll(batchId: string): Promise<BatchState> {

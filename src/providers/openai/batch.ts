@@ -2,7 +2,7 @@ import { toFile } from "openai";
 import type { ChatCompletion } from "openai/resources/chat/completions";
 import { DeterministicError, TransientError } from "../../core/errors.ts";
 import { byteLength, jsonLines } from "../jsonl.ts";
-import { checkBatch } from "../batching.ts";
+import { checkBatch, CLOCK_SKEW_S } from "../batching.ts";
 import type { BatchApi, BatchResult, BatchState, CompletionRequest } from "../types.ts";
 import type { OpenAIClient } from "./client.ts";
 import { mapBatchLineError, mapError } from "./errors.ts";
@@ -12,6 +12,9 @@ import { fromChatCompletion, toChatBody } from "./realtime.ts";
 export const OPENAI_BATCH_LIMITS = { maxRequests: 50_000, maxBytes: 200 * 1024 * 1024 } as const;
 
 const ENDPOINT = "/v1/chat/completions";
+
+/** The batch metadata key that carries sluice's submission tag. */
+const SUBMISSION_KEY = "sluice_submission";
 
 interface OutputLine {
   custom_id: string;
@@ -44,7 +47,7 @@ export class OpenAIBatchApi implements BatchApi {
     this.#client = client;
   }
 
-  async submit(requests: CompletionRequest[]): Promise<{ batchId: string }> {
+  async submit(requests: CompletionRequest[], options: { tag?: string } = {}): Promise<{ batchId: string }> {
     const jsonl = toBatchJsonl(requests);
     checkBatch("openai", requests, byteLength(jsonl), this);
     const batch = await this.guard(async () => {
@@ -52,9 +55,26 @@ export class OpenAIBatchApi implements BatchApi {
         file: await toFile(Buffer.from(jsonl, "utf8"), "sluice-batch.jsonl", { type: "application/jsonl" }),
         purpose: "batch",
       });
-      return this.#client.batches.create({ input_file_id: file.id, endpoint: ENDPOINT, completion_window: "24h" });
+      return this.#client.batches.create({
+        input_file_id: file.id,
+        endpoint: ENDPOINT,
+        completion_window: "24h",
+        ...(options.tag ? { metadata: { [SUBMISSION_KEY]: options.tag } } : {}),
+      });
     });
     return { batchId: batch.id };
+  }
+
+  /** The batch whose metadata carries the tag, among those created since `since` (newest first). */
+  async findSubmitted(tag: string, match: { since: Date }): Promise<string | undefined> {
+    return this.guard(async () => {
+      const oldest = match.since.getTime() / 1000 - CLOCK_SKEW_S;
+      for await (const b of this.#client.batches.list({ limit: 100 })) {
+        if (b.metadata?.[SUBMISSION_KEY] === tag) return b.id;
+        if (b.created_at < oldest) return undefined;
+      }
+      return undefined;
+    });
   }
 
   async poll(batchId: string): Promise<BatchState> {
