@@ -4,6 +4,7 @@ import { compareCommand } from "./compare.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
+import { reportCommand } from "./report.ts";
 import { rerunCommand } from "./rerun.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
     compareCommand(),
     quarantineCommand(),
     dlqCommand(),
+    reportCommand(),
     scheduleCommand(),
     simCommand(),
   ]) {
