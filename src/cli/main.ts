@@ -11,6 +11,7 @@ import { runCommand } from "./run.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
+import { uiCommand } from "./ui.ts";
 import { versionsCommand } from "./versions.ts";
 
 export function buildProgram(): Command {
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     reportCommand(),
     scheduleCommand(),
     simCommand(),
+    uiCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }

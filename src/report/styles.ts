@@ -37,7 +37,7 @@ tr:hover td { background: #f1f3f5; }
 figure { margin: 8px 0 12px; }
 figure svg { max-width: 100%; height: auto; }
 .chart { overflow-x: auto; }
-pre { background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: 8px 10px; overflow-x: auto; max-height: 360px; margin: 4px 0 8px; font-size: 12.5px; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: var(--bg); border: 1px solid var(--line); border-radius: 4px; padding: 8px 10px; overflow-x: auto; max-height: 360px; margin: 4px 0 8px; font-size: 12.5px; }
 details > summary { cursor: pointer; color: var(--accent); }
 .bar { display: inline-block; height: 8px; background: var(--accent); border-radius: 2px; vertical-align: middle; }
 .progress { display: inline-block; width: 120px; height: 8px; background: #e9ecef; border-radius: 4px; overflow: hidden; vertical-align: middle; }
