@@ -15,6 +15,7 @@ h3 { font-size: 14px; margin: 16px 0 6px; }
 p.note, .muted { color: var(--muted); }
 p.note { margin: 4px 0 10px; max-width: 80ch; }
 a { color: var(--accent); }
+td code { white-space: nowrap; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
 .meta { color: var(--muted); margin: 0 0 12px; }
 .meta span + span::before { content: " · "; }
