@@ -4,12 +4,14 @@ import { compareCommand } from "./compare.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
+import { reportCommand } from "./report.ts";
 import { rerunCommand } from "./rerun.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
+import { uiCommand } from "./ui.ts";
 import { versionsCommand } from "./versions.ts";
 
 export function buildProgram(): Command {
@@ -28,8 +30,10 @@ export function buildProgram(): Command {
     compareCommand(),
     quarantineCommand(),
     dlqCommand(),
+    reportCommand(),
     scheduleCommand(),
     simCommand(),
+    uiCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }

@@ -1,4 +1,10 @@
+import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { Command } from "commander";
+import { buildRunReport } from "../inspect/report.ts";
 import type { RunSummary } from "../inspect/summary.ts";
+import { reportDocument } from "../report/page.ts";
+import { withStore } from "./common.ts";
 
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
 const int = (n: number) => n.toLocaleString("en-US");
@@ -44,4 +50,27 @@ export function formatSummary(summary: RunSummary): string {
     lines.push(`batch API: ${batched.map((s) => `${int(s.batchCalls)} ${s.id} calls`).join(", ")} at batch price, ${usd(summary.savings.batchDiscountUsd)} below list price`);
   }
   return lines.join("\n");
+}
+
+/**
+ * `sluice report <runId> [--out file]`: the run's report as one HTML file
+ * that opens anywhere, offline (inline CSS and SVG charts, no script).
+ * Returns the path written.
+ */
+export async function reportCli(runId: string, options: { out?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  const out = resolve(options.out ?? `report-${runId}.html`);
+  const report = await withStore(options.env, (db) => buildRunReport(db, runId));
+  await writeFile(out, reportDocument(report));
+  process.stderr.write(`wrote ${out}\n`);
+  return out;
+}
+
+export function reportCommand(): Command {
+  return new Command("report")
+    .description("write a run's report (funnel, cost, savings, tokens, time, failures) as one self-contained HTML file")
+    .argument("<runId>")
+    .option("-o, --out <file>", "where to write it (default: report-<runId>.html)")
+    .action(async (runId: string, opts: { out?: string }) => {
+      await reportCli(runId, opts);
+    });
 }

@@ -32,6 +32,8 @@ export interface RunRow {
   rows_read: number;
   created_at: string;
   finished_at: string | null;
+  /** Why a failed run stopped. */
+  error: string | null;
 }
 
 export async function getRun(db: Database, runId: string): Promise<RunRow | undefined> {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimulator, type Simulator } from "../../src/sim/index.ts";
 import { cliEnv, lastJson, runCli, tempDataDir } from "./cli.ts";
 import { demoSlice } from "./data.ts";
+import { startUi } from "./ui.ts";
 
 const OPENAI_KEY = "sk-proj-SLUICESECRETopenai0123456789abcdef";
 const ANTHROPIC_KEY = "sk-ant-SLUICESECRETanthropic0123456789";
@@ -23,7 +24,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-describe("API keys never reach the database, logs or reports", () => {
+describe("API keys never reach the database, logs, reports or the console", () => {
   it("leaves no trace of the keys after a run with provider errors", async () => {
     // Every third call fails, so error messages and dead letters are written too.
     sim.configure({ faults: { serverError: 0.3 } });
@@ -53,7 +54,26 @@ describe("API keys never reach the database, logs or reports", () => {
     const revokedStatus = await runCli(["status", revokedRun], env);
     expect(revokedStatus.stdout).toContain(revokedRun);
 
-    const outputs = [run, status, dlq, json, revokedStatus].flatMap((r) => [r.stdout, r.stderr]).join("\n");
+    // The HTML report and every kind of console page, served by a process that has the keys in its environment.
+    const report = await runCli(["report", revokedRun, "--out", join(dirname(data), "report.html")], env);
+    expect(report.code, report.stderr).toBe(0);
+    const deadItem = lastJson<{ itemId: string }[]>(dlq.stdout)[0]!.itemId;
+    const ui = await startUi(env);
+    const pages: string[] = [];
+    try {
+      for (const path of ["runs", `runs/${summary.runId}`, `runs/${revokedRun}`, `runs/${summary.runId}/dead-letters`, `runs/${summary.runId}/items/${deadItem}`, `runs/${summary.runId}/items`, "dead-letters", "pipelines", "pipelines/ticket-triage"]) {
+        const res = await fetch(`${ui.url}${path}`);
+        expect(res.status, path).toBe(200);
+        pages.push(await res.text());
+      }
+    } finally {
+      await ui.stop();
+    }
+    // The pages really show the failures: the revoked run's reason, the dead letter's provider message.
+    expect(pages[2]).toMatch(/Incorrect API key provided: \[redacted\]/);
+    expect(pages[4]).toMatch(/the API at http:\/\/127.0.0.1|500/);
+
+    const outputs = [run, status, dlq, json, revokedStatus, report].flatMap((r) => [r.stdout, r.stderr]).concat(pages).join("\n");
     // The runs really wrote output, error messages included.
     expect(outputs).toContain(summary.runId);
     expect(outputs).toMatch(/the API at http:\/\/127.0.0.1/);

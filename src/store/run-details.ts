@@ -1,0 +1,212 @@
+import { sql } from "drizzle-orm";
+import type { Database } from "./database.ts";
+import { anyText } from "./sql.ts";
+
+/**
+ * Read-only queries behind the HTML report (`sluice report`) and the web
+ * console (`sluice ui`): where a run's money, tokens and time went, why items
+ * failed or were quarantined, and everything about one item. Like
+ * `reports.ts`, none writes, so any of them can run beside a live run. Rows
+ * come back as the database returns them (snake_case).
+ */
+
+// --- one run, in aggregate --------------------------------------------------
+
+export interface ModelCallTotals {
+  stage_id: string;
+  provider: string;
+  model: string;
+  mode: string | null;
+  calls: number;
+  /** Calls that ended in an error (still counted as calls: they were sent). */
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  cost: number;
+  list_cost: number;
+  latency_ms: number;
+}
+
+/** Provider requests of a run per stage, provider, model and mode: the rows `stageCallTotals` sums per stage. */
+export async function callsByModel(db: Database, runId: string): Promise<ModelCallTotals[]> {
+  return db.rows<ModelCallTotals>(sql`
+    SELECT stage_id, provider, coalesce(model, '') AS model, mode, count(*)::int AS calls,
+      (count(*) FILTER (WHERE error_class IS NOT NULL))::int AS errors,
+      coalesce(sum(input_tokens), 0)::int AS input_tokens, coalesce(sum(output_tokens), 0)::int AS output_tokens,
+      coalesce(sum(cached_tokens), 0)::int AS cached_tokens,
+      coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(list_cost_usd), 0)::float8 AS list_cost,
+      coalesce(sum(latency_ms), 0)::float8 AS latency_ms
+    FROM attempts WHERE run_id = ${runId} AND provider IS NOT NULL
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`);
+}
+
+/** Attempts of a run that ended in an error, counted by stage and error class (retried ones included). */
+export async function attemptErrorCounts(db: Database, runId: string): Promise<{ stage_id: string; error_class: string; n: number }[]> {
+  return db.rows<{ stage_id: string; error_class: string; n: number }>(sql`
+    SELECT stage_id, error_class, count(*)::int AS n FROM attempts
+    WHERE run_id = ${runId} AND error_class IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC`);
+}
+
+export interface MessageGroup {
+  stage_id: string;
+  error_class: string | null;
+  message: string | null;
+  n: number;
+  /** The lowest item id with this message. */
+  example: string;
+}
+
+/** A run's dead letters grouped by stage, error class and message. */
+export async function deadLetterGroups(db: Database, runId: string): Promise<MessageGroup[]> {
+  return db.rows<MessageGroup>(sql`
+    SELECT stage_id, error_class, error_message AS message, count(*)::int AS n, min(item_id) AS example
+    FROM work WHERE run_id = ${runId} AND status = 'failed_terminal'
+    GROUP BY stage_index, stage_id, error_class, error_message ORDER BY stage_index, n DESC`);
+}
+
+/** Source rows of a run that did not become items, grouped by state and reason, with the first line of each. */
+export async function rejectedReasonGroups(db: Database, runId: string): Promise<{ state: string; reason: string; n: number; first_line: number }[]> {
+  return db.rows<{ state: string; reason: string; n: number; first_line: number }>(sql`
+    SELECT state, reason, count(*)::int AS n, min(line)::int AS first_line FROM rejected_rows
+    WHERE run_id = ${runId} GROUP BY 1, 2 ORDER BY n DESC, first_line`);
+}
+
+export interface StageTiming {
+  stage_index: number;
+  /** The first and last result the stage wrote in this run (null when it wrote none yet). */
+  first_at: string | null;
+  last_at: string | null;
+}
+
+/** When each stage of a run wrote its first and its last result. */
+export async function stageTimings(db: Database, runId: string): Promise<StageTiming[]> {
+  return db.rows<StageTiming>(sql`
+    SELECT stage_index, min(updated_at) AS first_at, max(updated_at) AS last_at FROM work
+    WHERE run_id = ${runId} AND status NOT IN ('queued', 'processing')
+    GROUP BY 1 ORDER BY 1`);
+}
+
+export interface ReuseTotals {
+  stage_index: number;
+  /** True when the output was made by an earlier run (the reuse rule); false when this run made it from a cached or shared answer. */
+  earlier: boolean;
+  n: number;
+  /** What the reused outputs cost when they were made. */
+  cost: number;
+}
+
+/** Reused results of a run per stage: outputs made by earlier runs, and answers taken from the request cache or an identical request. */
+export async function reuseTotals(db: Database, runId: string): Promise<ReuseTotals[]> {
+  return db.rows<ReuseTotals>(sql`
+    SELECT w.stage_index, (o.run_id IS DISTINCT FROM ${runId}) AS earlier, count(*)::int AS n, coalesce(sum(o.cost_usd), 0)::float8 AS cost
+    FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
+    WHERE w.run_id = ${runId} AND w.reused GROUP BY 1, 2 ORDER BY 1, 2`);
+}
+
+// --- listings for the console ------------------------------------------------
+
+export interface PipelineRow {
+  pipeline: string;
+  runs: number;
+  last_run: string;
+  last_at: string;
+}
+
+/** Every pipeline with runs in the store, newest activity first. */
+export async function pipelinesWithRuns(db: Database): Promise<PipelineRow[]> {
+  return db.rows<PipelineRow>(sql`
+    SELECT pipeline, count(*)::int AS runs, (array_agg(id ORDER BY created_at DESC, id DESC))[1] AS last_run, max(created_at) AS last_at
+    FROM runs GROUP BY pipeline ORDER BY last_at DESC`);
+}
+
+/** Items of each given run, and how many of them still have work open at some stage (queued, processing or waiting to retry). */
+export async function runProgress(db: Database, runIds: readonly string[]): Promise<{ run_id: string; items: number; open: number }[]> {
+  if (runIds.length === 0) return [];
+  return db.rows<{ run_id: string; items: number; open: number }>(sql`
+    SELECT r.id AS run_id,
+      (SELECT count(*) FROM run_items i WHERE i.run_id = r.id)::int AS items,
+      (SELECT count(DISTINCT item_id) FROM work w WHERE w.run_id = r.id AND w.status IN ('queued', 'processing', 'failed_retryable'))::int AS open
+    FROM runs r WHERE r.id = ${anyText(runIds)}`);
+}
+
+/** Dead letters per run, for the runs that have any, newest run first. */
+export async function deadLetterCountsByRun(db: Database, limit: number): Promise<{ run_id: string; pipeline: string; created_at: string; n: number }[]> {
+  return db.rows<{ run_id: string; pipeline: string; created_at: string; n: number }>(sql`
+    SELECT r.id AS run_id, r.pipeline, r.created_at, count(*)::int AS n
+    FROM runs r JOIN work w ON w.run_id = r.id AND w.status = 'failed_terminal'
+    GROUP BY r.id, r.pipeline, r.created_at ORDER BY r.created_at DESC LIMIT ${limit}`);
+}
+
+/** One page of a run's items with their status at the last stage they reached, in id order, optionally only those with a given final status. */
+export async function itemPage(db: Database, runId: string, q: { after?: string; limit: number; status?: string }): Promise<{ item_id: string; line: number; status: string; stage_id: string | null }[]> {
+  return db.rows<{ item_id: string; line: number; status: string; stage_id: string | null }>(sql`
+    SELECT i.item_id, i.line, coalesce(f.status, 'queued') AS status, f.stage_id FROM run_items i
+    LEFT JOIN LATERAL (SELECT status, stage_id FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id ORDER BY stage_index DESC LIMIT 1) f ON true
+    WHERE i.run_id = ${runId} ${q.after === undefined ? sql`` : sql`AND i.item_id > ${q.after}`}
+      ${q.status === undefined ? sql`` : sql`AND coalesce(f.status, 'queued') = ${q.status}`}
+    ORDER BY i.item_id LIMIT ${q.limit}`);
+}
+
+// --- one item ----------------------------------------------------------------
+
+/** An item as the run read it. */
+export async function runItem(db: Database, runId: string, itemId: string): Promise<{ line: number; content_hash: string; data: unknown } | undefined> {
+  const rows = await db.rows<{ line: number; content_hash: string; data: unknown }>(sql`
+    SELECT line, content_hash, data FROM run_items WHERE run_id = ${runId} AND item_id = ${itemId}`);
+  return rows[0];
+}
+
+export interface ItemStageRow {
+  stage_index: number;
+  stage_id: string;
+  status: string;
+  reused: boolean;
+  attempts: number;
+  error_class: string | null;
+  error_message: string | null;
+  input_hash: string | null;
+  updated_at: string;
+  /** The output the work row points at (null columns when none). */
+  output: unknown;
+  output_version: string | null;
+  output_cost: number | null;
+  output_run: string | null;
+}
+
+/** An item's work rows in a run, in stage order, with the output each points at. */
+export async function itemStages(db: Database, runId: string, itemId: string): Promise<ItemStageRow[]> {
+  return db.rows<ItemStageRow>(sql`
+    SELECT w.stage_index, w.stage_id, w.status, w.reused, w.attempts, w.error_class, w.error_message, w.input_hash, w.updated_at,
+      o.output, o.stage_version AS output_version, o.cost_usd AS output_cost, o.run_id AS output_run
+    FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
+    WHERE w.run_id = ${runId} AND w.item_id = ${itemId} ORDER BY w.stage_index`);
+}
+
+export interface ItemAttemptRow {
+  stage_id: string;
+  attempt: number;
+  provider: string | null;
+  model: string | null;
+  mode: string | null;
+  request_hash: string | null;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  cost_usd: number;
+  latency_ms: number;
+  error_class: string | null;
+  error_message: string | null;
+  created_at: string;
+  /** The answer the request cache holds for the request (null when none was kept). */
+  response: unknown;
+}
+
+/** An item's attempts in a run, oldest first, each with the cached answer to its request. */
+export async function itemAttempts(db: Database, runId: string, itemId: string): Promise<ItemAttemptRow[]> {
+  return db.rows<ItemAttemptRow>(sql`
+    SELECT a.stage_id, a.attempt, a.provider, a.model, a.mode, a.request_hash, a.input_tokens, a.output_tokens, a.cached_tokens,
+      a.cost_usd, a.latency_ms, a.error_class, a.error_message, a.created_at, c.response
+    FROM attempts a LEFT JOIN request_cache c ON c.request_hash = a.request_hash AND a.error_class IS NULL
+    WHERE a.run_id = ${runId} AND a.item_id = ${itemId} ORDER BY a.id`);
+}
