@@ -1,11 +1,13 @@
 import { Command, CommanderError } from "commander";
 import { SluiceError } from "../core/errors.ts";
+import { commitCommand, historyCommand, revertCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { reportCommand } from "./report.ts";
 import { rerunCommand } from "./rerun.ts";
+import { reviewCommand } from "./review.ts";
 import { resumeCommand } from "./resume.ts";
 import { runCommand } from "./run.ts";
 import { scheduleCommand } from "./schedule.ts";
@@ -30,6 +32,10 @@ export function buildProgram(): Command {
     compareCommand(),
     quarantineCommand(),
     dlqCommand(),
+    reviewCommand(),
+    commitCommand(),
+    revertCommand(),
+    historyCommand(),
     reportCommand(),
     scheduleCommand(),
     simCommand(),

@@ -1,6 +1,8 @@
 /**
  * Item status, per stage and item. `queued` and `processing` are in flight; the
- * rest are where an item can rest. An item goes `queued` → `processing` → one
+ * rest are where an item can rest. `needs_review` waits for a person; their
+ * decision settles it as `validated` (approved or edited: it goes on) or
+ * `rejected` (it stops there). An item goes `queued` → `processing` → one
  * of the rest; `failed_retryable` items are picked up again like `queued` ones.
  */
 export const ITEM_STATUSES = [
@@ -11,6 +13,7 @@ export const ITEM_STATUSES = [
   "committed",
   "gated_out",
   "needs_review",
+  "rejected",
   "failed_retryable",
   "failed_terminal",
 ] as const;
@@ -27,6 +30,7 @@ export const FINAL_STATES = [
   "succeeded_unvalidated",
   "gated_out",
   "needs_review",
+  "rejected",
   "failed_terminal",
   "quarantined",
   "deduplicated",

@@ -3,6 +3,7 @@ import { writeResults, type WriteMode, type WriteOutcome } from "../store/result
 import type { RunContext, StagePlan } from "./context.ts";
 import type { ItemResult } from "./results.ts";
 import { retryDelaysSeconds } from "./retry.ts";
+import { applyDecisions, applyEdits } from "./review.ts";
 
 /**
  * Write a group of results (see `src/store/results.ts` for the statement).
@@ -16,6 +17,9 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
   if (all.length === 0) return { dropped: [], replaced: [] };
   const mode: WriteMode = insert ? "insert" : ctx.lockedClaim || ctx.soleWorker ? "unguarded" : "guarded";
   const def = ctx.pipeline.stages[stage.index]!;
+  // What a person decided about items sent to review, and the edits they made, go with the results.
+  await applyDecisions(ctx, stage, all);
+  if (def.kind === "commit") await applyEdits(ctx, stage, all);
   const outcome = await writeResults(
     ctx.db,
     {

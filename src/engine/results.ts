@@ -29,6 +29,8 @@ export interface ItemResult {
   targetRow?: TargetRow;
   cache?: CacheEntry;
   answer?: CompletionResult;
+  /** The review decision that settled a result its stage sent to review (see `review.ts`). */
+  reviewId?: number;
 }
 
 /** A new output row; `hash` (of `value`) is part of what later stages' input hashes are made of. */

@@ -187,6 +187,12 @@ export async function targetRows(db: Database, table: string): Promise<{ key: st
   return db.rows<{ key: string; data: unknown; status: string }>(sql`SELECT key, data, status FROM ${sql.identifier(table)}`);
 }
 
+/** Every row of a target, whole (bookkeeping columns too), as text ordered by key: a dump to compare byte for byte. */
+export async function dumpTarget(db: Database, table: string): Promise<string[]> {
+  const rows = await db.rows<{ row: string }>(sql`SELECT to_jsonb(t)::text AS row FROM ${sql.identifier(table)} t ORDER BY key`);
+  return rows.map((r) => r.row);
+}
+
 // --- stage versions (versions, compare) ------------------------------------
 
 export interface StageVersionSeen {

@@ -2,7 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { CacheEntry } from "./cache.ts";
 import type { Database } from "./database.ts";
 import { anyText, idRows } from "./sql.ts";
-import { upsertTarget, type TargetRow } from "./targets.ts";
+import { ledgerOf, upsertTarget, type TargetRow } from "./targets.ts";
 
 /**
  * Writing a stage's results: new outputs, attempts, request-cache entries,
@@ -43,6 +43,8 @@ export interface ResultToWrite {
   attempts: readonly AttemptRow[];
   cache?: CacheEntry;
   targetRow?: TargetRow;
+  /** The review decision that settled this result (see `reviews.ts`). */
+  reviewId?: number;
 }
 
 /**
@@ -96,7 +98,7 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
   const [row] = await db.rows<{ dropped: string[] | null; replaced: string[] | null }>(sql`
     WITH owned AS MATERIALIZED (${ownedItems(to, ids)}),
     x AS MATERIALIZED (
-      SELECT r.* FROM jsonb_to_recordset(${rows}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text, o_status text, o_value jsonb, o_hash text, o_cost float8)
+      SELECT r.* FROM jsonb_to_recordset(${rows}::jsonb) AS r(item_id text, status text, input_hash text, output_id bigint, reused boolean, attempts int, error_class text, error_message text, review_id bigint, o_status text, o_value jsonb, o_hash text, o_cost float8)
       WHERE r.item_id IN (SELECT item_id FROM owned)
     ),
     -- ON CONFLICT DO UPDATE (a no-op update) so RETURNING yields the id
@@ -131,7 +133,12 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
     ),`
         : sql``
     }
-    changed AS (${target.length ? upsertTarget(to.targetTable!, runId, stage.version, target, sql`x.item_id IN (SELECT item_id FROM owned)`) : sql`SELECT NULL::text AS key WHERE false`}),
+    ${
+      target.length
+        ? sql`changed AS (${upsertTarget(to.targetTable!, runId, stage.version, target, sql`x.item_id IN (SELECT item_id FROM owned)`)}),
+    ledger AS (${ledgerOf(to.targetTable!, runId, "changed")}),`
+        : sql``
+    }
     -- MATERIALIZED, so the update below is a nested loop of primary-key
     -- lookups, one per result, costing the same however large the run.
     y AS MATERIALIZED (
@@ -139,15 +146,15 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
     ),
     upd AS (${
       mode === "insert"
-        ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, claimed_by, attempts, error_class, error_message, not_before)
-          SELECT ${runId}, ${stage.index}, y.item_id, ${stage.id}, y.status, y.input_hash, y.new_output_id, coalesce(y.reused, false), ${workerId}, coalesce(y.attempts, 0), y.error_class, y.error_message,
+        ? sql`INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, claimed_by, attempts, error_class, error_message, review_id, not_before)
+          SELECT ${runId}, ${stage.index}, y.item_id, ${stage.id}, y.status, y.input_hash, y.new_output_id, coalesce(y.reused, false), ${workerId}, coalesce(y.attempts, 0), y.error_class, y.error_message, y.review_id,
             CASE WHEN y.status = 'failed_retryable' THEN ${waitAfter(sql`coalesce(y.attempts, 0)`)} END
           FROM y
           ON CONFLICT DO NOTHING
           RETURNING item_id`
         : sql`UPDATE work w SET status = y.status, input_hash = y.input_hash, output_id = y.new_output_id, reused = coalesce(y.reused, false),
         claimed_by = ${workerId},
-        attempts = w.attempts + coalesce(y.attempts, 0), error_class = y.error_class, error_message = y.error_message,
+        attempts = w.attempts + coalesce(y.attempts, 0), error_class = y.error_class, error_message = y.error_message, review_id = y.review_id,
         not_before = CASE WHEN y.status = 'failed_retryable' THEN ${waitAfter(sql`w.attempts + coalesce(y.attempts, 0)`)} END,
         updated_at = now()
       FROM y
@@ -197,6 +204,7 @@ function resultRows(results: readonly ResultToWrite[]): string {
       if (r.attempts.length) row.attempts = r.attempts.length;
       if (r.errorClass) row.error_class = r.errorClass;
       if (r.errorMessage) row.error_message = r.errorMessage;
+      if (r.reviewId) row.review_id = r.reviewId;
       // A new output row is recorded when there is one (computed now, or answered from the request cache).
       const fresh = r.output && r.inputHash ? r.output : undefined;
       if (fresh) {

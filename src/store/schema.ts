@@ -84,6 +84,8 @@ export const work = pgTable(
     errorMessage: text("error_message"),
     claimedBy: text("claimed_by"),
     notBefore: timestamp("not_before", { withTimezone: true }),
+    /** The review decision that settled an item the stage sent to review (`review_decisions.id`). */
+    reviewId: bigint("review_id", { mode: "number" }),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
@@ -200,3 +202,53 @@ export const workers = pgTable("workers", {
   /** The stage index of the segment whose chunks the worker is carrying, if any (see src/engine/drive/barrier.ts). */
   segment: integer("segment"),
 });
+
+/**
+ * A person's decision on an item a stage sent to review: a human output
+ * layered over the stage's, keyed like it (stage version and input hash), so
+ * it holds for every run where what was reviewed is unchanged and is asked
+ * again where it changed. The latest decision for a key is the one in force.
+ */
+export const reviewDecisions = pgTable(
+  "review_decisions",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    pipeline: text("pipeline").notNull(),
+    stageId: text("stage_id").notNull(),
+    stageVersion: text("stage_version").notNull(),
+    itemId: text("item_id").notNull(),
+    inputHash: text("input_hash").notNull(),
+    /** approve | reject | edit */
+    decision: text("decision").notNull(),
+    /** For `edit`: fields of the committed row set by the reviewer. */
+    edits: jsonb("edits"),
+    reviewer: text("reviewer").notNull(),
+    note: text("note"),
+    /** The run the item was reviewed in. */
+    runId: text("run_id"),
+    decidedAt: timestamp("decided_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("review_decisions_key").on(t.pipeline, t.stageId, t.itemId, t.inputHash)],
+);
+
+/**
+ * Every write to a commit target: the run, the key, the operation and the
+ * whole row before and after (`null` where there was none). `revert` reads it
+ * backwards; `history` reads one key's.
+ */
+export const targetLedger = pgTable(
+  "target_ledger",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    runId: text("run_id").notNull(),
+    /** The target table. */
+    target: text("target").notNull(),
+    key: text("key").notNull(),
+    /** insert | update | withdraw | revert */
+    op: text("op").notNull(),
+    before: jsonb("before"),
+    after: jsonb("after"),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("target_ledger_run").on(t.runId), index("target_ledger_key").on(t.target, t.key)],
+);

@@ -10,6 +10,7 @@ import type { RunEvents } from "./events.ts";
 import { runSegment } from "./passes.ts";
 import { segmentsOf } from "./segments.ts";
 import { AnswerJournal, replayJournals } from "../journal.ts";
+import { takeUpDecisions } from "../review.ts";
 
 /**
  * Driving a run: the engine's scheduler. A runner opens the run, keeps its
@@ -62,7 +63,10 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
   const journal = journalDir ? new AnswerJournal(journalDir) : undefined;
   let written = false;
   try {
-    if (run.status === "finished") return;
+    // Review decisions recorded since the run last went through these items are taken up (and reopen a finished run).
+    const decided = await takeUpDecisions(ctx, run);
+    if (decided) ctx.logger.info(`${decided} reviewed item(s) go on with their review decisions`);
+    if (run.status === "finished" && !decided) return;
     // Answers a killed process had received but not written go to the request cache first.
     if (journalDir) {
       const replayed = await replayJournals(ctx.db, journalDir);

@@ -1,0 +1,105 @@
+import { Command } from "commander";
+import { newRunId } from "../engine/runs.ts";
+import { keyHistory, revertPlan, revertRun, targetsOf } from "../store/ledger.ts";
+import { reviewQueue } from "../store/reviews.ts";
+import { requireRun } from "../store/runs.ts";
+import { CliError, printJson, withStore } from "./common.ts";
+import { resumeCli } from "./resume.ts";
+
+/**
+ * `sluice commit <runId>`: the run goes on with the review decisions recorded
+ * since: approved and edited items are committed, rejected ones end
+ * `rejected`. `sluice revert <runId>` restores what a run wrote to its
+ * targets, from the ledger; `sluice history <pipeline> <key>` shows a row's past.
+ */
+export async function commitCli(runId: string, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  const queue = await withStore(options.env, async (db) => {
+    await requireRun(db, runId);
+    return reviewQueue(db, runId, { decided: true });
+  });
+  const decided = queue.filter((q) => q.decision).length;
+  const waiting = queue.filter((q) => !q.decision).length;
+  process.stderr.write(`run ${runId}: ${decided} reviewed item(s) to take on${waiting ? `, ${waiting} still wait for review` : ""}\n`);
+  return resumeCli(runId, options);
+}
+
+export async function revertCli(runId: string, options: { force?: boolean; json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  return withStore(options.env, async (db) => {
+    const run = await requireRun(db, runId);
+    const plans = await revertPlan(db, runId);
+    if (plans.length === 0) throw new CliError(`run ${runId} wrote nothing to a target: nothing to revert`);
+    const conflicts = plans.flatMap((p) => p.conflicts.map((k) => `${p.target}:${k}`));
+    if (conflicts.length && !options.force) {
+      throw new CliError(
+        `later runs changed ${conflicts.length} of the rows run ${runId} wrote (${conflicts.slice(0, 3).join(", ")}${conflicts.length > 3 ? ", ..." : ""}); revert those runs first (newest first), or --force to overwrite their changes`,
+      );
+    }
+    const revertRunId = newRunId();
+    const done = await revertRun(db, runId, { revertRunId, pipeline: run.pipeline });
+    const result = { runId: revertRunId, reverted: runId, targets: done, overwritten: options.force ? conflicts.length : 0 };
+    if (options.json) printJson(result);
+    else {
+      for (const t of done) process.stdout.write(`${t.target}: ${t.restored} row(s) restored, ${t.deleted} removed\n`);
+      process.stdout.write(`reverted run ${runId} as run ${revertRunId}${result.overwritten ? ` (overwrote ${result.overwritten} later change(s))` : ""}\n`);
+    }
+    return result;
+  });
+}
+
+export async function historyCli(pipeline: string, key: string, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  return withStore(options.env, async (db) => {
+    const targets = await targetsOf(db, pipeline);
+    if (targets.length === 0) throw new CliError(`no run of pipeline ${pipeline} has written a target`);
+    const entries = [];
+    for (const target of targets) for (const e of await keyHistory(db, target, key)) entries.push({ target, ...e });
+    if (options.json) return printJson(entries);
+    if (entries.length === 0) return void process.stdout.write(`${pipeline}: no row with key ${key} was ever written\n`);
+    for (const e of entries) {
+      const before = (e.before?.data ?? null) as Record<string, unknown> | null;
+      const after = (e.after?.data ?? null) as Record<string, unknown> | null;
+      const status = e.after ? String(e.after.status) : "deleted";
+      process.stdout.write(`${new Date(e.at).toISOString()}  ${e.run_id}  ${e.op.padEnd(8)} ${status.padEnd(9)} ${changes(before, after)}\n`);
+    }
+  });
+}
+
+/** The fields that differ between two rows' data, as `field: before -> after`. */
+function changes(before: Record<string, unknown> | null, after: Record<string, unknown> | null): string {
+  if (!before) return after ? JSON.stringify(after) : "";
+  if (!after) return "(row removed)";
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+  const diff = keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).map((k) => `${k}: ${JSON.stringify(before[k])} -> ${JSON.stringify(after[k])}`);
+  return diff.length ? diff.join(", ") : "(data unchanged)";
+}
+
+export function commitCommand(): Command {
+  return new Command("commit")
+    .description("commit a run's reviewed items: approved and edited ones are written to the target, rejected ones end `rejected`")
+    .argument("<runId>")
+    .option("--json", "print the run summary as one JSON object on the last stdout line")
+    .action(async (runId: string, opts: { json?: boolean }) => {
+      await commitCli(runId, opts);
+    });
+}
+
+export function revertCommand(): Command {
+  return new Command("revert")
+    .description("restore every target row a run changed to what it was before the run (recorded as a run of its own)")
+    .argument("<runId>")
+    .option("--force", "revert even rows later runs changed since (their changes are overwritten)")
+    .option("--json", "print JSON")
+    .action(async (runId: string, opts: { force?: boolean; json?: boolean }) => {
+      await revertCli(runId, opts);
+    });
+}
+
+export function historyCommand(): Command {
+  return new Command("history")
+    .description("every write to one row of a pipeline's target: run, operation, and what changed")
+    .argument("<pipeline>")
+    .argument("<key>")
+    .option("--json", "print JSON")
+    .action(async (pipeline: string, key: string, opts: { json?: boolean }) => {
+      await historyCli(pipeline, key, opts);
+    });
+}

@@ -1,0 +1,144 @@
+import { describe, expect, it } from "vitest";
+import { openDatabase } from "../../src/store/index.ts";
+import { dumpTarget } from "../../src/store/reports.ts";
+import { freshPostgres } from "../../src/testing/databases.ts";
+import { EXTRACT_SYSTEM_V2, writeDemoVariant } from "../rerun/helpers.ts";
+import { cliEnv, lastJson, runCli, tempDataDir, type CliResult } from "./cli.ts";
+import { demoSlice } from "./data.ts";
+
+/**
+ * What a team needs before sluice writes to production tables, through the
+ * CLI as a user runs it, on embedded PGlite and on Postgres: the review queue
+ * (approve, edit, reject, then commit exactly those), decisions that hold in
+ * a rerun where what was reviewed is unchanged, and the commit ledger (revert
+ * a rerun, then the first run, back to byte-identical targets).
+ */
+interface Summary {
+  runId: string;
+  status: string;
+  items: { total: number; byStatus: Record<string, number> };
+}
+interface QueueRow {
+  item_id: string;
+  stage_id: string;
+  reason: string;
+  decision: string | null;
+}
+
+const stores: { name: string; env: () => Promise<{ env: NodeJS.ProcessEnv; drop: () => Promise<void> }> }[] = [
+  { name: "PGlite", env: async () => ({ env: cliEnv({ SLUICE_DATA_DIR: tempDataDir(), SLUICE_BATCH_POLL_MS: "100" }), drop: async () => {} }) },
+  {
+    name: "Postgres",
+    env: async () => {
+      const pg = await freshPostgres(process.env.DATABASE_URL!);
+      await pg.db.close();
+      return { env: cliEnv({ DATABASE_URL: pg.url!, SLUICE_BATCH_POLL_MS: "100" }), drop: pg.drop };
+    },
+  },
+];
+
+async function cli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  const out = await runCli(args, env);
+  expect(out.code, `sluice ${args.join(" ")}: ${out.stderr}`).toBe(0);
+  return out;
+}
+
+async function dump(env: NodeJS.ProcessEnv): Promise<string[]> {
+  const db = await openDatabase({ url: env.DATABASE_URL || undefined, dataDir: env.SLUICE_DATA_DIR || undefined });
+  try {
+    return await dumpTarget(db, "ticket_triage");
+  } finally {
+    await db.close();
+  }
+}
+
+const sum = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
+
+for (const store of stores) {
+  describe.skipIf(store.name === "Postgres" && !process.env.DATABASE_URL)(`review, commit and revert on ${store.name}`, () => {
+    it("commits exactly the approved and edited items, with the edits; rejected ones end rejected; the counts add up", async () => {
+      const { env, drop } = await store.env();
+      try {
+        const input = demoSlice(600);
+        const first = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
+        const before = first.items.byStatus;
+        const queue = lastJson<QueueRow[]>((await cli(["review", "list", first.runId, "--json"], env)).stdout);
+        expect(queue.length).toBe(before.needs_review);
+        expect(queue.length).toBeGreaterThanOrEqual(4);
+        const [approve, edit, reject, alsoReject] = queue.map((q) => q.item_id);
+
+        await cli(["review", "approve", first.runId, approve!, "--by", "alice", "--note", "fine as it is"], env);
+        await cli(["review", "edit", first.runId, edit!, "--set", "order_id=ORD-REVIEWED", "--set", "amount=12.5", "--by", "bob"], env);
+        await cli(["review", "reject", first.runId, reject!, alsoReject!], env);
+        // Unknown items, and no selection at all, are refused with a reason.
+        const unknown = await runCli(["review", "approve", first.runId, "T-99999"], env);
+        expect(unknown.code).toBe(1);
+        expect(unknown.stderr).toMatch(/not waiting for review in run .*: T-99999/);
+        expect((await runCli(["review", "approve", first.runId], env)).stderr).toMatch(/name the items to approve/);
+
+        const pending = lastJson<QueueRow[]>((await cli(["review", "list", first.runId, "--json"], env)).stdout);
+        expect(pending.length).toBe(queue.length - 4);
+        const committed = lastJson<Summary>((await cli(["commit", first.runId, "--json"], env)).stdout);
+        const after = committed.items.byStatus;
+        expect(committed.status).toBe("finished");
+        expect(after.committed).toBe(before.committed! + 2);
+        expect(after.rejected).toBe(2);
+        expect(after.needs_review).toBe(before.needs_review! - 4);
+        expect(sum(after)).toBe(sum(before));
+        expect(committed.items.total).toBe(first.items.total);
+
+        const rows = (await dump(env)).map((r) => JSON.parse(r) as { key: string; status: string; data: Record<string, unknown> });
+        const byKey = new Map(rows.map((r) => [r.key, r]));
+        expect(byKey.get(approve!)?.status).toBe("active");
+        expect(byKey.get(edit!)?.data).toMatchObject({ order_id: "ORD-REVIEWED", amount: 12.5 });
+        expect(byKey.has(reject!)).toBe(false);
+        expect(rows.filter((r) => r.status === "active").length).toBe(after.committed);
+
+        // A new run over the same input reuses every output: the decisions hold, nothing is asked again.
+        const again = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
+        expect(again.runId).not.toBe(first.runId);
+        expect(again.items.byStatus).toEqual(after);
+        const kept = (await dump(env)).map((r) => JSON.parse(r) as { key: string; data: Record<string, unknown> });
+        expect(kept.find((r) => r.key === edit)?.data).toMatchObject({ order_id: "ORD-REVIEWED" });
+      } finally {
+        await drop();
+      }
+    }, 300_000);
+
+    it("reverts a rerun to the byte, refuses to revert under a later run, and reverts the first run to nothing", async () => {
+      const { env, drop } = await store.env();
+      try {
+        const input = demoSlice(300);
+        const first = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
+        const afterFirst = await dump(env);
+        expect(afterFirst.length).toBeGreaterThan(20);
+
+        const changed = writeDemoVariant("extract", { prompt: { system: EXTRACT_SYSTEM_V2 } });
+        const rerun = lastJson<Summary>((await cli(["rerun", changed, "--stage", "extract", "--json"], env)).stdout);
+        const afterRerun = await dump(env);
+        expect(afterRerun).not.toEqual(afterFirst);
+
+        // The first run's rows were changed since: reverting it first is refused.
+        const refused = await runCli(["revert", first.runId], env);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toMatch(/later runs changed \d+ of the rows/);
+        expect(await dump(env)).toEqual(afterRerun);
+
+        const undo = lastJson<{ runId: string }>((await cli(["revert", rerun.runId, "--json"], env)).stdout);
+        expect(await dump(env)).toEqual(afterFirst);
+
+        const key = JSON.parse(afterFirst[0]!).key as string;
+        const history = lastJson<{ run_id: string; op: string }[]>((await cli(["history", "ticket-triage", key, "--json"], env)).stdout);
+        expect(history[0]).toMatchObject({ run_id: first.runId, op: "insert" });
+
+        await cli(["revert", first.runId], env);
+        expect(await dump(env)).toEqual([]);
+        // Each revert is a run of its own, listed with the others.
+        const status = (await cli(["status"], env)).stdout;
+        expect(status).toContain(undo.runId);
+      } finally {
+        await drop();
+      }
+    }, 300_000);
+  });
+}
