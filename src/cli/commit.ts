@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { BOOKKEEPING_COLUMNS } from "../core/target.ts";
 import { newRunId } from "../engine/runs.ts";
 import { keyHistory, revertPlan, revertRun, targetsOf } from "../store/ledger.ts";
 import { reviewQueue } from "../store/reviews.ts";
@@ -55,12 +56,19 @@ export async function historyCli(pipeline: string, key: string, options: { json?
     if (options.json) return printJson(entries);
     if (entries.length === 0) return void process.stdout.write(`${pipeline}: no row with key ${key} was ever written\n`);
     for (const e of entries) {
-      const before = (e.before?.data ?? null) as Record<string, unknown> | null;
-      const after = (e.after?.data ?? null) as Record<string, unknown> | null;
+      const before = rowContent(e.before);
+      const after = rowContent(e.after);
       const status = e.after ? String(e.after.status) : "deleted";
       process.stdout.write(`${new Date(e.at).toISOString()}  ${e.run_id}  ${e.op.padEnd(8)} ${status.padEnd(9)} ${changes(before, after)}\n`);
     }
   });
+}
+
+/** What a target row holds: its `data`, or (a typed target) its columns besides sluice's bookkeeping. */
+function rowContent(row: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!row) return null;
+  if ("data" in row) return row.data as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(row).filter(([k]) => !(BOOKKEEPING_COLUMNS as readonly string[]).includes(k)));
 }
 
 /** The fields that differ between two rows' data, as `field: before -> after`. */

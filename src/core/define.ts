@@ -1,3 +1,4 @@
+import { checkTableName, targetColumns } from "./target.ts";
 import { DefinitionError } from "./errors.ts";
 import { hashValue } from "./hash.ts";
 import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
@@ -56,8 +57,14 @@ export function checkPipeline(pipeline: PipelineDef): void {
     }
     if (stage.kind === "commit") {
       if (!stage.target?.table || !stage.target.key) throw new DefinitionError(`${at}: commit needs target.table and target.key`);
-      if (!/^[a-z_][a-z0-9_]{0,62}$/.test(stage.target.table)) {
-        throw new DefinitionError(`${at}: target.table must be a plain lowercase SQL identifier`);
+      const badTable = checkTableName(stage.target.table);
+      if (badTable) throw new DefinitionError(`${at}: ${badTable}`);
+      if (stage.target.columns !== undefined) {
+        try {
+          targetColumns(stage.target.columns, stage.target.key);
+        } catch (err) {
+          throw new DefinitionError(`${at}: ${(err as Error).message}`);
+        }
       }
       if (typeof stage.row !== "function") throw new DefinitionError(`${at}: commit needs a row() function`);
     } else if (isLlmStage(stage)) {

@@ -90,8 +90,13 @@ export interface ValidateStage<Item = JsonObject> extends StageBase<Item> {
 
 export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
   kind: "commit";
-  /** Target table, created if absent, upserted idempotently by `key`. */
-  target: { table: string; key: string };
+  /**
+   * Target table (`table`, or `schema.table`), created if absent and upserted
+   * idempotently by `key`. With `columns` (a JSON Schema of the row), each
+   * property is a typed column (migrated as properties are added) and every
+   * row is checked against it; without, the row is kept as `data jsonb`.
+   */
+  target: { table: string; key: string; columns?: JsonSchema };
   /** The row to upsert for this item. Its `key` field must be present. */
   row: (input: StageInput<Item>) => JsonObject;
 }

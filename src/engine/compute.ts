@@ -1,3 +1,4 @@
+import { compileSchema } from "../core/schema.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { ItemStatus } from "../core/status.ts";
 import type { CommitStage, StageDef, StageInput, ValidationVerdict } from "../core/types.ts";
@@ -32,6 +33,11 @@ export function computeCommit(def: CommitStage, loaded: LoadedInput): ItemResult
   const key = row[def.target.key];
   if (key === undefined || key === null || key === "") {
     return failed(itemId, loaded.inputHash, "deterministic", `commit row has no "${def.target.key}" (target.key)`);
+  }
+  // A typed target takes only rows that fit its columns: one that does not is this item's failure, not the group's.
+  if (def.target.columns) {
+    const checked = compileSchema(def.target.columns)(row);
+    if (!checked.ok) return failed(itemId, loaded.inputHash, "deterministic", `commit row does not fit the columns of ${def.target.table}: ${checked.errors.join("; ")}`);
   }
   return computed(itemId, loaded.inputHash, "committed", row, { targetRow: { key: String(key), itemId, data: row } });
 }

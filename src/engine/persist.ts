@@ -1,3 +1,4 @@
+import { columnsOf } from "../core/target.ts";
 import type { CommitStage } from "../core/types.ts";
 import { writeResults, type WriteMode, type WriteOutcome } from "../store/results.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -29,6 +30,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
       workerId: ctx.workerId,
       mode,
       targetTable: def.kind === "commit" ? (def as CommitStage).target.table : undefined,
+      targetColumns: def.kind === "commit" ? columnsOf((def as CommitStage).target) : undefined,
       retryDelays: retryDelaysSeconds(ctx.options),
     },
     all,

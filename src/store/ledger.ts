@@ -1,6 +1,7 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { textArray } from "./sql.ts";
+import { targetColumnsOf, targetName } from "./targets.ts";
 
 /**
  * The commit ledger (`target_ledger`): every write to a commit target with the
@@ -48,7 +49,7 @@ export async function revertPlan(db: Database, runId: string): Promise<RevertPla
       WITH span AS (
         SELECT key, (array_agg(after ORDER BY id DESC))[1] AS left_as FROM target_ledger WHERE run_id = ${runId} AND target = ${target} GROUP BY key)
       SELECT s.key, (${sameRow(sql`s.left_as`, sql`to_jsonb(t)`)}) IS NOT TRUE AS conflict
-      FROM span s LEFT JOIN ${sql.identifier(target)} t ON t.key = s.key
+      FROM span s LEFT JOIN ${targetName(target)} t ON t.key = s.key
       ORDER BY s.key`);
     plans.push({ target, keys: rows.length, conflicts: rows.filter((r) => r.conflict).map((r) => r.key) });
   }
@@ -75,9 +76,8 @@ export async function revertRun(db: Database, runId: string, revert: { revertRun
     const targets = await tx.rows<{ target: string }>(sql`SELECT DISTINCT target FROM target_ledger WHERE run_id = ${runId} ORDER BY target`);
     const out: { target: string; restored: number; deleted: number }[] = [];
     for (const { target } of targets) {
-      const name = sql.identifier(target);
-      const columns = (await tx.rows<{ column_name: string }>(sql`
-        SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ${target} ORDER BY ordinal_position`)).map((c) => c.column_name);
+      const name = targetName(target);
+      const columns = (await targetColumnsOf(tx, target)).map((c) => c.column_name);
       const set = sql.join(
         columns.filter((c) => c !== "key").map((c) => sql`${sql.identifier(c)} = excluded.${sql.identifier(c)}`),
         sql`, `,
@@ -88,9 +88,9 @@ export async function revertRun(db: Database, runId: string, revert: { revertRun
         cur AS (SELECT s.key, s.before, to_jsonb(t) AS now FROM span s LEFT JOIN ${name} t ON t.key = s.key),
         del AS (DELETE FROM ${name} t USING cur WHERE t.key = cur.key AND cur.before IS NULL RETURNING t.key),
         ups AS (
-          INSERT INTO ${name} SELECT (jsonb_populate_record(NULL::${name}, cur.before)).* FROM cur WHERE cur.before IS NOT NULL
+          INSERT INTO ${name} AS tgt SELECT (jsonb_populate_record(NULL::${name}, cur.before)).* FROM cur WHERE cur.before IS NOT NULL
           ON CONFLICT (key) DO UPDATE SET ${set}
-          RETURNING ${name}.key, to_jsonb(${name}) AS row),
+          RETURNING tgt.key, to_jsonb(tgt) AS row),
         led AS (
           INSERT INTO target_ledger (run_id, target, key, op, before, after)
           SELECT ${revert.revertRunId}, ${target}, cur.key, 'revert', cur.now, u.row FROM cur LEFT JOIN ups u ON u.key = cur.key

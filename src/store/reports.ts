@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import type { RejectedRow, RunRow } from "./runs.ts";
 import { anyText } from "./sql.ts";
+import { targetName } from "./targets.ts";
 
 /**
  * Read-only queries behind the inspection commands (`status`, `dlq`,
@@ -184,12 +185,12 @@ export async function latestRunReachingStage(db: Database, pipelineId: string, s
 
 /** Every row of a commit target table (the pipeline names the table, so it is quoted as an identifier). */
 export async function targetRows(db: Database, table: string): Promise<{ key: string; data: unknown; status: string }[]> {
-  return db.rows<{ key: string; data: unknown; status: string }>(sql`SELECT key, data, status FROM ${sql.identifier(table)}`);
+  return db.rows<{ key: string; data: unknown; status: string }>(sql`SELECT key, data, status FROM ${targetName(table)}`);
 }
 
 /** Every row of a target, whole (bookkeeping columns too), as text ordered by key: a dump to compare byte for byte. */
 export async function dumpTarget(db: Database, table: string): Promise<string[]> {
-  const rows = await db.rows<{ row: string }>(sql`SELECT to_jsonb(t)::text AS row FROM ${sql.identifier(table)} t ORDER BY key`);
+  const rows = await db.rows<{ row: string }>(sql`SELECT to_jsonb(t)::text AS row FROM ${targetName(table)} t ORDER BY key`);
   return rows.map((r) => r.row);
 }
 

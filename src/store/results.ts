@@ -1,4 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
+import type { TargetColumn } from "../core/target.ts";
 import type { CacheEntry } from "./cache.ts";
 import type { Database } from "./database.ts";
 import { anyText, idRows } from "./sql.ts";
@@ -69,6 +70,8 @@ export interface ResultsTarget {
   mode: WriteMode;
   /** The commit stage's target table, when this stage is one. */
   targetTable?: string;
+  /** Its typed columns, when it declares them. */
+  targetColumns?: readonly TargetColumn[];
   /**
    * Seconds an item to retry waits, by attempts spent so far (index 0: none).
    * The engine's backoff policy computes them; the last applies beyond.
@@ -135,7 +138,7 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
     }
     ${
       target.length
-        ? sql`changed AS (${upsertTarget(to.targetTable!, runId, stage.version, target, sql`x.item_id IN (SELECT item_id FROM owned)`)}),
+        ? sql`changed AS (${upsertTarget(to.targetTable!, runId, stage.version, target, sql`x.item_id IN (SELECT item_id FROM owned)`, to.targetColumns)}),
     ledger AS (${ledgerOf(to.targetTable!, runId, "changed")}),`
         : sql``
     }

@@ -1,4 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
+import { SluiceError } from "../core/errors.ts";
+import type { TargetColumn } from "../core/target.ts";
 import type { Database } from "./database.ts";
 
 /**
@@ -17,23 +19,68 @@ export interface TargetRow {
   data: unknown;
 }
 
-export async function ensureTarget(db: Database, table: string): Promise<void> {
-  const name = sql.identifier(table);
+/** A target's name as SQL: `table`, or `schema.table`. */
+export function targetName(table: string): SQL {
+  const [first, second] = table.split(".");
+  return second === undefined ? sql`${sql.identifier(first!)}` : sql`${sql.identifier(first!)}.${sql.identifier(second)}`;
+}
+
+function schemaAndTable(table: string): { schema: SQL; table: string } {
+  const [first, second] = table.split(".");
+  return second === undefined ? { schema: sql`current_schema()`, table: first! } : { schema: sql`${first}`, table: second };
+}
+
+/** A target's columns as Postgres reports them (name and type), in order; none when it does not exist. */
+export async function targetColumnsOf(db: Database, table: string): Promise<{ column_name: string; data_type: string }[]> {
+  const at = schemaAndTable(table);
+  return db.rows(sql`
+    SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN udt_name WHEN data_type = 'timestamp with time zone' THEN 'timestamptz' ELSE data_type END AS data_type
+    FROM information_schema.columns WHERE table_schema = ${at.schema} AND table_name = ${at.table} ORDER BY ordinal_position`);
+}
+
+/**
+ * Create a target (in its schema, created too) if it does not exist: the
+ * bookkeeping columns, then `data jsonb`, or the declared typed columns. An
+ * existing typed target gains the columns added to its declaration since; a
+ * column whose type changed, or a target whose layout changed (typed against
+ * `data jsonb`), is refused with what to do, never altered in place.
+ */
+export async function ensureTarget(db: Database, table: string, columns?: readonly TargetColumn[]): Promise<void> {
+  const name = targetName(table);
   // Two processes sharing a run reach this together; CREATE TABLE IF NOT EXISTS
   // is not safe against a concurrent create (both pass the check, one fails on
   // pg_type's unique index), so creates of one table are serialised.
   await db.transaction(async (tx) => {
     await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:target:${table}`}))`);
-    await tx.rows(sql`CREATE TABLE IF NOT EXISTS ${name} (
+    if (table.includes(".")) await tx.rows(sql`CREATE SCHEMA IF NOT EXISTS ${sql.identifier(table.split(".")[0]!)}`);
+    const existing = await targetColumnsOf(tx, table);
+    if (existing.length === 0) {
+      const body = columns?.length
+        ? sql.join(columns.map((c) => sql`${sql.identifier(c.name)} ${sql.raw(c.sqlType)}`), sql`,\n    `)
+        : sql`data jsonb NOT NULL`;
+      await tx.rows(sql`CREATE TABLE ${name} (
     key text PRIMARY KEY,
     item_id text NOT NULL,
-    data jsonb NOT NULL,
+    ${body},
     status text NOT NULL DEFAULT 'active',
     run_id text NOT NULL,
     stage_version text NOT NULL,
     committed_at timestamptz NOT NULL DEFAULT now(),
     withdrawn_at timestamptz
   )`);
+      return;
+    }
+    const have = new Map(existing.map((c) => [c.column_name, c.data_type]));
+    if (!columns?.length) {
+      if (!have.has("data")) throw new SluiceError(`target ${table} has typed columns, but this commit stage declares none (target.columns): declare them, or commit to another table`);
+      return;
+    }
+    if (have.has("data")) throw new SluiceError(`target ${table} keeps rows as data jsonb, but this commit stage declares typed columns: commit to a new table, or rename ${table} first`);
+    for (const c of columns) {
+      const type = have.get(c.name);
+      if (type === undefined) await tx.rows(sql`ALTER TABLE ${name} ADD COLUMN ${sql.identifier(c.name)} ${sql.raw(c.sqlType)}`);
+      else if (type !== c.sqlType) throw new SluiceError(`target ${table}: column ${c.name} is ${type}, the commit stage declares ${c.sqlType}; change it by hand (ALTER TABLE ... ALTER COLUMN ... TYPE), or commit to a new table`);
+    }
   });
 }
 
@@ -42,12 +89,14 @@ export async function ensureTarget(db: Database, table: string): Promise<void> {
  * and their rows after): a row whose data and status are unchanged is left
  * alone, so re-running a commit (after a crash or a rerun) writes nothing
  * twice. `only` is a condition on `x.item_id`: which of the rows to write.
- * Embed `ledgerOf` beside it to record what changed.
+ * With typed `columns`, each row's fields go to their columns (cast by
+ * `jsonb_populate_record`). Embed `ledgerOf` beside it to record what changed.
  */
-export function upsertTarget(table: string, runId: string, version: string, rows: readonly TargetRow[], only: SQL): SQL {
-  const name = sql.identifier(table);
+export function upsertTarget(table: string, runId: string, version: string, rows: readonly TargetRow[], only: SQL, columns?: readonly TargetColumn[]): SQL {
+  const name = targetName(table);
   const payload = JSON.stringify(rows.map((r) => ({ key: r.key, item_id: r.itemId, data: r.data })));
-  return sql`
+  if (!columns?.length) {
+    return sql`
     INSERT INTO ${name} AS t (key, item_id, data, status, run_id, stage_version)
     SELECT x.key, x.item_id, x.data, 'active', ${runId}, ${version}
     FROM jsonb_to_recordset(${payload}::jsonb) AS x(key text, item_id text, data jsonb)
@@ -57,6 +106,20 @@ export function upsertTarget(table: string, runId: string, version: string, rows
       stage_version = excluded.stage_version, committed_at = now(), withdrawn_at = NULL
     WHERE t.data IS DISTINCT FROM excluded.data OR t.status <> 'active'
     RETURNING t.key, to_jsonb(t) AS row`;
+  }
+  const cols = columns.map((c) => sql.identifier(c.name));
+  const list = sql.join(cols, sql`, `);
+  return sql`
+    INSERT INTO ${name} AS t (key, item_id, ${list}, status, run_id, stage_version)
+    SELECT x.key, x.item_id, ${sql.join(cols.map((c) => sql`(v).${c}`), sql`, `)}, 'active', ${runId}, ${version}
+    FROM jsonb_to_recordset(${payload}::jsonb) AS x(key text, item_id text, data jsonb)
+    CROSS JOIN LATERAL (SELECT jsonb_populate_record(NULL::${name}, x.data) AS v) p
+    WHERE ${only}
+    ON CONFLICT (key) DO UPDATE SET
+      ${sql.join(cols.map((c) => sql`${c} = excluded.${c}`), sql`, `)}, item_id = excluded.item_id, status = 'active', run_id = excluded.run_id,
+      stage_version = excluded.stage_version, committed_at = now(), withdrawn_at = NULL
+    WHERE (${sql.join(cols.map((c) => sql`t.${c}`), sql`, `)}) IS DISTINCT FROM (${sql.join(cols.map((c) => sql`excluded.${c}`), sql`, `)}) OR t.status <> 'active'
+    RETURNING t.key, to_jsonb(t) AS row`;
 }
 
 /**
@@ -65,7 +128,7 @@ export function upsertTarget(table: string, runId: string, version: string, rows
  * the same statement, the target still holds the rows before.
  */
 export function ledgerOf(table: string, runId: string, written: string, op?: string): SQL {
-  const name = sql.identifier(table);
+  const name = targetName(table);
   const cte = sql.identifier(written);
   return sql`
     INSERT INTO target_ledger (run_id, target, key, op, before, after)
@@ -80,7 +143,7 @@ export function ledgerOf(table: string, runId: string, written: string, op?: str
  * failure says nothing about the item, and `dlq retry` may still commit it.
  */
 export async function withdrawUncommitted(db: Database, table: string, runId: string, commitIndex: number): Promise<number> {
-  const name = sql.identifier(table);
+  const name = targetName(table);
   // A freshly filled target has no statistics: the planner then expects a few
   // rows and picks nested-loop anti joins, quadratic in the run's size.
   // Hash joins are right at any size, so nested loops are off here.

@@ -1,0 +1,116 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { definePipeline, defineStage } from "../src/core/define.ts";
+import { DefinitionError } from "../src/core/errors.ts";
+import type { CommitStage, JsonSchema } from "../src/core/types.ts";
+import { newRunId } from "../src/engine/runs.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
+import { runPipeline } from "../src/runners/local/index.ts";
+import { revertRun } from "../src/store/ledger.ts";
+import { deadLetters, dumpTarget } from "../src/store/reports.ts";
+import { targetColumnsOf } from "../src/store/targets.ts";
+import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import { singleProvider } from "../src/testing/harness.ts";
+import mini from "./fixtures/pipelines/mini.ts";
+
+/**
+ * A commit stage that declares its columns gets a table of typed columns (in
+ * another schema, here), migrated as columns are added; rows that do not fit
+ * fail alone, with a reason; the ledger and revert work on it as on `data jsonb`.
+ */
+const TABLE = "analytics.mini_labels";
+const columns = (extra: Record<string, JsonSchema> = {}): JsonSchema => ({
+  type: "object",
+  required: ["id", "category"],
+  properties: { id: { type: "string" }, category: { type: "string", enum: ["billing", "bug", "other"] }, text: { type: "string" }, ...extra },
+});
+
+function typed(cols: JsonSchema, row?: CommitStage["row"]) {
+  const commit = mini.stages.at(-1) as CommitStage;
+  return definePipeline({
+    ...mini,
+    id: "mini-typed",
+    stages: [
+      ...mini.stages.slice(0, -1),
+      defineStage({ ...commit, target: { table: TABLE, key: "id", columns: cols }, row: row ?? commit.row }),
+    ],
+  });
+}
+
+const items = Array.from({ length: 60 }, (_, i) => ({ id: `t${String(i).padStart(3, "0")}`, text: ["invoice charged twice", "the app crashes", "hello", "refund please"][i % 4]! }));
+
+function inputFile(): string {
+  const file = join(mkdtempSync(join(tmpdir(), "sluice-typed-")), "items.jsonl");
+  writeFileSync(file, items.map((i) => JSON.stringify(i)).join("\n"));
+  return file;
+}
+
+const providers = () => singleProvider(createInProcessProvider());
+
+describe("a typed target's definition", () => {
+  it("refuses columns that cannot be a table", () => {
+    expect(() => typed({ type: "object", properties: { category: { type: "string" } } })).toThrow(/must include the key "id"/);
+    expect(() => typed(columns({ status: { type: "string" } }))).toThrow(/a name sluice keeps for itself/);
+    expect(() => typed(columns({ "Bad-Name": { type: "string" } }))).toThrow(DefinitionError);
+    expect(() => typed(columns({ either: { type: ["string", "number"] } }))).toThrow(/needs one JSON type/);
+  });
+});
+
+for (const driver of testDrivers()) {
+  describe.skipIf(driver.skip)(`a typed target in a second schema, on ${driver.name}`, () => {
+    let t: TestDatabase;
+    afterEach(async () => {
+      await t?.drop();
+    });
+
+    it("is created with typed columns, gains new ones, refuses a changed type, and reverts", async () => {
+      t = await driver.open();
+      const input = inputFile();
+      const first = await runPipeline({ db: t.db, pipeline: typed(columns()), providers: providers() }, input);
+      expect(first.status).toBe("finished");
+      const cols = new Map((await targetColumnsOf(t.db, TABLE)).map((c) => [c.column_name, c.data_type]));
+      expect(cols.get("category")).toBe("text");
+      expect(cols.has("data")).toBe(false);
+      const afterFirst = await dumpTarget(t.db, TABLE);
+      expect(afterFirst.length).toBe(first.items.byStatus.committed);
+      expect(JSON.parse(afterFirst[0]!)).toMatchObject({ id: expect.any(String), category: expect.stringMatching(/billing|bug/), status: "active" });
+
+      // A new column (and a row mapper that fills it): added in place, filled by the next run.
+      const withLength = typed(columns({ length: { type: "integer" } }), ({ itemId, outputs }) => ({ id: itemId, ...outputs.shout, length: String(outputs.shout.text).length }));
+      const second = await runPipeline({ db: t.db, pipeline: withLength, providers: providers() }, input);
+      expect((await targetColumnsOf(t.db, TABLE)).find((c) => c.column_name === "length")?.data_type).toBe("bigint");
+      const rows = (await dumpTarget(t.db, TABLE)).map((r) => JSON.parse(r) as { id: string; length: number; text: string });
+      expect(rows.every((r) => r.length === r.text.length)).toBe(true);
+
+      // The same column as another type is refused, with what to do.
+      const changed = typed(columns({ length: { type: "string" } }), ({ itemId, outputs }) => ({ id: itemId, ...outputs.shout, length: "x" }));
+      await expect(runPipeline({ db: t.db, pipeline: changed, providers: providers() }, input)).rejects.toThrow(/column length is bigint, the commit stage declares text/);
+
+      // Reverting the second run puts every row back as the first left it, in the typed table.
+      await revertRun(t.db, second.runId, { revertRunId: newRunId(), pipeline: "mini-typed" });
+      const restored = (await dumpTarget(t.db, TABLE)).map((r) => JSON.parse(r) as Record<string, unknown>);
+      const firstRows = afterFirst.map((r) => JSON.parse(r) as Record<string, unknown>);
+      // The added column stays (as null): the rows are otherwise the first run's, to the byte.
+      expect(restored.map(({ length, ...rest }) => [length, rest])).toEqual(firstRows.map((r) => [null, r]));
+    });
+
+    it("fails a row that does not fit its columns, alone and with the reason", async () => {
+      t = await driver.open();
+      // The commit row's text is upper-cased by the stage before: only the longest texts do not fit.
+      const strict = typed(columns({ text: { type: "string", maxLength: 15 } }));
+      const summary = await runPipeline({ db: t.db, pipeline: strict, providers: providers() }, inputFile());
+      const longOnes = items.filter((i) => i.text.length > 15).length;
+      expect(summary.stages.find((s) => s.id === "commit")!.failed).toBeGreaterThan(0);
+      expect(summary.stages.find((s) => s.id === "commit")!.failed).toBeLessThanOrEqual(longOnes);
+      const rows = (await dumpTarget(t.db, TABLE)).map((r) => JSON.parse(r) as { text: string });
+      expect(summary.items.byStatus.committed).toBeGreaterThan(0);
+      expect(rows.length).toBe(summary.items.byStatus.committed);
+      expect(rows.every((r) => r.text.length <= 15)).toBe(true);
+      const letters = await deadLetters(t.db, summary.runId);
+      expect(letters.length).toBe(summary.stages.find((s) => s.id === "commit")!.failed);
+      expect(letters.every((d) => /commit row does not fit the columns of analytics\.mini_labels: text: /.test(d.error_message ?? ""))).toBe(true);
+    });
+  });
+}
