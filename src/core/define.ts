@@ -67,6 +67,8 @@ export function checkPipeline(pipeline: PipelineDef): void {
         }
       }
       if (typeof stage.row !== "function") throw new DefinitionError(`${at}: commit needs a row() function`);
+      const sample = stage.audit?.sample;
+      if (stage.audit !== undefined && !(typeof sample === "number" && sample >= 0 && sample <= 1)) throw new DefinitionError(`${at}: audit.sample is a share of items between 0 and 1`);
     } else if (isLlmStage(stage)) {
       if (!stage.model) throw new DefinitionError(`${at}: an LLM stage needs a model`);
       if (!stage.prompt?.user) throw new DefinitionError(`${at}: an LLM stage needs prompt.user`);
@@ -99,7 +101,10 @@ export function versionParts(stage: StageDef): Record<string, unknown> {
     parts.params = stage.params ?? {};
     parts.schema = stage.output;
   }
-  if (stage.kind === "commit") parts.target = stage.target;
+  if (stage.kind === "commit") {
+    parts.target = stage.target;
+    if (stage.audit) parts.audit = stage.audit;
+  }
   return parts;
 }
 

@@ -97,6 +97,12 @@ export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
    * row is checked against it; without, the row is kept as `data jsonb`.
    */
   target: { table: string; key: string; columns?: JsonSchema };
+  /**
+   * A random audit: this share (0..1) of the items that would be committed
+   * is sent to review first (`reason: audit sample`), the same items for the
+   * same stage version, so people check what the validator passed.
+   */
+  audit?: { sample: number };
   /** The row to upsert for this item. Its `key` field must be present. */
   row: (input: StageInput<Item>) => JsonObject;
 }

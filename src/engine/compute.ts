@@ -1,3 +1,4 @@
+import { sha256 } from "../core/hash.ts";
 import { compileSchema } from "../core/schema.ts";
 import { errorMessage } from "../core/errors.ts";
 import type { ItemStatus } from "../core/status.ts";
@@ -39,7 +40,17 @@ export function computeCommit(def: CommitStage, loaded: LoadedInput): ItemResult
     const checked = compileSchema(def.target.columns)(row);
     if (!checked.ok) return failed(itemId, loaded.inputHash, "deterministic", `commit row does not fit the columns of ${def.target.table}: ${checked.errors.join("; ")}`);
   }
-  return computed(itemId, loaded.inputHash, "committed", row, { targetRow: { key: String(key), itemId, data: row } });
+  const targetRow = { key: String(key), itemId, data: row };
+  // The audit sample goes to review first; its row is written once a person approves it.
+  if (def.audit && inAuditSample(itemId, def.audit.sample)) {
+    return computed(itemId, loaded.inputHash, "needs_review", row, { targetRow, errorMessage: `audit sample: ${Math.round(def.audit.sample * 1000) / 10}% of the items committed are checked by a person` });
+  }
+  return computed(itemId, loaded.inputHash, "committed", row, { targetRow });
+}
+
+/** Whether an item is in an audit sample of this share: by a hash of its id, so the same items every run. */
+export function inAuditSample(itemId: string, share: number): boolean {
+  return parseInt(sha256(`audit\u0000${itemId}`).slice(0, 8), 16) / 0x1_0000_0000 < share;
 }
 
 const VERDICT_STATUS: Record<ValidationVerdict["status"], ItemStatus> = {

@@ -1,6 +1,7 @@
 import type { CommitStage } from "../core/types.ts";
 import { decisionsInForce, editsInForce, requeueDecided } from "../store/reviews.ts";
 import { reopenRun } from "../store/runs.ts";
+import { compileSchema } from "../core/schema.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { ItemResult } from "./results.ts";
 
@@ -24,7 +25,10 @@ export async function applyDecisions(ctx: RunContext, stage: StagePlan, results:
     const d = decisions.get(r.itemId);
     if (!d) continue;
     const verb = d.decision === "reject" ? "rejected" : d.decision === "edit" ? "edited" : "approved";
-    r.status = d.decision === "reject" ? "rejected" : "validated";
+    // At a commit stage (an audit sample), an approved row is committed, with its edits.
+    const commit = ctx.pipeline.stages[stage.index]!.kind === "commit";
+    r.status = d.decision === "reject" ? "rejected" : commit ? "committed" : "validated";
+    if (commit && d.edits && r.targetRow && r.status === "committed") editRow(ctx, stage, r, d.edits);
     r.reviewId = d.id;
     r.errorClass = undefined;
     r.errorMessage = `${verb} by ${d.reviewer}${d.note ? `: ${d.note}` : ""}${r.errorMessage ? ` (was: ${r.errorMessage})` : ""}`;
@@ -33,16 +37,32 @@ export async function applyDecisions(ctx: RunContext, stage: StagePlan, results:
 
 /** A commit's rows with the reviewers' edits of their items laid over (in place, before they are written). */
 export async function applyEdits(ctx: RunContext, stage: StagePlan, results: ItemResult[]): Promise<void> {
-  const def = ctx.pipeline.stages[stage.index] as CommitStage;
-  const rows = results.filter((r) => r.targetRow);
+  const rows = results.filter((r) => r.targetRow && r.status === "committed" && !r.reviewId);
   if (rows.length === 0) return;
   const edits = await editsInForce(ctx.db, ctx.runId, rows.map((r) => r.itemId));
   for (const r of rows) {
     const e = edits.get(r.itemId);
-    if (!e) continue;
-    const { [def.target.key]: _key, ...fields } = e;
-    r.targetRow = { ...r.targetRow!, data: { ...(r.targetRow!.data as Record<string, unknown>), ...fields } };
+    if (e) editRow(ctx, stage, r, e);
   }
+}
+
+/**
+ * A commit result's row with a reviewer's fields set (never its key). Edits
+ * that make the row no longer fit a typed target's columns fail the item,
+ * with the reason, instead of the write.
+ */
+function editRow(ctx: RunContext, stage: StagePlan, r: ItemResult, edits: Record<string, unknown>): void {
+  const def = ctx.pipeline.stages[stage.index] as CommitStage;
+  const { [def.target.key]: _key, ...fields } = edits;
+  const data = { ...(r.targetRow!.data as Record<string, unknown>), ...fields };
+  const checked = def.target.columns ? compileSchema(def.target.columns)(data) : undefined;
+  if (checked && !checked.ok) {
+    r.status = "failed_terminal";
+    r.errorClass = "deterministic";
+    r.errorMessage = `the reviewer's edits do not fit the columns of ${def.target.table}: ${checked.errors.join("; ")}`;
+    return;
+  }
+  r.targetRow = { ...r.targetRow!, data };
 }
 
 /**
