@@ -19,6 +19,17 @@ export function formatCompare(r: CompareResult, showChanged = 10): string {
   if (r.gatedOutNow) lines.push(`gated out by the current gate: ${r.gatedOutNow}`);
   if (r.failedNow) lines.push(`failed with the current definition: ${r.failedNow}`);
   if (r.labels?.length) lines.push(...formatLabels(r.stage, r.labels, "  "));
+  if (r.people) {
+    lines.push("", `agreement with people (${r.people.labelled} sampled item(s) labelled in review)`);
+    for (const after of r.people.after) {
+      const before = r.people.before.find((b) => b.field === after.field);
+      lines.push(`  ${after.field}: current ${after.same}/${after.compared} (${pct(after.agreement)})${before ? `, run ${r.baseRunId} ${before.same}/${before.compared} (${pct(before.agreement)})` : ""}`);
+      for (const l of after.byLabel) {
+        const b = before?.byLabel.find((x) => x.label === l.label);
+        lines.push(`    ${l.label.padEnd(14)} current ${l.same}/${l.compared} (${pct(l.agreement)})${b ? `  before ${b.same}/${b.compared} (${pct(b.agreement)})` : ""}`);
+      }
+    }
+  }
   lines.push(
     "",
     `cost per item  before ${usd(r.before.costPerItemUsd)}  after ${usd(r.after.costPerItemUsd)}` +
@@ -56,7 +67,7 @@ export async function compareCli(options: CompareCliOptions): Promise<CompareRes
       process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
       const result = await compareStage(
         { db, pipeline, providers: preset.providers, signal: controller.signal },
-        { stage: options.stage, sample: options.sample, seed: options.seed, from: options.from },
+        { stage: options.stage, sample: options.sample, seed: options.seed, from: options.from, labelled: options.labelled },
       );
       if (options.json) printJson(result);
       else process.stdout.write(`${formatCompare(result)}\n`);
@@ -77,8 +88,9 @@ export function compareCommand(): Command {
     .requiredOption("-n, --sample <n>", "how many items to sample")
     .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
     .option("--from <runId>", "the run to compare against (default: the latest finished run that reached the stage)")
+    .option("--labelled", "sample only items people labelled in review, to judge the definition against them")
     .option("--json", "print the result as one JSON object")
-    .action(async (pipeline: string, opts: { stage: string; sample: string; seed: string; from?: string; json?: boolean }) => {
-      await compareCli({ pipeline, stage: opts.stage, sample: parsePositiveInt(opts.sample, "--sample"), seed: opts.seed, from: opts.from, json: opts.json });
+    .action(async (pipeline: string, opts: { stage: string; sample: string; seed: string; from?: string; labelled?: boolean; json?: boolean }) => {
+      await compareCli({ pipeline, stage: opts.stage, sample: parsePositiveInt(opts.sample, "--sample"), seed: opts.seed, from: opts.from, labelled: opts.labelled, json: opts.json });
     });
 }

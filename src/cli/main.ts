@@ -4,6 +4,7 @@ import { commitCommand, historyCommand, revertCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
+import { labelsCommand } from "./labels.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { reportCommand } from "./report.ts";
 import { rerunCommand } from "./rerun.ts";
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
     commitCommand(),
     revertCommand(),
     historyCommand(),
+    labelsCommand(),
     reportCommand(),
     scheduleCommand(),
     simCommand(),

@@ -13,7 +13,8 @@ import type { Database } from "../store/database.ts";
 import { itemsReachingStage, latestRunReachingStage, versionOutputsFor, workOutputsWithCost } from "../store/reports.ts";
 import type { RunRow } from "../store/runs.ts";
 import type { ChangedItem, ItemAtStage } from "./diff.ts";
-import { enumFields, labelsDiffer, labelTable, type LabelTable } from "./labels.ts";
+import { labelledItems } from "../store/reviews.ts";
+import { agreementWithPeople, enumFields, humanLabels, labelsDiffer, labelTable, type HumanAgreement, type LabelTable } from "./labels.ts";
 
 /**
  * An evaluation slice: run a stage's current definition on a reproducible
@@ -32,6 +33,8 @@ export interface CompareRequest {
   seed?: string;
   /** The run to compare against; default: the latest finished run in which items reached the stage. */
   from?: string;
+  /** Sample only among items people labelled in review (see `sluice labels`). */
+  labelled?: boolean;
 }
 
 export interface CompareSide {
@@ -55,6 +58,11 @@ export interface CompareResult {
   agreement: { compared: number; equal: number; rate: number };
   /** For classify-like stages: label agreement per enum field. */
   labels?: LabelTable[];
+  /**
+   * For classify-like stages, where people labelled sampled items in review:
+   * how often each side's labels are theirs, per field and per label.
+   */
+  people?: { labelled: number; before: HumanAgreement[]; after: HumanAgreement[] };
   /** Sampled items the current gate keeps out, and those the current definition failed on. */
   gatedOutNow: number;
   failedNow: number;
@@ -126,7 +134,13 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
   const stage: StagePlan = { ...current, index: baseIndex.get(def.id) ?? current.index, reads };
   const beforeVersion = base.stages.find((s) => s.id === def.id)?.version ?? "";
 
-  const reached = await itemsReachingStage(db, base.id, def.id);
+  const fields = enumFields(def.kind, versionParts(def));
+  const people = fields.length ? humanLabels(await labelledItems(db, pipeline.id), def.id, fields) : new Map<string, Record<string, string>>();
+  let reached = await itemsReachingStage(db, base.id, def.id);
+  if (request.labelled) {
+    reached = reached.filter((id) => people.has(id));
+    if (reached.length === 0) throw new SluiceError(`no item that reached ${def.id} in run ${base.id} was labelled in review (sluice review, then sluice labels export to see them)`);
+  }
   const ids = sampleItems(reached, request.sample, seed);
 
   const beforeRows = await workOutputsWithCost(db, base.id, def.id, ids);
@@ -164,10 +178,10 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
     }
     if (!same || b?.status !== a?.status) changed.push({ itemId: o.itemId, before: b ? { status: b.status, output: b.output } : null, after: a });
   }
-  const fields = enumFields(def.kind, versionParts(def));
   // Label changes first: for a classifier they matter more than a moved confidence.
   const rank = (c: ChangedItem) => (fields.length && labelsDiffer(fields, c.before?.output, c.after?.output) ? 0 : 1);
   changed.sort((x, y) => rank(x) - rank(y) || x.itemId.localeCompare(y.itemId));
+  const sampledPeople = new Map(ids.filter((id) => people.has(id)).map((id) => [id, people.get(id)!]));
   const withOutputs = outcomes.filter((o) => o.after?.output != null);
   const beforeWith = [...before.values()].filter((b) => b.has);
   const round = (n: number) => Math.round(n * 1e8) / 1e8;
@@ -182,6 +196,7 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
     sampled: ids.length,
     agreement: { compared, equal, rate: compared ? equal / compared : 1 },
     labels: fields.length ? labelTable(fields, before, afterMap) : undefined,
+    people: sampledPeople.size ? { labelled: sampledPeople.size, before: agreementWithPeople(fields, sampledPeople, before), after: agreementWithPeople(fields, sampledPeople, afterMap) } : undefined,
     gatedOutNow: outcomes.filter((o) => o.after?.status === "gated_out").length,
     failedNow: outcomes.filter((o) => o.failed).length,
     changed,

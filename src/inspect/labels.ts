@@ -91,3 +91,54 @@ export function labelTable(fields: string[], before: Map<string, { output: unkno
       .sort((x, y) => y.count - x.count || x.from.localeCompare(y.from) || x.to.localeCompare(y.to)),
   }));
 }
+
+/** Agreement with people for one label field, overall and per label (the label people gave). */
+export interface HumanAgreement {
+  field: string;
+  compared: number;
+  same: number;
+  agreement: number;
+  byLabel: { label: string; compared: number; same: number; agreement: number }[];
+}
+
+/**
+ * The labels people gave, by item: for each item approved or edited (a
+ * rejection says the model was wrong, not what is right), the labelled
+ * stage's output as it was reviewed, with the reviewer's edits of the same
+ * fields laid over.
+ */
+export function humanLabels(items: readonly { item_id: string; decision: string; edits: Record<string, unknown> | null; outputs: Record<string, unknown> | null }[], stageId: string, fields: string[]): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  for (const item of items) {
+    if (item.decision === "reject") continue;
+    const labels = labelsOf(item.outputs?.[stageId], fields);
+    for (const [k, v] of Object.entries(item.edits ?? {})) if (typeof v === "string" && (k in labels || fields.includes(k))) labels[k] = v;
+    if (Object.keys(labels).length) out.set(item.item_id, { ...out.get(item.item_id), ...labels });
+  }
+  return out;
+}
+
+/** How often outputs carry the labels people gave, per field and per label. */
+export function agreementWithPeople(fields: string[], people: Map<string, Record<string, string>>, outputs: Map<string, { output: unknown }>): HumanAgreement[] {
+  const byField = new Map<string, Map<string, { compared: number; same: number }>>();
+  for (const [itemId, labels] of people) {
+    const got = outputs.get(itemId);
+    if (!got) continue;
+    const model = labelsOf(got.output, fields);
+    for (const [field, label] of Object.entries(labels)) {
+      if (model[field] === undefined) continue;
+      let perLabel = byField.get(field);
+      if (!perLabel) byField.set(field, (perLabel = new Map()));
+      const c = perLabel.get(label) ?? { compared: 0, same: 0 };
+      c.compared++;
+      if (model[field] === label) c.same++;
+      perLabel.set(label, c);
+    }
+  }
+  return [...byField.entries()].map(([field, perLabel]) => {
+    const byLabel = [...perLabel.entries()].map(([label, c]) => ({ label, ...c, agreement: c.same / c.compared })).sort((a, b) => b.compared - a.compared || a.label.localeCompare(b.label));
+    const compared = byLabel.reduce((s, l) => s + l.compared, 0);
+    const same = byLabel.reduce((s, l) => s + l.same, 0);
+    return { field, compared, same, agreement: compared ? same / compared : 1, byLabel };
+  });
+}

@@ -192,12 +192,35 @@ export async function reviewItem(db: Database, runId: string, itemId: string): P
   return { input: item.data, stages, attempts };
 }
 
-/** Every decision in force for a pipeline's items (the latest per item, stage and input), oldest first: the labelled set. */
-export async function decisionsOf(db: Database, pipeline: string): Promise<(DecisionRow & { item_id: string; stage_id: string; decided_at: string; run_id: string | null })[]> {
-  return db.rows(sql`
-    SELECT * FROM (
-      SELECT DISTINCT ON (stage_id, item_id) id, stage_id, item_id, decision, edits, reviewer, note, run_id, decided_at
-      FROM review_decisions WHERE pipeline = ${pipeline}
+export interface LabelledItem {
+  item_id: string;
+  /** The stage that sent the item to review. */
+  stage_id: string;
+  decision: Decision;
+  edits: Record<string, unknown> | null;
+  reviewer: string;
+  note: string | null;
+  decided_at: string;
+  run_id: string | null;
+  /** The item as the reviewed run loaded it. */
+  input: unknown;
+  /** Every stage's output for the item in the reviewed run, by stage id. */
+  outputs: Record<string, unknown> | null;
+}
+
+/**
+ * The labelled set: for each item of a pipeline a person decided, the
+ * decision in force (the latest per item and reviewed stage), with the item
+ * and every stage's output as the reviewed run had them.
+ */
+export async function labelledItems(db: Database, pipeline: string): Promise<LabelledItem[]> {
+  return db.rows<LabelledItem>(sql`
+    SELECT d.item_id, d.stage_id, d.decision, d.edits, d.reviewer, d.note, d.decided_at, d.run_id, i.data AS input,
+      (SELECT jsonb_object_agg(w.stage_id, o.output) FROM work w JOIN stage_outputs o ON o.id = w.output_id
+        WHERE w.run_id = d.run_id AND w.item_id = d.item_id) AS outputs
+    FROM (
+      SELECT DISTINCT ON (stage_id, item_id) * FROM review_decisions WHERE pipeline = ${pipeline}
       ORDER BY stage_id, item_id, id DESC) d
-    ORDER BY id`);
+    LEFT JOIN run_items i ON i.run_id = d.run_id AND i.item_id = d.item_id
+    ORDER BY d.item_id, d.stage_id`);
 }

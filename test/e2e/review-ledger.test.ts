@@ -1,3 +1,7 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/store/index.ts";
 import { dumpTarget } from "../../src/store/reports.ts";
@@ -68,7 +72,7 @@ for (const store of stores) {
         const [approve, edit, reject, alsoReject] = queue.map((q) => q.item_id);
 
         await cli(["review", "approve", first.runId, approve!, "--by", "alice", "--note", "fine as it is"], env);
-        await cli(["review", "edit", first.runId, edit!, "--set", "order_id=ORD-REVIEWED", "--set", "amount=12.5", "--by", "bob"], env);
+        await cli(["review", "edit", first.runId, edit!, "--set", "order_id=ORD-REVIEWED", "--set", "amount=12.5", "--set", "category=other", "--by", "bob"], env);
         await cli(["review", "reject", first.runId, reject!, alsoReject!], env);
         // Unknown items, and no selection at all, are refused with a reason.
         const unknown = await runCli(["review", "approve", first.runId, "T-99999"], env);
@@ -90,9 +94,26 @@ for (const store of stores) {
         const rows = (await dump(env)).map((r) => JSON.parse(r) as { key: string; status: string; data: Record<string, unknown> });
         const byKey = new Map(rows.map((r) => [r.key, r]));
         expect(byKey.get(approve!)?.status).toBe("active");
-        expect(byKey.get(edit!)?.data).toMatchObject({ order_id: "ORD-REVIEWED", amount: 12.5 });
+        expect(byKey.get(edit!)?.data).toMatchObject({ order_id: "ORD-REVIEWED", amount: 12.5, category: "other" });
         expect(byKey.has(reject!)).toBe(false);
         expect(rows.filter((r) => r.status === "active").length).toBe(after.committed);
+
+        // The decisions as a labelled set: the approved item keeps the model's label, the edited one has the reviewer's.
+        const file = join(mkdtempSync(join(tmpdir(), "sluice-labels-")), "labels.csv");
+        await cli(["labels", "export", "ticket-triage", "--format", "csv", "--out", file], env);
+        const exported = parse(readFileSync(file, "utf8"), { columns: true }) as Record<string, string>[];
+        expect(exported.map((r) => [r.item_id, r.decision]).sort()).toEqual([[approve, "approve"], [edit, "edit"], [reject, "reject"], [alsoReject, "reject"]].sort());
+        const labelOf = (id: string) => exported.find((r) => r.item_id === id)!["label.category"];
+        expect(labelOf(edit!)).toBe("other");
+        expect(labelOf(reject!)).toBe("");
+        expect(exported.find((r) => r.item_id === approve)!["item.subject"]).toBeTruthy();
+        // The classifier judged against those labels: it agrees with the approval, not with the edit.
+        const judged = lastJson<{ people: { labelled: number; after: { field: string; compared: number; same: number; byLabel: { label: string }[] }[] } }>(
+          (await cli(["compare", "ticket-triage", "--stage", "classify", "--sample", "10", "--labelled", "--json"], env)).stdout,
+        );
+        expect(judged.people.labelled).toBe(2);
+        expect(judged.people.after).toEqual([expect.objectContaining({ field: "category", compared: 2, same: 1 })]);
+        expect(judged.people.after[0]!.byLabel.map((l) => l.label)).toContain("other");
 
         // A new run over the same input reuses every output: the decisions hold, nothing is asked again.
         const again = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
