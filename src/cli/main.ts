@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { SluiceError } from "../core/errors.ts";
 import { compareCommand } from "./compare.ts";
+import { costCommand } from "./cost.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { quarantineCommand } from "./quarantine.ts";
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     dlqCommand(),
     scheduleCommand(),
     simCommand(),
+    costCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }
