@@ -4,6 +4,7 @@ import { compareCommand } from "./compare.ts";
 import { costCommand } from "./cost.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
+import { estimateCommand } from "./estimate.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { rerunCommand } from "./rerun.ts";
 import { resumeCommand } from "./resume.ts";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     dlqCommand(),
     scheduleCommand(),
     simCommand(),
+    estimateCommand(),
     costCommand(),
   ]) {
     program.addCommand(command.exitOverride());
