@@ -4,6 +4,7 @@ import { compareCommand } from "./compare.ts";
 import { costCommand } from "./cost.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
+import { driftCommand } from "./drift.ts";
 import { estimateCommand } from "./estimate.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { rerunCommand } from "./rerun.ts";
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
     simCommand(),
     estimateCommand(),
     costCommand(),
+    driftCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }

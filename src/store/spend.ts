@@ -287,7 +287,7 @@ export async function fieldCounts(db: Database, runIds: readonly string[], stage
 export interface OutputCostRow {
   run_id: string;
   stage_id: string;
-  /** Items with an output at the stage. */
+  /** Items whose output was paid for (by this run or the one that made it): provider requests with billed tokens. */
   items: number;
   /** What those outputs cost when they were made, wherever they were made. */
   cost: number;
@@ -297,8 +297,10 @@ export interface OutputCostRow {
 
 /**
  * Per run and stage: what the outputs the run used cost to make, and the
- * tokens their requests took, whether the run made them or reused them. A
- * run that reused everything thus still reports what an item costs.
+ * tokens their requests took, whether the run made them or reused them (a
+ * run that reused everything still reports what an item costs). Outputs no
+ * request was paid for (answered by the request cache, or by a function) are
+ * left out: they say nothing about what computing an item costs.
  */
 export async function outputCosts(db: Database, runIds: readonly string[]): Promise<OutputCostRow[]> {
   return db.rows<OutputCostRow>(sql`
@@ -312,6 +314,7 @@ export async function outputCosts(db: Database, runIds: readonly string[]): Prom
       GROUP BY 1, 2, 3)
     SELECT u.run_id, u.stage_id, count(*)::int AS items, coalesce(sum(u.cost_usd), 0)::float8 AS cost,
       coalesce(sum(t.input_tokens), 0)::float8 AS input_tokens, coalesce(sum(t.output_tokens), 0)::float8 AS output_tokens
-    FROM used u LEFT JOIN tokens t ON t.run_id = u.made_in AND t.stage_id = u.stage_id AND t.item_id = u.item_id
+    FROM used u JOIN tokens t ON t.run_id = u.made_in AND t.stage_id = u.stage_id AND t.item_id = u.item_id
+    WHERE t.input_tokens > 0
     GROUP BY 1, 2`);
 }
