@@ -104,7 +104,7 @@ export async function readItems(path: string, pipeline: PipelineDef): Promise<{ 
  * store: a run over it is an ordinary run, and the same sample of the same
  * input is the same file (so a second `--sample` pays nothing).
  */
-async function writeSample(env: NodeJS.ProcessEnv, pipeline: PipelineDef, input: string, items: EstimateItem[], n: number, seed: string): Promise<string> {
+export async function writeSample(env: NodeJS.ProcessEnv, pipeline: PipelineDef, input: string, items: EstimateItem[], n: number, seed: string): Promise<string> {
   const chosen = new Set(sampleItems(items.map((i) => i.itemId), n, seed));
   const rows = items.filter((i) => chosen.has(i.itemId)).map((i) => i.item as Record<string, unknown>);
   const dir = env.SLUICE_DATA_DIR && !env.DATABASE_URL ? join(dirname(env.SLUICE_DATA_DIR), "samples") : join(process.cwd(), ".sluice", "samples");

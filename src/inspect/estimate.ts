@@ -165,9 +165,15 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
 
     // Items that arrive for certain: their gate is evaluated for real.
     const arriving: { itemId: string; chunk: ChunkItem; inputHash: string; input: ReturnType<typeof stageInput>["input"] }[] = [];
+    // For a gated model stage: request sizes of the known items before and after the gate (see `gateSelection`).
+    const sizes: { tokens: number; passed: boolean }[] = [];
+    const measure = isLlmStage(def) && def.when !== undefined && unknown.length > 0;
     for (const k of known) {
       const loaded = stageInput(ctx, stage, k.itemId, k.chunk);
-      if (gate(def, k.itemId, loaded.input)) continue;
+      const tokens = measure ? estimateInputTokens(buildRequest(def as LlmStage, loaded.input, customIdFor(stage, k.itemId))) : 0;
+      const stopped = gate(def, k.itemId, loaded.input);
+      if (measure) sizes.push({ tokens, passed: !stopped });
+      if (stopped) continue;
       arriving.push({ ...k, inputHash: loaded.inputHash, input: loaded.input });
     }
     const stored = await storedFor(db, pipeline.id, stage, arriving.map((x) => x.itemId));
@@ -190,7 +196,8 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, g) }));
     const expected = sumRange(reachUnknown.map((u) => u.q));
     const spread = z * Math.sqrt(reachUnknown.reduce((s, u) => s + u.q.mid * (1 - u.q.mid), 0));
-    est.reach = { low: arriving.length + Math.max(0, expected.low - spread), mid: arriving.length + expected.mid, high: arriving.length + expected.high + spread };
+    // No more can reach the stage than arrive at it.
+    est.reach = { low: arriving.length + Math.max(0, expected.low - spread), mid: arriving.length + expected.mid, high: arriving.length + Math.min(reachUnknown.length, expected.high + spread) };
 
     if (!isLlmStage(def)) {
       for (const x of toCompute) {
@@ -259,9 +266,14 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     const knownCalls = paid.size;
     const knownTokens = [...paid.values()].reduce((s, p) => s + p.tokens, 0);
     est.model = def.model;
-    est.calls = { low: knownCalls + Math.max(0, expected.low - spread), mid: knownCalls + expected.mid, high: knownCalls + expected.high + spread };
-    const inputAt = (calls: number, fit: number, t: number) => (knownTokens + (calls - knownCalls) * meanUnknownTokens) * fit * t;
-    est.inputTokens = { low: inputAt(est.calls.low, calibration.low, tries.low), mid: inputAt(est.calls.mid, calibration.mid, tries.mid), high: inputAt(est.calls.high, calibration.high, tries.high) };
+    est.calls = { low: knownCalls + Math.max(0, expected.low - spread), mid: knownCalls + expected.mid, high: knownCalls + Math.min(reachUnknown.length, expected.high + spread) };
+    const selection = gateSelection(def, sizes, unknown.length > 0, z);
+    const inputAt = (calls: number, fit: number, t: number, sel: number) => (knownTokens + (calls - knownCalls) * meanUnknownTokens * sel) * fit * t;
+    est.inputTokens = {
+      low: inputAt(est.calls.low, calibration.low, tries.low, selection.low),
+      mid: inputAt(est.calls.mid, calibration.mid, tries.mid, selection.mid),
+      high: inputAt(est.calls.high, calibration.high, tries.high, selection.high),
+    };
     const outSpread = (calls: number) => z * stats.sd_output * Math.sqrt(calls);
     est.outputTokens = {
       low: Math.max(0, est.calls.low * tries.low * out.low - outSpread(est.calls.low)),
@@ -285,6 +297,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
 
     est.basis.push(`${knownCalls} request${knownCalls === 1 ? "" : "s"} built and counted${unknown.length ? `, ${fmtRange(expected)} more expected after upstream answers` : ""}`);
     if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId));
+    if (selection.basis) est.basis.push(selection.basis);
     est.basis.push(
       stats.answers
         ? `output tokens: ${out.mid.toFixed(1)} per answer on average over ${stats.answers} earlier answers (sd ${stats.sd_output.toFixed(1)})`
@@ -353,6 +366,39 @@ function rate(k: number | undefined, n: number | undefined, z: number, guess: "g
 function describeRate(what: string, r: Rate, runId: string | undefined): string {
   if (!r.n) return `${what}: unknown (no earlier run), taken as ${pct(r.low)}–${pct(r.high)}`;
   return `${what}: ${pct(r.mid)} (${pct(r.low)}–${pct(r.high)}) over ${r.n} items of run ${runId}`;
+}
+
+/** Width of the input-token range for a gate's selection when no item of the input shows it. */
+const SELECTION_MARGIN = 0.25;
+
+/**
+ * How much larger (or smaller) the requests of items a gate lets through are
+ * than those of all items that reach it: a gate on a label is rarely blind to
+ * length (bug reports are long, spam is short). Measured on the known items
+ * of this input (a sample run's, a rerun's) that met the gate, as the
+ * token-weighted pass rate over the pass rate, with the ratio estimator's
+ * standard error; without such items, ±25% around 1.
+ */
+function gateSelection(def: LlmStage, sizes: { tokens: number; passed: boolean }[], anyUnknown: boolean, z: number): Range & { basis?: string } {
+  if (!def.when || !anyUnknown) return { low: 1, mid: 1, high: 1 };
+  const passed = sizes.filter((x) => x.passed);
+  const total = sizes.reduce((s, x) => s + x.tokens, 0);
+  if (passed.length < 10 || sizes.length < 2 || total === 0) {
+    return { low: 1 - SELECTION_MARGIN, mid: 1, high: 1 + SELECTION_MARGIN, basis: `requests of items the gate lets through: no item of this input met the gate yet, so ±${SELECTION_MARGIN * 100}% around the average request` };
+  }
+  const n = sizes.length;
+  const byCount = passed.length / n;
+  const byTokens = passed.reduce((s, x) => s + x.tokens, 0) / total;
+  const meanTokens = total / n;
+  const se = Math.sqrt(sizes.reduce((s, x) => s + (x.tokens * ((x.passed ? 1 : 0) - byTokens)) ** 2, 0) / (n * (n - 1))) / meanTokens;
+  const factor = byTokens / byCount;
+  const half = Math.min(0.9, (z * se) / byTokens);
+  return {
+    low: factor * (1 - half),
+    mid: factor,
+    high: factor * (1 + half),
+    basis: `requests of items the gate lets through: x${factor.toFixed(3)} (±${(half * 100).toFixed(0)}%) the average, from the ${passed.length} of ${n} known items of this input it let through`,
+  };
 }
 
 /** Output tokens per answer: observed mean ± its standard error, or without observations up to `maxTokens`. */
