@@ -9,7 +9,9 @@ import { enumFields } from "./labels.ts";
  * items a gate kept out, a filter dropped, a stage failed or sent to review
  * (two-proportion z-test), and tokens and cost per item (relative change).
  * A change is flagged when it is both larger than its threshold and
- * significant at `alpha`, so a small run's noise is not taken for drift.
+ * significant at `alpha`, so a small run's noise is not taken for drift
+ * (per-item figures are compared only between runs with 30 paid items or
+ * more at the stage).
  */
 
 export interface DriftThresholds {
@@ -37,7 +39,7 @@ export interface StageRun {
   /** Per enum field of the output: items by value. */
   labels: Record<string, Record<string, number>>;
   /** Over items whose output was paid for: what making it cost, and the tokens its requests took (reused outputs at what they cost when made; cache hits left out). */
-  perItem: { items: number; tokens: number | null; costUsd: number | null };
+  perItem: { items: number; tokens: number | null; costUsd: number | null; sdTokens: number; sdCostUsd: number };
 }
 
 export interface DriftFlag {
@@ -121,7 +123,13 @@ export async function driftReport(db: Database, pipeline: string, options: { las
         handled: c.handled,
         rates,
         labels,
-        perItem: { items, tokens: items ? (Number(cost!.input_tokens) + Number(cost!.output_tokens)) / items : null, costUsd: items ? cost!.cost / items : null },
+        perItem: {
+          items,
+          tokens: items ? (Number(cost!.input_tokens) + Number(cost!.output_tokens)) / items : null,
+          costUsd: items ? cost!.cost / items : null,
+          sdTokens: cost?.sd_tokens ?? 0,
+          sdCostUsd: cost?.sd_cost ?? 0,
+        },
       };
     });
     const labelDivergence: Record<string, (number | null)[]> = {};
@@ -151,14 +159,20 @@ export async function driftReport(db: Database, pipeline: string, options: { las
           report.flags.push({ ...at, metric: r.name, before: x.value, after: y.value, change, threshold: thresholds.rate, p, message: `${stage.id}: ${r.label} ${pct(x.value)} → ${pct(y.value)} (${change > 0 ? "+" : ""}${(change * 100).toFixed(1)} points, p ${fmtP(p)}) ${before.runId} → ${after.runId}` });
         }
       }
-      for (const [metric, label, get] of [["tokensPerItem", "tokens per item", (s: StageRun) => s.perItem.tokens], ["costPerItem", "cost per item", (s: StageRun) => s.perItem.costUsd]] as const) {
+      const perItem = [
+        ["tokensPerItem", "tokens per item", (s: StageRun) => s.perItem.tokens, (s: StageRun) => s.perItem.sdTokens],
+        ["costPerItem", "cost per item", (s: StageRun) => s.perItem.costUsd, (s: StageRun) => s.perItem.sdCostUsd],
+      ] as const;
+      for (const [metric, label, get, sd] of perItem) {
         const x = get(before);
         const y = get(after);
-        if (x === null || y === null || (x === 0 && y === 0)) continue;
-        const change = x === 0 ? Infinity : (y - x) / x;
-        if (Math.abs(change) >= thresholds.relative) {
+        // Means of a few items say little: too few on either side, no comparison.
+        if (x === null || y === null || x === 0 || Math.min(before.perItem.items, after.perItem.items) < MIN_ITEMS) continue;
+        const change = (y - x) / x;
+        const p = welchP(x, sd(before), before.perItem.items, y, sd(after), after.perItem.items);
+        if (Math.abs(change) >= thresholds.relative && p < thresholds.alpha) {
           const show = (v: number) => (metric === "costPerItem" ? `$${v.toFixed(6)}` : v.toFixed(1));
-          report.flags.push({ ...at, metric, before: x, after: y, change, threshold: thresholds.relative, message: `${stage.id}: ${label} ${show(x)} → ${show(y)} (${Number.isFinite(change) ? `${change > 0 ? "+" : ""}${(change * 100).toFixed(0)}%` : "from nothing"}) ${before.runId} → ${after.runId}` });
+          report.flags.push({ ...at, metric, before: x, after: y, change, threshold: thresholds.relative, p, message: `${stage.id}: ${label} ${show(x)} → ${show(y)} (${change > 0 ? "+" : ""}${(change * 100).toFixed(0)}%, p ${fmtP(p)}) ${before.runId} → ${after.runId}` });
         }
       }
     }
@@ -214,6 +228,17 @@ export function gTest(a: Record<string, number>, b: Record<string, number>): num
     }
   }
   return chiSquareSurvival(g, keys.length - 1);
+}
+
+/** Paid items a run needs at a stage before its tokens and cost per item are compared. */
+const MIN_ITEMS = 30;
+
+/** Two-sided p-value of the difference of two means (Welch's statistic, normal approximation: both sides have at least 30 items). */
+export function welchP(m1: number, sd1: number, n1: number, m2: number, sd2: number, n2: number): number {
+  const se = Math.sqrt((sd1 * sd1) / n1 + (sd2 * sd2) / n2);
+  if (se === 0) return m1 === m2 ? 1 : 0;
+  const z = (m2 - m1) / se;
+  return chiSquareSurvival(z * z, 1);
 }
 
 /** Two-sided p-value of the two-proportion z-test (pooled). */

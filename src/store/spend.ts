@@ -293,6 +293,9 @@ export interface OutputCostRow {
   cost: number;
   input_tokens: number;
   output_tokens: number;
+  /** Standard deviations over those items of their cost and of their tokens (in and out). */
+  sd_cost: number;
+  sd_tokens: number;
 }
 
 /**
@@ -313,7 +316,8 @@ export async function outputCosts(db: Database, runIds: readonly string[]): Prom
       FROM attempts a WHERE a.run_id IN (SELECT DISTINCT made_in FROM used)
       GROUP BY 1, 2, 3)
     SELECT u.run_id, u.stage_id, count(*)::int AS items, coalesce(sum(u.cost_usd), 0)::float8 AS cost,
-      coalesce(sum(t.input_tokens), 0)::float8 AS input_tokens, coalesce(sum(t.output_tokens), 0)::float8 AS output_tokens
+      coalesce(sum(t.input_tokens), 0)::float8 AS input_tokens, coalesce(sum(t.output_tokens), 0)::float8 AS output_tokens,
+      coalesce(stddev_samp(u.cost_usd), 0)::float8 AS sd_cost, coalesce(stddev_samp(t.input_tokens + t.output_tokens), 0)::float8 AS sd_tokens
     FROM used u JOIN tokens t ON t.run_id = u.made_in AND t.stage_id = u.stage_id AND t.item_id = u.item_id
     WHERE t.input_tokens > 0
     GROUP BY 1, 2`);

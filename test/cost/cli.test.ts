@@ -22,18 +22,21 @@ describe("the cost commands", () => {
       expect(r.code, args.join(" ")).toBe(1);
       expect(r.stderr.trim().split("\n").at(-1), args.join(" ")).toBe(message);
     }
-  });
+  }, 120_000);
 
-  it("run --dry-run prints the estimate and records nothing; drift --fail-on-drift exits 2 on a changed prompt", async () => {
+  it("run --dry-run prints the estimate and records nothing", async () => {
     const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir(), SLUICE_PROVIDER: "inprocess" });
-    const slice = demoSlice(150);
-    const dry = await runCli(["run", "ticket-triage", "--input", slice, "--dry-run", "--json"], env);
+    const dry = await runCli(["run", "ticket-triage", "--input", demoSlice(100), "--dry-run", "--json"], env);
     expect(dry.code).toBe(0);
     const est = lastJson(dry.stdout);
     expect(est.pipeline).toBe("ticket-triage");
     expect(est.costUsd.high).toBeGreaterThan(0);
     expect(lastJson((await runCli(["status", "--json"], env)).stdout)).toEqual([]);
+  }, 120_000);
 
+  it("drift --fail-on-drift exits 2 on a changed prompt; cost rolls the runs up", async () => {
+    const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir(), SLUICE_PROVIDER: "inprocess" });
+    const slice = demoSlice(150);
     for (const pipeline of ["ticket-triage", "ticket-triage", writeDemoVariant("classify", { prompt: { user: CLASSIFY_URGENCY } })]) {
       const run = await runCli(["run", pipeline, "--input", slice, "--fresh", "--json"], env);
       expect(run.code, run.stderr).toBe(0);
@@ -50,5 +53,5 @@ describe("the cost commands", () => {
     const [byStage, byModel] = lastJson(cost.stdout);
     expect(byStage.total.costUsd).toBeCloseTo(byModel.total.costUsd, 8);
     expect(byStage.groups.map((g: { key: string }) => g.key).sort()).toEqual(["ticket-triage/classify", "ticket-triage/extract"]);
-  });
+  }, 240_000);
 });

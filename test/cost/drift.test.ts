@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatDrift } from "../../src/cli/drift.ts";
-import { chiSquareSurvival, driftReport, gTest, jsDivergence, twoProportionP } from "../../src/inspect/drift.ts";
+import { chiSquareSurvival, driftReport, gTest, jsDivergence, twoProportionP, welchP } from "../../src/inspect/drift.ts";
 import { runPipeline } from "../../src/runners/local/index.ts";
 import { testDrivers, type TestDatabase } from "../../src/testing/databases.ts";
 import { demoSlice } from "../e2e/data.ts";
@@ -78,7 +78,10 @@ describe("drift statistics", () => {
     expect(gTest({ a: 50, b: 50 }, { a: 50, b: 50 })).toBeCloseTo(1, 6);
     expect(gTest({ a: 90, b: 10 }, { a: 10, b: 90 })).toBeLessThan(1e-6);
     expect(twoProportionP(50, 100, 50, 100)).toBeCloseTo(1, 6);
-    // z = 1.96 for 60/100 against 46.2/100-ish: the usual 5% boundary.
+    // z = 2.83 for 60/100 against 40/100.
     expect(twoProportionP(60, 100, 40, 100)).toBeCloseTo(0.0047, 3);
+    expect(welchP(10, 2, 100, 10, 2, 100)).toBe(1);
+    // z = 1 / sqrt(0.04 + 0.04) = 3.54
+    expect(welchP(10, 2, 100, 11, 2, 100)).toBeCloseTo(0.0004, 4);
   });
 });
