@@ -4,6 +4,7 @@
  * so absolute times from one run prove little.
  */
 import { benchChaos } from "./chaos.ts";
+import { benchCost } from "./cost.ts";
 import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   overhead: benchOverhead,
   rerun: benchRerun,
   chaos: benchChaos,
+  cost: benchCost,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

@@ -34,7 +34,7 @@ export function formatCompare(r: CompareResult, showChanged = 10): string {
     "",
     `cost per item  before ${usd(r.before.costPerItemUsd)}  after ${usd(r.after.costPerItemUsd)}` +
       (r.before.costPerItemUsd > 0 ? `  (${(r.after.costPerItemUsd / r.before.costPerItemUsd).toFixed(2)}x)` : ""),
-    `this comparison: ${r.after.providerCalls} provider call${r.after.providerCalls === 1 ? "" : "s"}, ${r.after.reused} reused, spent ${usd(r.after.spentUsd)}`,
+    `this comparison: ${r.after.providerCalls} provider call${r.after.providerCalls === 1 ? "" : "s"}, ${r.after.reused} reused, spent ${usd(r.after.spentUsd)}${r.after.providerCalls ? ` (recorded as ${r.recordedAs})` : ""}`,
   );
   if (r.changed.length) {
     lines.push("", `changed items (${r.changed.length}${r.changed.length > showChanged ? `, first ${showChanged}` : ""}):`);
@@ -60,7 +60,7 @@ export async function compareCli(options: CompareCliOptions): Promise<CompareRes
     const preset = await createProviders(env);
     const controller = new AbortController();
     setMaxListeners(0, controller.signal);
-    const onSignal = () => controller.abort(new CliError("interrupted; nothing was recorded"));
+    const onSignal = () => controller.abort(new CliError("interrupted; nothing was committed (calls already paid are recorded)"));
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {

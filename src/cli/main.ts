@@ -2,8 +2,11 @@ import { Command, CommanderError } from "commander";
 import { SluiceError } from "../core/errors.ts";
 import { commitCommand, historyCommand, revertCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
+import { costCommand } from "./cost.ts";
 import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
+import { driftCommand } from "./drift.ts";
+import { estimateCommand } from "./estimate.ts";
 import { labelsCommand } from "./labels.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { reportCommand } from "./report.ts";
@@ -42,6 +45,9 @@ export function buildProgram(): Command {
     scheduleCommand(),
     simCommand(),
     uiCommand(),
+    estimateCommand(),
+    costCommand(),
+    driftCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }

@@ -3,6 +3,7 @@ import { prepareRerun, type PreparedRerun, type RerunRequest } from "../engine/r
 import type { RunSummary } from "../inspect/summary.ts";
 import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
 import { loadPipeline, withStore } from "./common.ts";
+import { estimateRerunCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
@@ -84,7 +85,9 @@ export function rerunCommand(): Command {
     .option("--from <runId>", "base run (default: the latest finished run of the pipeline)")
     .option("--only", "stop after the named stage: downstream stages and the commit target are left alone")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
-    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean }) => {
-      await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
+    .option("--dry-run", "print what the rerun would pay for (sluice estimate) and exit: nothing is paid or recorded")
+    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean }) => {
+      if (opts.dryRun) await estimateRerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
+      else await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
     });
 }

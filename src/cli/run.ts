@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { checkInput, runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
+import { estimateCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
 
 export interface RunCliOptions {
@@ -36,9 +37,11 @@ export function runCommand(): Command {
     .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--fresh", "start a new run even if an unfinished one exists for this input")
+    .option("--dry-run", "print what the run would cost (sluice estimate) and exit: nothing is paid or recorded")
     .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
-    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; runner: string }) => {
-      if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
+    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string }) => {
+      if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, json: opts.json });
+      else if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
       else if (opts.runner === "local") await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh });
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });

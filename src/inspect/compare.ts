@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import pLimit from "p-limit";
 import { versionParts } from "../core/define.ts";
 import { errorMessage, SluiceError } from "../core/errors.ts";
@@ -12,6 +13,7 @@ import { cacheResponse, cachedResponses } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
 import { itemsReachingStage, latestRunReachingStage, versionOutputsFor, workOutputsWithCost } from "../store/reports.ts";
 import type { RunRow } from "../store/runs.ts";
+import { recordOutsideAttempts } from "../store/spend.ts";
 import type { ChangedItem, ItemAtStage } from "./diff.ts";
 import { labelledItems } from "../store/reviews.ts";
 import { agreementWithPeople, enumFields, humanLabels, labelsDiffer, labelTable, type HumanAgreement, type LabelTable } from "./labels.ts";
@@ -19,10 +21,12 @@ import { agreementWithPeople, enumFields, humanLabels, labelsDiffer, labelTable,
 /**
  * An evaluation slice: run a stage's current definition on a reproducible
  * sample of the items that reached it in the last run, and compare with what
- * that run used. Nothing is committed and no run is recorded: the only write
- * is to `request_cache` (a provider answer is paid for once, so a rerun of the
- * stage afterwards gets the sampled items for free). Reading earlier outputs
- * of the current version (reuse rule) or the request cache costs nothing.
+ * that run used. Nothing is committed and no run is recorded: the writes are
+ * to `request_cache` (a provider answer is paid for once, so a rerun of the
+ * stage afterwards gets the sampled items for free) and to `attempts` (what
+ * the calls cost, under the comparison's own `cmp_` id, for `sluice cost`).
+ * Reading earlier outputs of the current version (reuse rule) or the request
+ * cache costs nothing.
  */
 
 export interface CompareRequest {
@@ -70,6 +74,8 @@ export interface CompareResult {
   changed: ChangedItem[];
   before: CompareSide;
   after: CompareSide & { providerCalls: number; reused: number; spentUsd: number };
+  /** The id this comparison's paid calls are recorded under in `attempts` (`sluice cost --by run`). */
+  recordedAs: string;
 }
 
 export interface CompareOptions {
@@ -152,7 +158,8 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
     pipeline,
     providers: opts.providers,
     runId: base.id,
-    workerId: "compare",
+    // The id this comparison's paid calls are recorded under in `attempts`.
+    workerId: `cmp_${Date.now().toString(36)}${randomBytes(4).toString("hex")}`,
     plan,
     options: { ...DEFAULT_OPTIONS, ...opts.options },
     logger: silentLogger,
@@ -210,6 +217,7 @@ export async function compareStage(opts: CompareOptions, request: CompareRequest
       reused: outcomes.filter((o) => o.reused).length,
       spentUsd: round(outcomes.reduce((s, o) => s + o.spentUsd, 0)),
     },
+    recordedAs: ctx.workerId,
   };
 }
 
@@ -260,6 +268,8 @@ async function evaluateLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, inp
     return { itemId, after: { status: "succeeded_unvalidated", output: checked.value }, costUsd, spentUsd: 0, calls: 0, reused: true, failed: false };
   }
   const outcome = await callLlm(ctx, def, ctx.providers.get(providerName), providerName, request, input, hash, (fn) => limit(fn));
+  // Paid like a run's calls, so recorded like them: `sluice cost` counts them under the compare's own id.
+  await recordOutsideAttempts(ctx.db, { callerId: ctx.workerId, pipeline: ctx.pipeline.id, stageId: def.id, itemId }, outcome.attempts);
   const spent = outcome.attempts.reduce((s, a) => s + a.costUsd, 0);
   if (outcome.status !== "succeeded") {
     return { itemId, after: { status: outcome.status, output: null, error: outcome.message }, costUsd: spent, spentUsd: spent, calls: outcome.attempts.length, reused: false, failed: true };

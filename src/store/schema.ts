@@ -122,7 +122,10 @@ export const attempts = pgTable(
   "attempts",
   {
     id: bigserial("id", { mode: "number" }).primaryKey(),
+    /** A run's id, or for calls made outside a run (`sluice compare`) an id of their own (`cmp_...`). */
     runId: text("run_id").notNull(),
+    /** Set for calls made outside a run, whose run id names no row in `runs`; a run's calls take the run's pipeline. */
+    pipeline: text("pipeline"),
     stageId: text("stage_id").notNull(),
     itemId: text("item_id").notNull(),
     attempt: integer("attempt").notNull(),

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { costReport } from "../../src/inspect/costs.ts";
 import { formatCompare } from "../../src/cli/compare.ts";
 import { rerunPipeline } from "../../src/cli/rerun.ts";
 import { compareStage, sampleItems } from "../../src/inspect/compare.ts";
@@ -75,8 +76,12 @@ describe("compare on an evaluation slice", () => {
     expect(severity.compared).toBe(30);
     expect(severity.same).toBeGreaterThanOrEqual(r.agreement.equal);
 
-    // Nothing recorded but the providers' answers in the request cache; the target untouched.
-    expect(await tableCounts(t.db)).toEqual({ ...counts, request_cache: counts.request_cache! + 30 });
+    // Nothing recorded but the providers' answers in the request cache and what the calls cost; the target untouched.
+    expect(await tableCounts(t.db)).toEqual({ ...counts, request_cache: counts.request_cache! + 30, attempts: counts.attempts! + r.after.providerCalls });
+    const byRun = await costReport(t.db, "run", { pipeline: demo.id });
+    expect(byRun.groups.find((g) => g.key === r.recordedAs)).toMatchObject({ calls: 30, pipeline: demo.id });
+    expect(byRun.groups.find((g) => g.key === r.recordedAs)!.costUsd).toBeCloseTo(r.after.spentUsd, 8);
+    expect(formatCompare(r)).toContain(`recorded as ${r.recordedAs}`);
     expect(await targetRows(t.db)).toEqual(target);
     expect(formatCompare(r)).toContain(`agreement  ${r.agreement.equal}/30 outputs equal`);
 

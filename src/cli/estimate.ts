@@ -1,0 +1,173 @@
+import { Command } from "commander";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { PipelineDef } from "../core/types.ts";
+import { findBaseRun, planRerun, type RerunRequest } from "../engine/rerun.ts";
+import { sampleItems } from "../inspect/compare.ts";
+import { estimateCost, type CostEstimate, type EstimateItem, type Range } from "../inspect/estimate.ts";
+import { createProviders } from "../preset/providers.ts";
+import { checkInput, runPipeline } from "../runners/local/index.ts";
+import { readSource, sourceFingerprint } from "../sources/index.ts";
+import type { Database } from "../store/database.ts";
+import { itemsOfRun } from "../store/spend.ts";
+import { loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
+import { createCliLogger } from "./logger.ts";
+import { engineOptionsFromEnv } from "./session.ts";
+
+/** The estimate of a `--sample` run: the sample run's id and what it paid, then the estimate for the whole input. */
+export type EstimateResult = CostEstimate & { sample?: { runId: string; items: number; costUsd: number } };
+
+export interface EstimateCliOptions {
+  pipeline: string;
+  input: string;
+  /** Run this many items of the input for real first (recorded like any run), so the estimate rests on their answers. */
+  sample?: number;
+  seed?: string;
+  json?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** `sluice estimate` (and `sluice run --dry-run`): what running the input would cost, as a range. */
+export async function estimateCli(options: EstimateCliOptions): Promise<EstimateResult> {
+  const env = options.env ?? process.env;
+  const pipeline = await loadPipeline(options.pipeline);
+  await checkInput(options.input, pipeline);
+  const { items, rejected } = await readItems(options.input, pipeline);
+  return withStore(env, async (db) => {
+    const preset = await createProviders(env);
+    try {
+      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+      let sample: EstimateResult["sample"];
+      if (options.sample !== undefined) {
+        const path = await writeSample(env, pipeline, options.input, items, options.sample, options.seed ?? "sluice");
+        const summary = await runPipeline({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), logger: createCliLogger(env) }, path);
+        sample = { runId: summary.runId, items: summary.items.total, costUsd: summary.costUsd };
+        process.stderr.write(`sample: run ${summary.runId} over ${summary.items.total} items of the input paid ${usd(summary.costUsd)} (recorded; a full run reuses its outputs)\n`);
+      }
+      const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) }, { source: options.input, items });
+      if (rejected) est.notes.unshift(`${rejected} row${rejected === 1 ? "" : "s"} of the input would be quarantined or deduplicated: never sent to a model`);
+      const result: EstimateResult = sample ? { ...est, sample } : est;
+      print(result, options.json);
+      return result;
+    } finally {
+      await preset.close();
+    }
+  });
+}
+
+export interface RerunEstimateCliOptions extends RerunRequest {
+  pipeline: string;
+  json?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** `sluice rerun --dry-run`: what the rerun would pay for (an unchanged stage comes to $0). Records no run. */
+export async function estimateRerunCli(options: RerunEstimateCliOptions): Promise<CostEstimate> {
+  const env = options.env ?? process.env;
+  const pipeline = await loadPipeline(options.pipeline);
+  return withStore(env, async (db) => {
+    const base = await findBaseRun(db, pipeline.id, options.from);
+    const { stageIndex } = planRerun(pipeline, base, options);
+    const items = await runItemsOf(db, base.id);
+    const preset = await createProviders(env);
+    try {
+      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+      const est = await estimateCost(
+        { db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) },
+        { source: `rerun of ${base.id} from stage ${options.stage}${options.only ? " (only)" : ""}`, items, stopAfter: options.only ? stageIndex : undefined },
+      );
+      print(est, options.json);
+      return est;
+    } finally {
+      await preset.close();
+    }
+  });
+}
+
+async function runItemsOf(db: Database, runId: string): Promise<EstimateItem[]> {
+  return (await itemsOfRun(db, runId)).map((r) => ({ itemId: r.item_id, item: r.data, contentHash: r.content_hash }));
+}
+
+/** The items a run of the file would load (in file order), and how many rows it would reject. */
+export async function readItems(path: string, pipeline: PipelineDef): Promise<{ items: EstimateItem[]; rejected: number }> {
+  const items: EstimateItem[] = [];
+  let rejected = 0;
+  for await (const rec of readSource(path, pipeline.source)) {
+    if (rec.kind === "item") items.push({ itemId: rec.itemId, item: rec.item, contentHash: rec.contentHash });
+    else rejected++;
+  }
+  return { items, rejected };
+}
+
+/**
+ * Write a seeded sample of the input's items as a file of its own, beside the
+ * store: a run over it is an ordinary run, and the same sample of the same
+ * input is the same file (so a second `--sample` pays nothing).
+ */
+export async function writeSample(env: NodeJS.ProcessEnv, pipeline: PipelineDef, input: string, items: EstimateItem[], n: number, seed: string): Promise<string> {
+  const chosen = new Set(sampleItems(items.map((i) => i.itemId), n, seed));
+  const rows = items.filter((i) => chosen.has(i.itemId)).map((i) => i.item as Record<string, unknown>);
+  const dir = env.SLUICE_DATA_DIR && !env.DATABASE_URL ? join(dirname(env.SLUICE_DATA_DIR), "samples") : join(process.cwd(), ".sluice", "samples");
+  mkdirSync(dir, { recursive: true });
+  const csv = pipeline.source.format === "csv";
+  const name = `${pipeline.id}-${(await sourceFingerprint(input)).slice(0, 12)}-${seed.replace(/[^\w-]/g, "_").slice(0, 24)}-${n}.${csv ? "csv" : "jsonl"}`;
+  const path = join(dir, name);
+  writeFileSync(path, csv ? toCsv(rows) : `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+  return path;
+}
+
+function toCsv(rows: Record<string, unknown>[]): string {
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cell = (v: unknown) => {
+    const s = v === undefined || v === null ? "" : String(v);
+    return /[",\r\n]|^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return `${[columns.join(","), ...rows.map((r) => columns.map((c) => cell(r[c])).join(","))].join("\n")}\n`;
+}
+
+function print(est: EstimateResult | CostEstimate, json?: boolean): void {
+  if (json) printJson(est);
+  else process.stdout.write(`${formatEstimate(est)}\n`);
+}
+
+const usd = (n: number) => `$${n.toFixed(n >= 100 ? 2 : 4)}`;
+const num = (n: number) => Math.round(n).toLocaleString("en-US");
+const span = (r: Range, f: (n: number) => string) => (Math.abs(r.high - r.low) < 1e-9 ? f(r.mid) : `${f(r.mid)} (${f(r.low)}–${f(r.high)})`);
+
+/** The human report of an estimate. */
+export function formatEstimate(est: EstimateResult | CostEstimate): string {
+  const lines = [`estimate ${est.pipeline}: ${est.source}, ${num(est.items)} items${est.historyRunId ? `; pass rates from run ${est.historyRunId}` : ""}`];
+  if ("sample" in est && est.sample) lines.push(`sample run ${est.sample.runId}: ${num(est.sample.items)} items, paid ${usd(est.sample.costUsd)}`);
+  lines.push("", `${"stage".padEnd(12)} ${"items reaching it".padEnd(24)} ${"calls to pay".padEnd(24)} ${"reused".padStart(7)} ${"cached".padStart(7)}  cost`);
+  for (const s of est.stages) {
+    const model = s.model !== undefined;
+    lines.push(
+      `${s.id.padEnd(12)} ${span(s.reach, num).padEnd(24)} ${(model ? span(s.calls, num) : "-").padEnd(24)} ${String(s.reused).padStart(7)} ${String(model ? s.cached + s.duplicates : "-").padStart(7)}  ${model ? span(s.costUsd, usd) : "free"}`,
+    );
+  }
+  lines.push("", `total        ${usd(est.costUsd.mid)}   range ${usd(est.costUsd.low)} – ${usd(est.costUsd.high)}`);
+  lines.push(`saved        ${usd(est.savedUsd.reuse)} by stored outputs (reuse rule), ${usd(est.savedUsd.cache)} by the request cache and identical requests`);
+  for (const s of est.stages.filter((x) => x.model !== undefined)) {
+    const price = s.price ? `$${s.price.input}/$${s.price.output} per 1M tokens in/out (${s.price.asOf}), batch x${s.price.batchFactor}` : "no price";
+    const mode = s.mode!.low === s.mode!.high ? s.mode!.mid : `${s.mode!.mid} (${s.mode!.low} at the low end, ${s.mode!.high} at the high end)`;
+    lines.push("", `${s.id}: ${s.model}, ${price}; priced ${mode}: realtime ${usd(s.realtimeUsd)}, batch ${usd(s.batchUsd)}`);
+    lines.push(`  tokens in ${span(s.inputTokens, num)}, out ${span(s.outputTokens, num)}`);
+    for (const b of s.basis) lines.push(`  ${b}`);
+  }
+  if (est.notes.length) lines.push("", ...est.notes.map((n) => `note: ${n}`));
+  return lines.join("\n");
+}
+
+export function estimateCommand(): Command {
+  return new Command("estimate")
+    .description("estimate what a run over an input would cost (a range), from the store's history; pays nothing unless --sample")
+    .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
+    .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
+    .option("--sample <n>", "first run a reproducible sample of n items for real (recorded like any run) and estimate from its answers")
+    .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
+    .option("--json", "print the estimate as one JSON object")
+    .action(async (pipeline: string, opts: { input: string; sample?: string; seed: string; json?: boolean }) => {
+      const sample = opts.sample === undefined ? undefined : parsePositiveInt(opts.sample, "--sample");
+      await estimateCli({ pipeline, input: opts.input, sample, seed: opts.seed, json: opts.json });
+    });
+}

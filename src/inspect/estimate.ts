@@ -1,0 +1,504 @@
+import { countTokens } from "gpt-tokenizer";
+import { hashValue } from "../core/hash.ts";
+import { advances, type ItemStatus } from "../core/status.ts";
+import { isLlmStage, type LlmStage, type PipelineDef, type StageDef } from "../core/types.ts";
+import { computeLocal, gate } from "../engine/compute.ts";
+import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "../engine/context.ts";
+import { stageInput, type ChunkItem } from "../engine/inputs.ts";
+import { buildRequest, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "../engine/llm-call.ts";
+import { planStages } from "../engine/plan.ts";
+import { estimateInputTokens } from "../providers/limits/estimate.ts";
+import { costBreakdown, priceOf } from "../providers/prices.ts";
+import type { CompletionResult, Usage } from "../providers/types.ts";
+import { cachedResponses } from "../store/cache.ts";
+import type { Database } from "../store/database.ts";
+import { outputsOfItems } from "../store/outputs.ts";
+import { latestRunReachingStage } from "../store/reports.ts";
+import { latestFinishedRun } from "../store/runs.ts";
+import { answerStats, billedInputTokens, stageFlow, type AnswerStats, type StageFlow } from "../store/spend.ts";
+
+/**
+ * What a run would cost before it is paid for: `sluice estimate`, and
+ * `--dry-run` on `run` and `rerun`. Nothing is written.
+ *
+ * Each item is walked through the stages as far as what it would meet there
+ * is known without a model call: function stages (filters, validators, the
+ * commit row) are pure and computed for real; the reuse rule and the request
+ * cache are checked against the store exactly as the engine would, so an
+ * unchanged rerun comes to $0. Once an item needs a call, the answer is
+ * unknown: the call is priced (input tokens counted on the real request, with
+ * the tokenizer the provider layer uses; output tokens from answers observed
+ * in the store), and the stages after it are reached with the pass rates of
+ * the pipeline's last finished run. Every uncertain quantity (pass rates,
+ * output tokens, repairs, the tokenizer's fit, realtime or batch) gives the
+ * range its low and high ends; the midpoint is the best guess.
+ */
+
+export interface Range {
+  low: number;
+  mid: number;
+  high: number;
+}
+
+export type PriceMode = "realtime" | "batch";
+
+export interface StageEstimate {
+  id: string;
+  kind: StageDef["kind"];
+  /** Items expected to reach the stage and pass its gate. */
+  reach: Range;
+  /** Items whose stored output (same stage version, same input) is their result: free. */
+  reused: number;
+  /** Items the request cache answers: free. */
+  cached: number;
+  /** Items whose request is identical to another item's in this input: paid once. */
+  duplicates: number;
+  /** Model stages: requests to pay for, tokens, price. */
+  model?: string;
+  calls: Range;
+  inputTokens: Range;
+  outputTokens: Range;
+  /** How the calls are priced at each end of the range (`auto` stages go to the batch API above a size). */
+  mode?: { low: PriceMode; mid: PriceMode; high: PriceMode };
+  /** USD per million tokens, from `src/providers/prices.ts`; null when the model has no price (counted at $0). */
+  price?: { input: number; output: number; batchFactor: number; asOf: string } | null;
+  costUsd: Range;
+  /** The midpoint at the realtime and at the batch price. */
+  realtimeUsd: number;
+  batchUsd: number;
+  /** What the reuse rule and the request cache (with identical requests) save, at this stage's price. */
+  savedUsd: { reuse: number; cache: number };
+  /** Where the figures come from, in words. */
+  basis: string[];
+}
+
+export interface CostEstimate {
+  pipeline: string;
+  /** What is estimated: the input file, or the rerun. */
+  source: string;
+  items: number;
+  /** The finished run whose pass rates were used, if any. */
+  historyRunId: string | null;
+  stages: StageEstimate[];
+  costUsd: Range;
+  savedUsd: { reuse: number; cache: number };
+  notes: string[];
+}
+
+export interface EstimateItem {
+  itemId: string;
+  item: unknown;
+  contentHash: string;
+}
+
+export interface EstimateRequest {
+  /** Shown as what is estimated. */
+  source: string;
+  items: readonly EstimateItem[];
+  /** Stop after this stage index (a rerun with `--only`). */
+  stopAfter?: number;
+}
+
+export interface EstimateOptions {
+  db: Database;
+  pipeline: PipelineDef;
+  /** The providers a run would use: their endpoints are part of input and request hashes, and say who has a batch API. */
+  providers: ProviderSet;
+  options?: Partial<EngineOptions>;
+  /** Width of the range in standard errors. Default 1.96. */
+  z?: number;
+}
+
+/** A rate with its interval. */
+interface Rate extends Range {
+  /** Observations it rests on (0: none, a guess). */
+  n: number;
+}
+
+const EXACT: Rate = { low: 1, mid: 1, high: 1, n: Infinity };
+const LOOKUP_BATCH = 1000;
+/** Answers read from the store for output-token statistics. */
+const STATS_LIMIT = 5000;
+/** Input tokens counted here against what a provider bills, when no request of this input was billed before. */
+const TOKENIZER_MARGIN = 0.05;
+
+/**
+ * Estimate what running `request.items` through the pipeline would cost.
+ *
+ * @example
+ * const est = await estimateCost({ db, pipeline, providers }, { source: "tickets.csv", items });
+ * console.log(est.costUsd.low, est.costUsd.high);
+ */
+export async function estimateCost(opts: EstimateOptions, request: EstimateRequest): Promise<CostEstimate> {
+  const { db, pipeline } = opts;
+  const z = opts.z ?? 1.96;
+  const plan = planStages(pipeline);
+  const ctx: RunContext = {
+    db,
+    pipeline,
+    providers: opts.providers,
+    runId: "estimate",
+    workerId: "estimate",
+    plan,
+    options: { ...DEFAULT_OPTIONS, ...opts.options },
+    logger: silentLogger,
+  };
+  const history = await historyOf(db, pipeline, plan);
+  const notes: string[] = [];
+  if (!history.runId) notes.push(`no finished run of ${pipeline.id} in the store: pass rates and output tokens are guesses; \`--sample N\` runs N items first for a tighter range`);
+
+  let known: { itemId: string; chunk: ChunkItem }[] = request.items.map((i) => ({ itemId: i.itemId, chunk: { item: i.item, contentHash: i.contentHash, outputs: {}, hashes: {} } }));
+  let unknown: { itemId: string; chunk: ChunkItem; p: Range }[] = [];
+  const stages: StageEstimate[] = [];
+  const last = Math.min(plan.length - 1, request.stopAfter ?? plan.length - 1);
+
+  for (const stage of plan.slice(0, last + 1)) {
+    const def = pipeline.stages[stage.index]!;
+    const flow = history.flow.get(stage.id);
+    const g = def.when ? rate(flow?.handled, flow?.rows, z) : EXACT;
+    const a = rate(flow?.advanced, flow?.handled, z, isLlmStage(def) ? "llm" : "function");
+    const est: StageEstimate = {
+      id: stage.id, kind: def.kind, reach: { low: 0, mid: 0, high: 0 }, reused: 0, cached: 0, duplicates: 0,
+      calls: zero(), inputTokens: zero(), outputTokens: zero(), costUsd: zero(), realtimeUsd: 0, batchUsd: 0, savedUsd: { reuse: 0, cache: 0 }, basis: [],
+    };
+    stages.push(est);
+
+    // Items that arrive for certain: their gate is evaluated for real.
+    const arriving: { itemId: string; chunk: ChunkItem; inputHash: string; input: ReturnType<typeof stageInput>["input"] }[] = [];
+    // For a gated model stage: request sizes of the known items before and after the gate (see `gateSelection`).
+    const sizes: { tokens: number; passed: boolean }[] = [];
+    const measure = isLlmStage(def) && def.when !== undefined && unknown.length > 0;
+    for (const k of known) {
+      const loaded = stageInput(ctx, stage, k.itemId, k.chunk);
+      const tokens = measure ? estimateInputTokens(buildRequest(def as LlmStage, loaded.input, customIdFor(stage, k.itemId))) : 0;
+      const stopped = gate(def, k.itemId, loaded.input);
+      if (measure) sizes.push({ tokens, passed: !stopped });
+      if (stopped) continue;
+      arriving.push({ ...k, inputHash: loaded.inputHash, input: loaded.input });
+    }
+    const stored = await storedFor(db, pipeline.id, stage, arriving.map((x) => x.itemId));
+    const nextKnown: typeof known = [];
+    const nextUnknown: typeof unknown = [];
+    const goOn = (x: { itemId: string; chunk: ChunkItem }, status: ItemStatus, value: unknown, hash: string) => {
+      if (!advances(status)) return;
+      nextKnown.push({ itemId: x.itemId, chunk: { ...x.chunk, outputs: { ...x.chunk.outputs, [stage.id]: value }, hashes: { ...x.chunk.hashes, [stage.id]: hash } } });
+    };
+    const toCompute: typeof arriving = [];
+    for (const x of arriving) {
+      const hit = stored.get(x.itemId)?.find((o) => o.inputHash === x.inputHash);
+      if (hit) {
+        est.reused++;
+        goOn(x, hit.status as ItemStatus, hit.value, hit.hash);
+      } else toCompute.push(x);
+    }
+
+    // Items reached with a probability only: their upstream answer is not known yet.
+    const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, g) }));
+    const expected = sumRange(reachUnknown.map((u) => u.q));
+    const spread = z * Math.sqrt(reachUnknown.reduce((s, u) => s + u.q.mid * (1 - u.q.mid), 0));
+    // No more can reach the stage than arrive at it.
+    est.reach = { low: arriving.length + Math.max(0, expected.low - spread), mid: arriving.length + expected.mid, high: arriving.length + Math.min(reachUnknown.length, expected.high + spread) };
+
+    if (!isLlmStage(def)) {
+      for (const x of toCompute) {
+        const result = await computeLocal(def, { input: x.input, inputHash: x.inputHash });
+        if (result.output) goOn(x, result.status, result.output.value, result.output.hash);
+      }
+      for (const u of reachUnknown) nextUnknown.push({ itemId: u.itemId, chunk: u.chunk, p: times(u.q, a) });
+      if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId));
+      known = nextKnown;
+      unknown = nextUnknown;
+      continue;
+    }
+
+    // A model stage: the request cache, identical requests, then the calls to pay for.
+    const providerName = providerNameOf(ctx, def);
+    const endpoint = endpointOf(ctx, providerName);
+    const requests = toCompute.map((x) => {
+      const req = buildRequest(def, x.input, customIdFor(stage, x.itemId));
+      return { ...x, req, hash: requestHash(endpoint, req) };
+    });
+    const cache = await cachedIn(db, requests.map((r) => r.hash));
+    const paid = new Map<string, { tokens: number }>();
+    const savedLater: { usage: Usage; kind: "reuse" | "cache" }[] = [];
+    for (const r of requests) {
+      const hit = cache.get(r.hash);
+      const checked = hit && checkCompletion(def, r.input, hit);
+      if (hit && checked && (checked.ok || checked.threw)) {
+        est.cached++;
+        savedLater.push({ usage: hit.usage, kind: "cache" });
+        if (checked.ok) goOn(r, "succeeded_unvalidated", checked.value, hashValue(checked.value ?? null, 32));
+        continue;
+      }
+      const first = paid.get(r.hash);
+      const tokens = first?.tokens ?? estimateInputTokens(r.req);
+      if (first) {
+        est.duplicates++;
+        savedLater.push({ usage: { inputTokens: tokens, outputTokens: NaN }, kind: "cache" });
+      } else paid.set(r.hash, { tokens });
+      nextUnknown.push({ itemId: r.itemId, chunk: r.chunk, p: a });
+    }
+
+    // Requests of items reached with a probability: rendered with what is known of them.
+    let weighted = 0;
+    let weight = 0;
+    for (const u of reachUnknown) {
+      const input = stageInput(ctx, stage, u.itemId, u.chunk).input;
+      const tokens = estimateInputTokens(buildRequest(def, input, customIdFor(stage, u.itemId)));
+      weighted += u.q.mid * tokens;
+      weight += u.q.mid;
+      nextUnknown.push({ itemId: u.itemId, chunk: u.chunk, p: times(u.q, a) });
+    }
+    const meanUnknownTokens = weight > 0 ? weighted / weight : 0;
+
+    // How the tokens counted here compare with what the provider billed for the same requests (reused ones included).
+    const computing = new Set(toCompute.map((x) => x.itemId));
+    const reusedRequests = arriving.filter((x) => !computing.has(x.itemId)).map((x) => {
+      const req = buildRequest(def, x.input, customIdFor(stage, x.itemId));
+      return { hash: requestHash(endpoint, req), tokens: estimateInputTokens(req), output: stored.get(x.itemId)?.find((o) => o.inputHash === x.inputHash)?.value };
+    });
+    const calibration = await tokenizerFit(db, [...reusedRequests, ...[...paid].map(([hash, p]) => ({ hash, tokens: p.tokens }))], z);
+    for (const r of reusedRequests) savedLater.push({ usage: { inputTokens: r.tokens * calibration.mid, outputTokens: countTokens(JSON.stringify(r.output ?? null)) }, kind: "reuse" });
+
+    const stats = await answerStats(db, { pipeline: pipeline.id, stageId: stage.id, model: def.model, limit: STATS_LIMIT });
+    const out = outputTokens(def, stats, z);
+    const tries = attemptsPerCall(stats, z);
+    const knownCalls = paid.size;
+    const knownTokens = [...paid.values()].reduce((s, p) => s + p.tokens, 0);
+    est.model = def.model;
+    est.calls = { low: knownCalls + Math.max(0, expected.low - spread), mid: knownCalls + expected.mid, high: knownCalls + Math.min(reachUnknown.length, expected.high + spread) };
+    const selection = gateSelection(def, sizes, unknown.length > 0, z);
+    const inputAt = (calls: number, fit: number, t: number, sel: number) => (knownTokens + (calls - knownCalls) * meanUnknownTokens * sel) * fit * t;
+    est.inputTokens = {
+      low: inputAt(est.calls.low, calibration.low, tries.low, selection.low),
+      mid: inputAt(est.calls.mid, calibration.mid, tries.mid, selection.mid),
+      high: inputAt(est.calls.high, calibration.high, tries.high, selection.high),
+    };
+    const outSpread = (calls: number) => z * stats.sd_output * Math.sqrt(calls);
+    est.outputTokens = {
+      low: Math.max(0, est.calls.low * tries.low * out.low - outSpread(est.calls.low)),
+      mid: est.calls.mid * tries.mid * out.mid,
+      high: est.calls.high * tries.high * out.high + outSpread(est.calls.high),
+    };
+
+    const mode = modeOf(ctx, def, providerName, est.calls, est.reach);
+    est.mode = mode;
+    const p = priceOf(def.model);
+    est.price = p ? { input: p.input, output: p.output, batchFactor: p.batchFactor ?? 0.5, asOf: p.asOf } : null;
+    if (!p) notes.push(`no price for model ${def.model}: stage ${stage.id} is counted at $0`);
+    const usd = (i: number, o: number, m: PriceMode) => costBreakdown(def.model, { inputTokens: i, outputTokens: o }, m).usd;
+    est.costUsd = { low: usd(est.inputTokens.low, est.outputTokens.low, mode.low), mid: usd(est.inputTokens.mid, est.outputTokens.mid, mode.mid), high: usd(est.inputTokens.high, est.outputTokens.high, mode.high) };
+    est.realtimeUsd = usd(est.inputTokens.mid, est.outputTokens.mid, "realtime");
+    est.batchUsd = usd(est.inputTokens.mid, est.outputTokens.mid, "batch");
+    for (const s of savedLater) {
+      const usage = Number.isNaN(s.usage.outputTokens) ? { inputTokens: s.usage.inputTokens * calibration.mid, outputTokens: out.mid } : s.usage;
+      est.savedUsd[s.kind] += usd(usage.inputTokens, usage.outputTokens, mode.mid);
+    }
+
+    est.basis.push(`${knownCalls} request${knownCalls === 1 ? "" : "s"} built and counted${unknown.length ? `, ${fmtRange(expected)} more expected after upstream answers` : ""}`);
+    if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId));
+    if (selection.basis) est.basis.push(selection.basis);
+    est.basis.push(
+      stats.answers
+        ? `output tokens: ${out.mid.toFixed(1)} per answer on average over ${stats.answers} earlier answers (sd ${stats.sd_output.toFixed(1)})`
+        : `output tokens: no earlier answers; between ${out.low} and ${out.high} (maxTokens) per answer`,
+    );
+    if (tries.mid > 1) est.basis.push(`paid attempts per item: ${tries.mid.toFixed(3)} (repairs), from earlier runs`);
+    est.basis.push(calibration.pairs ? `token counts fitted to what the provider billed for ${calibration.pairs} identical requests (x${calibration.mid.toFixed(3)})` : `token counts ±${TOKENIZER_MARGIN * 100}% (no identical request billed before)`);
+    known = nextKnown;
+    unknown = nextUnknown;
+  }
+
+  const costUsd = sumRange(stages.map((s) => s.costUsd));
+  return {
+    pipeline: pipeline.id,
+    source: request.source,
+    items: request.items.length,
+    historyRunId: history.runId,
+    stages,
+    costUsd,
+    savedUsd: { reuse: stages.reduce((s, x) => s + x.savedUsd.reuse, 0), cache: stages.reduce((s, x) => s + x.savedUsd.cache, 0) },
+    notes,
+  };
+}
+
+// --- history ---------------------------------------------------------------------
+
+interface History {
+  runId: string | null;
+  flow: Map<string, StageFlow & { runId: string }>;
+}
+
+/**
+ * How items flowed through each stage in the pipeline's last finished run;
+ * for a stage that run did not reach (a rerun with `--only`, a stage added
+ * since), the newest finished run in which items reached it.
+ */
+async function historyOf(db: Database, pipeline: PipelineDef, plan: StagePlan[]): Promise<History> {
+  const latest = await latestFinishedRun(db, pipeline.id);
+  const flow = new Map<string, StageFlow & { runId: string }>();
+  if (!latest) return { runId: null, flow };
+  for (const f of await stageFlow(db, latest.id)) flow.set(f.stage_id, { ...f, runId: latest.id });
+  for (const stage of plan) {
+    if ((flow.get(stage.id)?.rows ?? 0) > 0) continue;
+    const other = await latestRunReachingStage(db, pipeline.id, stage.id);
+    if (!other) continue;
+    const f = (await stageFlow(db, other.id)).find((x) => x.stage_id === stage.id);
+    if (f) flow.set(stage.id, { ...f, runId: other.id });
+  }
+  return { runId: latest.id, flow };
+}
+
+/**
+ * `k` of `n` with its Wilson score interval. With no observations: a gate
+ * could pass anything (0..1, midpoint 0.5); a stage is assumed to let its
+ * items go on (midpoint 1).
+ */
+function rate(k: number | undefined, n: number | undefined, z: number, guess: "gate" | "llm" | "function" = "gate"): Rate {
+  if (!n || k === undefined) return guess === "gate" ? { low: 0, mid: 0.5, high: 1, n: 0 } : { low: 0, mid: 1, high: 1, n: 0 };
+  const p = k / n;
+  const denom = 1 + (z * z) / n;
+  const centre = (p + (z * z) / (2 * n)) / denom;
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
+  return { low: Math.max(0, centre - half), mid: p, high: Math.min(1, centre + half), n };
+}
+
+function describeRate(what: string, r: Rate, runId: string | undefined): string {
+  if (!r.n) return `${what}: unknown (no earlier run), taken as ${pct(r.low)}–${pct(r.high)}`;
+  return `${what}: ${pct(r.mid)} (${pct(r.low)}–${pct(r.high)}) over ${r.n} items of run ${runId}`;
+}
+
+/** Width of the input-token range for a gate's selection when no item of the input shows it. */
+const SELECTION_MARGIN = 0.25;
+
+/**
+ * How much larger (or smaller) the requests of items a gate lets through are
+ * than those of all items that reach it: a gate on a label is rarely blind to
+ * length (bug reports are long, spam is short). Measured on the known items
+ * of this input (a sample run's, a rerun's) that met the gate, as the
+ * token-weighted pass rate over the pass rate, with the ratio estimator's
+ * standard error; without such items, ±25% around 1.
+ */
+function gateSelection(def: LlmStage, sizes: { tokens: number; passed: boolean }[], anyUnknown: boolean, z: number): Range & { basis?: string } {
+  if (!def.when || !anyUnknown) return { low: 1, mid: 1, high: 1 };
+  const passed = sizes.filter((x) => x.passed);
+  const total = sizes.reduce((s, x) => s + x.tokens, 0);
+  if (passed.length < 10 || sizes.length < 2 || total === 0) {
+    return { low: 1 - SELECTION_MARGIN, mid: 1, high: 1 + SELECTION_MARGIN, basis: `requests of items the gate lets through: no item of this input met the gate yet, so ±${SELECTION_MARGIN * 100}% around the average request` };
+  }
+  const n = sizes.length;
+  const byCount = passed.length / n;
+  const byTokens = passed.reduce((s, x) => s + x.tokens, 0) / total;
+  const meanTokens = total / n;
+  const se = Math.sqrt(sizes.reduce((s, x) => s + (x.tokens * ((x.passed ? 1 : 0) - byTokens)) ** 2, 0) / (n * (n - 1))) / meanTokens;
+  const factor = byTokens / byCount;
+  const half = Math.min(0.9, (z * se) / byTokens);
+  return {
+    low: factor * (1 - half),
+    mid: factor,
+    high: factor * (1 + half),
+    basis: `requests of items the gate lets through: x${factor.toFixed(3)} (±${(half * 100).toFixed(0)}%) the average, from the ${passed.length} of ${n} known items of this input it let through`,
+  };
+}
+
+/** Output tokens per answer: observed mean ± its standard error, or without observations up to `maxTokens`. */
+function outputTokens(def: LlmStage, stats: AnswerStats, z: number): Range {
+  if (stats.answers > 0) {
+    const se = stats.answers > 1 ? stats.sd_output / Math.sqrt(stats.answers) : stats.mean_output;
+    return { low: Math.max(1, stats.mean_output - z * se), mid: stats.mean_output, high: stats.mean_output + z * se };
+  }
+  const cap = def.params?.maxTokens ?? 1024;
+  return { low: Math.min(cap, 16), mid: cap / 2, high: cap };
+}
+
+/** Paid attempts per item called: 1 plus the repair rate seen before (up to one repair each without observations). */
+function attemptsPerCall(stats: AnswerStats, z: number): Range {
+  if (stats.calls === 0) return { low: 1, mid: 1, high: 2 };
+  const extra = rate(Math.min(stats.answers - stats.calls, stats.calls), stats.calls, z);
+  return { low: 1 + extra.low, mid: 1 + extra.mid, high: 1 + extra.high };
+}
+
+/** Billed input tokens over tokens counted here, for requests billed before; ±5% when there are none. */
+async function tokenizerFit(db: Database, requests: { hash: string; tokens: number }[], z: number): Promise<Range & { pairs: number }> {
+  const billed = new Map<string, number>();
+  const hashes = [...new Set(requests.map((r) => r.hash))];
+  for (let i = 0; i < hashes.length; i += LOOKUP_BATCH) {
+    for (const [h, t] of await billedInputTokens(db, hashes.slice(i, i + LOOKUP_BATCH))) billed.set(h, t);
+  }
+  const ratios: number[] = [];
+  const seen = new Set<string>();
+  for (const r of requests) {
+    const b = billed.get(r.hash);
+    if (b === undefined || r.tokens <= 0 || seen.has(r.hash)) continue;
+    seen.add(r.hash);
+    ratios.push(b / r.tokens);
+  }
+  if (ratios.length < 2) return { low: 1 - TOKENIZER_MARGIN, mid: 1, high: 1 + TOKENIZER_MARGIN, pairs: 0 };
+  const mean = ratios.reduce((s, x) => s + x, 0) / ratios.length;
+  const sd = Math.sqrt(ratios.reduce((s, x) => s + (x - mean) ** 2, 0) / (ratios.length - 1));
+  // The spread of single requests, not of the mean: the requests still to pay for are others.
+  const half = Math.max(0.01, z * sd / Math.sqrt(Math.min(ratios.length, 30)));
+  return { low: mean - half, mid: mean, high: mean + half, pairs: ratios.length };
+}
+
+/**
+ * Realtime or batch price at each end of the range, as the engine decides:
+ * `batch` stages use the batch API when the provider has one; `auto` stages
+ * when the first chunk holds at least `autoBatchMinItems` calls and the
+ * deadline leaves room for the batch window.
+ */
+function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
+  let hasBatch = false;
+  try {
+    hasBatch = Boolean(ctx.providers.get(providerName).batch);
+  } catch {
+    hasBatch = false;
+  }
+  const fixed = (m: PriceMode) => ({ low: m, mid: m, high: m });
+  if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime");
+  if (def.mode === "batch") return fixed("batch");
+  if (def.deadlineMinutes !== undefined && def.deadlineMinutes < 24 * 60) return fixed("realtime");
+  const inFirstChunk = (c: number, r: number) => (r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
+  const batchAt = (c: number, r: number): PriceMode => (inFirstChunk(c, r) >= ctx.options.autoBatchMinItems ? "batch" : "realtime");
+  return { low: batchAt(calls.high, reach.high), mid: batchAt(calls.mid, reach.mid), high: batchAt(calls.low, reach.low) };
+}
+
+// --- store lookups -----------------------------------------------------------------
+
+async function storedFor(db: Database, pipelineId: string, stage: StagePlan, itemIds: string[]) {
+  const byItem = new Map<string, { inputHash: string; status: string; value: unknown; hash: string }[]>();
+  for (let i = 0; i < itemIds.length; i += LOOKUP_BATCH) {
+    for (const row of await outputsOfItems(db, pipelineId, [stage], itemIds.slice(i, i + LOOKUP_BATCH))) {
+      let list = byItem.get(row.itemId);
+      if (!list) byItem.set(row.itemId, (list = []));
+      list.push({ inputHash: row.inputHash, status: row.status, value: row.value, hash: row.hash });
+    }
+  }
+  return byItem;
+}
+
+async function cachedIn(db: Database, hashes: string[]): Promise<Map<string, CompletionResult>> {
+  const found = new Map<string, CompletionResult>();
+  const unique = [...new Set(hashes)];
+  for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
+    for (const [h, r] of await cachedResponses<CompletionResult>(db, unique.slice(i, i + LOOKUP_BATCH))) found.set(h, r);
+  }
+  return found;
+}
+
+// --- ranges ----------------------------------------------------------------------------
+
+function zero(): Range {
+  return { low: 0, mid: 0, high: 0 };
+}
+
+function times(a: Range, b: Range): Range {
+  return { low: a.low * b.low, mid: a.mid * b.mid, high: a.high * b.high };
+}
+
+function sumRange(rs: Range[]): Range {
+  return rs.reduce((s, r) => ({ low: s.low + r.low, mid: s.mid + r.mid, high: s.high + r.high }), zero());
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const fmtRange = (r: Range) => `${Math.round(r.mid)} (${Math.round(r.low)}–${Math.round(r.high)})`;
