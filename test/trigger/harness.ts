@@ -41,6 +41,8 @@ export interface HarnessFaults {
   failAfterRun?: (execution: Execution) => boolean;
   /** Fail an attempt before its function starts (a worker that never came up). */
   failBeforeRun?: (execution: Execution) => boolean;
+  /** Cancel the run before this attempt starts (someone cancelled it in the dashboard); it keeps its idempotency key. */
+  cancel?: (execution: Execution) => boolean;
   /** The abort signal an attempt gets; aborting it stops the run mid-way (a worker shut down). */
   signal?: (execution: Execution) => AbortSignal | undefined;
 }
@@ -96,6 +98,10 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
   const executor = async (taskId: string, payload: unknown, run: FakeRun, attempt: number) => {
     const execution = { runId: run.id, taskId, attempt, payload };
     executions.push(execution);
+    if (faults.cancel?.(execution)) {
+      fake.cancel(run.id);
+      throw new Error(`run ${run.id} was cancelled`);
+    }
     if (faults.failBeforeRun?.(execution)) throw new WorkerCrash(`worker for ${taskId} attempt ${attempt} never started`);
     const output = await runIn(taskId, payload, run.id, attempt, faults.signal?.(execution));
     if (faults.failAfterRun?.(execution)) throw new WorkerCrash(`worker lost after ${taskId} attempt ${attempt}`);
