@@ -88,7 +88,7 @@ describe("what the SDK sends to Trigger.dev", () => {
         const parts = [submitted.runId, p.stageId as string, String(i), `by-${orchestrator.id}`];
         expect(line.options.idempotencyKey).toBe(await idempotencyKeys.create(parts, { scope: "global" }));
         expect(line.options.idempotencyKeyOptions).toEqual({ key: parts.join("-"), scope: "global" });
-        expect(line.options.tags).toEqual([`sluice:${submitted.runId}`, `stage:${p.stageId}`]);
+        expect(line.options.tags).toEqual([`sluice:${submitted.runId}`, "pipeline:mini-contract", `stage:${p.stageId}`]);
         // Ranges follow each other without overlap.
         if (i > 0) expect(String(p.first) > String(payloads[i - 1]!.last)).toBe(true);
       }

@@ -205,6 +205,13 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
       res.writeHead(200, { "content-type": p.contentType }).end(p.data);
       return;
     }
+    if (method === "POST" && (m = path.match(/^\/api\/v1\/runs\/([^/]+)\/tags$/))) {
+      const run = runs.get(m[1]!);
+      if (!run) return json(res, 404, { error: "run not found" });
+      const added = ([] as string[]).concat(JSON.parse(body).tags ?? []);
+      run.options.tags = [...new Set([...(run.options.tags ?? []), ...added])];
+      return json(res, 200, { message: `set ${added.length} tags` });
+    }
     if (method === "POST" && (m = path.match(/^\/api\/v2\/runs\/([^/]+)\/cancel$/))) {
       const run = runs.get(m[1]!);
       if (!run) return json(res, 404, { error: "run not found" });

@@ -9,6 +9,7 @@ export { runStageChunk, type ChunkPayload, type ChunkOutput, type ChunkRunOption
 export { submitRun, submitFromEnv, type SubmitRunOptions, type SubmittedRun } from "./submit.ts";
 export { configureTriggerRunner, triggerRuntime, closeTriggerRuntime, inputsFromEnv, workerPoolFromEnv, WORKER_POOL, type TriggerRuntime, type TriggerRuntimeOverrides } from "./runtime.ts";
 export { chunkRanges, type ChunkRange } from "./chunks.ts";
+export { triggerLogger, runTags, type StageProgress } from "./observe.ts";
 export {
   planTriggerTasks, stageConcurrency, limitsFromEnv, orchestratorTaskId, stageTaskId, scheduleTaskId, providerLimitName,
   MAX_RUNS_PER_BATCH, DEFAULT_CHUNK_SIZE,

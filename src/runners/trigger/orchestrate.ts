@@ -9,6 +9,7 @@ import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
 import { chunkRanges, type ChunkRange } from "./chunks.ts";
 import { isBatchable, MAX_RUNS_PER_BATCH } from "./plan.ts";
 import { inputFor, triggerRuntime, type TriggerRuntime } from "./runtime.ts";
+import { publishProgress, runTags, tagOrchestrator, type StageProgress } from "./observe.ts";
 import type { ChunkPayload } from "./stage.ts";
 
 /** What starts an orchestrator run: an existing sluice run, or an input to start one over. */
@@ -79,13 +80,15 @@ export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorP
   const rt = await triggerRuntime();
   const runId = await resolveRun(rt, deps.pipeline, payload, triggerRunId);
   const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal });
+  await tagOrchestrator(runId, deps.pipeline.id, ctx.logger);
   const stages: OrchestratorOutput["stages"] = [];
+  const progress: Record<string, StageProgress> = {};
   const stopAfter = stopAfterOf(ctx, run);
   if (run.status !== "finished") {
     await ensureLoaded(ctx, run);
     for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
       await prepareStage(ctx, stage.index);
-      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps, triggerRunId) });
+      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps, triggerRunId, progress) });
     }
     await finalizeRun(ctx, { stopAfter });
   }
@@ -125,19 +128,26 @@ async function resolveRun(rt: TriggerRuntime, pipeline: PipelineDef, payload: Or
   return run.id;
 }
 
-async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps, orchestratorRunId: string): Promise<RoundReport[]> {
+async function runStage(
+  ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps, orchestratorRunId: string, progress: Record<string, StageProgress>,
+): Promise<RoundReport[]> {
   const rounds: RoundReport[] = [];
   // A stage that may use a provider's batch API gets big chunks, as in the
   // local runner: the half price needs many requests per provider batch.
   const size = isBatchable(ctx.pipeline.stages[stage.index]!) ? ctx.options.batchChunkSize : rt.chunkSize;
+  await publishProgress(ctx, stage, 0, undefined, progress);
   for (let round = 0; round <= rt.maxSweeps; round++) {
     // Ranges whose items are all done are not sent: a continuing orchestrator
     // (or a retried attempt after a stage finished) dispatches nothing for them.
     const ranges = (await chunkRanges(ctx, stage.index, size, round > 0)).filter((r) => r.open > 0);
     if (ranges.length === 0) return rounds;
+    ctx.logger.info(`stage ${stage.id}: ${round === 0 ? "dispatching" : `sweep ${round}: dispatching`} ${ranges.length} chunk run(s) for ${ranges.reduce((n, r) => n + r.open, 0)} open item(s)`);
     const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps, orchestratorRunId);
     rounds.push(report);
-    if (await stageDone(ctx, stage.index)) return rounds;
+    const done = await stageDone(ctx, stage.index);
+    await publishProgress(ctx, stage, rounds.length, await summarizeRun(ctx.db, ctx.runId), progress);
+    if (report.failedRuns) ctx.logger.warn(`stage ${stage.id}: ${report.failedRuns} of ${report.chunks} chunk run(s) failed or were cancelled`);
+    if (done) return rounds;
     // Items are still open: a chunk run failed after its retries or died
     // holding claims, or a provider batch handed items back as retryable.
     // Take back claims of dead runs (after their lease if they did not retire)
@@ -204,7 +214,7 @@ async function dispatchItem(ctx: RunContext, stage: StagePlan, round: number, ra
     },
     options: {
       idempotencyKey: await idempotencyKeys.create(chunkKeyParts(ctx.runId, stage.id, range.chunk, round, orchestratorRunId), { scope: "global" }),
-      tags: [`sluice:${ctx.runId}`, `stage:${stage.id}`],
+      tags: runTags(ctx.runId, ctx.pipeline.id, stage.id),
     },
   };
 }

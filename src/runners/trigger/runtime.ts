@@ -2,6 +2,7 @@ import { SluiceError } from "../../core/errors.ts";
 import type { EngineOptions, Logger, ProviderSet } from "../../engine/index.ts";
 import { createProviders } from "../../preset/providers.ts";
 import { openDatabase, type Database, type PoolOptions } from "../../store/index.ts";
+import { triggerLogger } from "./observe.ts";
 import { DEFAULT_CALLS_PER_RUN, DEFAULT_CHUNK_SIZE } from "./plan.ts";
 
 /**
@@ -73,7 +74,8 @@ export async function triggerRuntime(env: NodeJS.ProcessEnv = process.env): Prom
     runsPerBatch: Math.min(1000, overrides.runsPerBatch ?? positiveInt(env.SLUICE_TRIGGER_RUNS_PER_BATCH) ?? 1000),
     maxSweeps: overrides.maxSweeps ?? 5,
     inputs: { ...inputsFromEnv(env), ...overrides.inputs },
-    logger: overrides.logger,
+    // On a worker the engine's lines go to the SDK's logger, and so to the run's log in the dashboard.
+    logger: overrides.logger ?? triggerLogger,
   };
 }
 
