@@ -1,7 +1,9 @@
 import { join } from "node:path";
 import type { Database } from "./database.ts";
+import type { PoolOptions } from "./postgres-js/index.ts";
 
 export type { Database, DriverKind } from "./database.ts";
+export type { PoolOptions } from "./postgres-js/index.ts";
 
 export interface OpenOptions {
   /** A Postgres URL; when absent, embedded PGlite is used. */
@@ -14,6 +16,8 @@ export interface OpenOptions {
    * which cannot keep a statement on one connection (`SLUICE_PG_PREPARE=false`).
    */
   prepare?: boolean;
+  /** Postgres only: pool size, idle timeout and lifetime (workers on Trigger.dev set all three). */
+  pool?: PoolOptions;
 }
 
 /**
@@ -27,7 +31,7 @@ export interface OpenOptions {
 export async function openDatabase(options: OpenOptions = {}): Promise<Database> {
   if (options.url) {
     const { connect } = await import("./postgres-js/index.ts");
-    return connect({ url: options.url, prepare: options.prepare });
+    return connect({ url: options.url, prepare: options.prepare, pool: options.pool });
   }
   const { connect } = await import("./pglite/index.ts");
   const dataDir = options.dataDir ?? join(process.cwd(), ".sluice", "pglite");

@@ -208,19 +208,20 @@ export async function claimableIds(db: Database, at: StageRef, range?: { first: 
 
 /**
  * A stage's items cut into ranges of `size` in the store's ordering of ids,
- * with the first and last id of each: all items, or with `openOnly` those
- * not finished yet.
+ * with the first and last id of each and how many of its items are still
+ * open: all items, or with `openOnly` those not finished yet.
  */
-export async function idRanges(db: Database, at: StageRef, size: number, openOnly: boolean): Promise<{ chunk: number; first: string; last: string; size: number }[]> {
+export async function idRanges(db: Database, at: StageRef, size: number, openOnly: boolean): Promise<{ chunk: number; first: string; last: string; size: number; open: number }[]> {
   const open = openOnly ? sql`AND status IN ('queued', 'processing', 'failed_retryable')` : sql``;
-  const rows = await db.rows<{ chunk: number; first: string; last: string; size: number }>(sql`
-    SELECT ((rn - 1) / ${size})::int AS chunk, min(item_id) AS first, max(item_id) AS last, count(*)::int AS size
+  const rows = await db.rows<{ chunk: number; first: string; last: string; size: number; open: number }>(sql`
+    SELECT ((rn - 1) / ${size})::int AS chunk, min(item_id) AS first, max(item_id) AS last, count(*)::int AS size,
+      (count(*) FILTER (WHERE status IN ('queued', 'processing', 'failed_retryable')))::int AS open
     FROM (
-      SELECT item_id, row_number() OVER (ORDER BY item_id) AS rn FROM work
+      SELECT item_id, status, row_number() OVER (ORDER BY item_id) AS rn FROM work
       WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex} ${open}
     ) t
     GROUP BY 1 ORDER BY 1`);
-  return rows.map((r) => ({ chunk: Number(r.chunk), first: r.first, last: r.last, size: Number(r.size) }));
+  return rows.map((r) => ({ chunk: Number(r.chunk), first: r.first, last: r.last, size: Number(r.size), open: Number(r.open) }));
 }
 
 /** Attempts each item has spent at a stage so far. */

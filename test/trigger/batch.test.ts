@@ -6,7 +6,7 @@ import { configureTriggerRunner, defineSluiceTasks, submitRun, type ChunkOutput,
 import { startSimulator, type Simulator } from "../../src/sim/index.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/index.ts";
 import { miniItems, miniVariant, tempDir } from "./data.ts";
-import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
+import { installTaskCatalog, recordSdkLogs, startTriggerHarness, type TriggerHarness } from "./harness.ts";
 
 /**
  * A stage in provider batch mode on the Trigger.dev path: the chunk run
@@ -50,9 +50,12 @@ async function run(tag: string) {
   return orchestrator.output as OrchestratorOutput;
 }
 
-test("a batch-mode stage is one chunk run that submits one provider batch", async () => {
+test("a batch-mode stage is one chunk run that submits one provider batch, and the engine's log of it reaches the SDK logger", async () => {
   sim.reset();
-  const out = await run("batch-plain");
+  const logs = recordSdkLogs();
+  const out = await run("batch-plain").finally(() => logs.stop());
+  // A line the engine itself writes (batch.ts), through the logger a worker gets by default.
+  expect(logs.lines.some((l) => l.level === "info" && /^stage classify: submitted openai batch \S+ \(\d+ requests\)$/.test(l.message))).toBe(true);
   const classify = out.summary.stages.find((s) => s.id === "classify")!;
   expect(out.stages.find((s) => s.stageId === "classify")!.rounds).toEqual([{ round: 0, chunks: 1, batches: [1], failedRuns: 0 }]);
   expect(sim.stats().batches.created).toBe(1);

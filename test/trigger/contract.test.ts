@@ -52,7 +52,7 @@ afterAll(async () => {
 });
 
 describe("what the SDK sends to Trigger.dev", () => {
-  test("every stage goes out as batches of range references, keyed by run, stage and chunk", async () => {
+  test("every stage goes out as batches of range references, keyed by run, stage, chunk and orchestrator run", async () => {
     const lines = miniItems("contract", 25);
     const input = dir.file("contract.jsonl", lines);
     const from = harness.fake.requests.length;
@@ -84,10 +84,11 @@ describe("what the SDK sends to Trigger.dev", () => {
         const p = payloads[i]!;
         expect(Object.keys(p).sort()).toEqual(REFERENCE_FIELDS);
         expect(p).toMatchObject({ runId: submitted.runId, pipelineId: "mini-contract", round: 0, chunk: i });
-        const parts = [submitted.runId, p.stageId as string, String(i)];
+        // Keyed by the orchestrator's run too: its retried attempts share the keys, a new orchestrator run has its own.
+        const parts = [submitted.runId, p.stageId as string, String(i), `by-${orchestrator.id}`];
         expect(line.options.idempotencyKey).toBe(await idempotencyKeys.create(parts, { scope: "global" }));
         expect(line.options.idempotencyKeyOptions).toEqual({ key: parts.join("-"), scope: "global" });
-        expect(line.options.tags).toEqual([`sluice:${submitted.runId}`, `stage:${p.stageId}`]);
+        expect(line.options.tags).toEqual([`sluice:${submitted.runId}`, "pipeline:mini-contract", `stage:${p.stageId}`]);
         // Ranges follow each other without overlap.
         if (i > 0) expect(String(p.first) > String(payloads[i - 1]!.last)).toBe(true);
       }
@@ -110,7 +111,7 @@ describe("what the SDK sends to Trigger.dev", () => {
     const from = harness.fake.requests.length;
     harness.fake.hold = true; // record only: nothing executes
     try {
-      const report = await harness.inTaskContext(() => dispatchRound(ctx, ctx.plan[0]!, 0, ranges, 1000, TASKS.get("mini-fanout")!.deps), "run_fanout_orchestrator");
+      const report = await harness.inTaskContext(() => dispatchRound(ctx, ctx.plan[0]!, 0, ranges, 1000, TASKS.get("mini-fanout")!.deps, "run_fanout_orchestrator"), "run_fanout_orchestrator");
       expect(report.batches).toEqual(Array(10).fill(1000));
     } finally {
       harness.fake.hold = false;

@@ -6,10 +6,12 @@ import { parsePacket } from "@trigger.dev/core/v3";
  * A loopback fake of the Trigger.dev HTTP API, as much of it as
  * @trigger.dev/sdk@4.8.3 uses to trigger runs: single triggers, the two-phase
  * batch API (create, then an NDJSON item stream), payload offload, run and
- * batch retrieval. It records every request, dedupes by (task, idempotency
- * key) like the server (a failed run frees its key), refuses batches over
- * 1,000 runs, and executes queued runs in-process only when asked to, with
- * the task's retry budget, so tests decide when work happens.
+ * batch retrieval, cancellation. It records every request, dedupes by (task,
+ * idempotency key) like the server: a failed run frees its key, a completed or
+ * cancelled run keeps it until its TTL (`idempotencyKeyTTL`, default 30 days,
+ * on the fake's clock) has passed. It refuses batches over 1,000 runs, and
+ * executes queued runs in-process only when asked to, with the task's retry
+ * budget, so tests decide when work happens.
  */
 
 export interface RecordedRequest {
@@ -26,7 +28,9 @@ export interface FakeRun {
   payload: unknown;
   options: Record<string, any>;
   batchId?: string;
-  status: "QUEUED" | "EXECUTING" | "COMPLETED" | "FAILED";
+  status: "QUEUED" | "EXECUTING" | "COMPLETED" | "FAILED" | "CANCELED";
+  /** When its idempotency key stops deduplicating (fake clock, ms). */
+  keyExpiresAt?: number;
   attempts: number;
   /** Accepted while the fake was on hold: recorded, never executed. */
   held?: boolean;
@@ -58,6 +62,10 @@ export interface FakeTriggerApi {
   drain(): Promise<number>;
   /** The run's payload, decoded as the task receives it. */
   payloadOf(run: FakeRun): Promise<unknown>;
+  /** Cancel a run that has not finished: it keeps its idempotency key, like the platform's. */
+  cancel(runId: string): boolean;
+  /** Move the fake's clock on (idempotency key TTLs). */
+  advance(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -79,6 +87,8 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
   const packets = new Map<string, { contentType: string; data: string }>();
   const maxBatchItems = opts.maxBatchItems ?? 1000;
   let url = "";
+  let clockOffset = 0;
+  const now = () => Date.now() + clockOffset;
 
   const payloadOf = async (run: FakeRun) => {
     if (run.options.payloadType === "application/store") {
@@ -92,8 +102,12 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
   const createRun = (taskId: string, payload: unknown, options: Record<string, any> = {}, batchId?: string) => {
     const key = options.idempotencyKey ? `${taskId}:${options.idempotencyKey}` : undefined;
     const existing = key ? runs.get(byKey.get(key) ?? "") : undefined;
-    if (existing && existing.status !== "FAILED") return { run: existing, isCached: true };
-    const run: FakeRun = { id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined };
+    if (existing && existing.status !== "FAILED" && (existing.keyExpiresAt ?? Infinity) > now()) return { run: existing, isCached: true };
+    const ttl = key ? ttlMs(options.idempotencyKeyTTL) : undefined;
+    const run: FakeRun = {
+      id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined,
+      keyExpiresAt: ttl === undefined ? undefined : now() + ttl,
+    };
     runs.set(run.id, run);
     if (!run.held) pending.push(run.id);
     if (key) byKey.set(key, run.id);
@@ -108,11 +122,14 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     for (;;) {
       run.attempts++;
       try {
-        run.output = await opts.executor(run.taskId, payload, run, run.attempts);
+        const output = await opts.executor(run.taskId, payload, run, run.attempts);
+        if ((run.status as FakeRun["status"]) === "CANCELED") return; // cancelled while executing: its outcome is dropped
+        run.output = output;
         run.status = "COMPLETED";
         run.error = undefined;
         return;
       } catch (err) {
+        if ((run.status as FakeRun["status"]) === "CANCELED") return;
         run.error = { message: err instanceof Error ? err.message : String(err) };
         const abort = err instanceof Error && err.name === "AbortTaskRunError";
         if (abort || run.attempts >= budget) {
@@ -134,8 +151,8 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     return {
       id: run.id, status: run.status, taskIdentifier: run.taskId, idempotencyKey: run.options.idempotencyKey,
       isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: false,
-      isCompleted: run.status === "COMPLETED" || run.status === "FAILED", isSuccess: run.status === "COMPLETED",
-      isFailed: run.status === "FAILED", isCancelled: false, isTest: false, createdAt: now, updatedAt: now,
+      isCompleted: run.status === "COMPLETED" || run.status === "FAILED" || run.status === "CANCELED", isSuccess: run.status === "COMPLETED",
+      isFailed: run.status === "FAILED", isCancelled: run.status === "CANCELED", isTest: false, createdAt: now, updatedAt: now,
       tags: run.options.tags ?? [], costInCents: 0, baseCostInCents: 0, durationMs: 0, depth: 0,
       triggerFunction: run.batchId ? "batchTrigger" : "trigger", batchId: run.batchId,
       output: run.output, error: run.error, relatedRuns: {}, attemptCount: run.attempts,
@@ -188,6 +205,19 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
       res.writeHead(200, { "content-type": p.contentType }).end(p.data);
       return;
     }
+    if (method === "POST" && (m = path.match(/^\/api\/v1\/runs\/([^/]+)\/tags$/))) {
+      const run = runs.get(m[1]!);
+      if (!run) return json(res, 404, { error: "run not found" });
+      const added = ([] as string[]).concat(JSON.parse(body).tags ?? []);
+      run.options.tags = [...new Set([...(run.options.tags ?? []), ...added])];
+      return json(res, 200, { message: `set ${added.length} tags` });
+    }
+    if (method === "POST" && (m = path.match(/^\/api\/v2\/runs\/([^/]+)\/cancel$/))) {
+      const run = runs.get(m[1]!);
+      if (!run) return json(res, 404, { error: "run not found" });
+      api.cancel(run.id);
+      return json(res, 200, { id: run.id });
+    }
     if (method === "GET" && (m = path.match(/^\/api\/v3\/runs\/([^/]+)$/))) {
       const run = runs.get(m[1]!);
       return run ? json(res, 200, runView(run)) : json(res, 404, { error: "run not found" });
@@ -222,6 +252,15 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
 
   const api: FakeTriggerApi = {
     url, requests, runs, batches, packets, payloadOf, hold: false,
+    cancel(runId) {
+      const run = runs.get(runId);
+      if (!run || (run.status !== "QUEUED" && run.status !== "EXECUTING")) return false;
+      run.status = "CANCELED";
+      return true;
+    },
+    advance(ms) {
+      clockOffset += ms;
+    },
     async execute(runIds) {
       for (const id of runIds) {
         const run = runs.get(id);
@@ -241,4 +280,11 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     close: () => new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve()))),
   };
   return api;
+}
+
+/** `"30s"`, `"5m"`, `"2h"`, `"3d"` in ms; the platform's default for a key is 30 days. */
+function ttlMs(ttl: unknown): number {
+  const m = typeof ttl === "string" ? /^(\d+)([smhd])$/.exec(ttl) : null;
+  if (!m) return 30 * 24 * 3600_000;
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
 }

@@ -1,5 +1,5 @@
-import { configure } from "@trigger.dev/sdk";
-import { resourceCatalog, stringifyIO } from "@trigger.dev/core/v3";
+import { configure, metadata } from "@trigger.dev/sdk";
+import { logger, resourceCatalog, stringifyIO } from "@trigger.dev/core/v3";
 import { runInMockTaskContext } from "@trigger.dev/core/v3/test";
 import { StandardResourceCatalog, type RuntimeManager } from "@trigger.dev/core/v3/workers";
 import { startFakeTriggerApi, type FakeRun, type FakeTriggerApi } from "./fake-api.ts";
@@ -41,6 +41,8 @@ export interface HarnessFaults {
   failAfterRun?: (execution: Execution) => boolean;
   /** Fail an attempt before its function starts (a worker that never came up). */
   failBeforeRun?: (execution: Execution) => boolean;
+  /** Cancel the run before this attempt starts (someone cancelled it in the dashboard); it keeps its idempotency key. */
+  cancel?: (execution: Execution) => boolean;
   /** The abort signal an attempt gets; aborting it stops the run mid-way (a worker shut down). */
   signal?: (execution: Execution) => AbortSignal | undefined;
 }
@@ -55,6 +57,8 @@ export interface TriggerHarness {
   runTask(taskId: string, payload: unknown, runId: string, attempt?: number): Promise<any>;
   /** Call `fn` inside a mock task context (as Trigger.dev run `runId`), with the fake-backed runtime manager. */
   inTaskContext<T>(fn: () => Promise<T>, runId?: string): Promise<T>;
+  /** The run metadata a task run held when its last attempt ended (what the dashboard shows). */
+  metadataOf(runId: string): Record<string, unknown> | undefined;
   /** Execute everything queued on the fake (downstream pipelines, scheduled runs). */
   drain(): Promise<number>;
   close(): Promise<void>;
@@ -69,6 +73,7 @@ const needsContext = (taskId: string) => !taskId.includes("--") || taskId.endsWi
 
 export async function startTriggerHarness(options: { execute?: boolean; faults?: HarnessFaults } = {}): Promise<TriggerHarness> {
   const executions: Execution[] = [];
+  const metadataByRun = new Map<string, Record<string, unknown>>();
   const faults: HarnessFaults = options.faults ?? {};
   let waits = 0;
   let inContext = false;
@@ -78,7 +83,16 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
     if (inContext) throw new Error(`run ${runId} would start inside another task's context`);
     inContext = true;
     try {
-      return await runInMockTaskContext(({ ctx }) => fn(ctx), { ctx: { run: { id: runId }, attempt: { number: attempt } }, runtimeManager });
+      return await runInMockTaskContext(
+        async ({ ctx }) => {
+          try {
+            return await fn(ctx);
+          } finally {
+            metadataByRun.set(runId, { ...(metadata.current() ?? {}) });
+          }
+        },
+        { ctx: { run: { id: runId }, attempt: { number: attempt } }, runtimeManager },
+      );
     } finally {
       inContext = false;
     }
@@ -96,6 +110,10 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
   const executor = async (taskId: string, payload: unknown, run: FakeRun, attempt: number) => {
     const execution = { runId: run.id, taskId, attempt, payload };
     executions.push(execution);
+    if (faults.cancel?.(execution)) {
+      fake.cancel(run.id);
+      throw new Error(`run ${run.id} was cancelled`);
+    }
     if (faults.failBeforeRun?.(execution)) throw new WorkerCrash(`worker for ${taskId} attempt ${attempt} never started`);
     const output = await runIn(taskId, payload, run.id, attempt, faults.signal?.(execution));
     if (faults.failAfterRun?.(execution)) throw new WorkerCrash(`worker lost after ${taskId} attempt ${attempt}`);
@@ -146,9 +164,34 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
     executions,
     faults,
     waitCount: () => waits,
+    metadataOf: (runId) => metadataByRun.get(runId),
     runTask: (taskId, payload, runId, attempt = 1) => runIn(taskId, payload, runId, attempt),
     inTaskContext: (fn, runId = "run_test_context") => inTaskContext(() => fn(), runId),
     drain: () => fake.drain(),
     close: () => fake.close(),
   };
+}
+
+export interface LogLine {
+  level: "debug" | "log" | "info" | "warn" | "error";
+  message: string;
+  properties?: Record<string, unknown>;
+}
+
+/**
+ * Record what reaches the SDK's `logger` (what a worker ships to the
+ * dashboard), by installing a task logger where the worker installs its own.
+ * Call the returned function to stop.
+ */
+export function recordSdkLogs(): { lines: LogLine[]; stop(): void } {
+  const lines: LogLine[] = [];
+  const record = (level: LogLine["level"]) => (message: string, properties?: Record<string, unknown>) => void lines.push({ level, message, properties });
+  const span = { setAttribute() {}, setAttributes() {}, end() {}, recordException() {}, setStatus() {}, addEvent() {} };
+  logger.disable();
+  logger.setGlobalTaskLogger({
+    debug: record("debug"), log: record("log"), info: record("info"), warn: record("warn"), error: record("error"),
+    trace: (_name: string, fn: (span: unknown) => unknown) => fn(span),
+    startSpan: () => span,
+  } as never);
+  return { lines, stop: () => logger.disable() };
 }

@@ -12,13 +12,16 @@ export interface ChunkRange {
   last: string;
   /** Items in the range when it was planned (for reports; the task re-reads the range). */
   size: number;
+  /** Of those, items still open (queued, in flight, or waiting for a retry) when it was planned. */
+  open: number;
 }
 
 /**
- * Cut a stage's items into ranges of `size`. Round 0 covers every item the
- * stage has, whatever its status, so a retried orchestrator cuts exactly the
- * same chunks (and hits the same idempotency keys) however far the first
- * attempt got. Later rounds cover only items still open.
+ * Cut a stage's items into ranges of `size`. Round 0 cuts over every item the
+ * stage has, whatever its status, so a retried orchestrator attempt cuts
+ * exactly the same chunks (and hits the same idempotency keys) however far
+ * the first attempt got; the orchestrator then sends only ranges with open
+ * items. Later rounds cut over the items still open.
  */
 export function chunkRanges(ctx: RunContext, stageIndex: number, size: number, openOnly: boolean): Promise<ChunkRange[]> {
   return stageChunks(ctx, stageIndex, size, openOnly);

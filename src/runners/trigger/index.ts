@@ -7,8 +7,9 @@ export { defineSluiceTasks, type DefineSluiceTasksOptions, type SluicePipelineTa
 export { orchestrate, dispatchRound, chunkKeyParts, type OrchestratorPayload, type OrchestratorOutput, type OrchestratorDeps, type DispatchItem, type BatchOutcome, type RoundReport } from "./orchestrate.ts";
 export { runStageChunk, type ChunkPayload, type ChunkOutput, type ChunkRunOptions } from "./stage.ts";
 export { submitRun, submitFromEnv, type SubmitRunOptions, type SubmittedRun } from "./submit.ts";
-export { configureTriggerRunner, triggerRuntime, closeTriggerRuntime, inputsFromEnv, type TriggerRuntime, type TriggerRuntimeOverrides } from "./runtime.ts";
+export { configureTriggerRunner, triggerRuntime, closeTriggerRuntime, inputsFromEnv, workerPoolFromEnv, WORKER_POOL, type TriggerRuntime, type TriggerRuntimeOverrides } from "./runtime.ts";
 export { chunkRanges, type ChunkRange } from "./chunks.ts";
+export { triggerLogger, runTags, type StageProgress } from "./observe.ts";
 export {
   planTriggerTasks, stageConcurrency, limitsFromEnv, orchestratorTaskId, stageTaskId, scheduleTaskId, providerLimitName,
   MAX_RUNS_PER_BATCH, DEFAULT_CHUNK_SIZE,

@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import { AbortTaskRunError, idempotencyKeys } from "@trigger.dev/sdk";
-import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
 import {
   createOrContinueRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, reclaimStale, runStartedBy, sleep, stageCounts, stageDone, stopAfterOf,
@@ -10,6 +9,7 @@ import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
 import { chunkRanges, type ChunkRange } from "./chunks.ts";
 import { isBatchable, MAX_RUNS_PER_BATCH } from "./plan.ts";
 import { inputFor, triggerRuntime, type TriggerRuntime } from "./runtime.ts";
+import { publishProgress, runTags, tagOrchestrator, type StageProgress } from "./observe.ts";
 import type { ChunkPayload } from "./stage.ts";
 
 /** What starts an orchestrator run: an existing sluice run, or an input to start one over. */
@@ -62,10 +62,16 @@ export interface OrchestratorOutput {
 /**
  * The body of a pipeline's orchestrator task: prepare each stage, fan its
  * items out to stage-task runs in chunks, wait, and go on to the next stage.
+ *
  * Every dispatch carries an idempotency key built from (sluice run, stage,
- * chunk) with global scope, and round 0 cuts chunks over all of a stage's
- * items, so a retried orchestrator attempt re-sends the same keys and
- * Trigger.dev starts none of the chunks twice.
+ * chunk, round) and the Trigger.dev run of this orchestrator. Round 0 cuts
+ * chunks over all of a stage's items and sends those with open items, so a
+ * retried attempt of this orchestrator re-sends the same keys for whatever is
+ * still in flight and Trigger.dev starts none of them twice. Another
+ * orchestrator run for the same sluice run (a re-trigger with `{ runId }`)
+ * has keys of its own: it sends the chunks still open, and only those, even
+ * where an earlier orchestrator's run of that chunk succeeded or was
+ * cancelled (Trigger.dev keeps the keys of both for 30 days).
  *
  * @example
  * const out = await orchestrate({ pipeline, dispatch, downstream: [], startDownstream }, { inputPath: "tickets.csv" }, ctx.run.id);
@@ -74,13 +80,15 @@ export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorP
   const rt = await triggerRuntime();
   const runId = await resolveRun(rt, deps.pipeline, payload, triggerRunId);
   const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal });
+  await tagOrchestrator(runId, deps.pipeline.id, ctx.logger);
   const stages: OrchestratorOutput["stages"] = [];
+  const progress: Record<string, StageProgress> = {};
   const stopAfter = stopAfterOf(ctx, run);
   if (run.status !== "finished") {
     await ensureLoaded(ctx, run);
     for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
       await prepareStage(ctx, stage.index);
-      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps) });
+      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps, triggerRunId, progress) });
     }
     await finalizeRun(ctx, { stopAfter });
   }
@@ -120,17 +128,26 @@ async function resolveRun(rt: TriggerRuntime, pipeline: PipelineDef, payload: Or
   return run.id;
 }
 
-async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps): Promise<RoundReport[]> {
+async function runStage(
+  ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps, orchestratorRunId: string, progress: Record<string, StageProgress>,
+): Promise<RoundReport[]> {
   const rounds: RoundReport[] = [];
   // A stage that may use a provider's batch API gets big chunks, as in the
   // local runner: the half price needs many requests per provider batch.
   const size = isBatchable(ctx.pipeline.stages[stage.index]!) ? ctx.options.batchChunkSize : rt.chunkSize;
+  await publishProgress(ctx, stage, 0, undefined, progress);
   for (let round = 0; round <= rt.maxSweeps; round++) {
-    const ranges = await chunkRanges(ctx, stage.index, size, round > 0);
+    // Ranges whose items are all done are not sent: a continuing orchestrator
+    // (or a retried attempt after a stage finished) dispatches nothing for them.
+    const ranges = (await chunkRanges(ctx, stage.index, size, round > 0)).filter((r) => r.open > 0);
     if (ranges.length === 0) return rounds;
-    const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps);
+    ctx.logger.info(`stage ${stage.id}: ${round === 0 ? "dispatching" : `sweep ${round}: dispatching`} ${ranges.length} chunk run(s) for ${ranges.reduce((n, r) => n + r.open, 0)} open item(s)`);
+    const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps, orchestratorRunId);
     rounds.push(report);
-    if (await stageDone(ctx, stage.index)) return rounds;
+    const done = await stageDone(ctx, stage.index);
+    await publishProgress(ctx, stage, rounds.length, await summarizeRun(ctx.db, ctx.runId), progress);
+    if (report.failedRuns) ctx.logger.warn(`stage ${stage.id}: ${report.failedRuns} of ${report.chunks} chunk run(s) failed or were cancelled`);
+    if (done) return rounds;
     // Items are still open: a chunk run failed after its retries or died
     // holding claims, or a provider batch handed items back as retryable.
     // Take back claims of dead runs (after their lease if they did not retire)
@@ -143,7 +160,9 @@ async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, d
     }
   }
   const open = await chunkRanges(ctx, stage.index, Number.MAX_SAFE_INTEGER, true);
-  throw new SluiceError(
+  // Not retried: a retried attempt of this orchestrator sends the same keys
+  // and gets the same finished runs back. A new orchestrator run has new keys.
+  throw new AbortTaskRunError(
     `stage ${stage.id} of run ${ctx.runId} still has ${open[0]?.size ?? 0} open items after ${rt.maxSweeps + 1} dispatch rounds; ` +
       `trigger the orchestrator again with { runId: "${ctx.runId}" } to continue`,
   );
@@ -154,11 +173,13 @@ async function runStage(ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, d
  * `runsPerBatch` (never over Trigger.dev's 1,000), one batch at a time because
  * a task may only wait on one thing at once.
  */
-export async function dispatchRound(ctx: RunContext, stage: StagePlan, round: number, ranges: ChunkRange[], runsPerBatch: number, deps: Pick<OrchestratorDeps, "dispatch">): Promise<RoundReport> {
+export async function dispatchRound(
+  ctx: RunContext, stage: StagePlan, round: number, ranges: ChunkRange[], runsPerBatch: number, deps: Pick<OrchestratorDeps, "dispatch">, orchestratorRunId: string,
+): Promise<RoundReport> {
   const perBatch = Math.max(1, Math.min(MAX_RUNS_PER_BATCH, runsPerBatch));
   const report: RoundReport = { round, chunks: ranges.length, batches: [], failedRuns: 0 };
   for (let start = 0; start < ranges.length; start += perBatch) {
-    const items = await Promise.all(ranges.slice(start, start + perBatch).map((range) => dispatchItem(ctx, stage, round, range)));
+    const items = await Promise.all(ranges.slice(start, start + perBatch).map((range) => dispatchItem(ctx, stage, round, range, orchestratorRunId)));
     const outcome = await deps.dispatch(stage, items);
     report.batches.push(items.length);
     report.failedRuns += outcome.failed;
@@ -166,12 +187,20 @@ export async function dispatchRound(ctx: RunContext, stage: StagePlan, round: nu
   return report;
 }
 
-/** Key parts of a chunk: run, stage and chunk; sweeps add their round so they are new runs. */
-export function chunkKeyParts(runId: string, stageId: string, chunk: number, round: number): string[] {
-  return round === 0 ? [runId, stageId, String(chunk)] : [runId, stageId, String(chunk), `sweep-${round}`];
+/**
+ * Key parts of a chunk: sluice run, stage and chunk; sweeps add their round so
+ * they are new runs. The orchestrator's Trigger.dev run id comes last: its
+ * retried attempts share it (and so their keys), while each new orchestrator
+ * run for the same sluice run has keys of its own. Named explicitly rather
+ * than by the SDK's `run` scope, so the key is the same inside a task context
+ * and in a test or script that calls `orchestrate` outside one.
+ */
+export function chunkKeyParts(runId: string, stageId: string, chunk: number, round: number, orchestratorRunId: string): string[] {
+  const parts = round === 0 ? [runId, stageId, String(chunk)] : [runId, stageId, String(chunk), `sweep-${round}`];
+  return [...parts, `by-${orchestratorRunId}`];
 }
 
-async function dispatchItem(ctx: RunContext, stage: StagePlan, round: number, range: ChunkRange): Promise<DispatchItem> {
+async function dispatchItem(ctx: RunContext, stage: StagePlan, round: number, range: ChunkRange, orchestratorRunId: string): Promise<DispatchItem> {
   return {
     payload: {
       runId: ctx.runId,
@@ -184,8 +213,8 @@ async function dispatchItem(ctx: RunContext, stage: StagePlan, round: number, ra
       last: range.last,
     },
     options: {
-      idempotencyKey: await idempotencyKeys.create(chunkKeyParts(ctx.runId, stage.id, range.chunk, round), { scope: "global" }),
-      tags: [`sluice:${ctx.runId}`, `stage:${stage.id}`],
+      idempotencyKey: await idempotencyKeys.create(chunkKeyParts(ctx.runId, stage.id, range.chunk, round, orchestratorRunId), { scope: "global" }),
+      tags: runTags(ctx.runId, ctx.pipeline.id, stage.id),
     },
   };
 }

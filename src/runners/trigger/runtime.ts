@@ -1,7 +1,8 @@
 import { SluiceError } from "../../core/errors.ts";
 import type { EngineOptions, Logger, ProviderSet } from "../../engine/index.ts";
 import { createProviders } from "../../preset/providers.ts";
-import { openDatabase, type Database } from "../../store/index.ts";
+import { openDatabase, type Database, type PoolOptions } from "../../store/index.ts";
+import { triggerLogger } from "./observe.ts";
 import { DEFAULT_CALLS_PER_RUN, DEFAULT_CHUNK_SIZE } from "./plan.ts";
 
 /**
@@ -73,7 +74,8 @@ export async function triggerRuntime(env: NodeJS.ProcessEnv = process.env): Prom
     runsPerBatch: Math.min(1000, overrides.runsPerBatch ?? positiveInt(env.SLUICE_TRIGGER_RUNS_PER_BATCH) ?? 1000),
     maxSweeps: overrides.maxSweeps ?? 5,
     inputs: { ...inputsFromEnv(env), ...overrides.inputs },
-    logger: overrides.logger,
+    // On a worker the engine's lines go to the SDK's logger, and so to the run's log in the dashboard.
+    logger: overrides.logger ?? triggerLogger,
   };
 }
 
@@ -89,7 +91,7 @@ async function openFromEnv(env: NodeJS.ProcessEnv) {
     // Embedded PGlite lives in one process's directory; chunk runs on other machines could not see it.
     throw new SluiceError("DATABASE_URL is not set: Trigger.dev tasks need the Postgres database every run shares (set it in the project's environment variables)");
   }
-  const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false" });
+  const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false", pool: workerPoolFromEnv(env) });
   const preset = await createProviders(env);
   return {
     db,
@@ -100,6 +102,29 @@ async function openFromEnv(env: NodeJS.ProcessEnv) {
     },
   };
 }
+
+/**
+ * A worker's Postgres pool. Trigger.dev runs each task run in a process of
+ * its own, often hundreds at once against one server, so a worker keeps few
+ * connections: 4 at most (a chunk run writes its answers in groups, beside a
+ * heartbeat), closes one after 30 s unused, and replaces each after 10 min,
+ * so connections a pooler, a failover or a restart dropped are not kept.
+ * `SLUICE_PG_POOL_MAX`, `SLUICE_PG_IDLE_TIMEOUT` and `SLUICE_PG_MAX_LIFETIME`
+ * (seconds) override them.
+ *
+ * @example
+ * workerPoolFromEnv({ SLUICE_PG_POOL_MAX: "2" }); // { max: 2, idleTimeoutS: 30, maxLifetimeS: 600 }
+ */
+export function workerPoolFromEnv(env: Record<string, string | undefined>): Required<PoolOptions> {
+  return {
+    max: positiveInt(env.SLUICE_PG_POOL_MAX) ?? WORKER_POOL.max,
+    idleTimeoutS: positiveInt(env.SLUICE_PG_IDLE_TIMEOUT) ?? WORKER_POOL.idleTimeoutS,
+    maxLifetimeS: positiveInt(env.SLUICE_PG_MAX_LIFETIME) ?? WORKER_POOL.maxLifetimeS,
+  };
+}
+
+/** Pool defaults for Trigger.dev workers (see {@link workerPoolFromEnv}). */
+export const WORKER_POOL: Required<PoolOptions> = { max: 4, idleTimeoutS: 30, maxLifetimeS: 600 };
 
 /**
  * `SLUICE_INPUT_TICKET_TRIAGE=/data/tickets.csv` gives pipeline `ticket-triage`

@@ -75,6 +75,7 @@ export async function runStageChunk(pipeline: PipelineDef, payload: ChunkPayload
     const results = ids.length ? await executeStageChunk(ctx, payload.stageIndex, ids) : [];
     const byStatus: Record<string, number> = {};
     for (const r of results) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+    ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}${payload.round ? ` (sweep ${payload.round})` : ""}: ${results.length} of ${ids.length} queued item(s) written`, { byStatus, resumedBatches });
     return { stageId: payload.stageId, round: payload.round, chunk: payload.chunk, queued: ids.length, executed: results.length, resumedBatches, byStatus };
   } finally {
     clearInterval(beat);

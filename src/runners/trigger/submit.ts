@@ -3,6 +3,7 @@ import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
 import { createOrContinueRun, ensureLoaded, openRun, planStages, type ProviderSet } from "../../engine/index.ts";
 import { openDatabase, type Database } from "../../store/index.ts";
+import { runTags } from "./observe.ts";
 import { orchestratorTaskId } from "./plan.ts";
 
 export interface SubmitRunOptions {
@@ -54,7 +55,7 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
   const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id });
   const rowsRead = await ensureLoaded(ctx, run);
   const idempotencyKey = await idempotencyKeys.create([run.id, "orchestrate"], { scope: "global" });
-  const handle = await tasks.trigger(orchestratorTaskId(pipeline.id), { runId: run.id }, { idempotencyKey, tags: [`sluice:${run.id}`] });
+  const handle = await tasks.trigger(orchestratorTaskId(pipeline.id), { runId: run.id }, { idempotencyKey, tags: runTags(run.id, pipeline.id) });
   return { runId: run.id, continued, rowsRead, triggerRunId: handle.id };
 }
 

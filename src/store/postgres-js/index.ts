@@ -12,13 +12,32 @@ const MIGRATION_LOCK = 0x51_1ce;
  * A Postgres server through postgres.js. Several sluice processes may share
  * it (and a run); migrations run under an advisory lock so they don't race.
  *
+ * postgres.js 3.4.x is patched (`patches/postgres+3.4.9.patch`, applied by
+ * patch-package on install): when the server ends a connection inside a
+ * transaction or a reservation (a restart, `pg_terminate_backend`, an
+ * idle-in-transaction timeout), its queries fail with CONNECTION_CLOSED
+ * instead of an uncaught TypeError ending the process, and none of them runs
+ * later on another session outside its transaction.
+ *
  * @example
  * const db = await connect({ url: process.env.DATABASE_URL! });
  */
-export async function connect(options: { url: string; max?: number; prepare?: boolean }): Promise<Database> {
+export interface PoolOptions {
+  /** Connections at most. Default 8 (a local run's loops share them). */
+  max?: number;
+  /** Seconds an unused connection stays open; 0 keeps it. Default 0. */
+  idleTimeoutS?: number;
+  /** Seconds a connection lives at most before it is replaced when next free; 0 keeps it. Default: postgres.js's 30–60 min. */
+  maxLifetimeS?: number;
+}
+
+export async function connect(options: { url: string; prepare?: boolean; pool?: PoolOptions }): Promise<Database> {
   const prepare = options.prepare ?? true;
+  const pool = options.pool ?? {};
   const client = postgres(options.url, {
-    max: options.max ?? 8,
+    max: pool.max ?? 8,
+    ...(pool.idleTimeoutS !== undefined ? { idle_timeout: pool.idleTimeoutS } : {}),
+    ...(pool.maxLifetimeS !== undefined ? { max_lifetime: pool.maxLifetimeS } : {}),
     onnotice: () => {},
     prepare,
     // Statements are prepared once per connection (see `preparedExecute`), but
