@@ -1,5 +1,7 @@
 import { Command, CommanderError } from "commander";
+import { config as loadEnv } from "dotenv";
 import { SluiceError } from "../core/errors.ts";
+import { CliError } from "./common.ts";
 import { commitCommand, historyCommand, revertCommand } from "./commit.ts";
 import { compareCommand } from "./compare.ts";
 import { costCommand } from "./cost.ts";
@@ -8,6 +10,7 @@ import { dlqCommand } from "./dlq.ts";
 import { driftCommand } from "./drift.ts";
 import { estimateCommand } from "./estimate.ts";
 import { labelsCommand } from "./labels.ts";
+import { lsCommand } from "./ls.ts";
 import { quarantineCommand } from "./quarantine.ts";
 import { reportCommand } from "./report.ts";
 import { rerunCommand } from "./rerun.ts";
@@ -28,6 +31,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const command of [
     runCommand(),
+    lsCommand(),
     resumeCommand(),
     rerunCommand(),
     statusCommand(),
@@ -61,7 +65,15 @@ export function buildProgram(): Command {
  */
 export async function main(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv);
+    // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
+    loadEnv({ quiet: true });
+    const program = buildProgram();
+    // An unknown command is an error even with --help (which would otherwise print the top help and exit 0).
+    const first = argv[2];
+    if (first && !first.startsWith("-") && first !== "help" && !program.commands.some((c) => c.name() === first || c.aliases().includes(first))) {
+      throw new CliError(`unknown command "${first}" (commands: ${program.commands.map((c) => c.name()).join(", ")})`);
+    }
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode;

@@ -53,7 +53,7 @@ export async function listSchedules(cwd = process.cwd(), env: NodeJS.ProcessEnv 
   }));
 }
 
-async function loadAllPipelines(cwd: string): Promise<PipelineDef[]> {
+export async function loadAllPipelines(cwd: string): Promise<PipelineDef[]> {
   let files: string[];
   try {
     files = readdirSync(join(cwd, "pipelines")).filter((f) => /\.[cm]?[jt]s$/.test(f) && !/\.(test|spec)\./.test(f) && !f.endsWith(".d.ts")).sort();

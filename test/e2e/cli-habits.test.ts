@@ -1,0 +1,40 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { cliEnv, lastJson, ROOT, runCli } from "./cli.ts";
+
+/** Habits a user brings: an unknown command is an error, `ls` lists the pipelines, `.env` is read. */
+const BIN = join(ROOT, "bin", "sluice.mjs");
+
+describe("the CLI's habits", () => {
+  it("refuses an unknown command even with --help, with the commands it knows", async () => {
+    const out = await runCli(["estimat", "--help"], cliEnv());
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/^sluice: unknown command "estimat" \(commands: run, ls, /);
+    expect(out.stdout).toBe("");
+  }, 60_000);
+
+  it("lists the pipelines in pipelines/ with their stages, versions and targets", async () => {
+    const out = await runCli(["ls", "--json"], cliEnv());
+    expect(out.code, out.stderr).toBe(0);
+    const [demo] = lastJson<{ id: string; stages: { id: string; kind: string; version: string; model?: string; target?: string }[] }[]>(out.stdout);
+    expect(demo!.id).toBe("ticket-triage");
+    expect(demo!.stages.map((s) => s.id)).toEqual(["filter", "classify", "extract", "validate", "commit"]);
+    expect(demo!.stages.every((s) => /^[0-9a-f]{12}$/.test(s.version))).toBe(true);
+    expect(demo!.stages.find((s) => s.id === "commit")!.target).toBe("ticket_triage");
+  }, 60_000);
+
+  it("reads .env from the working directory; variables already set win", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-dotenv-"));
+    writeFileSync(join(dir, ".env"), `SLUICE_DATA_DIR=${join(dir, "from-dotenv")}\n`);
+    const env = cliEnv({ SLUICE_DATA_DIR: undefined });
+    const fromFile = spawnSync(process.execPath, [BIN, "status"], { cwd: dir, env, encoding: "utf8" });
+    expect(fromFile.status, fromFile.stderr).toBe(0);
+    expect(existsSync(join(dir, "from-dotenv"))).toBe(true);
+    const explicit = spawnSync(process.execPath, [BIN, "status"], { cwd: dir, env: { ...env, SLUICE_DATA_DIR: join(dir, "explicit") }, encoding: "utf8" });
+    expect(explicit.status, explicit.stderr).toBe(0);
+    expect(existsSync(join(dir, "explicit"))).toBe(true);
+  }, 120_000);
+});
