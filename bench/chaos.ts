@@ -123,7 +123,7 @@ async function runDemo(sim: Simulator, env: NodeJS.ProcessEnv, chaos: boolean): 
     paidTwice: Object.values(stats.billedByRequestHash).reduce((sum, n) => sum + Math.max(0, n - 1), 0),
     cutOff: stats.cutOff,
     kills,
-    extra: Object.entries(stats.billedByRequestHash).filter(([h, n]) => n - 1 > (stats.cutOffByRequestHash[h] ?? 0)).map(([h, n]) => `${h.slice(0, 8)}x${n} (paid again in ${againIn.get(h) ?? "the final resume"})`),
+    extra: Object.entries(stats.billedByRequestHash).filter(([h, n]) => n - 1 > (stats.cutOffByRequestHash[h] ?? 0)).map(([h, n]) => `${h.slice(0, 8)}x${n} (${(stats.billedAgainHow[h] ?? []).join(" + ")}; paid again in ${againIn.get(h) ?? "the final resume"})`),
   };
 }
 

@@ -156,7 +156,7 @@ export class OpenAIBatches {
     }
     const a = finalAnswer(parsed.req, honestAnswer(parsed.req), d.fault as Parameters<typeof finalAnswer>[2], d.seed);
     if (a.fault) state.stats.fault(a.fault);
-    state.stats.bill(hash, a.inputTokens, a.outputTokens, true);
+    state.stats.bill(hash, a.inputTokens, a.outputTokens, true, `batch ${batch.run.id} ${parsed.req.model}`);
     batch.usage.input += a.inputTokens;
     batch.usage.output += a.outputTokens;
     return { ok: true, out: { status_code: 200, request_id, body: chatCompletion(parsed.req, a, state.id("chatcmpl-", 29)) } };

@@ -79,7 +79,7 @@ export async function serveRealtime(
 
   const answer = finalAnswer(req, honest, d.fault as ContentFault | undefined, d.seed);
   if (answer.fault) stats.fault(answer.fault);
-  stats.bill(hash, answer.inputTokens, answer.outputTokens, false);
+  stats.bill(hash, answer.inputTokens, answer.outputTokens, false, `realtime ${req.model}`);
   // Gone before this handler could listen (the connection closed while the
   // request waited to be read), or while it waited.
   if (gone || !res.socket || res.socket.destroyed) stats.cutOffAnswer(hash);

@@ -39,6 +39,8 @@ export interface SimStats {
   callsByModel: Record<string, number>;
   callsByRequestHash: Record<string, number>;
   billedByRequestHash: Record<string, number>;
+  /** Requests billed more than once: how each billing came (`realtime` or `batch:<batch id>`), in order. */
+  billedAgainHow: Record<string, string[]>;
   /** Batch requests processed, by `custom_id`. */
   callsByCustomId: Record<string, number>;
   rejectedByModel: Record<string, number>;
@@ -64,6 +66,7 @@ export class StatsRecorder {
   private readonly byModel = new Map<string, number>();
   private readonly byHash = new Map<string, number>();
   private readonly billedByHash = new Map<string, number>();
+  private readonly billedHow = new Map<string, string[]>();
   private readonly byCustomId = new Map<string, number>();
   private readonly rejectedByModel = new Map<string, number>();
   private readonly faults = new Map<string, number>();
@@ -81,9 +84,13 @@ export class StatsRecorder {
     bump(this.byHash, hash);
   }
 
-  bill(hash: string, input: number, output: number, batch: boolean): void {
+  bill(hash: string, input: number, output: number, batch: boolean, how = batch ? "batch" : "realtime"): void {
     this.billed++;
     bump(this.billedByHash, hash);
+    // Kept for every request (most are billed once), reported only for those billed again.
+    const ways = this.billedHow.get(hash);
+    if (ways) ways.push(how);
+    else this.billedHow.set(hash, [how]);
     this.tokens.input += input;
     this.tokens.output += output;
     if (batch) {
@@ -135,6 +142,7 @@ export class StatsRecorder {
       callsByModel: obj(this.byModel),
       callsByRequestHash: obj(this.byHash),
       billedByRequestHash: obj(this.billedByHash),
+      billedAgainHow: Object.fromEntries([...this.billedHow].filter(([, ways]) => ways.length > 1)),
       callsByCustomId: obj(this.byCustomId),
       rejectedByModel: obj(this.rejectedByModel),
       tokens: { ...this.tokens },
