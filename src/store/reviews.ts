@@ -224,3 +224,17 @@ export async function labelledItems(db: Database, pipeline: string): Promise<Lab
     LEFT JOIN run_items i ON i.run_id = d.run_id AND i.item_id = d.item_id
     ORDER BY d.item_id, d.stage_id`);
 }
+
+/** Runs with items a stage sent to review, newest first: how many wait for a decision and how many were decided since (not yet taken up). */
+export async function reviewCountsByRun(db: Database, limit: number): Promise<{ run_id: string; pipeline: string; created_at: string; waiting: number; decided: number }[]> {
+  return db.rows<{ run_id: string; pipeline: string; created_at: string; waiting: number; decided: number }>(sql`
+    SELECT q.run_id, q.pipeline, q.created_at, count(*) FILTER (WHERE NOT q.decided)::int AS waiting, count(*) FILTER (WHERE q.decided)::int AS decided
+    FROM (
+      SELECT r.id AS run_id, r.pipeline, r.created_at, EXISTS (
+        SELECT 1 FROM review_decisions d
+        WHERE d.pipeline = r.pipeline AND d.stage_id = w.stage_id AND d.item_id = w.item_id
+          AND d.input_hash = w.input_hash AND d.stage_version = ${versionIn(sql`w.stage_id`)}) AS decided
+      FROM runs r JOIN work w ON w.run_id = r.id AND w.status = 'needs_review'
+    ) q
+    GROUP BY q.run_id, q.pipeline, q.created_at ORDER BY q.created_at DESC LIMIT ${limit}`);
+}
