@@ -138,7 +138,7 @@ for (const driver of testDrivers()) {
       const edited = await post(writable, `/runs/${runId}/review/${second.item_id}`, { decision: "edit", by: "bob", note: "", edits: "order_id=ORD-1234\namount=12.5" });
       expect(edited.status).toBe(303);
       const decided = await listReview(store.db, runId, { decided: true });
-      expect(decided.find((q) => q.item_id === first.item_id)).toMatchObject({ decision: "approve", reviewer: "alice" });
+      expect(decided.find((q) => q.item_id === first.item_id)).toMatchObject({ decision: "approve", reviewer: "alice", applied: false, status: "needs_review" });
       expect(decided.find((q) => q.item_id === second.item_id)).toMatchObject({ decision: "edit", reviewer: "bob" });
       const after = await get(writable, `/runs/${runId}/review?done=approve&items=${first.item_id}&by=alice`);
       expect(after).toContain(`Approved ${first.item_id} (by alice).`);

@@ -50,10 +50,14 @@ function printQueue(runId: string, rows: QueueRow[]): void {
     return;
   }
   const pending = rows.filter((r) => !r.decision).length;
-  process.stdout.write(`run ${runId}: ${pending} item(s) wait for review${rows.length > pending ? `, ${rows.length - pending} decided (taken up by \`sluice commit ${runId}\`)` : ""}\n`);
+  const decided = rows.filter((r) => r.decision && !r.applied).length;
+  const taken = rows.length - pending - decided;
+  process.stdout.write(
+    `run ${runId}: ${pending} item(s) wait for review${decided ? `, ${decided} decided (taken up by \`sluice commit ${runId}\`)` : ""}${taken ? `, ${taken} decided and taken up` : ""}\n`,
+  );
   const w = Math.max(7, ...rows.map((r) => r.item_id.length));
   for (const r of rows) {
-    const state = r.decision ? `${r.decision} (${r.reviewer})` : "waiting";
+    const state = r.decision ? `${r.decision} (${r.reviewer})${r.applied ? ", taken up" : ""}` : "waiting";
     process.stdout.write(`${r.item_id.padEnd(w)}  ${r.stage_id.padEnd(10)} ${state.padEnd(18)} ${r.reason ?? ""}\n`);
   }
 }

@@ -122,9 +122,13 @@ export interface QueueRow {
   stage_version: string;
   input_hash: string;
   reason: string | null;
-  /** The decision recorded since (in force, not yet applied by `commit`), if any. */
+  /** The item's status at the stage: `needs_review`, or what a decision taken up made it. */
+  status: string;
+  /** The latest decision recorded for what was reviewed, if any. */
   decision: Decision | null;
   reviewer: string | null;
+  /** Whether the run has taken that decision up (`sluice commit`); false while it waits for one. */
+  applied: boolean;
 }
 
 /**
@@ -137,10 +141,10 @@ export async function reviewQueue(db: Database, runId: string, filter: { stageId
   const rows = await db.rows<QueueRow>(sql`
     SELECT * FROM (
       SELECT w.run_id, r.pipeline, w.item_id, w.stage_id, w.stage_index, ${versionIn(sql`w.stage_id`)} AS stage_version, w.input_hash,
-        w.error_message AS reason, d.decision, d.reviewer
+        w.error_message AS reason, w.status, d.decision, d.reviewer, coalesce(d.id = w.review_id, false) AS applied
       FROM work w JOIN runs r ON r.id = w.run_id
       LEFT JOIN LATERAL (
-        SELECT d.decision, d.reviewer FROM review_decisions d
+        SELECT d.id, d.decision, d.reviewer FROM review_decisions d
         WHERE d.pipeline = r.pipeline AND d.stage_id = w.stage_id AND d.item_id = w.item_id
           AND d.input_hash = w.input_hash AND d.stage_version = ${versionIn(sql`w.stage_id`)}
         ORDER BY d.id DESC LIMIT 1) d ON TRUE

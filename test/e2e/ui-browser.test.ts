@@ -206,6 +206,19 @@ describe.skipIf(problem)(`the console and the report in Chromium${problem ? ` (s
     const shown = await runCli(["review", "show", summary.runId, approved, "--json"], env);
     const stages = (lastJson(shown.stdout) as { stages: { stage_id: string; status: string }[] }).stages;
     expect(stages.find((s) => s.stage_id === "commit")?.status).toBe("committed");
+    // The console then shows the decision as taken up, with nothing left to commit.
+    const again = await startUi(env);
+    const page2 = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    try {
+      await page2.goto(`${again.url}runs/${summary.runId}/review`);
+      expect(await page2.textContent("p.meta")).toContain("0 decided, not yet committed");
+      expect(await page2.textContent("table.queue")).toContain("taken up");
+      expect(await page2.$(".callout")).toBeNull();
+      await page2.screenshot({ path: join(OUT, "review-committed.png"), fullPage: true });
+    } finally {
+      await page2.close();
+      await again.stop();
+    }
   }, 300_000);
 
   it("opens the report file offline, charts drawn and figures equal to the run summary", async () => {

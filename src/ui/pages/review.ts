@@ -140,18 +140,19 @@ async function queuePage(ctx: ConsoleContext, runId: string, q: { stage?: string
   const all = await listReview(ctx.db, runId, { decided: true });
   const rows = all.filter((r) => (!q.stage || r.stage_id === q.stage) && (!q.reason || (r.reason ?? "").toLowerCase().includes(q.reason.toLowerCase())));
   const waiting = rows.filter((r) => !r.decision);
+  const pending = rows.filter((r) => r.decision && !r.applied);
   const stages = [...new Set(all.map((r) => r.stage_id))];
   const filtered = Boolean(q.stage || q.reason);
   const body = html`<h1>Review queue of <a class="mono" href="${paths.run(runId)}">${runId}</a></h1>
     <p class="note">Items a stage sent to review, with its reason. Open one to see its input, every stage's output and the attempts, and decide it; a decision holds in every later run where what was reviewed is unchanged.</p>
     ${done ?? ""}${error ? html`<div class="error" role="alert">${error}</div>` : ""}
-    ${takeOn(ctx, runId, all.filter((r) => r.decision).length)}
+    ${takeOn(ctx, runId, all.filter((r) => r.decision && !r.applied).length)}
     <form class="filters" method="get" action="${paths.review(runId)}">
       <label>stage <select name="stage"><option value="">any</option>${stages.map((s) => html`<option value="${s}" ${s === q.stage ? "selected" : ""}>${s}</option>`)}</select></label>
       <label class="wide">reason contains <input name="reason" value="${q.reason ?? ""}" placeholder="e.g. refund without order"></label>
       <button type="submit">Filter</button>${filtered ? html` <a href="${paths.review(runId)}">clear</a>` : ""}
     </form>
-    <p class="meta"><span>${int(waiting.length)} waiting</span><span>${int(rows.length - waiting.length)} decided, not yet committed</span>${filtered ? html`<span>of ${int(all.length)} in the run</span>` : ""}</p>
+    <p class="meta"><span>${int(waiting.length)} waiting</span><span>${int(pending.length)} decided, not yet committed</span><span>${int(rows.length - waiting.length - pending.length)} decided and taken up</span>${filtered ? html`<span>of ${int(all.length)} in the run</span>` : ""}</p>
     ${ctx.allowWrites && filtered && waiting.length
       ? html`<form class="decide bulk" method="post" action="${paths.review(runId)}">
         <input type="hidden" name="stage" value="${q.stage ?? ""}"><input type="hidden" name="reason" value="${q.reason ?? ""}">
@@ -163,7 +164,7 @@ async function queuePage(ctx: ConsoleContext, runId: string, q: { stage?: string
       ? html`<p class="muted">${filtered ? "Nothing in review matches." : "Nothing waits for review in this run."}</p>`
       : html`<table class="queue"><tr><th>item</th><th>stage</th><th>reason</th><th>decision</th></tr>
         ${rows.slice(0, SHOWN).map((r) => html`<tr><td><a class="mono" href="${paths.reviewItem(runId, r.item_id, { by: q.by })}">${r.item_id}</a></td><td>${r.stage_id}</td><td>${r.reason ?? ""}</td>
-          <td>${r.decision ? html`${verdict(r.decision)} by ${r.reviewer ?? "?"}` : status("needs_review")}</td></tr>`)}</table>
+          <td>${r.decision ? html`${verdict(r.decision)} by ${r.reviewer ?? "?"}${r.applied ? html` · taken up: ${status(r.status)}` : ""}` : status("needs_review")}</td></tr>`)}</table>
         ${rows.length > SHOWN ? html`<p class="muted">The first ${int(SHOWN)} of ${int(rows.length)}: filter to narrow them.</p>` : ""}`}`;
   return ctx.render({ title: `Review queue of ${runId}`, section: paths.review(), body });
 }
@@ -182,14 +183,16 @@ async function itemReviewPage(ctx: ConsoleContext, view: ItemView, itemId: strin
     } · <a href="${paths.item(runId, itemId)}">item page</a></p>
     ${done ?? ""}${error ? html`<div class="error" role="alert">${error}</div>` : ""}
     ${mine ? reviewBox(ctx, runId, itemId, mine, form) : html`<p class="callout">No stage of this run has <span class="mono">${itemId}</span> in review: nothing to decide.</p>`}
-    ${takeOn(ctx, runId, queue.filter((q) => q.decision).length)}
+    ${takeOn(ctx, runId, queue.filter((q) => q.decision && !q.applied).length)}
     ${itemSections(view)}`;
   return ctx.render({ title: `Review ${itemId}`, section: paths.review(), body });
 }
 
 function reviewBox(ctx: ConsoleContext, runId: string, itemId: string, row: QueueRow, form: Partial<ReviewForm>): Html {
   const state = row.decision
-    ? html`<p>Decided: ${verdict(row.decision)} by ${row.reviewer ?? "?"}, taken up by <code>sluice commit ${runId}</code>. A new decision replaces it.</p>`
+    ? html`<p>Decided: ${verdict(row.decision)} by ${row.reviewer ?? "?"}, ${
+        row.applied ? html`taken up by the run (now ${status(row.status)})` : html`taken up by <code>sluice commit ${runId}</code>`
+      }. A new decision replaces it.</p>`
     : "";
   const reason = html`<p class="reason"><b>${row.stage_id}</b> sent it to review: ${row.reason ?? "(no reason recorded)"}</p>`;
   if (!ctx.allowWrites) {
