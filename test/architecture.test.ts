@@ -38,6 +38,17 @@ describe("architecture", () => {
     expect(offenders).toEqual([]);
   });
 
+  it("has the console import no command, runner or engine module: it reads through inspect, report and store", () => {
+    const up: string[] = [];
+    for (const f of code.filter((f) => f.startsWith(join("src", "ui") + "/"))) {
+      for (const m of readFileSync(join(root, f), "utf8").matchAll(/from "(\.[^"]+)"/g)) {
+        const target = relative(root, join(root, f, "..", m[1]!));
+        if (["cli", "engine", "runners"].some((layer) => target.startsWith(join("src", layer) + "/"))) up.push(`${f} -> ${target}`);
+      }
+    }
+    expect(up).toEqual([]);
+  });
+
   it("has runners import the engine through its surface only", () => {
     const deep: string[] = [];
     for (const f of code.filter((f) => f.startsWith(join("src", "runners") + "/"))) {

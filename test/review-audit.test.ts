@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { decide } from "../src/cli/review.ts";
+import { decide } from "../src/inspect/review.ts";
 import { definePipeline, defineStage } from "../src/core/define.ts";
 import type { CommitStage } from "../src/core/types.ts";
 import { inAuditSample } from "../src/engine/compute.ts";

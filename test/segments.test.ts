@@ -69,6 +69,28 @@ for (const driver of testDrivers()) {
       await run.close();
     });
 
+    it("tells progress how many items may yet reach a later stage, a ceiling that comes down to its total", async () => {
+      const { path, dir } = writeItems(items);
+      const seen = new Map<string, { done: number; total: number; atMost?: number }[]>();
+      const events = {
+        progress: (stage: { id: string }, done: number, total: number, atMost?: number) => void seen.set(stage.id, [...(seen.get(stage.id) ?? []), { done, total, atMost }]),
+      };
+      try {
+        await runPipeline({ db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), options: { chunkSize: 16 }, events }, path, { fresh: true });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      // The first stage knows its total from the start.
+      expect(seen.get("filter")!.every((p) => p.total === items.length && p.atMost === undefined)).toBe(true);
+      // classify gets what the filter keeps (75 of 90): up to 90 at first, never more than it gets in the end.
+      const classify = seen.get("classify")!;
+      expect(classify[0]).toEqual({ done: 0, total: 0, atMost: items.length });
+      const ceilings = classify.map((p) => p.atMost).filter((n): n is number => n !== undefined);
+      expect(ceilings).toEqual([...ceilings].sort((a, b) => b - a));
+      for (const p of classify) if (p.atMost !== undefined) expect(p.atMost).toBeGreaterThanOrEqual(Math.max(p.total, 75));
+      expect(classify[classify.length - 1]).toEqual({ done: 75, total: 75, atMost: undefined });
+    });
+
     it("carries an output to the next stage exactly as the store would give it back", async () => {
       // m1's output has a Date, an undefined member and keys out of jsonb's order; m2 reports what it saw.
       const seen = definePipeline({

@@ -5,6 +5,8 @@ import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { costOf } from "../src/providers/prices.ts";
 import { deadLetters } from "../src/store/reports.ts";
 import { runPipelineForTest, singleProvider, testDrivers, type TestDatabase, type TestRun } from "../src/testing/index.ts";
+import { listReview } from "../src/inspect/review.ts";
+import type { QueueRow } from "../src/store/reviews.ts";
 import { createConsoleApp } from "../src/ui/app.ts";
 import { demoSlice } from "./e2e/data.ts";
 
@@ -22,14 +24,17 @@ for (const driver of testDrivers()) {
     let run: TestRun;
     beforeAll(async () => {
       store = await driver.open();
-      // One failure in ten is deterministic, so the run has dead letters to show.
+      // One failure in ten is deterministic, so the run has dead letters to show; some answers are unsure, so items wait for review.
       const inner = createInProcessProvider();
       let n = 0;
       const provider = {
         name: inner.name,
         complete: async (...args: Parameters<typeof inner.complete>) => {
           if (++n % 10 === 0) throw new DeterministicError("400 invalid request: <script>alert(1)</script>");
-          return inner.complete(...args);
+          const answer = await inner.complete(...args);
+          // Some classifications come back unsure, so the validator sends items to review.
+          if (n % 4 === 1 && /"confidence"/.test(answer.text)) return { ...answer, text: JSON.stringify({ ...JSON.parse(answer.text), confidence: 0.42 }) };
+          return answer;
         },
       };
       run = await runPipelineForTest(pipeline, { input: demoSlice(80), db: store.db, providers: singleProvider(provider, (model, usage, mode) => costOf(model, usage, mode)) });
@@ -86,6 +91,60 @@ for (const driver of testDrivers()) {
       expect(res.status).toBe(303);
       expect(res.headers.get("location")).toBe(`/runs/${runId}/dead-letters?requeued=${before}`);
       expect((await deadLetters(store.db, runId)).length).toBe(0);
+    });
+
+    it("shows the review queue and one item's review, and decides through the same function as sluice review", async () => {
+      const { runId } = run.summary;
+      const waiting = await listReview(store.db, runId);
+      expect(waiting.length, "the slice has items in review").toBeGreaterThan(1);
+      const [first, second] = waiting as [QueueRow, QueueRow];
+      const readOnly = createConsoleApp({ db: store.db });
+      const get = async (app: ReturnType<typeof createConsoleApp>, path: string, expected = 200) => {
+        const res = await app.request(`${local}${path}`);
+        expect(res.status, path).toBe(expected);
+        return res.text();
+      };
+      expect(await get(readOnly, "/review")).toContain(runId);
+      expect(await get(readOnly, `/runs/${runId}`)).toContain(`href="/runs/${runId}/review"`);
+      const queue = await get(readOnly, `/runs/${runId}/review`);
+      for (const q of waiting) expect(queue).toContain(q.item_id);
+      expect(queue).toContain(first.reason!.replace(/</g, "&lt;").slice(0, 30));
+      expect(queue).not.toContain('method="post"');
+      const filtered = await get(readOnly, `/runs/${runId}/review?stage=${first.stage_id}&reason=${encodeURIComponent(first.reason!.slice(0, 12))}`);
+      expect(filtered).toContain(first.item_id);
+      expect(await get(readOnly, `/runs/${runId}/items/${first.item_id}`)).toContain(`/runs/${runId}/review/${first.item_id}`);
+      const itemView = await get(readOnly, `/runs/${runId}/review/${first.item_id}`);
+      expect(itemView).toContain('data-stage="classify"');
+      expect(itemView).toContain(`sluice review approve|reject ${runId} ${first.item_id}`);
+      expect(itemView).not.toContain("<form");
+
+      const form = { "content-type": "application/x-www-form-urlencoded" };
+      const post = (app: ReturnType<typeof createConsoleApp>, path: string, fields: Record<string, string>, origin = local) =>
+        app.request(`${local}${path}`, { method: "POST", headers: { ...form, origin }, body: new URLSearchParams(fields).toString() });
+      const approve = { decision: "approve", by: "alice", note: "looked fine" };
+      expect((await post(readOnly, `/runs/${runId}/review/${first.item_id}`, approve)).status).toBe(403);
+      const writable = createConsoleApp({ db: store.db, allowWrites: true });
+      expect((await post(writable, `/runs/${runId}/review/${first.item_id}`, approve, "http://evil.example")).status).toBe(403);
+      expect(await listReview(store.db, runId)).toHaveLength(waiting.length);
+      expect(await get(writable, `/runs/${runId}/review/${first.item_id}`)).toContain('name="decision" value="approve"');
+
+      // Fields filled in but Approve pressed: refused, the form kept, nothing recorded.
+      const mixed = await post(writable, `/runs/${runId}/review/${first.item_id}`, { ...approve, edits: "amount=12.5" });
+      expect(mixed.status).toBe(400);
+      expect(await mixed.text()).toContain("taken by Edit only");
+      const res = await post(writable, `/runs/${runId}/review/${first.item_id}`, approve);
+      expect(res.status).toBe(303);
+      expect(res.headers.get("location")).toBe(`/runs/${runId}/review/${second.item_id}?done=approve&items=${first.item_id}&by=alice`);
+      const edited = await post(writable, `/runs/${runId}/review/${second.item_id}`, { decision: "edit", by: "bob", note: "", edits: "order_id=ORD-1234\namount=12.5" });
+      expect(edited.status).toBe(303);
+      const decided = await listReview(store.db, runId, { decided: true });
+      expect(decided.find((q) => q.item_id === first.item_id)).toMatchObject({ decision: "approve", reviewer: "alice", applied: false, status: "needs_review" });
+      expect(decided.find((q) => q.item_id === second.item_id)).toMatchObject({ decision: "edit", reviewer: "bob" });
+      const after = await get(writable, `/runs/${runId}/review?done=approve&items=${first.item_id}&by=alice`);
+      expect(after).toContain(`Approved ${first.item_id} (by alice).`);
+      expect(after).toContain(`sluice commit ${runId}`);
+      // In bulk only by a filter.
+      expect((await post(writable, `/runs/${runId}/review`, { decision: "reject", by: "carol" })).status).toBe(400);
     });
 
     it("answers to loopback host names only", async () => {

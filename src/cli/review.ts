@@ -1,8 +1,7 @@
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
-import { userInfo } from "node:os";
-import type { Database } from "../store/database.ts";
-import { recordDecisions, reviewItem, reviewQueue, type Decision, type QueueRow } from "../store/reviews.ts";
+import { decide, FIELD_NAME, listReview, parseEdits, type DecideOptions, type ReviewFilter } from "../inspect/review.ts";
+import { reviewItem, type Decision, type QueueRow } from "../store/reviews.ts";
 import { requireRun } from "../store/runs.ts";
 import { CliError, printJson, withStore } from "./common.ts";
 
@@ -16,87 +15,19 @@ import { CliError, printJson, withStore } from "./common.ts";
  * `rejected`.
  */
 
-export interface ReviewFilter {
-  stage?: string;
-  reason?: string;
-}
-
-export interface DecideOptions extends ReviewFilter {
-  by?: string;
-  note?: string;
-  /** Every item waiting in the run (or matching the filter). */
-  all?: boolean;
-  /** For `edit`: the fields to set. */
-  edits?: Record<string, unknown>;
+/** `decide`'s options, and `--json` and the environment for the command. */
+export interface DecideCliOptions extends DecideOptions {
   json?: boolean;
   env?: NodeJS.ProcessEnv;
 }
 
-export async function listReview(db: Database, runId: string, filter: ReviewFilter & { decided?: boolean } = {}): Promise<QueueRow[]> {
-  await requireRun(db, runId);
-  return reviewQueue(db, runId, { stageId: filter.stage, reason: filter.reason, decided: filter.decided });
-}
-
-/** Record one decision for each chosen item (by id, or every pending item matching the filter). Returns the items decided. */
-export async function decide(db: Database, runId: string, decision: Decision, itemIds: string[], options: DecideOptions): Promise<QueueRow[]> {
-  const reviewer = options.by ?? defaultReviewer();
-  const byId = itemIds.length > 0;
-  if (!byId && !options.all && !options.stage && !options.reason) {
-    throw new CliError(`name the items to ${decision}, or choose them by --stage, --reason or --all`);
-  }
-  // By id, an item may already be decided (a decision can be changed); by filter, only what still waits.
-  const queue = await listReview(db, runId, { stage: options.stage, reason: options.reason, decided: byId });
-  let chosen = queue;
-  if (byId) {
-    const found = new Map(queue.map((q) => [q.item_id, q]));
-    const missing = itemIds.filter((id) => !found.has(id));
-    if (missing.length) throw new CliError(`not waiting for review in run ${runId}: ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ` and ${missing.length - 5} more` : ""}`);
-    chosen = itemIds.map((id) => found.get(id)!);
-  }
-  if (chosen.length === 0) throw new CliError(`nothing waits for review in run ${runId}${options.stage || options.reason ? " that matches" : ""}`);
-  await recordDecisions(
-    db,
-    chosen.map((q) => ({
-      pipeline: q.pipeline,
-      stageId: q.stage_id,
-      stageVersion: q.stage_version,
-      itemId: q.item_id,
-      inputHash: q.input_hash,
-      decision,
-      edits: decision === "edit" ? options.edits : undefined,
-      reviewer,
-      note: options.note,
-      runId,
-    })),
-  );
-  return chosen;
-}
-
-function defaultReviewer(): string {
-  try {
-    return userInfo().username || "unknown";
-  } catch {
-    return "unknown";
-  }
-}
-
 /** `--set field=value`: the value as JSON when it reads as JSON (numbers, null, booleans, quoted strings), else as text. */
 export function parseSet(pairs: readonly string[]): Record<string, unknown> {
-  const edits: Record<string, unknown> = {};
-  for (const pair of pairs) {
-    const eq = pair.indexOf("=");
-    const field = eq > 0 ? pair.slice(0, eq).trim() : "";
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new CliError(`--set expects field=value with a field name of letters, digits and _, got "${pair}"`);
-    const text = pair.slice(eq + 1);
-    let value: unknown = text;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      // Plain text.
-    }
-    edits[field] = value;
+  try {
+    return parseEdits(pairs);
+  } catch (err) {
+    throw new CliError(`--set ${(err as Error).message}`);
   }
-  return edits;
 }
 
 function readEdits(file: string): Record<string, unknown> {
@@ -108,7 +39,7 @@ function readEdits(file: string): Record<string, unknown> {
   }
   if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new CliError(`edits in ${file} must be one JSON object of field: value`);
   for (const field of Object.keys(parsed)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(field)) throw new CliError(`edits in ${file}: field names are letters, digits and _, got "${field}"`);
+    if (!FIELD_NAME.test(field)) throw new CliError(`edits in ${file}: field names are letters, digits and _, got "${field}"`);
   }
   return parsed as Record<string, unknown>;
 }
@@ -119,10 +50,14 @@ function printQueue(runId: string, rows: QueueRow[]): void {
     return;
   }
   const pending = rows.filter((r) => !r.decision).length;
-  process.stdout.write(`run ${runId}: ${pending} item(s) wait for review${rows.length > pending ? `, ${rows.length - pending} decided (taken up by \`sluice commit ${runId}\`)` : ""}\n`);
+  const decided = rows.filter((r) => r.decision && !r.applied).length;
+  const taken = rows.length - pending - decided;
+  process.stdout.write(
+    `run ${runId}: ${pending} item(s) wait for review${decided ? `, ${decided} decided (taken up by \`sluice commit ${runId}\`)` : ""}${taken ? `, ${taken} decided and taken up` : ""}\n`,
+  );
   const w = Math.max(7, ...rows.map((r) => r.item_id.length));
   for (const r of rows) {
-    const state = r.decision ? `${r.decision} (${r.reviewer})` : "waiting";
+    const state = r.decision ? `${r.decision} (${r.reviewer})${r.applied ? ", taken up" : ""}` : "waiting";
     process.stdout.write(`${r.item_id.padEnd(w)}  ${r.stage_id.padEnd(10)} ${state.padEnd(18)} ${r.reason ?? ""}\n`);
   }
 }
@@ -180,7 +115,7 @@ export function reviewCommand(): Command {
         process.stdout.write(`${out.join("\n")}\n`);
       }),
   );
-  const act = (decision: Decision) => async (runId: string, itemIds: string[], opts: DecideOptions & { set?: string[]; file?: string }) => {
+  const act = (decision: Decision) => async (runId: string, itemIds: string[], opts: DecideCliOptions & { set?: string[]; file?: string }) => {
     if (decision === "edit") {
       if (itemIds.length === 0) throw new CliError("name the items to edit: sluice review edit <runId> <itemId...> --set field=value");
       const edits = { ...(opts.file ? readEdits(opts.file) : {}), ...parseSet(opts.set ?? []) };

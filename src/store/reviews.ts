@@ -122,9 +122,13 @@ export interface QueueRow {
   stage_version: string;
   input_hash: string;
   reason: string | null;
-  /** The decision recorded since (in force, not yet applied by `commit`), if any. */
+  /** The item's status at the stage: `needs_review`, or what a decision taken up made it. */
+  status: string;
+  /** The latest decision recorded for what was reviewed, if any. */
   decision: Decision | null;
   reviewer: string | null;
+  /** Whether the run has taken that decision up (`sluice commit`); false while it waits for one. */
+  applied: boolean;
 }
 
 /**
@@ -137,10 +141,10 @@ export async function reviewQueue(db: Database, runId: string, filter: { stageId
   const rows = await db.rows<QueueRow>(sql`
     SELECT * FROM (
       SELECT w.run_id, r.pipeline, w.item_id, w.stage_id, w.stage_index, ${versionIn(sql`w.stage_id`)} AS stage_version, w.input_hash,
-        w.error_message AS reason, d.decision, d.reviewer
+        w.error_message AS reason, w.status, d.decision, d.reviewer, coalesce(d.id = w.review_id, false) AS applied
       FROM work w JOIN runs r ON r.id = w.run_id
       LEFT JOIN LATERAL (
-        SELECT d.decision, d.reviewer FROM review_decisions d
+        SELECT d.id, d.decision, d.reviewer FROM review_decisions d
         WHERE d.pipeline = r.pipeline AND d.stage_id = w.stage_id AND d.item_id = w.item_id
           AND d.input_hash = w.input_hash AND d.stage_version = ${versionIn(sql`w.stage_id`)}
         ORDER BY d.id DESC LIMIT 1) d ON TRUE
@@ -223,4 +227,18 @@ export async function labelledItems(db: Database, pipeline: string): Promise<Lab
       ORDER BY stage_id, item_id, id DESC) d
     LEFT JOIN run_items i ON i.run_id = d.run_id AND i.item_id = d.item_id
     ORDER BY d.item_id, d.stage_id`);
+}
+
+/** Runs with items a stage sent to review, newest first: how many wait for a decision and how many were decided since (not yet taken up). */
+export async function reviewCountsByRun(db: Database, limit: number): Promise<{ run_id: string; pipeline: string; created_at: string; waiting: number; decided: number }[]> {
+  return db.rows<{ run_id: string; pipeline: string; created_at: string; waiting: number; decided: number }>(sql`
+    SELECT q.run_id, q.pipeline, q.created_at, count(*) FILTER (WHERE NOT q.decided)::int AS waiting, count(*) FILTER (WHERE q.decided)::int AS decided
+    FROM (
+      SELECT r.id AS run_id, r.pipeline, r.created_at, EXISTS (
+        SELECT 1 FROM review_decisions d
+        WHERE d.pipeline = r.pipeline AND d.stage_id = w.stage_id AND d.item_id = w.item_id
+          AND d.input_hash = w.input_hash AND d.stage_version = ${versionIn(sql`w.stage_id`)}) AS decided
+      FROM runs r JOIN work w ON w.run_id = r.id AND w.status = 'needs_review'
+    ) q
+    GROUP BY q.run_id, q.pipeline, q.created_at ORDER BY q.created_at DESC LIMIT ${limit}`);
 }

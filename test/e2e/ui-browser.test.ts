@@ -13,7 +13,9 @@ import { startUi } from "./ui.ts";
  * A slice of the demo runs through the CLI on a fresh embedded store, with
  * the simulator failing some calls so there are dead letters; then the test
  * walks runs → run → item in `sluice ui`, saving a screenshot of each page
- * under test-output/ui/, and opens the report file `sluice report` wrote.
+ * under test-output/ui/; walks on to the review queue with `--allow-writes`
+ * and approves an item there, which `sluice review list` then shows and
+ * `sluice commit` commits; and opens the report file `sluice report` wrote.
  * Both must draw their charts and show the figures `sluice status --json` gives.
  */
 
@@ -147,6 +149,77 @@ describe.skipIf(problem)(`the console and the report in Chromium${problem ? ` (s
       await ui.stop();
     }
   }, 180_000);
+
+  it("walks runs → run → item → review queue with --allow-writes, approves an item in the browser, and the store has the decision", async () => {
+    expect(summary.items.byStatus.needs_review, "the slice has items in review").toBeGreaterThan(0);
+    const ui = await startUi(env, ["--allow-writes"]);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const foreign: string[] = [];
+    page.on("request", (r) => void (r.url().startsWith(ui.url) || foreign.push(r.url())));
+    let approved: string;
+    try {
+      await page.goto(ui.url);
+      await page.click(`a[href="/runs/${summary.runId}"]`);
+      await page.waitForSelector("h1");
+      // The run's items that wait for review, and one of them.
+      await page.goto(`${ui.url}runs/${summary.runId}/items?status=needs_review`);
+      await page.click("table a[href*='/items/']");
+      await page.waitForSelector("[data-stage]");
+      await page.click(`a[href="/runs/${summary.runId}/review"]`);
+      await page.waitForSelector("table.queue");
+      const waiting = await page.$$eval("table.queue tr td:first-child a", (as) => as.map((a) => a.textContent ?? ""));
+      expect(waiting.length).toBe(summary.items.byStatus.needs_review);
+      await page.screenshot({ path: join(OUT, "review-queue.png"), fullPage: true });
+
+      await page.click("table.queue tr td:first-child a");
+      await page.waitForSelector("form.decide");
+      approved = (await page.textContent("h1 .mono"))!;
+      expect(waiting).toContain(approved);
+      // The review view is the item page's content: input, every stage's output, the attempts.
+      expect(await page.$$eval("[data-stage]", (els) => els.length)).toBeGreaterThanOrEqual(4);
+      await page.fill("input[name=by]", "e2e-reviewer");
+      await page.fill("input[name=note]", "checked in the browser");
+      await page.screenshot({ path: join(OUT, "review-item.png"), fullPage: true });
+      // A small one for the README.
+      await page.setViewportSize({ width: 1100, height: 820 });
+      await page.screenshot({ path: join(OUT, "review-readme.png") });
+
+      await Promise.all([page.waitForNavigation(), page.click("button[value=approve]")]);
+      expect(await page.textContent(".done")).toContain(`Approved ${approved} (by e2e-reviewer)`);
+      expect(await page.textContent(".callout")).toContain(`sluice commit ${summary.runId}`);
+      await page.screenshot({ path: join(OUT, "review-approved.png"), fullPage: true });
+      expect(foreign).toEqual([]);
+    } finally {
+      await page.close();
+      await ui.stop();
+    }
+    // The decision is in the store (embedded PGlite: read once the console has let it go).
+    const list = await runCli(["review", "list", summary.runId, "--decided", "--json"], env);
+    expect(list.code, list.stderr).toBe(0);
+    const decided = (lastJson(list.stdout) as { item_id: string; decision: string | null; reviewer: string | null }[]).filter((q) => q.decision);
+    expect(decided).toEqual([expect.objectContaining({ item_id: approved, decision: "approve", reviewer: "e2e-reviewer" })]);
+    // And `sluice commit` takes it on: the item is committed.
+    const commit = await runCli(["commit", summary.runId, "--json"], env);
+    expect(commit.code, commit.stderr).toBe(0);
+    const after = lastJson(commit.stdout);
+    expect(after.items.byStatus.committed).toBe(summary.items.byStatus.committed + 1);
+    const shown = await runCli(["review", "show", summary.runId, approved, "--json"], env);
+    const stages = (lastJson(shown.stdout) as { stages: { stage_id: string; status: string }[] }).stages;
+    expect(stages.find((s) => s.stage_id === "commit")?.status).toBe("committed");
+    // The console then shows the decision as taken up, with nothing left to commit.
+    const again = await startUi(env);
+    const page2 = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    try {
+      await page2.goto(`${again.url}runs/${summary.runId}/review`);
+      expect(await page2.textContent("p.meta")).toContain("0 decided, not yet committed");
+      expect(await page2.textContent("table.queue")).toContain("taken up");
+      expect(await page2.$(".callout")).toBeNull();
+      await page2.screenshot({ path: join(OUT, "review-committed.png"), fullPage: true });
+    } finally {
+      await page2.close();
+      await again.stop();
+    }
+  }, 300_000);
 
   it("opens the report file offline, charts drawn and figures equal to the run summary", async () => {
     const context = await browser.newContext({ offline: true, viewport: { width: 1200, height: 900 } });

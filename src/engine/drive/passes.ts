@@ -64,13 +64,15 @@ export async function runSegment(ctx: RunContext, segment: StagePlan[], events?:
     events?.stageFinished?.(head, headCounts);
     return runSegment(ctx, segment.slice(1), events);
   }
-  // Progress per stage: a later stage's total is what has reached it so far.
+  // Progress per stage: a later stage's total is what has reached it so far,
+  // and it may get at most what it has plus what the first stage still holds,
+  // less what stopped on the way (gated out, failed, sent to review).
   const progress = await Promise.all(
     segment.map(async (stage, i) => {
       const counts = i === 0 ? headCounts : await stageCounts(ctx.db, stageRef(ctx, stage));
       events?.stageStarted?.(stage, counts);
-      const p = { done: counts.total - counts.open, total: counts.total };
-      events?.progress?.(stage, p.done, p.total);
+      const p = { done: counts.total - counts.open, total: counts.total, atMost: i === 0 ? undefined : counts.total + headCounts.open };
+      events?.progress?.(stage, p.done, p.total, p.atMost);
       return p;
     }),
   );
@@ -78,9 +80,11 @@ export async function runSegment(ctx: RunContext, segment: StagePlan[], events?:
     stageHooks(ctx, (results) => {
       const p = progress[i]!;
       p.done += results.length;
+      const passed = results.filter((r) => advances(r.status)).length;
       const after = progress[i + 1];
-      if (after) after.total += results.filter((r) => advances(r.status)).length;
-      events?.progress?.(stage, p.done, Math.max(p.total, p.done));
+      if (after) after.total += passed;
+      for (const later of progress.slice(i + 1)) later.atMost = Math.max(later.total, later.atMost! - (results.length - passed));
+      events?.progress?.(stage, p.done, Math.max(p.total, p.done), p.atMost === undefined ? undefined : Math.max(p.atMost, p.done));
     }),
   );
   const modelAt = firstModelStage(ctx, segment);

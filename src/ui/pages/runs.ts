@@ -45,7 +45,8 @@ export const runsPage: ConsolePage = {
       const report = await buildRunReport(ctx.db, runId);
       const live = report.summary.status === "running";
       const deadLetters = report.summary.stages.reduce((a, s) => a + s.failed, 0);
-      const body = html`<p><a href="${paths.items(runId)}">All ${int(report.funnel.items)} items</a> · <a href="${paths.deadLetters(runId)}">${int(deadLetters)} dead letters</a>${
+      const inReview = report.summary.items.byStatus.needs_review ?? 0;
+      const body = html`<p><a href="${paths.items(runId)}">All ${int(report.funnel.items)} items</a> · <a href="${paths.review(runId)}">${int(inReview)} in review</a> · <a href="${paths.deadLetters(runId)}">${int(deadLetters)} dead letters</a>${
         live ? html` · <span class="muted">live: reloads every ${String(LIVE_SECONDS)} s</span>` : ""
       }</p>${reportBody(report, { item: (itemId) => paths.item(runId, itemId), run: paths.run })}`;
       return c.html(ctx.render({ title: `Run ${runId}`, section: paths.runs(), body, refreshSeconds: live ? LIVE_SECONDS : undefined }));
