@@ -13,6 +13,7 @@ import { executeChunk, type ChunkHooks } from "./execute.ts";
 import { planStages } from "./plan.ts";
 import type { ItemResult } from "./results.ts";
 import { versionsOf } from "./runs.ts";
+import { openBudget } from "./budget.ts";
 
 /**
  * The engine's surface for runners. The local runner and the Trigger.dev
@@ -49,6 +50,8 @@ export interface OpenRunOptions {
   options?: Partial<EngineOptions>;
   logger?: Logger;
   signal?: AbortSignal;
+  /** The run's budget in USD: replaces the cap recorded for it (`--budget` on run, resume and rerun). */
+  budgetUsd?: number;
 }
 
 /** A context for working on one run, after checking the pipeline still defines the stages the run was planned with. */
@@ -60,19 +63,13 @@ export async function openRun(opts: OpenRunOptions): Promise<{ ctx: RunContext; 
   if (recorded !== current) {
     throw new SluiceError(`run ${run.id} was started with stages ${recorded}; the pipeline now defines ${current}. Start a new run (sluice run, or sluice rerun) instead of resuming this one`);
   }
+  const workerId = opts.workerId ?? newWorkerId();
+  const options = { ...DEFAULT_OPTIONS, ...opts.options };
+  const logger = opts.logger ?? silentLogger;
+  const budget = await openBudget({ db: opts.db, pipeline: opts.pipeline, pipelineId: opts.pipeline.id, runId: run.id, holder: workerId, budgetUsd: opts.budgetUsd, leaseMs: options.leaseMs, providers: opts.providers, logger });
   return {
     run,
-    ctx: {
-      db: opts.db,
-      pipeline: opts.pipeline,
-      providers: opts.providers,
-      runId: run.id,
-      workerId: opts.workerId ?? newWorkerId(),
-      plan,
-      options: { ...DEFAULT_OPTIONS, ...opts.options },
-      logger: opts.logger ?? silentLogger,
-      signal: opts.signal,
-    },
+    ctx: { db: opts.db, pipeline: opts.pipeline, providers: opts.providers, runId: run.id, workerId, plan, options, logger, signal: opts.signal, budget },
   };
 }
 

@@ -161,7 +161,7 @@ export async function releaseHolder(db: Database, holder: string, spendUsd = 0):
 /**
  * Release reservations whose holder is gone: a worker with no heartbeat within
  * the lease (on embedded PGlite, with `everyoneElse`, any worker but `self`),
- * or a provider batch no longer in flight. Their calls may have been paid for
+ * or a provider batch no longer in flight (or never recorded). Their calls may have been paid for
  * (a killed process's answers are replayed from its journal), but what they
  * held is no longer in flight, so others may use it. Returns how many holders' rows were released.
  */
@@ -171,7 +171,8 @@ export async function releaseStaleReservations(db: Database, self: string, lease
       SELECT holder, budget_key FROM spend_reservations r
       WHERE (r.holder NOT LIKE 'batch:%' AND r.holder <> ${self}
           AND ${everyoneElse ? sql`true` : sql`r.holder NOT IN (SELECT id FROM workers WHERE heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000}))`})
-        OR (r.holder LIKE 'batch:%'
+        -- A batch reserves just before it is recorded: one not recorded within a lease never will be.
+        OR (r.holder LIKE 'batch:%' AND r.updated_at < now() - make_interval(secs => ${leaseMs / 1000})
           AND NOT EXISTS (SELECT 1 FROM provider_batches b WHERE b.id = substr(r.holder, 7) AND b.status <> 'collected'))
       ORDER BY holder, budget_key FOR UPDATE SKIP LOCKED
     ),

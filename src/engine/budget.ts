@@ -1,0 +1,241 @@
+import { BudgetExhaustedError } from "../core/errors.ts";
+import type { PipelineDef } from "../core/types.ts";
+import { estimateInputTokens, OutputEstimate } from "../providers/limits/estimate.ts";
+import type { CompletionRequest } from "../providers/types.ts";
+import { adjustSpend, budgetRows, dayBudgetKey, releaseHolder, releaseStaleReservations, runBudgetKey, setBudgetCaps, type BudgetRow } from "../store/budgets.ts";
+import type { Database } from "../store/database.ts";
+import type { Logger, ProviderSet } from "./context.ts";
+
+/**
+ * Budgets on the call path. Before a request is sent, what it may cost is
+ * reserved in the store (`store/budgets.ts`) against every budget the run
+ * counts against (its own, its pipeline's for the day); after, the
+ * reservation is settled with what the call did cost. Other processes and
+ * Trigger.dev task runs of the run reserve against the same rows, so the cap
+ * holds with calls in flight anywhere.
+ *
+ * A reservation costs no round trip of its own: the asks of calls waiting
+ * for a slot at the same moment go in one statement, with the settlements of
+ * the calls that ended since. An ask that does not fit waits while this
+ * process has calls in flight (they may cost less than they reserved); when
+ * none are left and it still does not fit, the budget is exhausted: every
+ * call not yet sent, in every stage, stops with `BudgetExhaustedError`.
+ *
+ * What a call may cost is priced from the request's input tokens (counted
+ * with the tokenizer the provider layer uses, plus a margin) and its output
+ * cap (`maxTokens`); a stage without one is reserved a running estimate of
+ * its answers, so the cap holds strictly only where `maxTokens` is set.
+ */
+
+/** Input tokens counted here against what a provider may bill: tokenizers differ by a few percent. */
+const INPUT_MARGIN = 1.1;
+/** Output tokens reserved for a model without `maxTokens` until answers are seen. */
+const OUTPUT_GUESS = 1024;
+
+export interface Hold {
+  keys: readonly string[];
+  amountUsd: number;
+}
+
+interface Ask {
+  amountUsd: number;
+  resolve: (hold: Hold) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface BudgetGateOptions {
+  db: Database;
+  pipelineId: string;
+  runId: string;
+  /** Who holds the reservations of realtime calls: the worker. */
+  holder: string;
+  /** The run's budget key, when the run has a cap. */
+  runKey?: string;
+  perDayUsd?: number;
+  leaseMs: number;
+  providers: ProviderSet;
+  logger: Logger;
+}
+
+export class BudgetGate {
+  readonly runId: string;
+  /** Set once a budget refused with nothing of this process in flight: every later ask is refused at once. */
+  exhausted?: BudgetExhaustedError;
+  private readonly o: BudgetGateOptions;
+  private pending: Ask[] = [];
+  /** Asks refused while calls of this process were in flight: asked again after the next settlement. */
+  private deferred: Ask[] = [];
+  private settlements = new Map<string, { releaseUsd: number; spendUsd: number }>();
+  private inFlight = 0;
+  private sending: Promise<void> | undefined;
+  private day: string | undefined;
+  /** Stale reservations were released since the last grant: a refusal now is final. */
+  private releasedStale = false;
+  private readonly outputs = new Map<string, OutputEstimate>();
+
+  constructor(options: BudgetGateOptions) {
+    this.o = options;
+    this.runId = options.runId;
+  }
+
+  /** What a request may cost, for a reservation: input tokens with a margin, output up to its cap. */
+  estimateUsd(request: CompletionRequest, mode: "realtime" | "batch"): number {
+    const inputTokens = Math.ceil(estimateInputTokens(request) * INPUT_MARGIN);
+    const cap = request.params?.maxTokens;
+    const outputTokens = cap ?? this.outputsOf(request.model).reserve(undefined);
+    return this.o.providers.cost(request.model, { inputTokens, outputTokens }, mode);
+  }
+
+  /** Reserve what one realtime call may cost; refused with `BudgetExhaustedError` once nothing more fits. */
+  reserve(amountUsd: number): Promise<Hold> {
+    if (this.exhausted) return Promise.reject(this.exhausted);
+    return new Promise<Hold>((resolve, reject) => {
+      this.pending.push({ amountUsd, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** A reserved call ended: it cost `costUsd` (0 when it failed). Settled with the next statement. */
+  settle(hold: Hold, costUsd: number, model?: string, outputTokens?: number): void {
+    if (model !== undefined && outputTokens !== undefined) this.outputsOf(model).observe(outputTokens);
+    this.inFlight--;
+    for (const key of hold.keys) {
+      const s = this.settlements.get(key) ?? { releaseUsd: 0, spendUsd: 0 };
+      s.releaseUsd += hold.amountUsd;
+      s.spendUsd += costUsd;
+      this.settlements.set(key, s);
+    }
+    if (this.deferred.length) {
+      this.pending.push(...this.deferred.splice(0));
+      this.pump();
+    }
+  }
+
+  /**
+   * Reserve a provider batch's requests under the batch's own holder: as
+   * many as fit, in order (the batch is cut to those). Returns how many.
+   * Nothing fitting, or not all of them, exhausts the budget for this process.
+   */
+  async reserveBatch(holder: string, amountsUsd: readonly number[]): Promise<number> {
+    if (this.exhausted) return 0;
+    await this.flush();
+    const keys = await this.keys();
+    let r = await adjustSpend(this.o.db, { holder, runId: this.runId, ask: { keys, amounts: amountsUsd } });
+    if (r.granted < amountsUsd.length && (await this.releaseStale())) r = await adjustSpend(this.o.db, { holder, runId: this.runId, ask: { keys, amounts: amountsUsd.slice(r.granted) } }).then((again) => ({ ...again, granted: r.granted + again.granted }));
+    if (r.granted < amountsUsd.length) this.exhausted = this.exhaustion(r.budgets, keys);
+    return r.granted;
+  }
+
+  /** Send the settlements not sent yet. */
+  async flush(): Promise<void> {
+    while (this.sending) await this.sending;
+    if (this.settlements.size === 0) return;
+    await this.send([]);
+  }
+
+  /** Settle what is left and give up this holder's rows (the process stops working on the run). */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.inFlight === 0) await releaseHolder(this.o.db, this.o.holder);
+  }
+
+  /** The budgets a call counts against now: the run's, and the pipeline's for today (UTC), recorded on first use. */
+  private async keys(): Promise<string[]> {
+    const keys = this.o.runKey ? [this.o.runKey] : [];
+    if (this.o.perDayUsd !== undefined) {
+      const day = new Date().toISOString().slice(0, 10);
+      const key = dayBudgetKey(this.o.pipelineId, day);
+      if (this.day !== day) {
+        await setBudgetCaps(this.o.db, [{ key, capUsd: this.o.perDayUsd }]);
+        this.day = day;
+      }
+      keys.push(key);
+    }
+    return keys;
+  }
+
+  private pump(): void {
+    if (this.sending || this.pending.length === 0) return;
+    const asks = this.pending.splice(0);
+    this.sending = this.send(asks).finally(() => {
+      this.sending = undefined;
+      this.pump();
+    });
+  }
+
+  private async send(asks: Ask[]): Promise<void> {
+    const settle = [...this.settlements].map(([key, s]) => ({ key, ...s }));
+    this.settlements.clear();
+    let granted = 0;
+    let keys: string[] = [];
+    let budgets: BudgetRow[] = [];
+    try {
+      keys = await this.keys();
+      ({ granted, budgets } = await adjustSpend(this.o.db, { holder: this.o.holder, runId: this.runId, settle, ask: asks.length ? { keys, amounts: asks.map((a) => a.amountUsd) } : undefined }));
+    } catch (err) {
+      // Not written: kept for the next statement (the calls did end, and what they cost was paid).
+      for (const s of settle) {
+        const back = this.settlements.get(s.key) ?? { releaseUsd: 0, spendUsd: 0 };
+        this.settlements.set(s.key, { releaseUsd: back.releaseUsd + s.releaseUsd, spendUsd: back.spendUsd + s.spendUsd });
+      }
+      for (const a of asks) a.reject(err);
+      return;
+    }
+    for (const a of asks.slice(0, granted)) a.resolve({ keys, amountUsd: a.amountUsd });
+    this.inFlight += granted;
+    if (granted > 0) this.releasedStale = false;
+    const refused = asks.slice(granted);
+    if (refused.length === 0) return;
+    // Calls of this process in flight may cost less than they hold: ask again once one settles.
+    if (this.inFlight > 0) {
+      this.deferred.push(...refused);
+      return;
+    }
+    // Nothing of ours in flight: what a dead process still held may be what is missing.
+    if (await this.releaseStale().catch(() => false)) {
+      this.pending.unshift(...refused);
+      return;
+    }
+    this.exhausted ??= this.exhaustion(budgets, keys);
+    for (const a of [...refused, ...this.deferred.splice(0), ...this.pending.splice(0)]) a.reject(this.exhausted);
+  }
+
+  /** Once per refusal: release reservations of holders that are gone. True when any was. */
+  private async releaseStale(): Promise<boolean> {
+    if (this.releasedStale) return false;
+    this.releasedStale = true;
+    return (await releaseStaleReservations(this.o.db, this.o.holder, this.o.leaseMs, this.o.db.kind === "pglite")) > 0;
+  }
+
+  private exhaustion(budgets: readonly BudgetRow[], keys: readonly string[]): BudgetExhaustedError {
+    const rows = budgets.filter((b) => keys.includes(b.key));
+    const tightest = rows.sort((a, b) => a.capUsd - a.spentUsd - a.reservedUsd - (b.capUsd - b.spentUsd - b.reservedUsd))[0] ?? { key: keys[0] ?? "", capUsd: 0, spentUsd: 0, reservedUsd: 0 };
+    const spent = `$${tightest.spentUsd.toFixed(4)} of $${tightest.capUsd.toFixed(4)}`;
+    const message = tightest.key.startsWith("day:")
+      ? `run ${this.runId} stopped at pipeline ${this.o.pipelineId}'s budget for ${tightest.key.slice(tightest.key.lastIndexOf(":") + 1)} (UTC): ${spent} spent; its items stay queued for \`sluice resume ${this.runId}\` tomorrow, or raise budget.perDay`
+      : `run ${this.runId} stopped at its budget: ${spent} spent; its items stay queued: \`sluice resume ${this.runId} --budget <usd>\` with a larger budget goes on`;
+    return new BudgetExhaustedError(message, { key: tightest.key, capUsd: tightest.capUsd, spentUsd: tightest.spentUsd });
+  }
+
+  private outputsOf(model: string): OutputEstimate {
+    let e = this.outputs.get(model);
+    if (!e) this.outputs.set(model, (e = new OutputEstimate(OUTPUT_GUESS)));
+    return e;
+  }
+}
+
+/**
+ * Record the run's cap and build its gate: `budgetUsd` (a `--budget`) replaces
+ * the run's cap; else the pipeline's `perRun` is its cap unless one was
+ * recorded before. No gate when no budget applies: calls then cost no
+ * reservation at all.
+ */
+export async function openBudget(o: Omit<BudgetGateOptions, "runKey" | "perDayUsd"> & { pipeline: PipelineDef; budgetUsd?: number }): Promise<BudgetGate | undefined> {
+  const runKey = runBudgetKey(o.runId);
+  if (o.budgetUsd !== undefined) await setBudgetCaps(o.db, [{ key: runKey, capUsd: o.budgetUsd }]);
+  else if (o.pipeline.budget?.perRun !== undefined) await setBudgetCaps(o.db, [{ key: runKey, capUsd: o.pipeline.budget.perRun }], { overwrite: false });
+  const [run] = await budgetRows(o.db, [runKey]);
+  const perDayUsd = o.pipeline.budget?.perDay;
+  if (!run && perDayUsd === undefined) return undefined;
+  return new BudgetGate({ ...o, runKey: run ? runKey : undefined, perDayUsd });
+}
