@@ -42,6 +42,18 @@ export async function finalizeRun(ctx: RunContext, options: { stopAfter?: number
 }
 
 /**
+ * A worker's part of a run stopped at a budget: what its calls cost is
+ * settled, the items it held go back to the queue (for `resume`), and the run
+ * is recorded `budget_exhausted` with the reason.
+ */
+export async function stopAtBudget(ctx: RunContext, err: BudgetExhaustedError): Promise<void> {
+  await ctx.budget?.flush();
+  await releaseClaims(ctx.db, ctx.runId, ctx.workerId);
+  await exhaustRun(ctx.db, ctx.runId, err.message);
+  ctx.logger.warn(err.message);
+}
+
+/**
  * Runs being driven in this process, per database. On embedded PGlite this
  * process is the only worker and keeps its claims in memory, so a second
  * driver of the same run here would compute (and pay for) items twice.
@@ -92,10 +104,7 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
   } catch (err) {
     // A budget reached ends the run with a status of its own, not a failure: its items wait for a larger budget.
     if (err instanceof BudgetExhaustedError && !ctx.signal?.aborted) {
-      await ctx.budget?.flush();
-      await releaseClaims(ctx.db, ctx.runId, ctx.workerId);
-      await exhaustRun(ctx.db, ctx.runId, err.message);
-      ctx.logger.warn(err.message);
+      await stopAtBudget(ctx, err);
       return;
     }
     // A worker that stopped taking part leaves a shared run to the others.
