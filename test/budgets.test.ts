@@ -150,3 +150,41 @@ for (const driver of testDrivers()) {
     }, 120_000);
   });
 }
+
+describe("a pipeline's budget per day", () => {
+  it("is shared by the pipeline's runs of the day: once spent, a run stops, and another run that day pays nothing", async () => {
+    const { memoryDatabase, singleProvider, createInProcessProvider } = await import("../src/testing/index.ts");
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const daily = definePipeline({ ...mini, id: "budget-daily", budget: { perDay: 0.0125 } });
+    const file = (tag: string) => {
+      const path = join(mkdtempSync(join(tmpdir(), "sluice-budget-day-")), `${tag}.jsonl`);
+      writeFileSync(path, Array.from({ length: 10 }, (_, i) => JSON.stringify({ id: `${tag}${i}`, text: `${texts[i % texts.length]} ${tag} ${i}` })).join("\n"));
+      return path;
+    };
+    const t = await memoryDatabase();
+    try {
+      // Every call costs $0.001 (and reserves as much): twelve fit in the day.
+      const ps = singleProvider(createInProcessProvider(), () => 0.001);
+      const first = await runPipeline({ db: t.db, pipeline: daily, providers: ps }, file("a"));
+      expect(first.status).toBe("finished");
+      const second = await runPipeline({ db: t.db, pipeline: daily, providers: ps }, file("b"));
+      expect(second.status).toBe("budget_exhausted");
+      expect(second.stages.find((s) => s.id === "classify")!.providerCalls).toBe(2);
+      // No cap of its own: the summary says what it spent, and which budget stopped it.
+      expect(second.budget).toMatchObject({ capUsd: null, spentUsd: expect.closeTo(0.002, 9) });
+      expect(second.budget!.exhausted).toMatch(new RegExp(`pipeline budget-daily's budget for ${new Date().toISOString().slice(0, 10)} \\(UTC\\): \\$0\\.0120 of \\$0\\.0125 spent`));
+      const third = await runPipeline({ db: t.db, pipeline: daily, providers: ps }, file("c"));
+      expect(third.status).toBe("budget_exhausted");
+      expect(third.stages.find((s) => s.id === "classify")!.providerCalls).toBe(0);
+    } finally {
+      await t.drop();
+    }
+  });
+
+  it("is a positive amount, checked when the pipeline is defined", () => {
+    expect(() => definePipeline({ ...mini, id: "bad-budget", budget: { perDay: -1 } })).toThrow(/budget.perDay is a positive amount in USD/);
+    expect(() => definePipeline({ ...mini, id: "bad-budget", budget: { perWeek: 5 } as never })).toThrow(/budget has perRun and perDay, not perWeek/);
+  });
+});
