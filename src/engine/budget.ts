@@ -210,11 +210,7 @@ export class BudgetGate {
   private exhaustion(budgets: readonly BudgetRow[], keys: readonly string[]): BudgetExhaustedError {
     const rows = budgets.filter((b) => keys.includes(b.key));
     const tightest = rows.sort((a, b) => a.capUsd - a.spentUsd - a.reservedUsd - (b.capUsd - b.spentUsd - b.reservedUsd))[0] ?? { key: keys[0] ?? "", capUsd: 0, spentUsd: 0, reservedUsd: 0 };
-    const spent = `$${tightest.spentUsd.toFixed(4)} of $${tightest.capUsd.toFixed(4)}`;
-    const message = tightest.key.startsWith("day:")
-      ? `run ${this.runId} stopped at pipeline ${this.o.pipelineId}'s budget for ${tightest.key.slice(tightest.key.lastIndexOf(":") + 1)} (UTC): ${spent} spent; its items stay queued for \`sluice resume ${this.runId}\` tomorrow, or raise budget.perDay`
-      : `run ${this.runId} stopped at its budget: ${spent} spent; its items stay queued: \`sluice resume ${this.runId} --budget <usd>\` with a larger budget goes on`;
-    return new BudgetExhaustedError(message, { key: tightest.key, capUsd: tightest.capUsd, spentUsd: tightest.spentUsd });
+    return new BudgetExhaustedError(budgetStopReason(this.runId, this.o.pipelineId, tightest), { key: tightest.key, capUsd: tightest.capUsd, spentUsd: tightest.spentUsd });
   }
 
   private outputsOf(model: string): OutputEstimate {
@@ -222,6 +218,14 @@ export class BudgetGate {
     if (!e) this.outputs.set(model, (e = new OutputEstimate(OUTPUT_GUESS)));
     return e;
   }
+}
+
+/** Why a run stopped at a budget, with what was spent of it (read once the run's calls have settled). */
+export function budgetStopReason(runId: string, pipelineId: string, budget: { key: string; capUsd: number; spentUsd: number }): string {
+  const spent = `$${budget.spentUsd.toFixed(4)} of $${budget.capUsd.toFixed(4)}`;
+  return budget.key.startsWith("day:")
+    ? `run ${runId} stopped at pipeline ${pipelineId}'s budget for ${budget.key.slice(budget.key.lastIndexOf(":") + 1)} (UTC): ${spent} spent; its items stay queued for \`sluice resume ${runId}\` tomorrow, or raise budget.perDay`
+    : `run ${runId} stopped at its budget: ${spent} spent; its items stay queued: \`sluice resume ${runId} --budget <usd>\` with a larger budget goes on`;
 }
 
 /**

@@ -2,7 +2,8 @@ import { BudgetExhaustedError, SluiceError, WorkerStoppedError } from "../../cor
 import type { CommitStage } from "../../core/types.ts";
 import type { Database } from "../../store/database.ts";
 import { exhaustRun, failRun, finishRun, reopenRun, type RunRow } from "../../store/runs.ts";
-import { releaseStaleReservations } from "../../store/budgets.ts";
+import { budgetRows, releaseStaleReservations } from "../../store/budgets.ts";
+import { budgetStopReason } from "../budget.ts";
 import { withdrawUncommitted } from "../../store/targets.ts";
 import { reclaimStale, releaseClaims } from "../../store/work.ts";
 import type { RunContext } from "../context.ts";
@@ -49,8 +50,11 @@ export async function finalizeRun(ctx: RunContext, options: { stopAfter?: number
 export async function stopAtBudget(ctx: RunContext, err: BudgetExhaustedError): Promise<void> {
   await ctx.budget?.flush();
   await releaseClaims(ctx.db, ctx.runId, ctx.workerId);
-  await exhaustRun(ctx.db, ctx.runId, err.message);
-  ctx.logger.warn(err.message);
+  // The reason says what was spent once this worker's calls have settled, not when the first one was refused.
+  const [now] = await budgetRows(ctx.db, [err.budget.key]);
+  const reason = now ? budgetStopReason(ctx.runId, ctx.pipeline.id, now) : err.message;
+  await exhaustRun(ctx.db, ctx.runId, reason);
+  ctx.logger.warn(reason);
 }
 
 /**
