@@ -120,10 +120,16 @@ export class BudgetGate {
     if (this.exhausted) return 0;
     await this.flush();
     const keys = await this.keys();
-    let r = await adjustSpend(this.o.db, { holder, runId: this.runId, ask: { keys, amounts: amountsUsd } });
-    if (r.granted < amountsUsd.length && (await this.releaseStale())) r = await adjustSpend(this.o.db, { holder, runId: this.runId, ask: { keys, amounts: amountsUsd.slice(r.granted) } }).then((again) => ({ ...again, granted: r.granted + again.granted }));
-    if (r.granted < amountsUsd.length) this.exhausted = this.exhaustion(r.budgets, keys);
-    return r.granted;
+    const ask = (from: number) => adjustSpend(this.o.db, { holder, runId: this.runId, ask: { keys, amounts: amountsUsd.slice(from) } });
+    let { granted, budgets } = await ask(0);
+    // What a dead process still held may be what is missing.
+    if (granted < amountsUsd.length && (await this.releaseStale())) {
+      const more = await ask(granted);
+      granted += more.granted;
+      budgets = more.budgets;
+    }
+    if (granted < amountsUsd.length) this.exhausted ??= this.exhaustion(budgets, keys);
+    return granted;
   }
 
   /** Send the settlements not sent yet. */

@@ -15,7 +15,16 @@ export function estimateInputTokens(req: CompletionRequest): number {
   let n = 8;
   if (req.system) n += countTokens(req.system) + 4;
   for (const m of req.messages) n += countTokens(m.content) + 4;
-  n += countTokens(JSON.stringify(req.schema.schema));
+  n += schemaTokens(req.schema.schema);
+  return n;
+}
+
+// A stage's schema is one object sent with every request: counted once (about half the work per request).
+const schemaCounts = new WeakMap<object, number>();
+
+function schemaTokens(schema: object): number {
+  let n = schemaCounts.get(schema);
+  if (n === undefined) schemaCounts.set(schema, (n = countTokens(JSON.stringify(schema))));
   return n;
 }
 
