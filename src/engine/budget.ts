@@ -16,7 +16,8 @@ import type { Logger, ProviderSet } from "./context.ts";
  *
  * A reservation costs no round trip of its own: the asks of calls waiting
  * for a slot at the same moment go in one statement, with the settlements of
- * the calls that ended since. An ask that does not fit waits while this
+ * the calls that ended since, and an allowance reserved ahead serves the
+ * next asks without one (see ALLOWANCE_STEPS). An ask that does not fit waits while this
  * process has calls in flight (they may cost less than they reserved); when
  * none are left and it still does not fit, the budget is exhausted: every
  * call not yet sent, in every stage, stops with `BudgetExhaustedError`.
@@ -31,6 +32,18 @@ import type { Logger, ProviderSet } from "./context.ts";
 const INPUT_MARGIN = 1.1;
 /** Output tokens reserved for a model without `maxTokens` until answers are seen. */
 const OUTPUT_GUESS = 1024;
+/**
+ * A statement also reserves an allowance ahead of the asks in it: up to
+ * ALLOWANCE_STEPS steps, each ALLOWANCE_ASKS times the largest ask but at
+ * most ALLOWANCE_SHARE of the room the budget had left, granted while they
+ * fit. Later asks take from it without a statement; it goes back to the
+ * store with the next one. So a budget far from its cap costs a statement per
+ * few dozen calls, and close to it (where another process may need what is
+ * left) hardly any is held ahead.
+ */
+const ALLOWANCE_STEPS = 4;
+const ALLOWANCE_ASKS = 64;
+const ALLOWANCE_SHARE = 0.025;
 
 export interface Hold {
   keys: readonly string[];
@@ -72,6 +85,13 @@ export class BudgetGate {
   /** Stale reservations were released since the last grant: a refusal now is final. */
   private releasedStale = false;
   private readonly outputs = new Map<string, OutputEstimate>();
+  /** Reserved in the store ahead of asks (under `allowanceKeys`), granted here without a statement. */
+  private allowance = 0;
+  private allowanceKeys: readonly string[] = [];
+  /** Room under the tightest budget after the last statement. */
+  private room = Infinity;
+  /** The largest ask so far: stages' calls differ in price, and the allowance should serve any of them. */
+  private largestAsk = 0;
 
   constructor(options: BudgetGateOptions) {
     this.o = options;
@@ -89,6 +109,11 @@ export class BudgetGate {
   /** Reserve what one realtime call may cost; refused with `BudgetExhaustedError` once nothing more fits. */
   reserve(amountUsd: number): Promise<Hold> {
     if (this.exhausted) return Promise.reject(this.exhausted);
+    if (this.pending.length === 0 && amountUsd <= this.allowance) {
+      this.allowance -= amountUsd;
+      this.inFlight++;
+      return Promise.resolve({ keys: this.allowanceKeys, amountUsd });
+    }
     return new Promise<Hold>((resolve, reject) => {
       this.pending.push({ amountUsd, resolve, reject });
       this.pump();
@@ -99,12 +124,7 @@ export class BudgetGate {
   settle(hold: Hold, costUsd: number, model?: string, outputTokens?: number): void {
     if (model !== undefined && outputTokens !== undefined) this.outputsOf(model).observe(outputTokens);
     this.inFlight--;
-    for (const key of hold.keys) {
-      const s = this.settlements.get(key) ?? { releaseUsd: 0, spendUsd: 0 };
-      s.releaseUsd += hold.amountUsd;
-      s.spendUsd += costUsd;
-      this.settlements.set(key, s);
-    }
+    for (const key of hold.keys) this.addSettlement(key, hold.amountUsd, costUsd);
     if (this.deferred.length) {
       this.pending.push(...this.deferred.splice(0));
       this.pump();
@@ -132,10 +152,10 @@ export class BudgetGate {
     return granted;
   }
 
-  /** Send the settlements not sent yet. */
+  /** Send the settlements not sent yet, and give the allowance back. */
   async flush(): Promise<void> {
     while (this.sending) await this.sending;
-    if (this.settlements.size === 0) return;
+    if (this.settlements.size === 0 && this.allowance === 0) return;
     await this.send([]);
   }
 
@@ -165,27 +185,44 @@ export class BudgetGate {
     const asks = this.pending.splice(0);
     this.sending = this.send(asks).finally(() => {
       this.sending = undefined;
+      // Asks that came in meanwhile take from the new allowance first, rather than send it back at once.
+      while (this.pending.length && this.pending[0]!.amountUsd <= this.allowance) {
+        const a = this.pending.shift()!;
+        this.allowance -= a.amountUsd;
+        this.inFlight++;
+        a.resolve({ keys: this.allowanceKeys, amountUsd: a.amountUsd });
+      }
       this.pump();
     });
   }
 
   private async send(asks: Ask[]): Promise<void> {
+    // The allowance left goes back with this statement (before any await: nothing more is granted from it).
+    if (this.allowance > 0) for (const key of this.allowanceKeys) this.addSettlement(key, this.allowance, 0);
+    this.allowance = 0;
     const settle = [...this.settlements].map(([key, s]) => ({ key, ...s }));
     this.settlements.clear();
+    const ahead = this.allowanceSteps(asks);
     let granted = 0;
     let keys: string[] = [];
     let budgets: BudgetRow[] = [];
     try {
       keys = await this.keys();
-      ({ granted, budgets } = await adjustSpend(this.o.db, { holder: this.o.holder, runId: this.runId, settle, ask: asks.length ? { keys, amounts: asks.map((a) => a.amountUsd) } : undefined }));
+      const amounts = [...asks.map((a) => a.amountUsd), ...ahead];
+      ({ granted, budgets } = await adjustSpend(this.o.db, { holder: this.o.holder, runId: this.runId, settle, ask: asks.length ? { keys, amounts } : undefined }));
     } catch (err) {
       // Not written: kept for the next statement (the calls did end, and what they cost was paid).
-      for (const s of settle) {
-        const back = this.settlements.get(s.key) ?? { releaseUsd: 0, spendUsd: 0 };
-        this.settlements.set(s.key, { releaseUsd: back.releaseUsd + s.releaseUsd, spendUsd: back.spendUsd + s.spendUsd });
-      }
+      for (const x of settle) this.addSettlement(x.key, x.releaseUsd, x.spendUsd);
       for (const a of asks) a.reject(err);
       return;
+    }
+    const rooms = budgets.filter((b) => keys.includes(b.key)).map((b) => b.capUsd - b.spentUsd - b.reservedUsd);
+    if (rooms.length) this.room = Math.min(...rooms);
+    const extra = Math.max(0, granted - asks.length);
+    granted -= extra;
+    if (extra > 0) {
+      this.allowance = ahead.slice(0, extra).reduce((a, b) => a + b, 0);
+      this.allowanceKeys = keys;
     }
     for (const a of asks.slice(0, granted)) a.resolve({ keys, amountUsd: a.amountUsd });
     this.inFlight += granted;
@@ -204,6 +241,21 @@ export class BudgetGate {
     }
     this.exhausted ??= this.exhaustion(budgets, keys);
     for (const a of [...refused, ...this.deferred.splice(0), ...this.pending.splice(0)]) a.reject(this.exhausted);
+  }
+
+  /** The allowance asked for after `asks` (see ALLOWANCE_STEPS). */
+  private allowanceSteps(asks: readonly Ask[]): number[] {
+    if (asks.length === 0) return [];
+    for (const a of asks) this.largestAsk = Math.max(this.largestAsk, a.amountUsd);
+    const step = Math.min(ALLOWANCE_ASKS * this.largestAsk, this.room * ALLOWANCE_SHARE);
+    return step > 0 ? Array.from({ length: ALLOWANCE_STEPS }, () => step) : [];
+  }
+
+  private addSettlement(key: string, releaseUsd: number, spendUsd: number): void {
+    const s = this.settlements.get(key) ?? { releaseUsd: 0, spendUsd: 0 };
+    s.releaseUsd += releaseUsd;
+    s.spendUsd += spendUsd;
+    this.settlements.set(key, s);
   }
 
   /** Once per refusal: release reservations of holders that are gone. True when any was. */
