@@ -8,7 +8,7 @@ describe("the public API", () => {
   it("exports what a user needs to define, run and test a pipeline, and nothing by accident", () => {
     expect(Object.keys(sluice).sort()).toEqual(
       [
-        "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
+        "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
         "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
         "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
       ].sort(),
@@ -17,7 +17,7 @@ describe("the public API", () => {
     expect(Object.keys(stages).sort()).toEqual(["llmClassify", "llmExtract", "ruleFilter", "upsertCommit", "validateOutputs"]);
     // What a pipeline file needs, also in the whole API, as the very same values.
     expect(Object.keys(core).sort()).toEqual([
-      "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
+      "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
       "compileSchema", "definePipeline", "defineStage", "stageVersion", "versionParts",
     ].sort());
     for (const [name, value] of Object.entries(core)) expect(sluice[name as keyof typeof sluice]).toBe(value);

@@ -41,6 +41,11 @@ export function formatSummary(summary: RunSummary): string {
     .map(([k, v]) => `${k} ${int(v)}`);
   lines.push(`rows read ${int(summary.items.total)}: ${parts.join(", ")}`);
   lines.push(`total cost ${usd(summary.costUsd)}`);
+  if (summary.budget) {
+    const b = summary.budget;
+    lines.push(b.capUsd === null ? `budget: ${usd(b.spentUsd)} spent` : `budget: ${usd(b.spentUsd)} spent of ${usd(b.capUsd)}`);
+    if (b.exhausted) lines.push(`stopped: ${b.exhausted}`);
+  }
   const gated = summary.stages.filter((s) => s.gateSavedUsd > 0);
   if (gated.length) {
     lines.push(`the gates kept ${gated.map((s) => `${int(s.gatedOut)} items from ${s.id}`).join(", ")}: about ${usd(summary.savings.gateUsd)} not spent`);

@@ -5,6 +5,7 @@ import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
 import { loadPipeline, withStore } from "./common.ts";
 import { estimateRerunCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
+import { budgetExit, parseBudget } from "./run.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
 export type RerunSummary = RunSummary & { rerun: { baseRunId: string; stage: string; only: boolean } };
@@ -52,6 +53,8 @@ export function describeRerun(prepared: PreparedRerun): string {
 export interface RerunCliOptions extends RerunRequest {
   pipeline: string;
   json?: boolean;
+  /** The rerun's budget in USD (`--budget`). */
+  budget?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -72,7 +75,7 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
         banner: describeRerun(prepared),
         interrupted: `interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`,
       },
-      (base) => driveRerun(base, request, prepared),
+      (base) => driveRerun({ ...base, budgetUsd: options.budget }, request, prepared),
     );
   });
 }
@@ -86,8 +89,9 @@ export function rerunCommand(): Command {
     .option("--only", "stop after the named stage: downstream stages and the commit target are left alone")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--dry-run", "print what the rerun would pay for (sluice estimate) and exit: nothing is paid or recorded")
-    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean }) => {
+    .option("--budget <usd>", "stop paying once the rerun has spent this much (USD); `resume --budget` with more goes on", parseBudget)
+    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean; budget?: number }) => {
       if (opts.dryRun) await estimateRerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
-      else await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
+      else budgetExit(await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json, budget: opts.budget }));
     });
 }

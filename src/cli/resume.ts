@@ -1,15 +1,15 @@
 import { Command } from "commander";
 import { requireRun } from "../store/runs.ts";
 import { withStore } from "./common.ts";
-import { runCli } from "./run.ts";
+import { budgetExit, parseBudget, runCli } from "./run.ts";
 
 /** Look up which pipeline a run belongs to, then continue it. */
-export async function resumeCli(runId: string, options: { json?: boolean; pipeline?: string; env?: NodeJS.ProcessEnv } = {}) {
+export async function resumeCli(runId: string, options: { json?: boolean; pipeline?: string; budget?: number; env?: NodeJS.ProcessEnv } = {}) {
   // Closed before the run goes on: runCli opens its own store.
   const run = await withStore(options.env, (db) => requireRun(db, runId));
   // A run started from a pipeline file (not pipelines/<id>.ts) remembers the file.
   const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
-  return runCli({ pipeline: options.pipeline ?? file ?? run.pipeline, runId, json: options.json, env: options.env });
+  return runCli({ pipeline: options.pipeline ?? file ?? run.pipeline, runId, json: options.json, budget: options.budget, env: options.env });
 }
 
 export function resumeCommand(): Command {
@@ -18,7 +18,8 @@ export function resumeCommand(): Command {
     .argument("<runId>")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--pipeline <file>", "pipeline file to use (default: the one the run was started with)")
-    .action(async (runId: string, opts: { json?: boolean; pipeline?: string }) => {
-      await resumeCli(runId, opts);
+    .option("--budget <usd>", "the run's budget in USD (all it may spend, what it spent so far included); a run stopped at its budget goes on with a larger one", parseBudget)
+    .action(async (runId: string, opts: { json?: boolean; pipeline?: string; budget?: number }) => {
+      budgetExit(await resumeCli(runId, opts));
     });
 }

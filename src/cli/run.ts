@@ -12,6 +12,8 @@ export interface RunCliOptions {
   runId?: string;
   json?: boolean;
   fresh?: boolean;
+  /** The run's budget in USD (`--budget`). */
+  budget?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -22,11 +24,12 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   // Before the store opens (which can take seconds): a bad input fails at once, and leaves no run behind.
   if (options.input !== undefined) await checkInput(options.input, pipeline);
   return withStore(env, (db) =>
-    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) =>
-      options.runId
-        ? resumeRun(base, options.runId)
-        : runPipeline(base, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined }),
-    ),
+    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) => {
+      const opts = { ...base, budgetUsd: options.budget };
+      return options.runId
+        ? resumeRun(opts, options.runId)
+        : runPipeline(opts, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined });
+    }),
   );
 }
 
@@ -38,11 +41,12 @@ export function runCommand(): Command {
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--fresh", "start a new run even if an unfinished one exists for this input")
     .option("--dry-run", "print what the run would cost (sluice estimate) and exit: nothing is paid or recorded")
+    .option("--budget <usd>", "stop paying once the run has spent this much (USD); `resume --budget` with more goes on", parseBudget)
     .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
-    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string }) => {
+    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number }) => {
       if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, json: opts.json });
       else if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
-      else if (opts.runner === "local") await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh });
+      else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget }));
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });
 }
@@ -52,11 +56,29 @@ export function runCommand(): Command {
  * it to the pipeline's orchestrator task on Trigger.dev. The pipeline code is
  * the same; only where it executes changes.
  */
-async function submitToTrigger(pipelineName: string, opts: { input: string; json?: boolean; fresh?: boolean }) {
+async function submitToTrigger(pipelineName: string, opts: { input: string; json?: boolean; fresh?: boolean; budget?: number }) {
   const pipeline = await loadPipeline(pipelineName);
   if (!existsSync(opts.input)) throw new CliError(`cannot read input ${opts.input}: no such file`);
   const { submitFromEnv } = await import("../runners/trigger/submit.ts");
-  const submitted = await submitFromEnv(pipeline, opts.input, { fresh: opts.fresh });
+  const submitted = await submitFromEnv(pipeline, opts.input, { fresh: opts.fresh, budgetUsd: opts.budget });
   if (opts.json) printJson(submitted);
   else process.stdout.write(`submitted run ${submitted.runId} to Trigger.dev (orchestrator run ${submitted.triggerRunId}); follow it with sluice status ${submitted.runId}\n`);
+}
+
+/** `--budget <usd>`: a positive amount. */
+export function parseBudget(value: string): number {
+  const n = Number(value.replace(/^\$/, ""));
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`--budget is a positive amount in USD, got "${value}"`);
+  return n;
+}
+
+/**
+ * A run that stopped at a budget has printed its summary (what it spent);
+ * the command then exits 3 with the reason on stderr, so a script can tell it
+ * from a finished run (0) and from one that could not run (1).
+ */
+export function budgetExit(summary: RunSummary): void {
+  if (summary.status !== "budget_exhausted") return;
+  process.stderr.write(`sluice: ${summary.budget?.exhausted ?? "budget exhausted"}\n`);
+  process.exitCode = 3;
 }

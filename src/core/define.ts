@@ -40,6 +40,10 @@ export function checkPipeline(pipeline: PipelineDef): void {
   if (!ID.test(pipeline.id ?? "")) {
     throw new DefinitionError(`${where}: id must match ${ID} (lowercase letters, digits, - and _)`);
   }
+  for (const [name, value] of Object.entries(pipeline.budget ?? {})) {
+    if (!["perRun", "perDay"].includes(name)) throw new DefinitionError(`${where}: budget has perRun and perDay, not ${name}`);
+    if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value > 0)) throw new DefinitionError(`${where}: budget.${name} is a positive amount in USD`);
+  }
   if (!pipeline.source?.key) throw new DefinitionError(`${where}: source.key (the item id column) is required`);
   if (!Array.isArray(pipeline.stages) || pipeline.stages.length === 0) {
     throw new DefinitionError(`${where}: needs at least one stage`);

@@ -77,6 +77,22 @@ export class StageHaltedError extends SluiceError {
   override name = "StageHaltedError";
 }
 
+/**
+ * A run reached a budget (its own, or its pipeline's for the day): every call
+ * not yet sent is stopped, as for a stage-wide failure, and its items stay
+ * queued. The run ends `budget_exhausted` with what it spent; `resume` with a
+ * larger budget (or on another day) goes on.
+ */
+export class BudgetExhaustedError extends StageHaltedError {
+  override name = "BudgetExhaustedError";
+  /** The budget that refused (`run:<id>` or `day:<pipeline>:<date>`), its cap and what was spent of it. */
+  readonly budget: { key: string; capUsd: number; spentUsd: number };
+  constructor(message: string, budget: { key: string; capUsd: number; spentUsd: number }, ctx: ErrorContext = {}) {
+    super(message, ctx);
+    this.budget = budget;
+  }
+}
+
 /** The provider answered, but the answer is unusable: bad JSON, truncated, refused, rule broken. */
 export class QualityError extends SluiceError {
   override name = "QualityError";

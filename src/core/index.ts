@@ -6,9 +6,9 @@
  */
 export { definePipeline, defineStage, stageVersion, versionParts } from "./define.ts";
 export type {
-  CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineDef,
+  CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineBudget, PipelineDef,
   PromptTemplate, ProviderMode, ProviderName, SourceSpec, StageDef, StageInput, StageKind, ValidateStage, ValidationVerdict,
 } from "./types.ts";
 export { compileSchema, type Checker, type SchemaCheck } from "./schema.ts";
-export { DefinitionError, DeterministicError, QualityError, SluiceError, StageHaltedError, TransientError, type FailureClass } from "./errors.ts";
+export { BudgetExhaustedError, DefinitionError, DeterministicError, QualityError, SluiceError, StageHaltedError, TransientError, type FailureClass } from "./errors.ts";
 export { FINAL_STATES, ITEM_STATUSES, type FinalState, type ItemStatus } from "./status.ts";

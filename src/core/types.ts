@@ -133,6 +133,17 @@ export interface PipelineDef<Item = any> {
   schedule?: { cron: string; timezone?: string };
   /** Run when another pipeline's commit stage finishes (Trigger.dev runner). */
   after?: string;
+  /**
+   * Spending caps in USD: `perRun` for each run (a run's `--budget` replaces
+   * it), `perDay` across all of the pipeline's runs in a UTC day. A run that
+   * reaches one stops paying and ends `budget_exhausted`, its items queued.
+   */
+  budget?: PipelineBudget;
+}
+
+export interface PipelineBudget {
+  perRun?: number;
+  perDay?: number;
 }
 
 export function isLlmStage(stage: StageDef): stage is LlmStage {

@@ -1,4 +1,4 @@
-import { DeterministicError, errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
+import { BudgetExhaustedError, DeterministicError, errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { packBatches } from "../providers/batching.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { CLOCK_SKEW_S } from "../providers/batching.ts";
 import { adoptOrphanBatches, batchClaimant, batchIdsSince, batchKey, batchSubmitted, markBatchCollected, recordBatch, setBatchStatus, withdrawBatch, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
+import { releaseHolder } from "../store/budgets.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { callLlm, checkCompletion, endpointOf, repairRequest, stageHalted, type AttemptRecord } from "./llm-call.ts";
@@ -57,7 +58,22 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
   const rows: BatchRow[] = [];
   const refused: ItemResult[] = [];
-  for (const group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
+  let stopped: BudgetExhaustedError | undefined;
+  for (let group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
+    const tag = `sub_${randomBytes(8).toString("hex")}`;
+    const id = batchKey(tag, endpointOf(ctx, providerName));
+    if (ctx.budget) {
+      // The whole batch is reserved before it is recorded and sent: as many
+      // of its requests as fit (the rest are not sent, and stay queued).
+      const budget = ctx.budget;
+      const fits = await budget.reserveBatch(batchClaimant(id), group.map((r) => budget.estimateUsd(r, "batch")));
+      if (fits < group.length) {
+        stopped = budget.exhausted;
+        ctx.logger.warn(`stage ${stage.id}: ${group.length - fits} of ${group.length} requests of a ${providerName} batch do not fit in the budget; ${fits ? `sending ${fits}` : "sending none"}`);
+        group = group.slice(0, fits);
+      }
+      if (group.length === 0) break;
+    }
     const requests: Record<string, BatchEntry> = {};
     for (const request of group) {
       const call = byCustomId.get(request.customId)!;
@@ -66,8 +82,7 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     // Recorded (and its items handed over) before it is sent: a process
     // killed while submitting is followed by one that finds the batch at the
     // provider by its tag, instead of paying for it again.
-    const tag = `sub_${randomBytes(8).toString("hex")}`;
-    const row: BatchRow = { id: batchKey(tag, endpointOf(ctx, providerName)), batchId: tag, provider: providerName, status: "submitting", requests };
+    const row: BatchRow = { id, batchId: tag, provider: providerName, status: "submitting", requests };
     const itemIds = group.map((r) => byCustomId.get(r.customId)!.itemId);
     await recordBatch(ctx.db, at(ctx, stage), row, ctx.workerId, itemIds, ctx.soleWorker ? undefined : ctx.workerId, [...new Set(group.map((r) => byCustomId.get(r.customId)!.hash))]);
     let batchId: string;
@@ -105,12 +120,15 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     Object.assign(row, { batchId, status: "submitted" });
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
     rows.push(row);
+    if (stopped) break;
   }
   if (refused.length) {
     await persistResults(ctx, stage, refused);
     onPersisted?.(refused);
   }
   const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted)));
+  // What was sent is collected (it is paid for); the items that did not fit stay queued.
+  if (stopped) throw stopped;
   return [...refused, ...results.flat()];
 }
 
@@ -225,12 +243,17 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
   } catch (err) {
     // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
     if (ctx.signal?.aborted) throw ctx.signal.reason;
+    await releaseHolder(ctx.db, batchClaimant(row.id));
     const { entries, tries } = await unwritten();
     const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.batchId} could not be collected`));
     await write(out);
     await markCollected(ctx, row);
     return out;
   }
+  // The batch is paid for: its reservation is settled with what its answers cost (once, however often it is collected).
+  let paid = 0;
+  for (const r of got.values()) if (r.ok) paid += ctx.providers.cost(def.model, r.result.usage, "batch");
+  await releaseHolder(ctx.db, batchClaimant(row.id), paid);
   const { entries, tries } = await unwritten();
   const inputs = entries.length ? await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId)) : new Map<string, LoadedInput>();
 

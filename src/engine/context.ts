@@ -2,6 +2,7 @@ import type { PipelineDef, StageDef } from "../core/types.ts";
 import type { Provider, Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
 import type { AnswerJournal } from "./journal.ts";
+import type { BudgetGate } from "./budget.ts";
 import type { StageRef } from "../store/work.ts";
 
 /** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
@@ -102,6 +103,8 @@ export interface RunContext {
   soleWorker?: boolean;
   /** Answers are appended here as they arrive, before they are written in groups. */
   journal?: Pick<AnswerJournal, "record" | "recordRaw">;
+  /** Set when a budget applies to the run: every call reserves what it may cost here first (see `budget.ts`). */
+  budget?: BudgetGate;
 }
 
 /** A stage of the context's run, as the store names it. */

@@ -4,7 +4,9 @@ import pLimit from "p-limit";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
-import { requireRun, type RunRow } from "../store/runs.ts";
+import { reopenRun, requireRun, type RunRow } from "../store/runs.ts";
+import { releaseHolder } from "../store/budgets.ts";
+import { retireWorker as storeRetireWorker } from "../store/workers.ts";
 import * as work from "../store/work.ts";
 import { resumeBatches as collectOrphanBatches } from "./batch.ts";
 import { DEFAULT_OPTIONS, silentLogger, stageRef, type EngineOptions, type Logger, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
@@ -13,6 +15,7 @@ import { executeChunk, type ChunkHooks } from "./execute.ts";
 import { planStages } from "./plan.ts";
 import type { ItemResult } from "./results.ts";
 import { versionsOf } from "./runs.ts";
+import { openBudget } from "./budget.ts";
 
 /**
  * The engine's surface for runners. The local runner and the Trigger.dev
@@ -29,12 +32,29 @@ export { createOrContinueRun } from "./runs.ts";
 export { driveRun, ensureLoaded, finalizeRun, stopAfterOf } from "./drive/index.ts";
 export type { RunEvents } from "./drive/events.ts";
 export { planStages } from "./plan.ts";
-export { heartbeat, retireWorker } from "../store/workers.ts";
+export { heartbeat } from "../store/workers.ts";
 export { runStartedBy, type RunRow } from "../store/runs.ts";
+export { stopAtBudget } from "./drive/index.ts";
 export type { StageCounts } from "../store/work.ts";
 export type { EngineOptions, ProviderSet, RunContext, StagePlan, Logger } from "./context.ts";
 export type { ItemResult } from "./results.ts";
 export { sleep } from "./retry.ts";
+
+/** A worker stops: its row goes (what it held is claimable at once), and so does what it held of a budget. */
+export async function retireWorker(db: Database, workerId: string): Promise<void> {
+  await releaseHolder(db, workerId);
+  await storeRetireWorker(db, workerId);
+}
+
+/** The run as it is now in the store (its status: another process may have ended it at a budget). */
+export function currentRun(ctx: RunContext): Promise<RunRow> {
+  return requireRun(ctx.db, ctx.runId);
+}
+
+/** A run that stopped at its budget goes on: it is marked running again (with the budget it now has). */
+export async function reopenAfterBudget(ctx: RunContext, run: RunRow): Promise<void> {
+  if (run.status === "budget_exhausted") await reopenRun(ctx.db, run.id);
+}
 
 export function newWorkerId(prefix = "w"): string {
   return `${prefix}_${hostname().slice(0, 20)}_${process.pid}_${randomBytes(3).toString("hex")}`;
@@ -49,6 +69,8 @@ export interface OpenRunOptions {
   options?: Partial<EngineOptions>;
   logger?: Logger;
   signal?: AbortSignal;
+  /** The run's budget in USD: replaces the cap recorded for it (`--budget` on run, resume and rerun). */
+  budgetUsd?: number;
 }
 
 /** A context for working on one run, after checking the pipeline still defines the stages the run was planned with. */
@@ -60,19 +82,13 @@ export async function openRun(opts: OpenRunOptions): Promise<{ ctx: RunContext; 
   if (recorded !== current) {
     throw new SluiceError(`run ${run.id} was started with stages ${recorded}; the pipeline now defines ${current}. Start a new run (sluice run, or sluice rerun) instead of resuming this one`);
   }
+  const workerId = opts.workerId ?? newWorkerId();
+  const options = { ...DEFAULT_OPTIONS, ...opts.options };
+  const logger = opts.logger ?? silentLogger;
+  const budget = await openBudget({ db: opts.db, pipeline: opts.pipeline, pipelineId: opts.pipeline.id, runId: run.id, holder: workerId, budgetUsd: opts.budgetUsd, leaseMs: options.leaseMs, providers: opts.providers, logger });
   return {
     run,
-    ctx: {
-      db: opts.db,
-      pipeline: opts.pipeline,
-      providers: opts.providers,
-      runId: run.id,
-      workerId: opts.workerId ?? newWorkerId(),
-      plan,
-      options: { ...DEFAULT_OPTIONS, ...opts.options },
-      logger: opts.logger ?? silentLogger,
-      signal: opts.signal,
-    },
+    ctx: { db: opts.db, pipeline: opts.pipeline, providers: opts.providers, runId: run.id, workerId, plan, options, logger, signal: opts.signal, budget },
   };
 }
 
@@ -100,14 +116,20 @@ export function claimableInRange(ctx: RunContext, stageIndex: number, first: str
 /**
  * Execute one stage for the given items: claims those still queued (an item
  * already done, or claimed by someone else, is skipped), then gates, reuses,
- * computes and persists them. Safe to call twice with the same chunk.
+ * computes and persists them. Safe to call twice with the same chunk. A
+ * budget reached throws `BudgetExhaustedError` (see `stopAtBudget`).
  */
 export async function executeStageChunk(ctx: RunContext, stageIndex: number, itemIds: string[], hooks: Partial<ChunkHooks> = {}): Promise<ItemResult[]> {
   const stage = stageAt(ctx, stageIndex);
   const claimed = await work.claimItems(ctx.db, stageRef(ctx, stage), ctx.workerId, itemIds);
   if (claimed.length === 0) return [];
   const limit = pLimit(ctx.options.concurrency);
-  return executeChunk(ctx, stage, claimed, { acquire: hooks.acquire ?? ((fn) => limit(fn)), onPersisted: hooks.onPersisted });
+  try {
+    return await executeChunk(ctx, stage, claimed, { acquire: hooks.acquire ?? ((fn) => limit(fn)), onPersisted: hooks.onPersisted });
+  } finally {
+    // What this chunk's calls cost is settled before the task run ends.
+    await ctx.budget?.flush();
+  }
 }
 
 /**

@@ -9,6 +9,7 @@ import type { AttemptRow } from "../store/results.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { backoffMs, sleep } from "./retry.ts";
 import { withAnswerTap, type AnswerTap } from "../providers/transport.ts";
+import type { Hold } from "./budget.ts";
 
 /** One provider request as recorded in `attempts` (see `AttemptRow`), its failure sorted into a class. */
 export type AttemptRecord = AttemptRow & { errorClass?: FailureClass };
@@ -140,8 +141,29 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
             journaled = true;
           }
         : undefined;
+    // A failure to reserve is not the item's: it stops the call as it is (budget exhausted, store down).
+    let unreserved = false;
     try {
-      const result = await acquire(() => withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal })));
+      const result = await acquire(async () => {
+        const budget = ctx.budget;
+        let hold: Hold | undefined;
+        if (budget) {
+          try {
+            hold = await budget.reserve(budget.estimateUsd(current, "realtime"));
+          } catch (err) {
+            unreserved = true;
+            throw err;
+          }
+        }
+        let answer: CompletionResult | undefined;
+        try {
+          answer = await withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal }));
+          return answer;
+        } finally {
+          // Settled from usage: what the call cost (nothing, if it failed), not what it reserved.
+          if (hold) budget!.settle(hold, answer ? ctx.providers.cost(request.model, answer.usage, "realtime") : 0, request.model, answer?.usage.outputTokens);
+        }
+      });
       const costUsd = ctx.providers.cost(request.model, result.usage, "realtime");
       const record: AttemptRecord = {
         ...base,
@@ -171,7 +193,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       };
     } catch (err) {
       if (ctx.signal?.aborted) throw ctx.signal.reason;
-      if (err instanceof StageHaltedError) throw err;
+      if (err instanceof StageHaltedError || unreserved) throw err;
       if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, stage, err);
       if (err instanceof TransientError && err.notSent) {
         // The circuit is open: nothing was sent, so no attempt is recorded or spent. Wait for it.

@@ -1,4 +1,4 @@
-import { DeterministicError } from "../core/errors.ts";
+import { BudgetExhaustedError, DeterministicError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import type { CompletionResult, Provider } from "../providers/types.ts";
 import type { RunContext } from "./context.ts";
@@ -23,7 +23,8 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
   const writer = groupWriter(write, FLUSH_SIZE, FLUSH_MS);
   // A stage-wide failure (a revoked key) stops every call not yet sent, here
   // and in the stage's other chunks: the calls waiting for a slot give up
-  // instead of paying a doomed request each.
+  // instead of paying a doomed request each. So does a budget reached (the
+  // budget's gate also refuses every other stage's calls).
   const halted = hooks.halted ?? {};
   const acquire = <T,>(fn: () => Promise<T>) =>
     hooks.acquire(async () => {
@@ -33,6 +34,7 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
       } catch (err) {
         // Set before this call gives its slot up, so the next call waiting for it sees it.
         if (err instanceof DeterministicError && err.stageWide) halted.error ??= stageHalted(ctx, def, err);
+        if (err instanceof BudgetExhaustedError) halted.error ??= err;
         throw err;
       }
     });

@@ -1,6 +1,7 @@
 import type { Database } from "../store/database.ts";
 import { finalStatusCounts, rejectedRowCounts, stageCallTotals, stageWorkCounts, unstartedItemCount } from "../store/reports.ts";
 import { requireRun } from "../store/runs.ts";
+import { budgetRows, runBudgetKey } from "../store/budgets.ts";
 
 export interface StageSummary {
   id: string;
@@ -37,6 +38,12 @@ export interface RunSummary {
   savings: { batchDiscountUsd: number; gateUsd: number };
   startedAt: string;
   finishedAt: string | null;
+  /**
+   * Present when a budget applies: the run's cap (null when only its
+   * pipeline's daily budget does), what was settled against it, and, for a
+   * run that stopped at a budget (`status: budget_exhausted`), why.
+   */
+  budget?: { capUsd: number | null; spentUsd: number; exhausted?: string };
 }
 
 export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
@@ -79,19 +86,24 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
       gateSavedUsd: round(gatedByGate * perCall),
     };
   });
+  const costUsd = round(stages.reduce((a, s) => a + s.costUsd, 0));
+  const [cap] = await budgetRows(db, [runBudgetKey(runId)]);
+  const exhausted = run.status === "budget_exhausted" ? (run.error ?? "budget exhausted") : undefined;
+  const budget = cap || exhausted ? { capUsd: cap ? cap.capUsd : null, spentUsd: round(cap ? cap.spentUsd : costUsd), ...(exhausted ? { exhausted } : {}) } : undefined;
   return {
     runId,
     pipeline: run.pipeline,
     status: run.status,
     items: { total, byStatus },
     stages,
-    costUsd: round(stages.reduce((a, s) => a + s.costUsd, 0)),
+    costUsd,
     savings: {
       batchDiscountUsd: round(stages.reduce((a, s) => a + s.batchSavedUsd, 0)),
       gateUsd: round(stages.reduce((a, s) => a + s.gateSavedUsd, 0)),
     },
     startedAt: new Date(run.created_at).toISOString(),
     finishedAt: run.finished_at ? new Date(run.finished_at).toISOString() : null,
+    ...(budget ? { budget } : {}),
   };
 }
 

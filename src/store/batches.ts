@@ -1,4 +1,5 @@
 import { eq, sql } from "drizzle-orm";
+import { releaseHolder } from "./budgets.ts";
 import type { Database } from "./database.ts";
 import { providerBatches, requestClaims } from "./schema.ts";
 import { anyText } from "./sql.ts";
@@ -72,6 +73,8 @@ export async function withdrawBatch(db: Database, at: StageRef, id: string, to: 
     );
     if (to === undefined) await tx.rows(sql`DELETE FROM request_claims WHERE worker_id = ${claimant}`);
     else await tx.rows(sql`UPDATE request_claims SET worker_id = ${to} WHERE worker_id = ${claimant}`);
+    // Nothing was sent: what the batch reserved of a budget is free again.
+    await releaseHolder(tx, claimant);
   });
 }
 

@@ -23,7 +23,7 @@ export interface RunStageRecord {
 export interface RunRow {
   id: string;
   pipeline: string;
-  status: "running" | "finished" | "failed";
+  status: "running" | "finished" | "failed" | "budget_exhausted";
   input_path: string | null;
   input_fingerprint: string | null;
   stages: RunStageRecord[];
@@ -32,7 +32,7 @@ export interface RunRow {
   rows_read: number;
   created_at: string;
   finished_at: string | null;
-  /** Why a failed run stopped. */
+  /** Why a failed (or budget-exhausted) run stopped. */
   error: string | null;
 }
 
@@ -187,9 +187,14 @@ export async function failRun(db: Database, runId: string, error: string): Promi
   await db.db.update(runs).set({ status: "failed", error, finishedAt: sql`now()` }).where(eq(runs.id, runId));
 }
 
-/** Mark an ended run running again (its dead letters were requeued): `resume` goes on with it. */
+/** A run that reached a budget: it stops with its items queued, and `resume` with a larger budget goes on. */
+export async function exhaustRun(db: Database, runId: string, reason: string): Promise<void> {
+  await db.db.update(runs).set({ status: "budget_exhausted", error: reason, finishedAt: sql`now()` }).where(eq(runs.id, runId));
+}
+
+/** Mark an ended run running again (its dead letters were requeued, or its budget was raised): `resume` goes on with it. */
 export async function reopenRun(db: Database, runId: string): Promise<void> {
-  await db.db.update(runs).set({ status: "running", finishedAt: null }).where(eq(runs.id, runId));
+  await db.db.update(runs).set({ status: "running", finishedAt: null, error: null }).where(eq(runs.id, runId));
 }
 
 /** Item rows of a run, by id: the item as loaded and the hash of its content. */

@@ -23,7 +23,7 @@ import { sql } from "drizzle-orm";
 export const runs = pgTable("runs", {
   id: text("id").primaryKey(),
   pipeline: text("pipeline").notNull(),
-  /** running | finished | failed */
+  /** running | finished | failed | budget_exhausted */
   status: text("status").notNull(),
   inputPath: text("input_path"),
   inputFingerprint: text("input_fingerprint"),
@@ -254,4 +254,38 @@ export const targetLedger = pgTable(
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index("target_ledger_run").on(t.runId), index("target_ledger_key").on(t.target, t.key)],
+);
+
+/**
+ * Spending caps, one row per budget key: `run:<run id>` (a run's `--budget`,
+ * or its pipeline's `budget.perRun`) and `day:<pipeline>:<YYYY-MM-DD>` (the
+ * pipeline's `budget.perDay`, UTC days). `reserved` is what calls in flight
+ * may still cost; `spent`, what settled calls did cost. A call is sent only
+ * once `spent + reserved` with its own reservation fits under `cap` for every
+ * key it counts against (see `budgets.ts`).
+ */
+export const budgets = pgTable("budgets", {
+  key: text("key").primaryKey(),
+  capUsd: doublePrecision("cap_usd").notNull(),
+  spentUsd: doublePrecision("spent_usd").notNull().default(0),
+  reservedUsd: doublePrecision("reserved_usd").notNull().default(0),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Who holds each part of `budgets.reserved_usd`: a worker (its realtime calls
+ * in flight; released when its heartbeat lapses) or a provider batch
+ * (`batch:<id>`, the whole batch; released when the batch is collected or
+ * withdrawn), per budget key.
+ */
+export const spendReservations = pgTable(
+  "spend_reservations",
+  {
+    holder: text("holder").notNull(),
+    budgetKey: text("budget_key").notNull(),
+    runId: text("run_id").notNull(),
+    amountUsd: doublePrecision("amount_usd").notNull().default(0),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.holder, t.budgetKey] }), index("spend_reservations_key").on(t.budgetKey)],
 );

@@ -243,6 +243,22 @@ export async function handOver(db: Database, at: StageRef, itemIds: readonly str
       AND item_id = ${anyText(itemIds)}`);
 }
 
+/**
+ * Give back everything a worker still holds of a run (it stopped at a budget):
+ * its claimed items go back to the queue and its request claims are freed,
+ * at once rather than after its lease.
+ */
+export async function releaseClaims(db: Database, runId: string, workerId: string): Promise<number> {
+  const rows = await db.rows(sql`
+    UPDATE work SET status = 'queued', claimed_by = NULL, updated_at = now()
+    WHERE run_id = ${runId} AND status = 'processing' AND claimed_by = ${workerId}
+    RETURNING item_id`);
+  await db.rows(sql`
+    DELETE FROM request_claims WHERE request_hash IN (
+      SELECT request_hash FROM request_claims WHERE worker_id = ${workerId} ORDER BY request_hash FOR UPDATE)`);
+  return rows.length;
+}
+
 /** Of these items, those `claimant` still holds and has not written back. */
 export async function stillHeldBy(db: Database, at: StageRef, claimant: string, itemIds: readonly string[]): Promise<Set<string>> {
   if (itemIds.length === 0) return new Set();

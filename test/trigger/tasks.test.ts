@@ -4,7 +4,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createOrContinueRun, ensureLoaded, openRun, planStages, prepareStage } from "../../src/engine/index.ts";
 import {
-  configureTriggerRunner, defineSluiceTasks, inputsFromEnv, limitsFromEnv, orchestrate, triggerRuntime,
+  configureTriggerRunner, defineSluiceTasks, inputsFromEnv, limitsFromEnv, orchestrate, runStageChunk, triggerRuntime,
   type ChunkOutput, type ChunkPayload, type DispatchItem, type OrchestratorDeps,
 } from "../../src/runners/trigger/index.ts";
 import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatabase } from "../../src/testing/index.ts";
@@ -131,6 +131,47 @@ describe("the orchestrator", () => {
     // The same Trigger.dev run id (a retried attempt) continues the same sluice run.
     const again = await orchestrate(deps, { inputPath: input }, "run_orchestrator_unit", signal);
     expect(again.summary.runId).toBe(out.summary.runId);
+  });
+});
+
+describe("a budget on Trigger.dev", () => {
+  test("a chunk run that reaches the run's budget stops the run (no retry, no sweep, no next stage); triggered again with a larger budget it finishes", async () => {
+    // Every call costs $0.001 here (and reserves as much): ten fit in the pipeline's $0.0105 per run.
+    const budgeted = miniVariant("budgeted", { budget: { perRun: 0.0105 } });
+    configureTriggerRunner({ db: db.db, providers: singleProvider(createInProcessProvider(), () => 0.001), chunkSize: 5, runsPerBatch: 3 });
+    try {
+      const outputs: ChunkOutput[] = [];
+      const deps: OrchestratorDeps = {
+        pipeline: budgeted,
+        downstream: [],
+        startDownstream: async () => {},
+        async dispatch(_stage, items: DispatchItem[]) {
+          // A chunk run that threw would be retried by Trigger.dev: none may throw for a budget.
+          for (const item of items) outputs.push(await runStageChunk(budgeted, item.payload, { signal }));
+          return { ok: items.length, failed: 0 };
+        },
+      };
+      const input = dir.file("budgeted.jsonl", miniItems("budgeted", 23));
+      const out = await orchestrate(deps, { inputPath: input }, "run_orchestrator_budget", signal);
+      expect(out.summary.status).toBe("budget_exhausted");
+      expect(out.summary.budget).toMatchObject({ capUsd: 0.0105, spentUsd: expect.closeTo(0.01, 9) });
+      expect(outputs.some((o) => o.budgetExhausted)).toBe(true);
+      // Classify stopped in its first round; the stages after it were not dispatched.
+      expect(out.stages.map((s) => s.stageId)).toEqual(["filter", "classify"]);
+      expect(out.stages[1]!.rounds).toHaveLength(1);
+      const classify = out.summary.stages.find((s) => s.id === "classify")!;
+      expect(classify.providerCalls).toBe(10);
+      expect(out.summary.items.byStatus.failed_terminal ?? 0).toBe(0);
+
+      const again = await orchestrate(deps, { runId: out.summary.runId, budget: 1 }, "run_orchestrator_budget_2", signal);
+      expect(again.summary.status).toBe("finished");
+      expect(again.summary.budget).toMatchObject({ capUsd: 1 });
+      const calls = again.summary.stages.find((s) => s.id === "classify")!;
+      // Each item that reached classify was paid for once, across both orchestrators.
+      expect(calls.providerCalls).toBe(calls.processed - calls.reused);
+    } finally {
+      configureTriggerRunner({ db: db.db, providers: singleProvider(createInProcessProvider()), chunkSize: 5, runsPerBatch: 3 });
+    }
   });
 });
 

@@ -12,10 +12,25 @@ import type { CompletionRequest } from "../types.ts";
  *   schema: { name: "x", schema: { type: "object" } }, params: {} }); // ~20
  */
 export function estimateInputTokens(req: CompletionRequest): number {
+  // Counted once per request object: a budget's reservation and the rate limiter both ask for it.
+  const known = requestCounts.get(req);
+  if (known !== undefined) return known;
   let n = 8;
   if (req.system) n += countTokens(req.system) + 4;
   for (const m of req.messages) n += countTokens(m.content) + 4;
-  n += countTokens(JSON.stringify(req.schema.schema));
+  n += schemaTokens(req.schema.schema);
+  requestCounts.set(req, n);
+  return n;
+}
+
+const requestCounts = new WeakMap<CompletionRequest, number>();
+
+// A stage's schema is one object sent with every request: counted once (about half the work per request).
+const schemaCounts = new WeakMap<object, number>();
+
+function schemaTokens(schema: object): number {
+  let n = schemaCounts.get(schema);
+  if (n === undefined) schemaCounts.set(schema, (n = countTokens(JSON.stringify(schema))));
   return n;
 }
 

@@ -27,6 +27,8 @@ export interface LocalRunOptions {
   logger?: Logger;
   options?: Partial<EngineOptions>;
   signal?: AbortSignal;
+  /** The run's budget in USD (replaces the cap recorded for it); see `PipelineDef.budget` for the pipeline's own. */
+  budgetUsd?: number;
 }
 
 /**

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { AbortTaskRunError, idempotencyKeys } from "@trigger.dev/sdk";
 import type { PipelineDef } from "../../core/types.ts";
 import {
-  createOrContinueRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, reclaimStale, runStartedBy, sleep, stageCounts, stageDone, stopAfterOf,
+  createOrContinueRun, currentRun, ensureLoaded, finalizeRun, openRun, planStages, prepareStage, reclaimStale, reopenAfterBudget, runStartedBy, sleep, stageCounts, stageDone, stopAfterOf,
   type RunContext, type StagePlan,
 } from "../../engine/index.ts";
 import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
@@ -22,6 +22,12 @@ export interface OrchestratorPayload {
   upstream?: { pipeline: string; runId: string };
   /** Set when a schedule started this run. */
   scheduledAt?: string;
+  /**
+   * The run's budget in USD, replacing the one recorded for it: a run that
+   * stopped at its budget goes on when its orchestrator is triggered again
+   * with `{ runId, budget }`.
+   */
+  budget?: number;
 }
 
 export interface DispatchItem {
@@ -79,22 +85,28 @@ export interface OrchestratorOutput {
 export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorPayload, triggerRunId: string, signal?: AbortSignal): Promise<OrchestratorOutput> {
   const rt = await triggerRuntime();
   const runId = await resolveRun(rt, deps.pipeline, payload, triggerRunId);
-  const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal });
+  const { ctx, run } = await openRun({ db: rt.db, pipeline: deps.pipeline, providers: rt.providers, runId, options: rt.engine, logger: rt.logger, signal, budgetUsd: payload.budget });
   await tagOrchestrator(runId, deps.pipeline.id, ctx.logger);
   const stages: OrchestratorOutput["stages"] = [];
   const progress: Record<string, StageProgress> = {};
   const stopAfter = stopAfterOf(ctx, run);
+  let exhausted = false;
   if (run.status !== "finished") {
+    await reopenAfterBudget(ctx, run);
     await ensureLoaded(ctx, run);
     for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
       await prepareStage(ctx, stage.index);
-      stages.push({ stageId: stage.id, rounds: await runStage(ctx, stage, rt, deps, triggerRunId, progress) });
+      const rounds = await runStage(ctx, stage, rt, deps, triggerRunId, progress);
+      stages.push({ stageId: stage.id, rounds });
+      // A chunk run reached the run's budget: the run has stopped (no sweep, no next stage), its items queued.
+      if ((exhausted = (await currentRun(ctx)).status === "budget_exhausted")) break;
     }
-    await finalizeRun(ctx, { stopAfter });
+    if (!exhausted) await finalizeRun(ctx, { stopAfter });
   }
   const summary = await summarizeRun(rt.db, runId);
+  if (exhausted) ctx.logger.warn(`run ${runId} stopped at a budget; trigger the orchestrator again with { runId: "${runId}", budget } to go on`);
   const last = ctx.plan[ctx.plan.length - 1]!;
-  const committed = last.kind === "commit" && stopAfter === last.index;
+  const committed = !exhausted && last.kind === "commit" && stopAfter === last.index;
   const started: string[] = [];
   if (committed) {
     for (const id of deps.downstream) {
@@ -144,6 +156,8 @@ async function runStage(
     ctx.logger.info(`stage ${stage.id}: ${round === 0 ? "dispatching" : `sweep ${round}: dispatching`} ${ranges.length} chunk run(s) for ${ranges.reduce((n, r) => n + r.open, 0)} open item(s)`);
     const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps, orchestratorRunId);
     rounds.push(report);
+    // Stopped at a budget: the open items wait for a larger one, not for a sweep.
+    if ((await currentRun(ctx)).status === "budget_exhausted") return rounds;
     const done = await stageDone(ctx, stage.index);
     await publishProgress(ctx, stage, rounds.length, await summarizeRun(ctx.db, ctx.runId), progress);
     if (report.failedRuns) ctx.logger.warn(`stage ${stage.id}: ${report.failedRuns} of ${report.chunks} chunk run(s) failed or were cancelled`);

@@ -1,10 +1,10 @@
 import { AbortTaskRunError } from "@trigger.dev/sdk";
-import { SluiceError } from "../../core/errors.ts";
+import { BudgetExhaustedError, SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
 import { isLlmStage } from "../../core/types.ts";
 // The same lease machinery the local runner uses, so a chunk run that dies
 // holding claims is taken over exactly as a crashed local worker would be.
-import { claimableInRange, executeStageChunk, heartbeat, newWorkerId, openRun, reclaimStale, resumeBatches, retireWorker, type RunContext } from "../../engine/index.ts";
+import { claimableInRange, executeStageChunk, heartbeat, newWorkerId, openRun, reclaimStale, resumeBatches, retireWorker, stopAtBudget, type RunContext } from "../../engine/index.ts";
 import { triggerRuntime, type TriggerRuntime } from "./runtime.ts";
 
 /**
@@ -35,6 +35,8 @@ export interface ChunkOutput {
   /** Provider batches of dead runs of this stage that this run polled and collected. */
   resumedBatches: number;
   byStatus: Record<string, number>;
+  /** Set when the run reached a budget during this chunk: the run is `budget_exhausted`, and this is not retried. */
+  budgetExhausted?: string;
 }
 
 export interface ChunkRunOptions {
@@ -72,7 +74,15 @@ export async function runStageChunk(pipeline: PipelineDef, payload: ChunkPayload
     // A provider batch whose run died is polled and collected, never submitted again.
     const resumedBatches = isLlmStage(def) ? await resumeBatches(ctx, payload.stageIndex) : 0;
     const ids = await claimableInRange(ctx, payload.stageIndex, payload.first, payload.last);
-    const results = ids.length ? await executeStageChunk(ctx, payload.stageIndex, ids) : [];
+    let results: Awaited<ReturnType<typeof executeStageChunk>> = [];
+    try {
+      if (ids.length) results = await executeStageChunk(ctx, payload.stageIndex, ids);
+    } catch (err) {
+      // A budget reached is not a failure to retry: the run stops, its items queued for a larger budget.
+      if (!(err instanceof BudgetExhaustedError)) throw err;
+      await stopAtBudget(ctx, err);
+      return { stageId: payload.stageId, round: payload.round, chunk: payload.chunk, queued: ids.length, executed: 0, resumedBatches, byStatus: {}, budgetExhausted: err.message };
+    }
     const byStatus: Record<string, number> = {};
     for (const r of results) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
     ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}${payload.round ? ` (sweep ${payload.round})` : ""}: ${results.length} of ${ids.length} queued item(s) written`, { byStatus, resumedBatches });

@@ -16,6 +16,8 @@ export interface SubmitRunOptions {
   fresh?: boolean;
   /** Accept embedded PGlite: only when the tasks run in this very process (tests). */
   allowEmbedded?: boolean;
+  /** The run's budget in USD, recorded with it: every task run of the run reserves against it. */
+  budgetUsd?: number;
 }
 
 export interface SubmittedRun {
@@ -52,7 +54,7 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
   }
   const { db, pipeline, inputPath } = options;
   const { run, continued } = await createOrContinueRun(db, pipeline, planStages(pipeline), inputPath, { fresh: options.fresh ?? false, runner: "trigger" });
-  const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id });
+  const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id, budgetUsd: options.budgetUsd });
   const rowsRead = await ensureLoaded(ctx, run);
   const idempotencyKey = await idempotencyKeys.create([run.id, "orchestrate"], { scope: "global" });
   const handle = await tasks.trigger(orchestratorTaskId(pipeline.id), { runId: run.id }, { idempotencyKey, tags: runTags(run.id, pipeline.id) });
@@ -67,7 +69,7 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
  * @example
  * const { runId, triggerRunId } = await submitFromEnv(ticketTriage, "examples/data/tickets.csv");
  */
-export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, options: { fresh?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<SubmittedRun> {
+export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, options: { fresh?: boolean; budgetUsd?: number; env?: NodeJS.ProcessEnv } = {}): Promise<SubmittedRun> {
   const env = options.env ?? process.env;
   if (!env.DATABASE_URL) {
     throw new SluiceError("the Trigger.dev runner needs DATABASE_URL: the Postgres database your deployed tasks use (their DATABASE_URL)");
@@ -79,7 +81,7 @@ export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, op
   configure({ secretKey, baseURL: env.TRIGGER_API_URL || undefined });
   const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false" });
   try {
-    return await submitRun({ db, pipeline, inputPath, fresh: options.fresh });
+    return await submitRun({ db, pipeline, inputPath, fresh: options.fresh, budgetUsd: options.budgetUsd });
   } finally {
     await db.close();
   }
