@@ -101,11 +101,16 @@ async function runDemo(sim: Simulator, env: NodeJS.ProcessEnv, chaos: boolean): 
   const kills: string[] = [];
   // For each request, the step that paid for it again: "<n>. <kill point>".
   const againIn = new Map<string, string>();
+  // What each run said last on stderr before it ended (or was killed), for a request paid again.
+  const lastWords: string[] = [];
   let runId: string | undefined;
   let final: CliRun | undefined;
   for (const [i, point] of (chaos ? killPoints() : []).entries()) {
     const run = await sluice(runId ? ["resume", runId, "--json"] : ["run", "ticket-triage", "--input", DEMO, "--json"], env, point);
-    for (const [h, n] of Object.entries(sim.stats().billedByRequestHash)) if (n > 1 && !againIn.has(h)) againIn.set(h, `run ${i + 1}, killed at ${point.label}`);
+    lastWords.push(run.stderr.trim().split("\n").filter((l) => !/^stage \S+: \d/.test(l)).slice(-3).join(" | "));
+    for (const [h, n] of Object.entries(sim.stats().billedByRequestHash)) {
+      if (n > 1 && !againIn.has(h)) againIn.set(h, `run ${i + 1}, killed at ${point.label}; the run before said: ${lastWords[i - 1] ?? "-"}; this run said: ${lastWords[i]}`);
+    }
     runId ??= /run (run_[a-z0-9]+)/.exec(run.stderr)?.[1];
     if (run.signal === "SIGKILL") kills.push(point.label);
     else if (run.code === 0) final = run;
