@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { definePipeline, defineStage } from "../src/core/define.ts";
+import { definePipeline, defineStage, stageVersion, versionParts } from "../src/core/define.ts";
 import { DefinitionError } from "../src/core/errors.ts";
 import type { CommitStage, JsonSchema } from "../src/core/types.ts";
 import { newRunId } from "../src/engine/runs.ts";
@@ -55,6 +55,37 @@ describe("a typed target's definition", () => {
     expect(() => typed(columns({ status: { type: "string" } }))).toThrow(/a name sluice keeps for itself/);
     expect(() => typed(columns({ "Bad-Name": { type: "string" } }))).toThrow(DefinitionError);
     expect(() => typed(columns({ either: { type: ["string", "number"] } }))).toThrow(/needs one JSON type/);
+  });
+});
+
+describe("a target in another database's definition", () => {
+  const at = (url: string | undefined) => {
+    const commit = mini.stages.at(-1) as CommitStage;
+    return definePipeline({ ...mini, id: "mini-elsewhere", stages: [...mini.stages.slice(0, -1), defineStage({ ...commit, target: { ...commit.target, url } })] });
+  };
+  it("refuses a URL that is not a Postgres database's, or that is unset, without echoing it", () => {
+    expect(() => at(undefined)).toThrow(/target.url is undefined \(is the environment variable it reads set\?\)/);
+    expect(() => at("")).toThrow(/target.url is empty/);
+    expect(() => at("mysql://u:pw@host/db")).toThrow(/must be a Postgres URL \(postgres:\/\/ or postgresql:\/\/\), not mysql:/);
+    expect(() => at("postgres://u:pw@host:5432")).toThrow(/names no database/);
+    expect(() => at("not a url at all, pw")).toThrow(/is not a URL/);
+    for (const bad of ["mysql://u:hunter2@host/db", "postgres://u:hunter2@host:5432", "hunter2"]) {
+      try {
+        at(bad);
+      } catch (err) {
+        expect((err as Error).message).not.toContain("hunter2");
+      }
+    }
+  });
+  it("versions the stage by where the target lives, not by its password", () => {
+    const version = (url: string) => stageVersion(at(url).stages.at(-1)!);
+    const parts = versionParts(at("postgres://writer:hunter2@db.internal:5432/crm").stages.at(-1)!);
+    expect(JSON.stringify(parts)).not.toContain("hunter2");
+    expect((parts.target as { url: string }).url).toBe("postgres://writer@db.internal:5432/crm");
+    expect(version("postgres://writer:hunter2@db.internal:5432/crm")).toBe(version("postgres://writer:rotated@db.internal:5432/crm"));
+    expect(version("postgres://writer:hunter2@db.internal:5432/crm")).not.toBe(version("postgres://writer:hunter2@db.internal:5432/warehouse"));
+    // A target without a URL keeps the version it had before URLs existed.
+    expect(versionParts(mini.stages.at(-1)!).target).toEqual((mini.stages.at(-1) as CommitStage).target);
   });
 });
 

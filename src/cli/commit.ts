@@ -1,10 +1,11 @@
 import { Command } from "commander";
 import { BOOKKEEPING_COLUMNS } from "../core/target.ts";
 import { newRunId } from "../engine/runs.ts";
-import { keyHistory, revertPlan, revertRun, targetsOf } from "../store/ledger.ts";
+import { ledgersOfPipeline, ledgersOfRun } from "../inspect/ledgers.ts";
+import { keyHistory, revertPlan, revertRun, revertTargetsElsewhere, targetsOf } from "../store/ledger.ts";
 import { reviewQueue } from "../store/reviews.ts";
 import { requireRun } from "../store/runs.ts";
-import { CliError, printJson, withStore } from "./common.ts";
+import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 import { resumeCli } from "./resume.ts";
 
 /**
@@ -24,10 +25,13 @@ export async function commitCli(runId: string, options: { json?: boolean; env?: 
   return resumeCli(runId, options);
 }
 
-export async function revertCli(runId: string, options: { force?: boolean; json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+export async function revertCli(runId: string, options: { force?: boolean; json?: boolean; pipeline?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
   return withStore(options.env, async (db) => {
     const run = await requireRun(db, runId);
-    const plans = await revertPlan(db, runId);
+    // A target in another database is reached through the URL in the pipeline's definition.
+    const ledgers = await ledgersOfRun(db, run, () => loadPipeline(options.pipeline ?? run.pipeline, options.cwd));
+    const plans = [];
+    for (const ledger of ledgers) plans.push(...(await revertPlan(ledger, runId)));
     if (plans.length === 0) throw new CliError(`run ${runId} wrote nothing to a target: nothing to revert`);
     const conflicts = plans.flatMap((p) => p.conflicts.map((k) => `${p.target}:${k}`));
     if (conflicts.length && !options.force) {
@@ -36,7 +40,10 @@ export async function revertCli(runId: string, options: { force?: boolean; json?
       );
     }
     const revertRunId = newRunId();
-    const done = await revertRun(db, runId, { revertRunId, pipeline: run.pipeline });
+    // Targets in other databases first, each in a transaction there; then the store's, with the revert run recorded.
+    const done = [];
+    for (const ledger of ledgers.slice(1)) done.push(...(await revertTargetsElsewhere(ledger, runId, revertRunId)));
+    done.push(...(await revertRun(db, runId, { revertRunId, pipeline: run.pipeline })));
     const result = { runId: revertRunId, reverted: runId, targets: done, overwritten: options.force ? conflicts.length : 0 };
     if (options.json) printJson(result);
     else {
@@ -47,12 +54,20 @@ export async function revertCli(runId: string, options: { force?: boolean; json?
   });
 }
 
-export async function historyCli(pipeline: string, key: string, options: { json?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+export async function historyCli(pipelineOrFile: string, key: string, options: { json?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
   return withStore(options.env, async (db) => {
-    const targets = await targetsOf(db, pipeline);
-    if (targets.length === 0) throw new CliError(`no run of pipeline ${pipeline} has written a target`);
+    // Targets kept in other databases are found from the pipeline's definition, when it is here to load.
+    const definition = await loadPipeline(pipelineOrFile, options.cwd).catch(() => undefined);
+    const pipeline = definition?.id ?? pipelineOrFile;
     const entries = [];
-    for (const target of targets) for (const e of await keyHistory(db, target, key)) entries.push({ target, ...e });
+    let targets = 0;
+    for (const ledger of await ledgersOfPipeline(db, definition)) {
+      const names = ledger.tables ?? (await targetsOf(db, pipeline));
+      targets += names.length;
+      for (const target of names) for (const e of await keyHistory(ledger.db, target, key)) entries.push({ target, ...e });
+    }
+    if (targets === 0) throw new CliError(`no run of pipeline ${pipeline} has written a target`);
+    entries.sort((a, b) => new Date(a.at).getTime() - new Date(b.at).getTime());
     if (options.json) return printJson(entries);
     if (entries.length === 0) return void process.stdout.write(`${pipeline}: no row with key ${key} was ever written\n`);
     for (const e of entries) {
@@ -95,8 +110,9 @@ export function revertCommand(): Command {
     .description("restore every target row a run changed to what it was before the run (recorded as a run of its own)")
     .argument("<runId>")
     .option("--force", "revert even rows later runs changed since (their changes are overwritten)")
+    .option("--pipeline <file>", "the pipeline's definition, when it is not pipelines/<id>.ts (needed for a target in another database, target.url)")
     .option("--json", "print JSON")
-    .action(async (runId: string, opts: { force?: boolean; json?: boolean }) => {
+    .action(async (runId: string, opts: { force?: boolean; json?: boolean; pipeline?: string }) => {
       await revertCli(runId, opts);
     });
 }
@@ -104,7 +120,7 @@ export function revertCommand(): Command {
 export function historyCommand(): Command {
   return new Command("history")
     .description("every write to one row of a pipeline's target: run, operation, and what changed")
-    .argument("<pipeline>")
+    .argument("<pipeline>", "a pipeline id, or the path of its definition")
     .argument("<key>")
     .option("--json", "print JSON")
     .action(async (pipeline: string, key: string, opts: { json?: boolean }) => {

@@ -1,3 +1,4 @@
+import { publicTargetUrl } from "../core/target.ts";
 import { Command } from "commander";
 import { stageVersion } from "../core/define.ts";
 import { isLlmStage, type PipelineDef } from "../core/types.ts";
@@ -30,7 +31,7 @@ export function describePipeline(p: PipelineDef): PipelineListing {
       version: stageVersion(s),
       ...(isLlmStage(s) ? { model: s.model, provider: s.provider ?? "default", mode: s.mode ?? "realtime" } : {}),
       gated: typeof s.when === "function",
-      ...(s.kind === "commit" ? { target: `${s.target.table}${s.target.columns ? " (typed)" : ""}` } : {}),
+      ...(s.kind === "commit" ? { target: `${s.target.table}${s.target.columns ? " (typed)" : ""}${s.target.url ? ` in ${publicTargetUrl(s.target.url)}` : ""}` } : {}),
     })),
   };
 }

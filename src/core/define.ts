@@ -1,4 +1,4 @@
-import { checkTableName, targetColumns } from "./target.ts";
+import { checkTableName, checkTargetUrl, publicTargetUrl, targetColumns } from "./target.ts";
 import { DefinitionError } from "./errors.ts";
 import { hashValue } from "./hash.ts";
 import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
@@ -63,6 +63,9 @@ export function checkPipeline(pipeline: PipelineDef): void {
       if (!stage.target?.table || !stage.target.key) throw new DefinitionError(`${at}: commit needs target.table and target.key`);
       const badTable = checkTableName(stage.target.table);
       if (badTable) throw new DefinitionError(`${at}: ${badTable}`);
+      // `url: process.env.X` with X unset must not quietly commit to the store instead.
+      const badUrl = "url" in stage.target && stage.target.url === undefined ? "target.url is undefined (is the environment variable it reads set?)" : checkTargetUrl(stage.target.url);
+      if (badUrl) throw new DefinitionError(`${at}: ${badUrl}`);
       if (stage.target.columns !== undefined) {
         try {
           targetColumns(stage.target.columns, stage.target.key);
@@ -106,7 +109,8 @@ export function versionParts(stage: StageDef): Record<string, unknown> {
     parts.schema = stage.output;
   }
   if (stage.kind === "commit") {
-    parts.target = stage.target;
+    // The URL without its password: changing a password is not a new version, and it never reaches the store.
+    parts.target = stage.target.url === undefined ? stage.target : { ...stage.target, url: publicTargetUrl(stage.target.url) };
     if (stage.audit) parts.audit = stage.audit;
   }
   return parts;

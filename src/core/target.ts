@@ -26,6 +26,35 @@ export function checkTableName(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A target in another database is named by a Postgres URL. Returns what is
+ * wrong with it, never echoing the URL (it may hold a password).
+ */
+export function checkTargetUrl(url: unknown): string | undefined {
+  if (url === undefined) return undefined;
+  if (typeof url !== "string" || url === "") return "target.url is empty (is the environment variable it reads set?)";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "target.url is not a URL: give a Postgres URL (postgres://user:password@host:5432/database)";
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") return `target.url must be a Postgres URL (postgres:// or postgresql://), not ${parsed.protocol}//`;
+  if (!parsed.pathname || parsed.pathname === "/") return "target.url names no database (postgres://host:5432/database)";
+  return undefined;
+}
+
+/** A target URL as it may be shown or stored: the user kept, the password left out. */
+export function publicTargetUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.password = "";
+    return parsed.toString();
+  } catch {
+    return "(invalid url)";
+  }
+}
+
 /** The columns a row schema declares, in its order, with their SQL types; throws what is wrong with it. */
 export function targetColumns(columns: JsonSchema, key: string): TargetColumn[] {
   const props = (columns as { type?: unknown; properties?: Record<string, JsonSchema> }).properties;

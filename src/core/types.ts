@@ -95,8 +95,14 @@ export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
    * idempotently by `key`. With `columns` (a JSON Schema of the row), each
    * property is a typed column (migrated as properties are added) and every
    * row is checked against it; without, the row is kept as `data jsonb`.
+   *
+   * `url` puts the target in another Postgres database than the store (a
+   * warehouse, the application's database): the table and its ledger live
+   * there. Read it from the environment (`url: process.env.CRM_DATABASE_URL`)
+   * rather than writing a password in code; sluice never stores or prints the
+   * password (the stage version covers the URL without it).
    */
-  target: { table: string; key: string; columns?: JsonSchema };
+  target: { table: string; key: string; columns?: JsonSchema; url?: string };
   /**
    * A random audit: this share (0..1) of the items that would be committed
    * is sent to review first (`reason: audit sample`), the same items for the

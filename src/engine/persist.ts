@@ -1,5 +1,6 @@
 import { columnsOf } from "../core/target.ts";
 import type { CommitStage } from "../core/types.ts";
+import { targetDatabase } from "../store/target-databases.ts";
 import { writeResults, type WriteMode, type WriteOutcome } from "../store/results.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { ItemResult } from "./results.ts";
@@ -21,6 +22,7 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
   // What a person decided about items sent to review, and the edits they made, go with the results.
   await applyDecisions(ctx, stage, all);
   if (def.kind === "commit") await applyEdits(ctx, stage, all);
+  const target = def.kind === "commit" ? (def as CommitStage).target : undefined;
   const outcome = await writeResults(
     ctx.db,
     {
@@ -29,8 +31,9 @@ export async function persistResults(ctx: RunContext, stage: StagePlan, all: Ite
       stage,
       workerId: ctx.workerId,
       mode,
-      targetTable: def.kind === "commit" ? (def as CommitStage).target.table : undefined,
-      targetColumns: def.kind === "commit" ? columnsOf((def as CommitStage).target) : undefined,
+      targetTable: target?.table,
+      targetColumns: target ? columnsOf(target) : undefined,
+      targetDb: target?.url !== undefined ? await targetDatabase(ctx.db, target.url) : undefined,
       retryDelays: retryDelaysSeconds(ctx.options),
     },
     all,

@@ -29,6 +29,10 @@ export interface OpenOptions {
  * const db = await openDatabase({ url: process.env.DATABASE_URL });
  */
 export async function openDatabase(options: OpenOptions = {}): Promise<Database> {
+  return closingTargets(await open(options));
+}
+
+async function open(options: OpenOptions): Promise<Database> {
   if (options.url) {
     const { connect } = await import("./postgres-js/index.ts");
     return connect({ url: options.url, prepare: options.prepare, pool: options.pool });
@@ -36,4 +40,16 @@ export async function openDatabase(options: OpenOptions = {}): Promise<Database>
   const { connect } = await import("./pglite/index.ts");
   const dataDir = options.dataDir ?? join(process.cwd(), ".sluice", "pglite");
   return connect({ dataDir: dataDir === ":memory:" ? undefined : dataDir });
+}
+
+/** Closing the store also closes the databases of targets kept elsewhere (`target.url`), so nothing keeps the process alive. */
+function closingTargets(db: Database): Database {
+  return {
+    ...db,
+    async close() {
+      const { closeTargetDatabases } = await import("./target-databases.ts");
+      await closeTargetDatabases();
+      await db.close();
+    },
+  };
 }

@@ -73,31 +73,44 @@ export async function revertRun(db: Database, runId: string, revert: { revertRun
     await tx.rows(sql`
       INSERT INTO runs (id, pipeline, status, stages, options, loaded_at, finished_at)
       VALUES (${revert.revertRunId}, ${revert.pipeline}, 'finished', '[]'::jsonb, ${JSON.stringify({ revertOf: runId })}::jsonb, now(), now())`);
-    const targets = await tx.rows<{ target: string }>(sql`SELECT DISTINCT target FROM target_ledger WHERE run_id = ${runId} ORDER BY target`);
-    const out: { target: string; restored: number; deleted: number }[] = [];
-    for (const { target } of targets) {
-      const name = targetName(target);
-      const columns = (await targetColumnsOf(tx, target)).map((c) => c.column_name);
-      const set = sql.join(
-        columns.filter((c) => c !== "key").map((c) => sql`${sql.identifier(c)} = excluded.${sql.identifier(c)}`),
-        sql`, `,
-      );
-      const [counts] = await tx.rows<{ restored: number; deleted: number }>(sql`
-        WITH span AS (
-          SELECT key, (array_agg(before ORDER BY id))[1] AS before FROM target_ledger WHERE run_id = ${runId} AND target = ${target} GROUP BY key),
-        cur AS (SELECT s.key, s.before, to_jsonb(t) AS now FROM span s LEFT JOIN ${name} t ON t.key = s.key),
-        del AS (DELETE FROM ${name} t USING cur WHERE t.key = cur.key AND cur.before IS NULL RETURNING t.key),
-        ups AS (
-          INSERT INTO ${name} AS tgt SELECT (jsonb_populate_record(NULL::${name}, cur.before)).* FROM cur WHERE cur.before IS NOT NULL
-          ON CONFLICT (key) DO UPDATE SET ${set}
-          RETURNING tgt.key, to_jsonb(tgt) AS row),
-        led AS (
-          INSERT INTO target_ledger (run_id, target, key, op, before, after)
-          SELECT ${revert.revertRunId}, ${target}, cur.key, 'revert', cur.now, u.row FROM cur LEFT JOIN ups u ON u.key = cur.key
-          WHERE cur.now IS DISTINCT FROM cur.before)
-        SELECT (SELECT count(*) FROM ups)::int AS restored, (SELECT count(*) FROM del)::int AS deleted`);
-      out.push({ target, restored: counts!.restored, deleted: counts!.deleted });
-    }
-    return out;
+    return revertTargets(tx, runId, revert.revertRunId);
   });
+}
+
+/**
+ * `revertRun` for targets kept in another database (`target.url`), whose
+ * ledger lives with them: the restores, in one transaction there. The revert
+ * run itself is recorded in the store by `revertRun`.
+ */
+export function revertTargetsElsewhere(db: Database, runId: string, revertRunId: string): Promise<{ target: string; restored: number; deleted: number }[]> {
+  return db.transaction((tx) => revertTargets(tx, runId, revertRunId));
+}
+
+async function revertTargets(tx: Database, runId: string, revertRunId: string): Promise<{ target: string; restored: number; deleted: number }[]> {
+  const targets = await tx.rows<{ target: string }>(sql`SELECT DISTINCT target FROM target_ledger WHERE run_id = ${runId} ORDER BY target`);
+  const out: { target: string; restored: number; deleted: number }[] = [];
+  for (const { target } of targets) {
+    const name = targetName(target);
+    const columns = (await targetColumnsOf(tx, target)).map((c) => c.column_name);
+    const set = sql.join(
+      columns.filter((c) => c !== "key").map((c) => sql`${sql.identifier(c)} = excluded.${sql.identifier(c)}`),
+      sql`, `,
+    );
+    const [counts] = await tx.rows<{ restored: number; deleted: number }>(sql`
+      WITH span AS (
+        SELECT key, (array_agg(before ORDER BY id))[1] AS before FROM target_ledger WHERE run_id = ${runId} AND target = ${target} GROUP BY key),
+      cur AS (SELECT s.key, s.before, to_jsonb(t) AS now FROM span s LEFT JOIN ${name} t ON t.key = s.key),
+      del AS (DELETE FROM ${name} t USING cur WHERE t.key = cur.key AND cur.before IS NULL RETURNING t.key),
+      ups AS (
+        INSERT INTO ${name} AS tgt SELECT (jsonb_populate_record(NULL::${name}, cur.before)).* FROM cur WHERE cur.before IS NOT NULL
+        ON CONFLICT (key) DO UPDATE SET ${set}
+        RETURNING tgt.key, to_jsonb(tgt) AS row),
+      led AS (
+        INSERT INTO target_ledger (run_id, target, key, op, before, after)
+        SELECT ${revertRunId}, ${target}, cur.key, 'revert', cur.now, u.row FROM cur LEFT JOIN ups u ON u.key = cur.key
+        WHERE cur.now IS DISTINCT FROM cur.before)
+      SELECT (SELECT count(*) FROM ups)::int AS restored, (SELECT count(*) FROM del)::int AS deleted`);
+    out.push({ target, restored: counts!.restored, deleted: counts!.deleted });
+  }
+  return out;
 }

@@ -3,7 +3,7 @@ import type { TargetColumn } from "../core/target.ts";
 import type { CacheEntry } from "./cache.ts";
 import type { Database } from "./database.ts";
 import { anyText, idRows } from "./sql.ts";
-import { ledgerOf, upsertTarget, type TargetRow } from "./targets.ts";
+import { ledgerOf, upsertTarget, writeTarget, type TargetRow } from "./targets.ts";
 
 /**
  * Writing a stage's results: new outputs, attempts, request-cache entries,
@@ -73,6 +73,12 @@ export interface ResultsTarget {
   /** Its typed columns, when it declares them. */
   targetColumns?: readonly TargetColumn[];
   /**
+   * The target's database, when it is not the store (`target.url`): the rows
+   * are written there first, in a statement of their own with their ledger
+   * rows, then the work rows here (see `target-databases.ts`).
+   */
+  targetDb?: Database;
+  /**
    * Seconds an item to retry waits, by attempts spent so far (index 0: none).
    * The engine's backoff policy computes them; the last applies beyond.
    */
@@ -94,6 +100,16 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
   const attempts = results.flatMap((r) => r.attempts.map((a) => ({ ...a, item_id: r.itemId })));
   const cache = results.filter((r) => r.cache).map((r) => ({ ...r.cache!, item_id: r.itemId }));
   const target = to.targetTable ? results.filter((r) => r.targetRow && r.status === "committed").map((r) => r.targetRow!) : [];
+  if (to.targetDb && target.length) {
+    const elsewhere = to.targetDb;
+    // The items this worker still owns are locked first, so no one else records them while their rows are written there.
+    return db.transaction(async (tx) => {
+      const owned = new Set((await tx.rows<{ item_id: string }>(ownedItems(to, ids))).map((r) => r.item_id));
+      const mine = target.filter((r) => owned.has(r.itemId));
+      if (mine.length) await writeTarget(elsewhere, to.targetTable!, runId, stage.version, mine, to.targetColumns);
+      return writeResults(tx, { ...to, targetTable: undefined, targetDb: undefined }, results);
+    });
+  }
   // An item to retry waits its turn: exponential in the attempts spent so far.
   const delays = `{${to.retryDelays.join(",")}}`;
   const waitAfter = (spent: SQL) => sql`now() + make_interval(secs => (${delays}::float8[])[least(${spent}, ${to.retryDelays.length - 1}) + 1])`;

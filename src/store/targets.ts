@@ -2,6 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import { SluiceError } from "../core/errors.ts";
 import type { TargetColumn } from "../core/target.ts";
 import type { Database } from "./database.ts";
+import { textArray } from "./sql.ts";
 
 /**
  * Commit targets: plain tables in the same database, one row per key, created
@@ -123,6 +124,18 @@ export function upsertTarget(table: string, runId: string, version: string, rows
 }
 
 /**
+ * Upsert rows into a target with their ledger rows, in one statement of its
+ * own: for a target in another database than the store (`target.url`).
+ */
+export async function writeTarget(db: Database, table: string, runId: string, version: string, rows: readonly TargetRow[], columns?: readonly TargetColumn[]): Promise<number> {
+  const [row] = await db.rows<{ n: number }>(sql`
+    WITH changed AS (${upsertTarget(table, runId, version, rows, sql`TRUE`, columns)}),
+    ledger AS (${ledgerOf(table, runId, "changed")})
+    SELECT count(*)::int AS n FROM changed`);
+  return row!.n;
+}
+
+/**
  * The ledger rows of a write to a target, as a statement to embed beside it:
  * `written` names the CTE that returned `key, row` (the rows after). Read in
  * the same statement, the target still holds the rows before.
@@ -142,8 +155,9 @@ export function ledgerOf(table: string, runId: string, written: string, op?: str
  * An item that only failed transiently (a provider outage) keeps its row: the
  * failure says nothing about the item, and `dlq retry` may still commit it.
  */
-export async function withdrawUncommitted(db: Database, table: string, runId: string, commitIndex: number): Promise<number> {
+export async function withdrawUncommitted(db: Database, table: string, runId: string, commitIndex: number, targetDb: Database = db): Promise<number> {
   const name = targetName(table);
+  if (targetDb !== db) return withdrawElsewhere(db, targetDb, table, runId, commitIndex);
   // A freshly filled target has no statistics: the planner then expects a few
   // rows and picks nested-loop anti joins, quadratic in the run's size.
   // Hash joins are right at any size, so nested loops are off here.
@@ -165,4 +179,35 @@ export async function withdrawUncommitted(db: Database, table: string, runId: st
     SELECT key FROM withdrawn`);
   });
   return rows.length;
+}
+
+/**
+ * `withdrawUncommitted` for a target in another database: the items to
+ * withdraw are worked out in the store, then withdrawn there, in groups,
+ * each with its ledger rows.
+ */
+async function withdrawElsewhere(store: Database, targetDb: Database, table: string, runId: string, commitIndex: number): Promise<number> {
+  const name = targetName(table);
+  const items = await store.rows<{ item_id: string }>(sql`
+    SELECT r.item_id FROM run_items r
+    WHERE r.run_id = ${runId}
+      AND NOT EXISTS (
+        SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.stage_index = ${commitIndex}
+          AND w.item_id = r.item_id AND w.status = 'committed')
+      AND NOT EXISTS (
+        SELECT 1 FROM work w WHERE w.run_id = ${runId} AND w.item_id = r.item_id
+          AND w.status = 'failed_terminal' AND w.error_class = 'transient')`);
+  let withdrawn = 0;
+  for (let i = 0; i < items.length; i += 5_000) {
+    const ids = items.slice(i, i + 5_000).map((r) => r.item_id);
+    const rows = await targetDb.rows<{ key: string }>(sql`
+    WITH withdrawn AS (
+    UPDATE ${name} t SET status = 'withdrawn', withdrawn_at = now(), run_id = ${runId}
+    WHERE t.status = 'active' AND t.item_id = ANY(${textArray(ids)}::text[])
+    RETURNING t.key, to_jsonb(t) AS row),
+    ledger AS (${ledgerOf(table, runId, "withdrawn", "withdraw")})
+    SELECT key FROM withdrawn`);
+    withdrawn += rows.length;
+  }
+  return withdrawn;
 }

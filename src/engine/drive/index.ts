@@ -5,6 +5,7 @@ import { exhaustRun, failRun, finishRun, reopenRun, type RunRow } from "../../st
 import { budgetRows, releaseStaleReservations } from "../../store/budgets.ts";
 import { budgetStopReason } from "../budget.ts";
 import { withdrawUncommitted } from "../../store/targets.ts";
+import { targetDatabase } from "../../store/target-databases.ts";
 import { reclaimStale, releaseClaims } from "../../store/work.ts";
 import type { RunContext } from "../context.ts";
 import { loadSource } from "../runs.ts";
@@ -37,7 +38,8 @@ export async function finalizeRun(ctx: RunContext, options: { stopAfter?: number
   const last = ctx.plan[ctx.plan.length - 1]!;
   const stop = options.stopAfter ?? last.index;
   if (stop === last.index && last.kind === "commit") {
-    await withdrawUncommitted(ctx.db, (ctx.pipeline.stages[last.index] as CommitStage).target.table, ctx.runId, last.index);
+    const target = (ctx.pipeline.stages[last.index] as CommitStage).target;
+    await withdrawUncommitted(ctx.db, target.table, ctx.runId, last.index, await targetDatabase(ctx.db, target.url));
   }
   await finishRun(ctx.db, ctx.runId);
 }

@@ -1,5 +1,6 @@
 import type { CommitStage } from "../../core/types.ts";
 import { ensureTarget } from "../../store/targets.ts";
+import { targetDatabase } from "../../store/target-databases.ts";
 import { columnsOf } from "../../core/target.ts";
 import { analyzeQueue, insertQueued, reachedAndQueued } from "../../store/work.ts";
 import { stageRef, type RunContext, type StagePlan } from "../context.ts";
@@ -26,6 +27,9 @@ export async function enqueueStage(ctx: RunContext, stage: StagePlan, { analyzeI
 export async function ensureTargets(ctx: RunContext, stages: readonly StagePlan[]): Promise<void> {
   for (const stage of stages) {
     const def = ctx.pipeline.stages[stage.index]!;
-    if (def.kind === "commit") await ensureTarget(ctx.db, (def as CommitStage).target.table, columnsOf((def as CommitStage).target));
+    if (def.kind === "commit") {
+      const target = (def as CommitStage).target;
+      await ensureTarget(await targetDatabase(ctx.db, target.url), target.table, columnsOf(target));
+    }
   }
 }

@@ -31,7 +31,7 @@ export interface PoolOptions {
   maxLifetimeS?: number;
 }
 
-export async function connect(options: { url: string; prepare?: boolean; pool?: PoolOptions }): Promise<Database> {
+export async function connect(options: { url: string; prepare?: boolean; pool?: PoolOptions; migrate?: boolean }): Promise<Database> {
   const prepare = options.prepare ?? true;
   const pool = options.pool ?? {};
   const client = postgres(options.url, {
@@ -47,6 +47,7 @@ export async function connect(options: { url: string; prepare?: boolean; pool?: 
   });
   const db = drizzle(client, { schema }) as unknown as Drizzle;
   const description = `Postgres at ${maskUrl(options.url)}`;
+  if (options.migrate === false) return wrap("postgres", db, description, () => client.end({ timeout: 5 }), prepare ? preparedExecute : undefined);
   try {
     const reserved = await client.reserve();
     try {
