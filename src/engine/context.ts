@@ -102,7 +102,7 @@ export interface RunContext {
    */
   soleWorker?: boolean;
   /** Answers are appended here as they arrive, before they are written in groups. */
-  journal?: Pick<AnswerJournal, "record" | "recordRaw">;
+  journal?: Pick<AnswerJournal, "record" | "recordRaw" | "sending" | "ended">;
   /** Set when a budget applies to the run: every call reserves what it may cost here first (see `budget.ts`). */
   budget?: BudgetGate;
 }

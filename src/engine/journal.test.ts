@@ -35,16 +35,34 @@ for (const driver of testDrivers()) {
       journal.record({ requestHash: "h-repaired", provider: "openai", model: "gpt-4o-mini", response: { text: '{"category":"refund"}', finishReason: "stop", usage: { inputTokens: 9, outputTokens: 3 }, model: "gpt-4o-mini" } });
       journal.close({ written: false });
       // A journal of this live process is not touched; one of a dead process is.
-      expect(await replayJournals(store.db, dir)).toBe(0);
+      expect(await replayJournals(store.db, dir)).toEqual({ answers: 0, inFlight: [] });
       const [name] = readdirSync(dir);
       renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(deadPid()))));
 
-      expect(await replayJournals(store.db, dir)).toBe(2);
+      expect((await replayJournals(store.db, dir)).answers).toBe(2);
       const cached = await cachedResponses<{ text: string; usage: { inputTokens: number } }>(store.db, ["h-raw", "h-cut", "h-prose", "h-repaired"]);
       expect([...cached.keys()].sort()).toEqual(["h-raw", "h-repaired"]);
       expect(cached.get("h-raw")).toMatchObject({ text: '{"category":"bug"}', usage: { inputTokens: 5 } });
       expect(cached.get("h-repaired")!.text).toBe('{"category":"refund"}');
       expect(readdirSync(dir)).toEqual([]);
+    });
+
+    it("counts the calls a dead process had sent that never came back", async () => {
+      store = await driver.open();
+      const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
+      const journal = new AnswerJournal(dir);
+      // Four calls out: one answered (its raw answer says it ended), one failed (ended), two still out when the process died.
+      const answered = journal.sending();
+      const failed = journal.sending();
+      journal.sending();
+      journal.recordRaw("h-ok", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"bug"}') }, answered);
+      journal.ended(failed);
+      journal.sending();
+      journal.close({ written: false });
+      const pid = deadPid();
+      const [name] = readdirSync(dir);
+      renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(pid))));
+      expect(await replayJournals(store.db, dir)).toEqual({ answers: 1, inFlight: [{ pid, calls: 2 }] });
     });
   });
 }

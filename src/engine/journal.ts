@@ -30,15 +30,38 @@ export class AnswerJournal {
   }
 
   record(entry: CacheEntry): void {
+    this.write(entry);
+  }
+
+  recordRaw(requestHash: string, provider: string, model: string, raw: RawAnswer, call?: number): void {
+    this.write({ requestHash, provider, model, raw, ...(call !== undefined ? { done: call } : {}) });
+  }
+
+  private calls = 0;
+
+  /**
+   * A paid call is about to go out: returns its number, for `ended`. A call
+   * that went out and never ended is one the process was killed in the middle
+   * of: paid (or about to be), its answer lost. A process that starts later
+   * says how many there were (see `replayJournals`).
+   */
+  sending(): number {
+    const call = ++this.calls;
+    this.write({ sent: call });
+    return call;
+  }
+
+  /** The call came back, with an answer or an error (an answer journaled raw says so itself). */
+  ended(call: number): void {
+    this.write({ done: call });
+  }
+
+  private write(line: object): void {
     if (this.fd === undefined) {
       mkdirSync(this.dir, { recursive: true });
       this.fd = openSync(this.path, "a");
     }
-    appendFileSync(this.fd, `${JSON.stringify(entry)}\n`);
-  }
-
-  recordRaw(requestHash: string, provider: string, model: string, raw: RawAnswer): void {
-    this.record({ requestHash, provider, model, raw } as unknown as CacheEntry);
+    appendFileSync(this.fd, `${JSON.stringify(line)}\n`);
   }
 
   /** Close the file; with `written` (every answer is in the store now), remove it too. */
@@ -57,24 +80,29 @@ export class AnswerJournal {
  * the request cache never holds. Of two lines for one request the later
  * wins: the answer after a repair follows the one that needed it.
  */
-export async function replayJournals(db: Database, dir: string): Promise<number> {
+export async function replayJournals(db: Database, dir: string, onInFlight?: (gone: { pid: number; calls: number }) => void): Promise<Replayed> {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith(".jsonl"));
   } catch {
-    return 0;
+    return { answers: 0, inFlight: [] };
   }
-  let replayed = 0;
+  const out: Replayed = { answers: 0, inFlight: [] };
   for (const name of names) {
     const pid = Number(name.split("-")[0]);
     if (!Number.isInteger(pid) || pid === process.pid || isProcessAlive(pid)) continue;
     const path = join(dir, name);
     const byRequest = new Map<string, CacheEntry>();
+    const sent = new Set<number>();
+    const done = new Set<number>();
     for (const line of readFileSync(path, "utf8").split("\n")) {
       if (!line) continue;
       let entry: CacheEntry | undefined;
       try {
-        entry = fromLine(JSON.parse(line));
+        const parsed = JSON.parse(line) as CacheEntry & { raw?: RawAnswer; sent?: number; done?: number };
+        if (typeof parsed.sent === "number") sent.add(parsed.sent);
+        if (typeof parsed.done === "number") done.add(parsed.done);
+        if (parsed.requestHash) entry = fromLine(parsed);
       } catch {
         // The last line of a killed writer may be cut short.
       }
@@ -82,15 +110,29 @@ export async function replayJournals(db: Database, dir: string): Promise<number>
     }
     const entries = [...byRequest.values()];
     for (let i = 0; i < entries.length; i += 500) await cacheResponses(db, entries.slice(i, i + 500));
-    replayed += entries.length;
+    out.answers += entries.length;
+    const lost = [...sent].filter((c) => !done.has(c)).length;
+    if (lost) {
+      out.inFlight.push({ pid, calls: lost });
+      // Said before the journal goes, so a process killed in between still leaves the count to the next.
+      onInFlight?.({ pid, calls: lost });
+    }
     rmSync(path, { force: true });
   }
-  return replayed;
+  return out;
 }
 
-function fromLine(line: CacheEntry & { raw?: RawAnswer }): CacheEntry | undefined {
-  if (!line.raw) return line;
-  const { raw, ...rest } = line;
+export interface Replayed {
+  /** Answers put in the request cache. */
+  answers: number;
+  /** Per process gone, the calls it had sent that never came back: paid (or about to be), their answers lost with it. */
+  inFlight: { pid: number; calls: number }[];
+}
+
+function fromLine(line: CacheEntry & { raw?: RawAnswer; done?: number }): CacheEntry | undefined {
+  const { done: _done, ...entry } = line;
+  if (!entry.raw) return entry;
+  const { raw, ...rest } = entry;
   const response = completionFromRaw(raw);
   if (!response || response.finishReason !== "stop") return undefined;
   JSON.parse(response.text);

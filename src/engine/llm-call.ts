@@ -134,10 +134,12 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
     // from another async context.
     let journaled = false;
     const journal = ctx.journal;
+    // Every call out is journaled as sent, and as ended when it comes back (the raw answer says so itself).
+    let call: number | undefined;
     const tap: AnswerTap | undefined =
       journal && current === request
         ? (raw) => {
-            journal.recordRaw(hash, providerName, request.model, raw);
+            journal.recordRaw(hash, providerName, request.model, raw, call);
             journaled = true;
           }
         : undefined;
@@ -156,10 +158,12 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
           }
         }
         let answer: CompletionResult | undefined;
+        call = journal?.sending();
         try {
           answer = await withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal }));
           return answer;
         } finally {
+          if (call !== undefined && !journaled) journal!.ended(call);
           // Settled from usage: what the call cost (nothing, if it failed), not what it reserved.
           if (hold) budget!.settle(hold, answer ? ctx.providers.cost(request.model, answer.usage, "realtime") : 0, request.model, answer?.usage.outputTokens);
         }

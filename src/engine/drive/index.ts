@@ -91,8 +91,11 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
     if (run.status === "budget_exhausted") await reopenRun(ctx.db, ctx.runId);
     // Answers a killed process had received but not written go to the request cache first.
     if (journalDir) {
-      const replayed = await replayJournals(ctx.db, journalDir);
-      if (replayed) ctx.logger.info(`replayed ${replayed} answer(s) a stopped process had received but not written`);
+      const { logger } = ctx;
+      const replayed = await replayJournals(ctx.db, journalDir, ({ pid, calls }) =>
+        logger.warn(`process ${pid} stopped with ${calls} call(s) in flight: paid, or about to be, with their answers lost; they are made again`),
+      );
+      if (replayed.answers) logger.info(`replayed ${replayed.answers} answer(s) a stopped process had received but not written`);
     }
     ctx = journal ? { ...ctx, journal } : ctx;
     if (!run.loaded_at) {
