@@ -12,7 +12,18 @@ import { parsePacket } from "@trigger.dev/core/v3";
  * on the fake's clock) has passed. It refuses batches over 1,000 runs, and
  * executes queued runs in-process only when asked to, with the task's retry
  * budget, so tests decide when work happens.
+ *
+ * A run that waits (`wait.for` over 5 s, which the SDK sends here) is
+ * suspended as on the platform: its executor returns {@link SUSPENDED}, the
+ * run is `WAITING` and gives up the concurrency slots it held, and once the
+ * wait is over it is executed again as a fresh invocation of the same
+ * attempt, with nothing of the first invocation's memory (a process restored
+ * elsewhere). The fake counts the slots each named concurrency limit has
+ * taken (`held`, `peakHeld`), from the limits the harness says a task holds.
  */
+
+/** What an executor returns when the invocation was suspended at a wait. */
+export const SUSPENDED = Symbol("suspended");
 
 export interface RecordedRequest {
   method: string;
@@ -28,7 +39,11 @@ export interface FakeRun {
   payload: unknown;
   options: Record<string, any>;
   batchId?: string;
-  status: "QUEUED" | "EXECUTING" | "COMPLETED" | "FAILED" | "CANCELED";
+  status: "QUEUED" | "EXECUTING" | "WAITING" | "COMPLETED" | "FAILED" | "CANCELED";
+  /** Times the run was suspended at a wait and resumed in a fresh invocation. */
+  suspensions: number;
+  /** Waitpoints the run created (`wait.for`), with the date each ends. */
+  waits: { id: string; until: string }[];
   /** When its idempotency key stops deduplicating (fake clock, ms). */
   keyExpiresAt?: number;
   attempts: number;
@@ -45,7 +60,7 @@ export interface FakeBatch {
   body: any;
 }
 
-/** Executes one attempt of a run; the value becomes its output, a throw fails the attempt. */
+/** Executes one attempt of a run; the value becomes its output, a throw fails the attempt, {@link SUSPENDED} suspends it. */
 export type RunExecutor = (taskId: string, payload: unknown, run: FakeRun, attempt: number) => Promise<unknown>;
 
 export interface FakeTriggerApi {
@@ -66,6 +81,10 @@ export interface FakeTriggerApi {
   cancel(runId: string): boolean;
   /** Move the fake's clock on (idempotency key TTLs). */
   advance(ms: number): void;
+  /** Runs holding a slot of this named concurrency limit now (executing, not waiting). */
+  held(limit: string): string[];
+  /** The most runs that held this limit at once. */
+  peakHeld(limit: string): number;
   close(): Promise<void>;
 }
 
@@ -74,6 +93,12 @@ export interface FakeTriggerOptions {
   /** Attempts a task gets (its `retry.maxAttempts`); default 1. */
   maxAttempts?: (taskId: string) => number;
   maxBatchItems?: number;
+  /** Named concurrency limits a task's runs hold while they execute. */
+  limitsOf?: (taskId: string) => string[];
+  /** Called when a run is suspended at a wait (before it resumes). */
+  onSuspend?: (run: FakeRun) => void | Promise<void>;
+  /** A suspended run whose restore fails: the attempt fails instead of resuming. */
+  failResume?: (run: FakeRun) => boolean;
 }
 
 export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promise<FakeTriggerApi> {
@@ -105,7 +130,7 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     if (existing && existing.status !== "FAILED" && (existing.keyExpiresAt ?? Infinity) > now()) return { run: existing, isCached: true };
     const ttl = key ? ttlMs(options.idempotencyKeyTTL) : undefined;
     const run: FakeRun = {
-      id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined,
+      id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined, suspensions: 0, waits: [],
       keyExpiresAt: ttl === undefined ? undefined : now() + ttl,
     };
     runs.set(run.id, run);
@@ -114,16 +139,51 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     return { run, isCached: false };
   };
 
+  const holding = new Map<string, Set<string>>();
+  const peaks = new Map<string, number>();
+  const take = (run: FakeRun) => {
+    for (const limit of opts.limitsOf?.(run.taskId) ?? []) {
+      const set = holding.get(limit) ?? new Set<string>();
+      holding.set(limit, set.add(run.id));
+      peaks.set(limit, Math.max(peaks.get(limit) ?? 0, set.size));
+    }
+  };
+  const release = (run: FakeRun) => {
+    for (const set of holding.values()) set.delete(run.id);
+  };
+
   const executeRun = async (run: FakeRun) => {
     if (run.status !== "QUEUED" || run.held || !opts.executor) return;
-    run.status = "EXECUTING";
     const budget = opts.maxAttempts?.(run.taskId) ?? 1;
     const payload = await payloadOf(run);
+    let resumed = false;
     for (;;) {
-      run.attempts++;
+      run.status = "EXECUTING";
+      take(run);
+      if (!resumed) run.attempts++;
+      resumed = false;
       try {
         const output = await opts.executor(run.taskId, payload, run, run.attempts);
         if ((run.status as FakeRun["status"]) === "CANCELED") return; // cancelled while executing: its outcome is dropped
+        if (output === SUSPENDED) {
+          // Checkpointed at a wait: no slot held until it resumes, in a fresh invocation of the same attempt.
+          run.status = "WAITING";
+          release(run);
+          run.suspensions++;
+          await opts.onSuspend?.(run);
+          if ((run.status as FakeRun["status"]) === "CANCELED") return;
+          if (opts.failResume?.(run)) {
+            // Its checkpoint could not be restored: the attempt failed, and the task's retry budget decides.
+            run.error = { message: `run ${run.id} could not be restored after its wait` };
+            if (run.attempts >= budget) {
+              run.status = "FAILED";
+              return;
+            }
+            continue;
+          }
+          resumed = true;
+          continue;
+        }
         run.output = output;
         run.status = "COMPLETED";
         run.error = undefined;
@@ -136,6 +196,8 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
           run.status = "FAILED";
           return;
         }
+      } finally {
+        release(run);
       }
     }
   };
@@ -150,7 +212,7 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     const now = new Date().toISOString();
     return {
       id: run.id, status: run.status, taskIdentifier: run.taskId, idempotencyKey: run.options.idempotencyKey,
-      isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: false,
+      isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: run.status === "WAITING",
       isCompleted: run.status === "COMPLETED" || run.status === "FAILED" || run.status === "CANCELED", isSuccess: run.status === "COMPLETED",
       isFailed: run.status === "FAILED", isCancelled: run.status === "CANCELED", isTest: false, createdAt: now, updatedAt: now,
       tags: run.options.tags ?? [], costInCents: 0, baseCostInCents: 0, durationMs: 0, depth: 0,
@@ -187,6 +249,14 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
         else accepted++;
       }
       return json(res, 200, { id: batch.id, itemsAccepted: accepted, itemsDeduplicated: deduplicated, sealed: true });
+    }
+    if (method === "POST" && (m = path.match(/^\/engine\/v1\/runs\/([^/]+)\/wait\/duration$/))) {
+      const run = runs.get(m[1]!);
+      if (!run) return json(res, 404, { error: "run not found" });
+      const until = new Date(JSON.parse(body).date).toISOString();
+      const waitpoint = { id: nextId("waitpoint"), until };
+      run.waits.push(waitpoint);
+      return json(res, 200, { waitUntil: until, waitpoint: { id: waitpoint.id } });
     }
     if (method === "PUT" && (m = path.match(/^\/api\/v2\/packets\/(.+)$/))) {
       const name = decodeURIComponent(m[1]!);
@@ -254,13 +324,15 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     url, requests, runs, batches, packets, payloadOf, hold: false,
     cancel(runId) {
       const run = runs.get(runId);
-      if (!run || (run.status !== "QUEUED" && run.status !== "EXECUTING")) return false;
+      if (!run || (run.status !== "QUEUED" && run.status !== "EXECUTING" && run.status !== "WAITING")) return false;
       run.status = "CANCELED";
       return true;
     },
     advance(ms) {
       clockOffset += ms;
     },
+    held: (limit) => [...(holding.get(limit) ?? [])],
+    peakHeld: (limit) => peaks.get(limit) ?? 0,
     async execute(runIds) {
       for (const id of runIds) {
         const run = runs.get(id);
