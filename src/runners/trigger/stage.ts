@@ -61,6 +61,8 @@ export interface ChunkRunOptions {
    * in another process. Default: a timer in this process.
    */
   wait?: (ms: number) => Promise<void>;
+  /** The shortest wait between polls (the engine's `batchPollMs` may be shorter). */
+  minWaitMs?: number;
 }
 
 /** Waits between polls of a provider batch: from the engine's `batchPollMs`, growing by half each time to `batchPollMaxMs`. */
@@ -152,7 +154,8 @@ async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options
   const wait = options.wait ?? ((ms: number) => sleep(ms, ctx.signal));
   const results: ItemResult[] = [];
   let queued: number | undefined;
-  let interval = ctx.options.batchPollMs;
+  const min = options.minWaitMs ?? 0;
+  let interval = Math.max(min, ctx.options.batchPollMs);
   let waits = 0;
   let submissions = 0;
   let resumedBatches = 0;
@@ -167,7 +170,7 @@ async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options
       ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}: ${polled.inFlight} provider batch(es) in flight; next poll in ${Math.round(interval / 100) / 10} s`);
       await wait(interval);
       waits++;
-      interval = Math.min(ctx.options.batchPollMaxMs, Math.round(interval * BATCH_WAIT_GROWTH));
+      interval = Math.max(min, Math.min(ctx.options.batchPollMaxMs, Math.round(interval * BATCH_WAIT_GROWTH)));
       await heartbeat(ctx.db, ctx.workerId, ctx.runId);
       continue;
     }

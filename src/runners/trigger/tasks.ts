@@ -32,7 +32,7 @@ const MIN_BATCH_WAIT_S = 10;
  * slot, and possibly resumed in another process (the chunk finds its batches
  * in the store). A 24 h provider batch costs the compute of its polls.
  */
-const batchWait = (ms: number) => wait.for({ seconds: Math.max(MIN_BATCH_WAIT_S, Math.ceil(ms / 1000)) });
+const batchWait = (ms: number) => wait.for({ seconds: Math.ceil(ms / 1000) });
 
 /** Compute seconds per orchestrator run. Time spent waiting on a batch is checkpointed and does not count. */
 const ORCHESTRATOR_MAX_DURATION = 3_600;
@@ -129,6 +129,6 @@ function defineStageTask(pipeline: PipelineDef, plan: StageTaskPlan, sharedLimit
     retry: STAGE_RETRY,
     maxDuration: STAGE_MAX_DURATION,
     run: (payload: ChunkPayload, { ctx, signal }) =>
-      runStageChunk(pipeline, payload, { signal, attempt: ctx.attempt?.number, triggerRunId: ctx.run.id, wait: plan.batchable ? batchWait : undefined }),
+      runStageChunk(pipeline, payload, { signal, attempt: ctx.attempt?.number, triggerRunId: ctx.run.id, ...(plan.batchable ? { wait: batchWait, minWaitMs: MIN_BATCH_WAIT_S * 1000 } : {}) }),
   });
 }
