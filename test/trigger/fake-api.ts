@@ -313,6 +313,11 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
       return json(res, 200, { id: batch.id, status: "COMPLETED", createdAt: now, updatedAt: now, runCount: batch.runCount, runs: batch.runIds, processing: { errors: [] } });
     }
     if (path.startsWith("/__fake/")) return workerRoute(method, path, body ? JSON.parse(body) : {}, res);
+    // What the trigger.dev CLI asks before a deploy (see README, "Tested without the platform").
+    if (method === "GET" && path === "/api/v2/whoami") return json(res, 200, { userId: "user_fake", email: "dev@example.com", dashboardUrl: url });
+    if (method === "GET" && (m = path.match(/^\/api\/v1\/projects\/([^/]+)\/([^/]+)$/))) {
+      return json(res, 200, { apiKey: `tr_${m[2]}_fake`, name: m[2], apiUrl: url, projectId: m[1] });
+    }
     json(res, 404, { error: `fake trigger: no route for ${method} ${path}` });
   };
 
