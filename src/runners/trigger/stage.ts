@@ -94,9 +94,9 @@ export async function runStageChunk(pipeline: PipelineDef, payload: ChunkPayload
   // A batch-mode chunk submits its provider batches and returns to wait here, between polls, not in the engine.
   const ctx = await open(pipeline, payload.runId, rt, workerId, options.signal, batchable);
   await heartbeat(ctx.db, ctx.workerId, ctx.runId);
-  const beat = setInterval(() => void heartbeat(ctx.db, ctx.workerId, ctx.runId).catch(() => {}), Math.max(250, ctx.options.leaseMs / 3));
+  const beat = pulse(() => void heartbeat(ctx.db, ctx.workerId, ctx.runId).catch(() => {}), Math.max(250, ctx.options.leaseMs / 3));
   // A worker shut down (or a process left at a checkpoint) stops beating.
-  options.signal?.addEventListener("abort", () => clearInterval(beat), { once: true });
+  options.signal?.addEventListener("abort", () => beat.stop(), { once: true });
   try {
     if ((options.attempt ?? 1) > 1) {
       // Earlier attempts of this run have ended (the platform starts the next one after): what they held is taken over at once.
@@ -125,10 +125,32 @@ export async function runStageChunk(pipeline: PipelineDef, payload: ChunkPayload
     ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}${payload.round ? ` (sweep ${payload.round})` : ""}: ${results.length} of ${ids.length} queued item(s) written`, { byStatus, resumedBatches });
     return { stageId: payload.stageId, round: payload.round, chunk: payload.chunk, queued: ids.length, executed: results.length, resumedBatches, byStatus };
   } finally {
-    clearInterval(beat);
+    beat.stop();
     // Retiring makes whatever this run still holds reclaimable at once, not after the lease.
     await retireWorker(ctx.db, ctx.workerId).catch(() => {});
   }
+}
+
+interface Pulse {
+  start(): void;
+  stop(): void;
+}
+
+/** A heartbeat timer that can stop for a wait and start again after it. */
+function pulse(fn: () => void, everyMs: number): Pulse {
+  let timer: NodeJS.Timeout | undefined;
+  const p: Pulse = {
+    start() {
+      p.stop();
+      timer = setInterval(fn, everyMs);
+    },
+    stop() {
+      clearInterval(timer);
+      timer = undefined;
+    },
+  };
+  p.start();
+  return p;
 }
 
 /** The worker id of one attempt of a Trigger.dev run: the same in every process that runs it. */
@@ -150,7 +172,7 @@ function countByStatus(results: { status: string }[]): Record<string, number> {
  * in another batch, up to the engine's attempts per item. Everything needed
  * after a wait is in the store, so the process that resumes may be a new one.
  */
-async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options: ChunkRunOptions, beat: NodeJS.Timeout) {
+async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options: ChunkRunOptions, beat: Pulse) {
   const wait = options.wait ?? ((ms: number) => sleep(ms, ctx.signal));
   const results: ItemResult[] = [];
   let queued: number | undefined;
@@ -165,13 +187,15 @@ async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options
     if (submissions === 0) resumedBatches += polled.collected;
     if (polled.inFlight > 0) {
       // Dated ahead: a suspended run cannot beat, and its batches must not look orphaned meanwhile.
-      clearInterval(beat);
+      beat.stop();
       await heartbeat(ctx.db, ctx.workerId, ctx.runId, interval);
       ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}: ${polled.inFlight} provider batch(es) in flight; next poll in ${Math.round(interval / 100) / 10} s`);
       await wait(interval);
       waits++;
       interval = Math.max(min, Math.min(ctx.options.batchPollMaxMs, Math.round(interval * BATCH_WAIT_GROWTH)));
+      // Restored in this process (memory kept), the run beats again; resumed in a new one, this line runs there.
       await heartbeat(ctx.db, ctx.workerId, ctx.runId);
+      beat.start();
       continue;
     }
     const ids = await claimableInRange(ctx, payload.stageIndex, payload.first, payload.last);
