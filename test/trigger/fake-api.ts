@@ -111,7 +111,7 @@ export interface FakeTriggerOptions {
   failResume?: (run: FakeRun) => boolean;
   /** Runs of a named limit allowed at once (worker mode): a run is handed out only while its limits have room. */
   limitTotal?: (limit: string) => number | undefined;
-  /** Worker mode: a run whose worker has not beaten for this long has lost its attempt (default 1,500 ms). */
+  /** Worker mode: a run whose worker has not beaten for this long has lost its attempt (default 5,000 ms: a worker on a loaded machine may not beat for a second or two). */
   workerLeaseMs?: number;
 }
 
@@ -322,7 +322,7 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
   };
 
   // Worker mode.
-  const leaseMs = opts.workerLeaseMs ?? 1_500;
+  const leaseMs = opts.workerLeaseMs ?? 5_000;
   const beats = new Map<string, number>();
   const runningOn = new Map<string, string>();
   const resumeNext = new Set<string>();
