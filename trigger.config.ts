@@ -1,11 +1,12 @@
 import { cpSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { defineConfig } from "@trigger.dev/sdk";
+import { sluicePipelines } from "./src/runners/trigger/bundle.ts";
 
 /**
  * Trigger.dev project configuration (`npx trigger.dev@4.8.3 dev` / `deploy`).
- * Tasks come from `trigger/`, which turns the pipelines in `pipelines/` into
- * tasks; see "Run on Trigger.dev" in README.md.
+ * Tasks come from `trigger/`, which turns every pipeline in `pipelines/` into
+ * tasks (found when the bundle is built, see `sluicePipelines`); see "Run on Trigger.dev" in README.md.
  */
 export default defineConfig({
   // The project ref from the dashboard (proj_...); `trigger.dev init` would hard-code it here instead.
@@ -22,6 +23,8 @@ export default defineConfig({
     // Workers use Postgres (DATABASE_URL); embedded PGlite is never loaded there, so it is not bundled.
     external: ["@electric-sql/pglite"],
     extensions: [
+      // Every pipeline in pipelines/ is bundled: trigger/pipelines.ts becomes static imports of them.
+      sluicePipelines(),
       {
         // The store applies its SQL migrations on open, from a folder next to its code
         // (`new URL("./migrations", import.meta.url)`). Bundling moves that code into a

@@ -5,6 +5,7 @@ import { planStages } from "../src/engine/plan.ts";
 import { enqueueStage } from "../src/engine/drive/queue.ts";
 import { claimChunk, reclaimStale } from "../src/store/work.ts";
 import { heartbeat } from "../src/store/workers.ts";
+import { adoptOrphanBatches, markBatchCollected, recordBatch, uncollectedBatchesOf } from "../src/store/batches.ts";
 import { createOrContinueRun, loadSource } from "../src/engine/runs.ts";
 import { persistResults } from "../src/engine/persist.ts";
 import { ensureTarget } from "../src/store/targets.ts";
@@ -145,6 +146,32 @@ for (const driver of testDrivers()) {
       expect(attempts).toEqual([{ item_id: "a1", n: 1 }, { item_id: "a2", n: 1 }]);
       const work = await t.db.rows<{ item_id: string; status: string; attempts: number }>(sql`SELECT item_id, status, attempts FROM work WHERE run_id = ${run.id} AND item_id IN ('a1', 'a2') ORDER BY item_id`);
       expect(work).toEqual([{ item_id: "a1", status: "succeeded_unvalidated", attempts: 1 }, { item_id: "a2", status: "succeeded_unvalidated", attempts: 1 }]);
+    });
+
+    it("keeps a worker parked at a wait live past its lease, and finds the batches it left uncollected", async () => {
+      const plan = planStages(mini);
+      const input = writeItems(items);
+      const { run } = await createOrContinueRun(t.db, mini, plan, input, { fresh: true });
+      const ctx: RunContext = { db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), runId: run.id, workerId: "trg_run_x_a1", plan, options: DEFAULT_OPTIONS, logger: silentLogger };
+      await loadSource(ctx, input);
+      await enqueueStage(ctx, plan[1]!);
+      const at = { runId: run.id, stageIndex: 1 };
+      const row = (id: string) => ({ id, batchId: id, provider: "inprocess", status: "submitted", requests: { [`c-${id}`]: { itemId: id === "b1" ? "a1" : "a2" } } });
+      await recordBatch(t.db, at, row("b1"), "trg_run_x_a1", ["a1"], undefined);
+      await recordBatch(t.db, at, row("b2"), "trg_run_x_a1", ["a2"], undefined);
+      await markBatchCollected(t.db, "b2");
+      // Beating 60 s ahead (about to be suspended), the worker outlives a 1 s lease: its batch is nobody's to adopt.
+      await heartbeat(t.db, "trg_run_x_a1", run.id, 60_000);
+      await t.db.rows(sql`UPDATE workers SET heartbeat_at = heartbeat_at - interval '5 seconds' WHERE id = 'trg_run_x_a1'`);
+      expect(await adoptOrphanBatches(t.db, at, "other", 1_000)).toEqual([]);
+      // Resumed (a new process, the same worker id): the uncollected batch is its own to poll.
+      expect((await uncollectedBatchesOf(t.db, at, "trg_run_x_a1")).map((b) => b.id)).toEqual(["b1"]);
+      expect(await uncollectedBatchesOf(t.db, at, "other")).toEqual([]);
+      // Beating now, not ahead, it lapses like any worker: another one takes the batch over.
+      await heartbeat(t.db, "trg_run_x_a1", run.id);
+      await t.db.rows(sql`UPDATE workers SET heartbeat_at = heartbeat_at - interval '5 seconds' WHERE id = 'trg_run_x_a1'`);
+      expect((await adoptOrphanBatches(t.db, at, "other", 1_000)).map((b) => b.id)).toEqual(["b1"]);
+      expect(await uncollectedBatchesOf(t.db, at, "trg_run_x_a1")).toEqual([]);
     });
 
     it("upserts commit targets idempotently and withdraws items that stop reaching commit", async () => {

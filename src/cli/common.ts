@@ -1,9 +1,8 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
-import { checkPipeline } from "../core/define.ts";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
+import { importPipeline } from "../preset/pipelines.ts";
 import { openDatabase, type Database } from "../store/index.ts";
 
 /** Thrown for anything a user must fix; main() prints its message on one line and exits non-zero. */
@@ -21,18 +20,13 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
     : [join(cwd, "pipelines", `${nameOrPath}.ts`), join(cwd, "pipelines", `${nameOrPath}.js`)];
   const file = candidates.find((f) => existsSync(f));
   if (!file) throw new CliError(`no pipeline "${nameOrPath}": looked for ${candidates.map((c) => c.replace(`${cwd}/`, "")).join(" and ")}`);
-  let mod: { default?: unknown };
   try {
-    mod = await import(pathToFileURL(file).href);
+    return await importPipeline(file, file.replace(`${cwd}/`, ""));
   } catch (err) {
-    throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} failed to load: ${(err as Error).message.split("\n")[0]}`);
+    // Not loadable, or not a pipeline: a message for the user, on one line.
+    if (err instanceof SluiceError) throw new CliError(err.message);
+    throw err;
   }
-  const pipeline = mod.default as PipelineDef | undefined;
-  if (!pipeline || typeof pipeline !== "object") {
-    throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} has no default export (export default definePipeline({ ... }))`);
-  }
-  checkPipeline(pipeline);
-  return pipeline;
 }
 
 /** The store the CLI uses: Postgres when DATABASE_URL is set, else embedded PGlite under `.sluice/`. */

@@ -1,7 +1,7 @@
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import type { PipelineDef } from "../core/types.ts";
+import { pipelineFiles } from "../preset/pipelines.ts";
 import { limitsFromEnv, planTriggerTasks, type PipelineTaskPlan } from "../runners/trigger/plan.ts";
 import { CliError, loadPipeline, printJson } from "./common.ts";
 
@@ -53,15 +53,16 @@ export async function listSchedules(cwd = process.cwd(), env: NodeJS.ProcessEnv 
   }));
 }
 
+/** Every pipeline in `<cwd>/pipelines/` (the files `pipelineFiles` lists, as the Trigger.dev entry bundles them). */
 export async function loadAllPipelines(cwd: string): Promise<PipelineDef[]> {
   let files: string[];
   try {
-    files = readdirSync(join(cwd, "pipelines")).filter((f) => /\.[cm]?[jt]s$/.test(f) && !/\.(test|spec)\./.test(f) && !f.endsWith(".d.ts")).sort();
+    files = pipelineFiles(join(cwd, "pipelines"));
   } catch {
     throw new CliError(`no pipelines/ folder in ${cwd}`);
   }
   const pipelines: PipelineDef[] = [];
-  for (const file of files) pipelines.push(await loadPipeline(join(cwd, "pipelines", file), cwd));
+  for (const file of files) pipelines.push(await loadPipeline(file, cwd));
   return pipelines;
 }
 

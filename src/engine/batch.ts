@@ -5,7 +5,7 @@ import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provid
 import type { RunContext, StagePlan } from "./context.ts";
 import { randomBytes } from "node:crypto";
 import { CLOCK_SKEW_S } from "../providers/batching.ts";
-import { adoptOrphanBatches, batchClaimant, batchIdsSince, batchKey, batchSubmitted, markBatchCollected, recordBatch, setBatchStatus, withdrawBatch, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { adoptOrphanBatches, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, markBatchCollected, recordBatch, setBatchStatus, withdrawBatch, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
@@ -126,6 +126,11 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     await persistResults(ctx, stage, refused);
     onPersisted?.(refused);
   }
+  if (ctx.options.deferBatchCollection) {
+    // Collected later (`collectReadyBatches`); what was sent is held by its batch meanwhile.
+    if (stopped) throw stopped;
+    return refused;
+  }
   const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted)));
   // What was sent is collected (it is paid for); the items that did not fit stay queued.
   if (stopped) throw stopped;
@@ -165,6 +170,42 @@ export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider:
     await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
   }
   return orphans.length;
+}
+
+/**
+ * Poll once each provider batch of this stage that this worker holds, or
+ * whose worker is gone, and collect those that have ended. Nothing waits
+ * here: the caller decides how long to wait before the next look (a
+ * Trigger.dev task run suspends, billed nothing). Returns how many are still
+ * in flight, how many were collected, and the results they wrote.
+ */
+export async function collectReadyBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<{ inFlight: number; collected: number; results: ItemResult[] }> {
+  const def = ctx.pipeline.stages[stage.index] as LlmStage;
+  const results: ItemResult[] = [];
+  const mine = await uncollectedBatchesOf<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId);
+  const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
+  let inFlight = 0;
+  let collected = 0;
+  for (const row of [...mine, ...orphans]) {
+    if (row.status === "submitting" && !(await findSubmission(ctx, stage, provider(row.provider), row, undefined))) continue;
+    const api = provider(row.provider).batch!;
+    let status: string;
+    try {
+      status = (await api.poll(row.batchId)).status;
+    } catch (err) {
+      if (failureClassOf(err) !== "transient") throw err;
+      status = "in_progress";
+    }
+    if (status === "in_progress") {
+      inFlight++;
+      continue;
+    }
+    await setBatchStatus(ctx.db, row.id, status);
+    ctx.logger.info(`stage ${stage.id}: ${row.provider} batch ${row.batchId} ended (${status}); collecting`);
+    results.push(...(await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted)));
+    collected++;
+  }
+  return { inFlight, collected, results };
 }
 
 /**

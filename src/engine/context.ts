@@ -45,6 +45,13 @@ export interface EngineOptions {
   /** First interval between polls of a provider batch; it grows to `batchPollMaxMs`. */
   batchPollMs: number;
   batchPollMaxMs: number;
+  /**
+   * Submit provider batches and return without waiting for them: their items
+   * stay with the batch, and `collectBatches` polls and collects them later
+   * (a Trigger.dev task run does so between checkpointed waits). Default
+   * false: the chunk polls until its batches are collected.
+   */
+  deferBatchCollection?: boolean;
   /** Items claimed at once by a stage in batch mode (packed into provider-sized batches). */
   batchChunkSize: number;
   /** In `auto` mode, a stage uses the batch API when at least this many items need a model call. */

@@ -8,7 +8,7 @@ import { reopenRun, requireRun, type RunRow } from "../store/runs.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { retireWorker as storeRetireWorker } from "../store/workers.ts";
 import * as work from "../store/work.ts";
-import { resumeBatches as collectOrphanBatches } from "./batch.ts";
+import { collectReadyBatches, resumeBatches as collectOrphanBatches } from "./batch.ts";
 import { DEFAULT_OPTIONS, silentLogger, stageRef, type EngineOptions, type Logger, type ProviderSet, type RunContext, type StagePlan } from "./context.ts";
 import { enqueueStage, ensureTargets } from "./drive/queue.ts";
 import { executeChunk, type ChunkHooks } from "./execute.ts";
@@ -138,6 +138,16 @@ export async function executeStageChunk(ctx: RunContext, stageIndex: number, ite
  */
 export function resumeBatches(ctx: RunContext, stageIndex: number): Promise<number> {
   return collectOrphanBatches(ctx, stageAt(ctx, stageIndex), (name) => ctx.providers.get(name));
+}
+
+/**
+ * Poll, once each, the provider batches of this stage that this worker holds
+ * or whose worker is gone, and collect those that ended (with
+ * `deferBatchCollection`, a chunk submits and returns; this collects).
+ * Returns how many are still in flight, how many were collected, and the results written.
+ */
+export function collectBatches(ctx: RunContext, stageIndex: number): Promise<{ inFlight: number; collected: number; results: ItemResult[] }> {
+  return collectReadyBatches(ctx, stageAt(ctx, stageIndex), (name) => ctx.providers.get(name));
 }
 
 /** Put back in the queue what workers without a heartbeat within the lease had claimed. */

@@ -101,6 +101,15 @@ export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId
 }
 
 /** The provider's status of a batch (`collected` once its results are written). */
+/** Batches of a stage that this worker submitted or took over and has not collected yet (a task run resumed after a wait looks for them). */
+export async function uncollectedBatchesOf<E>(db: Database, at: StageRef, workerId: string): Promise<BatchRow<E>[]> {
+  return db.rows<BatchRow<E>>(sql`
+    SELECT b.id, coalesce(b.batch_id, b.id) AS "batchId", b.provider, b.status, b.requests, b.created_at AS "createdAt"
+    FROM provider_batches b
+    WHERE b.run_id = ${at.runId} AND b.stage_index = ${at.stageIndex} AND b.status NOT IN ('collected') AND b.worker_id = ${workerId}
+    ORDER BY b.created_at, b.id`);
+}
+
 export async function setBatchStatus(db: Database, batchId: string, status: string): Promise<void> {
   await db.db.update(providerBatches).set({ status, updatedAt: sql`now()` }).where(eq(providerBatches.id, batchId));
 }

@@ -10,11 +10,18 @@ import { workers } from "./schema.ts";
  * through a segment's stages, which later stages wait for.
  */
 
-export async function heartbeat(db: Database, workerId: string, runId: string): Promise<void> {
+/**
+ * The worker is alive. With `aheadMs`, its heartbeat is dated that far ahead:
+ * a Trigger.dev task run about to be suspended (a checkpointed wait, when it
+ * cannot beat) stays live through the wait, so nobody takes its claims or its
+ * provider batches over meanwhile.
+ */
+export async function heartbeat(db: Database, workerId: string, runId: string, aheadMs = 0): Promise<void> {
+  const at = aheadMs > 0 ? sql`now() + make_interval(secs => ${aheadMs / 1000})` : sql`now()`;
   await db.db
     .insert(workers)
-    .values({ id: workerId, runId, pid: process.pid, host: hostname(), heartbeatAt: sql`now()` })
-    .onConflictDoUpdate({ target: workers.id, set: { heartbeatAt: sql`now()`, runId: sql`excluded.run_id` } });
+    .values({ id: workerId, runId, pid: process.pid, host: hostname(), heartbeatAt: at })
+    .onConflictDoUpdate({ target: workers.id, set: { heartbeatAt: at, runId: sql`excluded.run_id` } });
 }
 
 export async function retireWorker(db: Database, workerId: string): Promise<void> {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { definePipeline } from "../../src/core/define.ts";
 import { isLlmStage } from "../../src/core/types.ts";
 import { costOf, createProvider } from "../../src/providers/index.ts";
-import { configureTriggerRunner, defineSluiceTasks, submitRun, type ChunkOutput, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
+import { batchLimitName, configureTriggerRunner, defineSluiceTasks, providerLimitName, submitRun, type ChunkOutput, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
 import { startSimulator, type Simulator } from "../../src/sim/index.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/index.ts";
 import { miniItems, miniVariant, tempDir } from "./data.ts";
@@ -10,15 +10,17 @@ import { installTaskCatalog, recordSdkLogs, startTriggerHarness, type TriggerHar
 
 /**
  * A stage in provider batch mode on the Trigger.dev path: the chunk run
- * submits one provider batch (through the OpenAI SDK to the simulator) and
- * the engine polls it. When that run's worker goes away mid-poll, the retried
+ * submits one provider batch (through the OpenAI SDK to the simulator), then
+ * waits with `wait.for` between polls: the fake suspends it (no slot held)
+ * and resumes it as a fresh invocation, which finds the batch in the store
+ * and collects it. When that run's worker goes away mid-wait, the retried
  * attempt collects the batch; nothing is submitted, or paid for, twice.
  */
 
 installTaskCatalog();
 const base = miniVariant("batch");
 const pipeline = definePipeline({ ...base, stages: base.stages.map((s) => (isLlmStage(s) ? { ...s, provider: "openai" as const, mode: "batch" as const } : s)) });
-defineSluiceTasks([pipeline]);
+const TASKS = defineSluiceTasks([pipeline]);
 
 let sim: Simulator;
 let db: TestDatabase;
@@ -64,30 +66,67 @@ test("a batch-mode stage is one chunk run that submits one provider batch, and t
   expect(out.summary.items.byStatus.committed).toBeGreaterThan(0);
 });
 
-test("a chunk run stopped while its provider batch is in flight is retried and collects it, not resubmits it", async () => {
+test("a chunk run that cannot be restored after a wait is retried, and the retry collects its batch, not resubmits it", async () => {
   sim.reset();
   sim.configure({ batch: { pollsToComplete: 8 } });
-  harness.faults.signal = (e) => {
-    if (e.taskId !== "sluice-mini-batch--classify" || e.attempt !== 1) return undefined;
-    const controller = new AbortController();
-    const watch = setInterval(() => {
-      if (sim.stats().batches.created < 1) return;
-      clearInterval(watch);
-      controller.abort(new Error("worker shut down"));
-    }, 2);
-    return controller.signal;
-  };
+  // The first attempt submits, waits, and its checkpoint is lost: the attempt fails while its provider batch is in flight.
+  harness.faults.failResume = (r) => r.taskId === "sluice-mini-batch--classify" && r.attempts === 1;
   try {
     const out = await run("batch-stopped");
     expect(sim.stats().batches.created).toBe(1);
     const classifyRun = [...harness.fake.runs.values()].filter((r) => r.taskId === "sluice-mini-batch--classify").at(-1)!;
     expect(classifyRun.attempts).toBe(2);
-    expect(classifyRun.output as ChunkOutput).toMatchObject({ resumedBatches: 1, executed: 0 });
+    // The second attempt took the first one's batch over and wrote its answers.
+    expect(classifyRun.output as ChunkOutput).toMatchObject({ resumedBatches: 1 });
+    expect((classifyRun.output as ChunkOutput).executed).toBeGreaterThan(0);
     const classify = out.summary.stages.find((s) => s.id === "classify")!;
     expect(classify.providerCalls).toBe(sim.stats().batchCalls);
     expect(out.summary.items.byStatus.committed).toBeGreaterThan(0);
   } finally {
-    harness.faults.signal = undefined;
+    harness.faults.failResume = undefined;
+    sim.configure({ batch: { pollsToComplete: 0 } });
+  }
+});
+
+test("a batch-mode chunk run is suspended while its provider batch is in flight, holding no slot, and a fresh invocation collects it", async () => {
+  sim.reset();
+  // The batch completes on its third poll: the run must wait at least twice.
+  sim.configure({ batch: { pollsToComplete: 3 } });
+  const seen: { status: string; realtime: string[]; batch: string[]; created: number; completed: number }[] = [];
+  harness.faults.onSuspend = (run) => {
+    if (run.taskId !== "sluice-mini-batch--classify") return;
+    const stats = sim.stats().batches;
+    seen.push({ status: run.status, realtime: harness.fake.held(providerLimitName("openai")), batch: harness.fake.held(batchLimitName("openai")), created: stats.created, completed: stats.completed });
+  };
+  const executionsBefore = harness.executions.length;
+  try {
+    const out = await run("batch-suspended");
+    const classifyRun = [...harness.fake.runs.values()].filter((r) => r.taskId === "sluice-mini-batch--classify").at(-1)!;
+    // The batch stage holds the provider's batch limit, not its realtime one.
+    expect(TASKS.get(pipeline.id)!.plan.stages.find((st) => st.stageId === "classify")!.concurrency).toMatchObject({ limit: batchLimitName("openai") });
+    expect(harness.fake.peakHeld(batchLimitName("openai"))).toBeGreaterThanOrEqual(1);
+    expect(harness.fake.peakHeld(providerLimitName("openai"))).toBe(0);
+    // Suspended (checkpointed) while the provider batch was in flight, holding no slot of either limit.
+    expect(classifyRun.suspensions).toBeGreaterThanOrEqual(2);
+    expect(seen.length).toBe(classifyRun.suspensions);
+    for (const s of seen) expect(s).toEqual({ status: "WAITING", realtime: [], batch: [], created: 1, completed: 0 });
+    // Each wait was a wait.for long enough to be checkpointed (the SDK bills waits of 5 s or less).
+    expect(classifyRun.waits.length).toBe(classifyRun.suspensions);
+    // Resumed as fresh invocations of the same attempt; the last one collected the batch it found in the store.
+    const invocations = harness.executions.slice(executionsBefore).filter((e) => e.runId === classifyRun.id);
+    expect(invocations.map((e) => e.attempt)).toEqual(Array(classifyRun.suspensions + 1).fill(1));
+    expect(classifyRun.attempts).toBe(1);
+    expect(classifyRun.output as ChunkOutput).toMatchObject({ executed: expect.any(Number) });
+    expect((classifyRun.output as ChunkOutput).executed).toBeGreaterThan(0);
+    // One batch, submitted once, and every request in it paid once.
+    expect(sim.stats().batches).toMatchObject({ created: 1, completed: 1 });
+    const classify = out.summary.stages.find((st) => st.id === "classify")!;
+    expect(classify.providerCalls).toBe(sim.stats().batchCalls);
+    expect(sim.stats().realtimeCalls).toBe(0);
+    expect(out.summary.status).toBe("finished");
+    expect(out.summary.items.byStatus.committed).toBeGreaterThan(0);
+  } finally {
+    harness.faults.onSuspend = undefined;
     sim.configure({ batch: { pollsToComplete: 0 } });
   }
 });

@@ -1,12 +1,15 @@
-import { readdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { build } from "esbuild";
 import { resourceCatalog } from "@trigger.dev/core/v3";
 import { afterAll, describe, expect, test, vi } from "vitest";
-import { formatSchedules, listSchedules, scheduleCommand } from "../../src/cli/schedule.ts";
+import { formatSchedules, listSchedules, loadAllPipelines, scheduleCommand } from "../../src/cli/schedule.ts";
+import { pipelinesPlugin } from "../../src/runners/trigger/bundle.ts";
 import { tempDir } from "./data.ts";
 import { installTaskCatalog } from "./harness.ts";
 
-/** The `trigger/` entry point, `trigger.config.ts`, and `sluice schedule list`. */
+/** The `trigger/` entry point (its pipelines found in pipelines/, from source and in a build), `trigger.config.ts`, and `sluice schedule list`. */
 
 const dir = tempDir();
 afterAll(() => dir.remove());
@@ -19,17 +22,64 @@ export default definePipeline({ id: ${JSON.stringify(id)}, source: { key: "id" }
   ] });`;
 
 describe("trigger/ entry point", () => {
-  test("defines an orchestrator and stage tasks for every pipeline in pipelines/", async () => {
-    installTaskCatalog("trigger/sluice.ts");
-    const { sluice } = await import("../../trigger/sluice.ts");
-    const listing = await listSchedules(process.cwd(), {});
-    expect(listing.length).toBe(readdirSync("pipelines").filter((f) => f.endsWith(".ts")).length);
-    const registered = new Set(resourceCatalog.listTaskManifests().map((t) => t.id));
-    for (const p of listing) {
-      expect(sluice.has(p.pipeline)).toBe(true);
-      for (const id of [p.tasks.orchestrator, ...p.tasks.stages.map((s) => s.task), ...(p.tasks.schedule ? [p.tasks.schedule] : [])]) expect(registered.has(id)).toBe(true);
+  test("trigger/pipelines.ts, run from source, exports the pipelines `sluice ls` finds in pipelines/", async () => {
+    const { PIPELINES } = await import("../../trigger/pipelines.ts");
+    expect(PIPELINES.map((p) => p.id)).toEqual((await loadAllPipelines(process.cwd())).map((p) => p.id));
+  });
+
+  test("a Trigger.dev build bundles every pipeline in pipelines/, imported statically, and defines its tasks", async () => {
+    // A project with two pipelines, one test file and a note that are not pipelines.
+    const project = tempDir();
+    project.file("pipelines/alpha.ts", [pipelineFile("alpha", "")]);
+    project.file("pipelines/beta-two.ts", [pipelineFile("beta-two", `schedule: { cron: "0 3 * * *" },`)]);
+    project.file("pipelines/alpha.test.ts", ["throw new Error('a test file is no pipeline');"]);
+    project.file("pipelines/NOTES.md", ["not code"]);
+    // Bundled as the Trigger.dev CLI bundles trigger/sluice.ts, with the extension's plugin; packages stay external
+    // (resolved from this repository's node_modules, where the output goes).
+    const out = resolve("node_modules/.cache/sluice-test", `entry-${process.pid}-${Date.now()}.mjs`);
+    try {
+      const built = await build({
+        entryPoints: [resolve("trigger/sluice.ts")], outfile: out, bundle: true, format: "esm", platform: "node", target: "node20",
+        packages: "external", logLevel: "silent",
+        plugins: [pipelinesPlugin({ module: resolve("trigger/pipelines.ts"), pipelinesDir: join(project.path, "pipelines") })],
+      });
+      expect(built.errors).toEqual([]);
+      const text = readFileSync(out, "utf8");
+      expect(text).not.toContain("discoverPipelines"); // the folder is not read at run time
+      // The pipelines are in the bundle: it loads with the folder gone.
+      project.remove();
+      installTaskCatalog("trigger/sluice.ts");
+      const { sluice } = (await import(pathToFileURL(out).href)) as { sluice: Map<string, unknown> };
+      expect([...sluice.keys()]).toEqual(["alpha", "beta-two"]);
+      const registered = resourceCatalog.listTaskManifests().map((t) => t.id).sort();
+      expect(registered).toEqual(["sluice-alpha", "sluice-alpha--commit", "sluice-alpha--label", "sluice-beta-two", "sluice-beta-two--commit", "sluice-beta-two--label", "sluice-beta-two--schedule"]);
+    } finally {
+      rmSync(out, { force: true });
+      project.remove();
     }
-    expect(resourceCatalog.listTaskIdCollisions?.() ?? []).toEqual([]);
+  });
+
+  test("a module in pipelines/ that is no pipeline stops the build, or the bundle's load, with the reason", async () => {
+    const project = tempDir();
+    const out = resolve("node_modules/.cache/sluice-test", `broken-${process.pid}-${Date.now()}.mjs`);
+    const bundle = (dir: string, write = true) =>
+      build({
+        entryPoints: [resolve("trigger/pipelines.ts")], ...(write ? { outfile: out } : { write: false }), bundle: true, format: "esm", platform: "node", packages: "external", logLevel: "silent",
+        plugins: [pipelinesPlugin({ module: resolve("trigger/pipelines.ts"), pipelinesDir: dir })],
+      });
+    try {
+      project.file("pipelines/none.ts", ["export const notAPipeline = 1;"]);
+      await expect(bundle(join(project.path, "pipelines"), false)).rejects.toThrow(/No matching export in ".*pipelines\/none.ts" for import "default"/);
+      rmSync(join(project.path, "pipelines/none.ts"));
+      // A default export the bundler cannot judge is checked when the bundle loads, as `sluice ls` checks it.
+      project.file("pipelines/bad.ts", [`export default { id: "Bad Id", source: { key: "id" }, stages: [] };`]);
+      await bundle(join(project.path, "pipelines"));
+      await expect(import(pathToFileURL(out).href)).rejects.toThrow(/pipeline "Bad Id": id must match/);
+      await expect(bundle(join(project.path, "missing"), false)).rejects.toThrow(/no pipelines\/ folder at/);
+    } finally {
+      rmSync(out, { force: true });
+      project.remove();
+    }
   });
 
   test("trigger.config.ts points the CLI at trigger/ and keeps PGlite out of the bundle", async () => {
@@ -37,6 +87,7 @@ describe("trigger/ entry point", () => {
     expect(config.dirs).toEqual(["./trigger"]);
     expect(config.maxDuration).toBeGreaterThanOrEqual(5);
     expect(config.build?.external).toContain("@electric-sql/pglite");
+    expect(config.build?.extensions?.map((e) => e.name)).toContain("sluice-pipelines");
   });
 });
 

@@ -12,7 +12,24 @@ import { parsePacket } from "@trigger.dev/core/v3";
  * on the fake's clock) has passed. It refuses batches over 1,000 runs, and
  * executes queued runs in-process only when asked to, with the task's retry
  * budget, so tests decide when work happens.
+ *
+ * A run that waits (`wait.for` over 5 s, which the SDK sends here) is
+ * suspended as on the platform: its executor returns {@link SUSPENDED}, the
+ * run is `WAITING` and gives up the concurrency slots it held, and once the
+ * wait is over it is executed again as a fresh invocation of the same
+ * attempt, with nothing of the first invocation's memory (a process restored
+ * elsewhere). The fake counts the slots each named concurrency limit has
+ * taken (`held`, `peakHeld`), from the limits the harness says a task holds.
+ *
+ * Worker mode: processes of their own (test/trigger/worker.ts) take runs over
+ * HTTP (`/__fake/dequeue`), one at a time each, while the named limits they
+ * hold have room, beat, and report each invocation completed, failed or
+ * suspended. A worker that stops beating (killed) loses the attempt it was
+ * running, which is retried on another worker within the task's budget.
  */
+
+/** What an executor returns when the invocation was suspended at a wait. */
+export const SUSPENDED = Symbol("suspended");
 
 export interface RecordedRequest {
   method: string;
@@ -28,7 +45,15 @@ export interface FakeRun {
   payload: unknown;
   options: Record<string, any>;
   batchId?: string;
-  status: "QUEUED" | "EXECUTING" | "COMPLETED" | "FAILED" | "CANCELED";
+  status: "QUEUED" | "EXECUTING" | "WAITING" | "COMPLETED" | "FAILED" | "CANCELED";
+  /** Times the run was suspended at a wait and resumed in a fresh invocation. */
+  suspensions: number;
+  /** Waitpoints the run created (`wait.for`), with the date each ends. */
+  waits: { id: string; until: string }[];
+  /** Worker mode: the worker of each invocation, in order. */
+  workers?: string[];
+  /** The output as the task serialized it (worker mode). */
+  outputPacket?: { data?: string; dataType: string };
   /** When its idempotency key stops deduplicating (fake clock, ms). */
   keyExpiresAt?: number;
   attempts: number;
@@ -45,7 +70,7 @@ export interface FakeBatch {
   body: any;
 }
 
-/** Executes one attempt of a run; the value becomes its output, a throw fails the attempt. */
+/** Executes one attempt of a run; the value becomes its output, a throw fails the attempt, {@link SUSPENDED} suspends it. */
 export type RunExecutor = (taskId: string, payload: unknown, run: FakeRun, attempt: number) => Promise<unknown>;
 
 export interface FakeTriggerApi {
@@ -66,6 +91,10 @@ export interface FakeTriggerApi {
   cancel(runId: string): boolean;
   /** Move the fake's clock on (idempotency key TTLs). */
   advance(ms: number): void;
+  /** Runs holding a slot of this named concurrency limit now (executing, not waiting). */
+  held(limit: string): string[];
+  /** The most runs that held this limit at once. */
+  peakHeld(limit: string): number;
   close(): Promise<void>;
 }
 
@@ -74,6 +103,16 @@ export interface FakeTriggerOptions {
   /** Attempts a task gets (its `retry.maxAttempts`); default 1. */
   maxAttempts?: (taskId: string) => number;
   maxBatchItems?: number;
+  /** Named concurrency limits a task's runs hold while they execute. */
+  limitsOf?: (taskId: string) => string[];
+  /** Called when a run is suspended at a wait (before it resumes). */
+  onSuspend?: (run: FakeRun) => void | Promise<void>;
+  /** A suspended run whose restore fails: the attempt fails instead of resuming. */
+  failResume?: (run: FakeRun) => boolean;
+  /** Runs of a named limit allowed at once (worker mode): a run is handed out only while its limits have room. */
+  limitTotal?: (limit: string) => number | undefined;
+  /** Worker mode: a run whose worker has not beaten for this long has lost its attempt (default 5,000 ms: a worker on a loaded machine may not beat for a second or two). */
+  workerLeaseMs?: number;
 }
 
 export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promise<FakeTriggerApi> {
@@ -105,7 +144,7 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     if (existing && existing.status !== "FAILED" && (existing.keyExpiresAt ?? Infinity) > now()) return { run: existing, isCached: true };
     const ttl = key ? ttlMs(options.idempotencyKeyTTL) : undefined;
     const run: FakeRun = {
-      id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined,
+      id: nextId("run"), taskId, payload, options, batchId, status: "QUEUED", attempts: 0, held: api.hold || undefined, suspensions: 0, waits: [],
       keyExpiresAt: ttl === undefined ? undefined : now() + ttl,
     };
     runs.set(run.id, run);
@@ -114,16 +153,51 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     return { run, isCached: false };
   };
 
+  const holding = new Map<string, Set<string>>();
+  const peaks = new Map<string, number>();
+  const take = (run: FakeRun) => {
+    for (const limit of opts.limitsOf?.(run.taskId) ?? []) {
+      const set = holding.get(limit) ?? new Set<string>();
+      holding.set(limit, set.add(run.id));
+      peaks.set(limit, Math.max(peaks.get(limit) ?? 0, set.size));
+    }
+  };
+  const release = (run: FakeRun) => {
+    for (const set of holding.values()) set.delete(run.id);
+  };
+
   const executeRun = async (run: FakeRun) => {
     if (run.status !== "QUEUED" || run.held || !opts.executor) return;
-    run.status = "EXECUTING";
     const budget = opts.maxAttempts?.(run.taskId) ?? 1;
     const payload = await payloadOf(run);
+    let resumed = false;
     for (;;) {
-      run.attempts++;
+      run.status = "EXECUTING";
+      take(run);
+      if (!resumed) run.attempts++;
+      resumed = false;
       try {
         const output = await opts.executor(run.taskId, payload, run, run.attempts);
         if ((run.status as FakeRun["status"]) === "CANCELED") return; // cancelled while executing: its outcome is dropped
+        if (output === SUSPENDED) {
+          // Checkpointed at a wait: no slot held until it resumes, in a fresh invocation of the same attempt.
+          run.status = "WAITING";
+          release(run);
+          run.suspensions++;
+          await opts.onSuspend?.(run);
+          if ((run.status as FakeRun["status"]) === "CANCELED") return;
+          if (opts.failResume?.(run)) {
+            // Its checkpoint could not be restored: the attempt failed, and the task's retry budget decides.
+            run.error = { message: `run ${run.id} could not be restored after its wait` };
+            if (run.attempts >= budget) {
+              run.status = "FAILED";
+              return;
+            }
+            continue;
+          }
+          resumed = true;
+          continue;
+        }
         run.output = output;
         run.status = "COMPLETED";
         run.error = undefined;
@@ -136,6 +210,8 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
           run.status = "FAILED";
           return;
         }
+      } finally {
+        release(run);
       }
     }
   };
@@ -150,7 +226,7 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     const now = new Date().toISOString();
     return {
       id: run.id, status: run.status, taskIdentifier: run.taskId, idempotencyKey: run.options.idempotencyKey,
-      isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: false,
+      isQueued: run.status === "QUEUED", isExecuting: run.status === "EXECUTING", isWaiting: run.status === "WAITING",
       isCompleted: run.status === "COMPLETED" || run.status === "FAILED" || run.status === "CANCELED", isSuccess: run.status === "COMPLETED",
       isFailed: run.status === "FAILED", isCancelled: run.status === "CANCELED", isTest: false, createdAt: now, updatedAt: now,
       tags: run.options.tags ?? [], costInCents: 0, baseCostInCents: 0, durationMs: 0, depth: 0,
@@ -187,6 +263,14 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
         else accepted++;
       }
       return json(res, 200, { id: batch.id, itemsAccepted: accepted, itemsDeduplicated: deduplicated, sealed: true });
+    }
+    if (method === "POST" && (m = path.match(/^\/engine\/v1\/runs\/([^/]+)\/wait\/duration$/))) {
+      const run = runs.get(m[1]!);
+      if (!run) return json(res, 404, { error: "run not found" });
+      const until = new Date(JSON.parse(body).date).toISOString();
+      const waitpoint = { id: nextId("waitpoint"), until };
+      run.waits.push(waitpoint);
+      return json(res, 200, { waitUntil: until, waitpoint: { id: waitpoint.id } });
     }
     if (method === "PUT" && (m = path.match(/^\/api\/v2\/packets\/(.+)$/))) {
       const name = decodeURIComponent(m[1]!);
@@ -228,6 +312,99 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
       const now = new Date().toISOString();
       return json(res, 200, { id: batch.id, status: "COMPLETED", createdAt: now, updatedAt: now, runCount: batch.runCount, runs: batch.runIds, processing: { errors: [] } });
     }
+    if (path.startsWith("/__fake/")) return workerRoute(method, path, body ? JSON.parse(body) : {}, res);
+    // What the trigger.dev CLI asks before a deploy (see README, "Tested without the platform").
+    if (method === "GET" && path === "/api/v2/whoami") return json(res, 200, { userId: "user_fake", email: "dev@example.com", dashboardUrl: url });
+    if (method === "GET" && (m = path.match(/^\/api\/v1\/projects\/([^/]+)\/([^/]+)$/))) {
+      return json(res, 200, { apiKey: `tr_${m[2]}_fake`, name: m[2], apiUrl: url, projectId: m[1] });
+    }
+    json(res, 404, { error: `fake trigger: no route for ${method} ${path}` });
+  };
+
+  // Worker mode.
+  const leaseMs = opts.workerLeaseMs ?? 5_000;
+  const beats = new Map<string, number>();
+  const runningOn = new Map<string, string>();
+  const resumeNext = new Set<string>();
+  /** The attempt on a worker ended badly: retried (queued again) within the task's budget, or failed. */
+  const attemptFailed = (run: FakeRun, message: string, abort: boolean) => {
+    release(run);
+    runningOn.delete(run.id);
+    run.error = { message };
+    if (abort || run.attempts >= (opts.maxAttempts?.(run.taskId) ?? 1)) run.status = "FAILED";
+    else {
+      run.status = "QUEUED";
+      pending.push(run.id);
+    }
+  };
+  const reap = () => {
+    for (const [runId, worker] of runningOn) {
+      if ((beats.get(worker) ?? 0) > Date.now() - leaseMs) continue;
+      const run = runs.get(runId)!;
+      if (run.status === "EXECUTING") attemptFailed(run, `worker ${worker} was lost while running attempt ${run.attempts}`, false);
+      else runningOn.delete(runId);
+    }
+  };
+  const hasRoom = (run: FakeRun) => (opts.limitsOf?.(run.taskId) ?? []).every((l) => (holding.get(l)?.size ?? 0) < (opts.limitTotal?.(l) ?? Infinity));
+  const workerRoute = async (method: string, path: string, b: Record<string, any>, res: ServerResponse) => {
+    let m: RegExpMatchArray | null;
+    if (method === "POST" && path === "/__fake/beat") {
+      beats.set(b.worker, Date.now());
+      return json(res, 200, {});
+    }
+    if (method === "POST" && path === "/__fake/dequeue") {
+      beats.set(b.worker, Date.now());
+      reap();
+      const index = pending.findIndex((id) => {
+        const run = runs.get(id)!;
+        return (run.status === "QUEUED" || (run.status === "WAITING" && resumeNext.has(id))) && !run.held && hasRoom(run);
+      });
+      if (index < 0) return json(res, 200, { run: null });
+      const run = runs.get(pending.splice(index, 1)[0]!)!;
+      if (!resumeNext.delete(run.id)) run.attempts++;
+      run.status = "EXECUTING";
+      take(run);
+      runningOn.set(run.id, b.worker);
+      (run.workers ??= []).push(b.worker);
+      return json(res, 200, { run: { id: run.id, taskId: run.taskId, attempt: run.attempts, payload: await payloadOf(run) } });
+    }
+    const run = (m = path.match(/^\/__fake\/runs\/([^/]+)\/(complete|fail|suspend)$/)) ? runs.get(m[1]!) : undefined;
+    if (m && run) {
+      // A report from a worker that no longer holds the run (it was reaped) is dropped.
+      if (runningOn.get(run.id) !== b.worker || run.status !== "EXECUTING") return json(res, 409, { error: "not this worker's run" });
+      if (m[2] === "complete") {
+        release(run);
+        runningOn.delete(run.id);
+        run.outputPacket = b.output;
+        run.output = b.output?.data === undefined ? undefined : await parsePacket({ data: b.output.data, dataType: b.output.dataType });
+        run.status = "COMPLETED";
+        run.error = undefined;
+      } else if (m[2] === "fail") {
+        attemptFailed(run, b.message, b.name === "AbortTaskRunError");
+      } else {
+        release(run);
+        runningOn.delete(run.id);
+        run.status = "WAITING";
+        run.suspensions++;
+        resumeNext.add(run.id);
+        pending.push(run.id);
+      }
+      return json(res, 200, {});
+    }
+    if (method === "GET" && (m = path.match(/^\/__fake\/batches\/([^/]+)$/))) {
+      const batch = batches.get(m[1]!);
+      if (!batch) return json(res, 404, { error: "batch not found" });
+      const members = batch.runIds.map((id) => runs.get(id)!);
+      const done = members.length === batch.runCount && members.every((r) => r.status === "COMPLETED" || r.status === "FAILED" || r.status === "CANCELED");
+      const items = done
+        ? members.map((r) =>
+            r.status === "COMPLETED"
+              ? { ok: true, id: r.id, taskIdentifier: r.taskId, output: r.outputPacket?.data, outputType: r.outputPacket?.dataType ?? "application/json" }
+              : { ok: false, id: r.id, taskIdentifier: r.taskId, error: { type: "STRING_ERROR", raw: r.error?.message ?? r.status } },
+          )
+        : [];
+      return json(res, 200, { done, items });
+    }
     json(res, 404, { error: `fake trigger: no route for ${method} ${path}` });
   };
 
@@ -239,12 +416,12 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
       const path = (req.url ?? "/").split("?")[0]!;
       const method = req.method ?? "GET";
       requests.push({ method, path, headers: req.headers, body });
-      try {
-        route(method, path, body, req, res);
-      } catch (err) {
-        res.writeHead(500, { "content-type": "application/json", "x-should-retry": "false" });
-        res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
-      }
+      Promise.resolve()
+        .then(() => route(method, path, body, req, res))
+        .catch((err: unknown) => {
+          res.writeHead(500, { "content-type": "application/json", "x-should-retry": "false" });
+          res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
+        });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -254,13 +431,15 @@ export async function startFakeTriggerApi(opts: FakeTriggerOptions = {}): Promis
     url, requests, runs, batches, packets, payloadOf, hold: false,
     cancel(runId) {
       const run = runs.get(runId);
-      if (!run || (run.status !== "QUEUED" && run.status !== "EXECUTING")) return false;
+      if (!run || (run.status !== "QUEUED" && run.status !== "EXECUTING" && run.status !== "WAITING")) return false;
       run.status = "CANCELED";
       return true;
     },
     advance(ms) {
       clockOffset += ms;
     },
+    held: (limit) => [...(holding.get(limit) ?? [])],
+    peakHeld: (limit) => peaks.get(limit) ?? 0,
     async execute(runIds) {
       for (const id of runIds) {
         const run = runs.get(id);

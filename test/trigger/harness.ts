@@ -2,7 +2,7 @@ import { configure, metadata } from "@trigger.dev/sdk";
 import { logger, resourceCatalog, stringifyIO } from "@trigger.dev/core/v3";
 import { runInMockTaskContext } from "@trigger.dev/core/v3/test";
 import { StandardResourceCatalog, type RuntimeManager } from "@trigger.dev/core/v3/workers";
-import { startFakeTriggerApi, type FakeRun, type FakeTriggerApi } from "./fake-api.ts";
+import { startFakeTriggerApi, SUSPENDED, type FakeRun, type FakeTriggerApi } from "./fake-api.ts";
 
 /**
  * Runs Trigger.dev tasks in this process the way a worker would: task
@@ -10,7 +10,21 @@ import { startFakeTriggerApi, type FakeRun, type FakeTriggerApi } from "./fake-a
  * orchestrators run inside a mock task context whose runtime manager makes
  * `batchTriggerAndWait` wait for the fake API to execute the batch, and every
  * trigger goes over HTTP to the loopback fake.
+ *
+ * A stage run that waits (`wait.for`) is suspended: the invocation is left
+ * where it is, never to go on (its process is gone), its abort signal fires,
+ * and the fake executes the run again as a fresh invocation of the same
+ * attempt. A stage run executed while an orchestrator waits on its batch runs
+ * under its own task context (its run id), as on a worker of its own.
  */
+
+/** The SDK's registry of process globals (task context, runtime, metadata). */
+const SDK_GLOBALS = Symbol.for("dev.trigger.ts.api");
+
+interface Invocation {
+  runId: string;
+  suspend(): void;
+}
 
 /**
  * Install a fresh task catalog. `task()` registers nothing into the SDK's
@@ -45,6 +59,10 @@ export interface HarnessFaults {
   cancel?: (execution: Execution) => boolean;
   /** The abort signal an attempt gets; aborting it stops the run mid-way (a worker shut down). */
   signal?: (execution: Execution) => AbortSignal | undefined;
+  /** Called when a run is suspended at a wait, before the fake resumes it (what holds which slot, what the provider has). */
+  onSuspend?: (run: FakeRun) => void | Promise<void>;
+  /** A suspended run that cannot be restored (its machine is gone): the attempt fails and the task's retry takes over. */
+  failResume?: (run: FakeRun) => boolean;
 }
 
 export interface TriggerHarness {
@@ -68,8 +86,11 @@ export class WorkerCrash extends Error {
   override name = "WorkerCrash";
 }
 
-/** Tasks that call trigger/wait functions and so need a task context. */
+/** Orchestrators and schedules: tasks that wait on other runs, run in a task context of their own. */
 const needsContext = (taskId: string) => !taskId.includes("--") || taskId.endsWith("--schedule");
+
+/** Named concurrency limits a task holds, as its manifest declares them. */
+const limitsOf = (taskId: string): string[] => (resourceCatalog.getTaskManifest(taskId) as { concurrency?: { limits?: string[] } } | undefined)?.concurrency?.limits ?? [];
 
 export async function startTriggerHarness(options: { execute?: boolean; faults?: HarnessFaults } = {}): Promise<TriggerHarness> {
   const executions: Execution[] = [];
@@ -98,13 +119,45 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
     }
   };
 
+  let current: Invocation | undefined;
+
   const runIn = async (taskId: string, payload: unknown, runId: string, attempt: number, signal = new AbortController().signal) => {
     const task = resourceCatalog.getTask(taskId);
     if (!task) throw new Error(`no task ${taskId} in the catalog`);
-    if (!needsContext(taskId)) {
-      return task.fns.run(payload, { ctx: { run: { id: runId }, attempt: { number: attempt } } as any, signal });
+    if (needsContext(taskId)) return inTaskContext((ctx) => task.fns.run(payload, { ctx, signal }), runId, attempt);
+    const registry = (globalThis as Record<symbol, Record<string, any> | undefined>)[SDK_GLOBALS];
+    const outer = registry?.["task-context"];
+    if (!outer) return inTaskContext((ctx) => task.fns.run(payload, { ctx, signal }), runId, attempt);
+    // Inside an orchestrator's wait: this run's own context, as on another worker, until it ends or is suspended.
+    const ctx = { ...outer.ctx, run: { ...outer.ctx.run, id: runId }, attempt: { ...outer.ctx.attempt, number: attempt } };
+    registry!["task-context"] = { ...outer, ctx };
+    return task.fns.run(payload, { ctx, signal });
+  };
+
+  /** One invocation of a run: its output, or SUSPENDED when it waited (then it is left behind, aborted). */
+  const invoke = async (taskId: string, payload: unknown, run: FakeRun, attempt: number, signal: AbortSignal | undefined) => {
+    const controller = new AbortController();
+    let suspended!: () => void;
+    const suspension = new Promise<typeof SUSPENDED>((resolve) => (suspended = () => resolve(SUSPENDED)));
+    const previous = current;
+    const registry = (globalThis as Record<symbol, Record<string, unknown> | undefined>)[SDK_GLOBALS];
+    const outer = registry?.["task-context"];
+    const wasInContext = inContext;
+    current = {
+      runId: run.id,
+      suspend() {
+        controller.abort(new Error(`run ${run.id} suspended at a wait`));
+        suspended();
+      },
+    };
+    try {
+      return await Promise.race([runIn(taskId, payload, run.id, attempt, signal ? AbortSignal.any([signal, controller.signal]) : controller.signal), suspension]);
+    } finally {
+      current = previous;
+      // The orchestrator this run was executed under gets its context back; a context this run opened and left is closed.
+      if (registry && outer) registry["task-context"] = outer;
+      inContext = wasInContext;
     }
-    return inTaskContext((ctx) => task.fns.run(payload, { ctx, signal }), runId, attempt);
   };
 
   const executor = async (taskId: string, payload: unknown, run: FakeRun, attempt: number) => {
@@ -115,20 +168,28 @@ export async function startTriggerHarness(options: { execute?: boolean; faults?:
       throw new Error(`run ${run.id} was cancelled`);
     }
     if (faults.failBeforeRun?.(execution)) throw new WorkerCrash(`worker for ${taskId} attempt ${attempt} never started`);
-    const output = await runIn(taskId, payload, run.id, attempt, faults.signal?.(execution));
+    const output = await invoke(taskId, payload, run, attempt, faults.signal?.(execution));
+    if (output === SUSPENDED) return output;
     if (faults.failAfterRun?.(execution)) throw new WorkerCrash(`worker lost after ${taskId} attempt ${attempt}`);
     return output;
   };
 
   const fake = await startFakeTriggerApi({
     executor: options.execute === false ? undefined : executor,
+    limitsOf,
+    onSuspend: (run) => faults.onSuspend?.(run),
+    failResume: (run) => faults.failResume?.(run) ?? false,
     maxAttempts: (taskId) => (resourceCatalog.getTaskManifest(taskId) as { retry?: { maxAttempts?: number } } | undefined)?.retry?.maxAttempts ?? 1,
   });
 
   const runtimeManager: RuntimeManager = {
     disable() {},
-    async waitForWaitpoint() {
-      throw new Error("sluice tasks do not wait on waitpoints");
+    async waitForWaitpoint({ waitpointFriendlyId, finishDate }) {
+      // wait.for: the run is checkpointed here. This process never goes on with it; a fresh invocation resumes the run.
+      if (!finishDate) throw new Error(`sluice tasks wait for a duration, not for token ${waitpointFriendlyId}`);
+      if (!current) throw new Error(`wait ${waitpointFriendlyId} outside any run`);
+      current.suspend();
+      return new Promise<never>(() => {});
     },
     async waitForTask({ id }) {
       throw new Error(`sluice tasks do not wait on single runs (${id})`);

@@ -11,7 +11,7 @@ export { configureTriggerRunner, triggerRuntime, closeTriggerRuntime, inputsFrom
 export { chunkRanges, type ChunkRange } from "./chunks.ts";
 export { triggerLogger, runTags, type StageProgress } from "./observe.ts";
 export {
-  planTriggerTasks, stageConcurrency, limitsFromEnv, orchestratorTaskId, stageTaskId, scheduleTaskId, providerLimitName,
-  MAX_RUNS_PER_BATCH, DEFAULT_CHUNK_SIZE,
+  planTriggerTasks, stageConcurrency, limitsFromEnv, orchestratorTaskId, stageTaskId, scheduleTaskId, providerLimitName, batchLimitName,
+  MAX_RUNS_PER_BATCH, DEFAULT_CHUNK_SIZE, DEFAULT_BATCH_CONCURRENCY,
   type PipelineTaskPlan, type StageTaskPlan, type StageConcurrency, type RunnerLimits,
 } from "./plan.ts";

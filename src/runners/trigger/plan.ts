@@ -19,6 +19,13 @@ export const DEFAULT_CALLS_PER_RUN = 8;
 /** Concurrent runs of a deterministic stage (no provider behind it: CPU and database bound). */
 export const DEFAULT_LOCAL_CONCURRENCY = 10;
 
+/**
+ * Concurrent runs of `mode: "batch"` stages per provider. Such a run holds its
+ * slot only while it submits or collects: while it waits for its provider
+ * batches it is suspended, and Trigger.dev releases the slot.
+ */
+export const DEFAULT_BATCH_CONCURRENCY = 4;
+
 /** Concurrent runs per provider limit when no requests-per-minute budget is declared. */
 export const DEFAULT_LLM_CONCURRENCY = 4;
 
@@ -88,7 +95,10 @@ export function stageProvider(stage: StageDef, defaultProvider = DEFAULT_PROVIDE
  * Concurrency of a stage task. An LLM stage holds a named limit shared by every
  * stage (of every pipeline) calling the same provider, so together they stay
  * inside that provider's budget: `rpm / (callsPerRun * RPM_PER_CALL_SLOT)` runs
- * at once, at least 1. A deterministic stage only caps itself.
+ * at once, at least 1. A `mode: "batch"` stage holds the provider's batch limit
+ * instead (`sluice-provider-<name>-batch`), so provider batches in flight never
+ * take realtime slots. An `auto` stage may go either way and holds the
+ * realtime one. A deterministic stage only caps itself.
  *
  * @example
  * stageConcurrency(classifyStage, { rpm: { openai: 3000 } });
@@ -97,6 +107,8 @@ export function stageProvider(stage: StageDef, defaultProvider = DEFAULT_PROVIDE
 export function stageConcurrency(stage: StageDef, limits: RunnerLimits = {}, defaultProvider?: string): StageConcurrency {
   const provider = stageProvider(stage, defaultProvider);
   if (!provider) return { kind: "stage", total: DEFAULT_LOCAL_CONCURRENCY };
+  // Batch-mode stages make no realtime calls (but a repair): they hold a limit of their own, never a realtime slot.
+  if (isLlmStage(stage) && stage.mode === "batch") return { kind: "provider", provider, limit: batchLimitName(provider), total: DEFAULT_BATCH_CONCURRENCY };
   const rpm = limits.rpm?.[provider];
   const perRun = (limits.callsPerRun ?? DEFAULT_CALLS_PER_RUN) * RPM_PER_CALL_SLOT;
   const total = rpm && rpm > 0 ? Math.max(1, Math.floor(rpm / perRun)) : DEFAULT_LLM_CONCURRENCY;
@@ -110,6 +122,11 @@ export function isBatchable(stage: StageDef): boolean {
 
 export function providerLimitName(provider: string): string {
   return `sluice-provider-${provider.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
+
+/** The limit `mode: "batch"` stages calling a provider share: apart from its realtime one. */
+export function batchLimitName(provider: string): string {
+  return `${providerLimitName(provider)}-batch`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { concurrencyLimit, idempotencyKeys, schedules, task, tasks, type Task } from "@trigger.dev/sdk";
+import { concurrencyLimit, idempotencyKeys, schedules, task, tasks, wait, type Task } from "@trigger.dev/sdk";
 import type { PipelineDef } from "../../core/types.ts";
 import { orchestrate, type OrchestratorDeps, type OrchestratorOutput, type OrchestratorPayload } from "./orchestrate.ts";
 import { planTriggerTasks, type PipelineTaskPlan, type RunnerLimits, type StageTaskPlan } from "./plan.ts";
@@ -17,15 +17,22 @@ const STAGE_RETRY = { maxAttempts: 3, minTimeoutInMs: 1_000, maxTimeoutInMs: 10_
 /** A retried orchestrator re-sends the same idempotency keys, so retrying it is safe. */
 const ORCHESTRATOR_RETRY = { maxAttempts: 3, minTimeoutInMs: 5_000, maxTimeoutInMs: 60_000, factor: 2, randomize: true };
 
-/** Compute seconds per chunk run: a chunk of slow LLM calls with engine backoff fits well inside. */
+/** Compute seconds per chunk run: a chunk of slow LLM calls with engine backoff fits well inside (a batch chunk's waits do not count). */
 const STAGE_MAX_DURATION = 900;
 
 /**
- * A chunk run of a `batch`/`auto` stage submits a provider batch and the
- * engine polls it in-process until it completes, up to the providers' 24 h
- * window; that polling counts as compute time.
+ * Waits between polls of a provider batch shorter than this are made
+ * longer: the SDK checkpoints (and stops billing) only waits over 5 s.
  */
-const BATCH_STAGE_MAX_DURATION = 25 * 3600;
+const MIN_BATCH_WAIT_S = 10;
+
+/**
+ * Between polls of its provider batches a chunk run of a `batch`/`auto` stage
+ * waits with `wait.for`: checkpointed, billed nothing, holding no concurrency
+ * slot, and possibly resumed in another process (the chunk finds its batches
+ * in the store). A 24 h provider batch costs the compute of its polls.
+ */
+const batchWait = (ms: number) => wait.for({ seconds: Math.ceil(ms / 1000) });
 
 /** Compute seconds per orchestrator run. Time spent waiting on a batch is checkpointed and does not count. */
 const ORCHESTRATOR_MAX_DURATION = 3_600;
@@ -120,7 +127,8 @@ function defineStageTask(pipeline: PipelineDef, plan: StageTaskPlan, sharedLimit
     description: `sluice stage ${pipeline.id}/${plan.stageId}: one chunk of items through the engine`,
     concurrency,
     retry: STAGE_RETRY,
-    maxDuration: plan.batchable ? BATCH_STAGE_MAX_DURATION : STAGE_MAX_DURATION,
-    run: (payload: ChunkPayload, { ctx, signal }) => runStageChunk(pipeline, payload, { signal, attempt: ctx.attempt?.number }),
+    maxDuration: STAGE_MAX_DURATION,
+    run: (payload: ChunkPayload, { ctx, signal }) =>
+      runStageChunk(pipeline, payload, { signal, attempt: ctx.attempt?.number, triggerRunId: ctx.run.id, ...(plan.batchable ? { wait: batchWait, minWaitMs: MIN_BATCH_WAIT_S * 1000 } : {}) }),
   });
 }
