@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { checkPipeline } from "../core/define.ts";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { importUserModule } from "./user-code.ts";
 
 /** Thrown for anything a user must fix; main() prints its message on one line and exits non-zero. */
 export class CliError extends SluiceError {
@@ -23,7 +23,7 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
   if (!file) throw new CliError(`no pipeline "${nameOrPath}": looked for ${candidates.map((c) => c.replace(`${cwd}/`, "")).join(" and ")}`);
   let mod: { default?: unknown };
   try {
-    mod = await import(pathToFileURL(file).href);
+    mod = await importUserModule<{ default?: unknown }>(file);
   } catch (err) {
     throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} failed to load: ${(err as Error).message.split("\n")[0]}`);
   }
