@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { checkPipeline } from "../core/define.ts";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import { openDatabase, type Database } from "../store/index.ts";
@@ -31,6 +30,8 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
   if (!pipeline || typeof pipeline !== "object") {
     throw new CliError(`pipeline ${file.replace(`${cwd}/`, "")} has no default export (export default definePipeline({ ... }))`);
   }
+  // Loaded here, not at start: it brings the schema checker (zod), which commands that load no pipeline never need.
+  const { checkPipeline } = await import("../core/define.ts");
   checkPipeline(pipeline);
   return pipeline;
 }

@@ -1,6 +1,5 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import type { SluiceConfig } from "../core/config.ts";
 import { CliError } from "./common.ts";
 import { importUserModule } from "./user-code.ts";
@@ -8,17 +7,21 @@ import { importUserModule } from "./user-code.ts";
 /** Where the CLI looks for a project's config, in this order; the first found is used. */
 export const CONFIG_FILES = ["sluice.config.ts", "sluice.config.mts", "sluice.config.js", "sluice.config.mjs"];
 
-const positiveInt = z.number().int().positive();
-const configSchema = z.strictObject({
-  store: z.strictObject({ url: z.string().min(1).optional(), dataDir: z.string().min(1).optional() }).optional(),
-  concurrency: positiveInt.optional(),
-  chunkSize: positiveInt.optional(),
-  maxAttempts: positiveInt.optional(),
-  budgetUsd: z.number().positive().optional(),
-  simulator: z
-    .strictObject({ config: z.string().min(1).optional(), inProcess: z.boolean().optional(), inProcessLatencyMs: z.number().nonnegative().optional() })
-    .optional(),
-});
+/** The config's schema; zod is loaded only when a project has a config file. */
+async function configSchema() {
+  const { z } = await import("zod");
+  const positiveInt = z.number().int().positive();
+  return z.strictObject({
+    store: z.strictObject({ url: z.string().min(1).optional(), dataDir: z.string().min(1).optional() }).optional(),
+    concurrency: positiveInt.optional(),
+    chunkSize: positiveInt.optional(),
+    maxAttempts: positiveInt.optional(),
+    budgetUsd: z.number().positive().optional(),
+    simulator: z
+      .strictObject({ config: z.string().min(1).optional(), inProcess: z.boolean().optional(), inProcessLatencyMs: z.number().nonnegative().optional() })
+      .optional(),
+  });
+}
 
 /** The environment variable each setting stands for, and its value as the variable would hold it. */
 export function configAsEnv(config: SluiceConfig): Record<string, string> {
@@ -46,7 +49,7 @@ export async function loadProjectConfig(cwd: string): Promise<{ file: string; co
   } catch (err) {
     throw new CliError(`${name} failed to load: ${(err as Error).message.split("\n")[0]}`);
   }
-  const parsed = configSchema.safeParse(mod.default);
+  const parsed = (await configSchema()).safeParse(mod.default);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const where = issue.path.length ? issue.path.join(".") : "its default export";

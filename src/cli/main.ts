@@ -3,7 +3,6 @@ import { config as loadEnv } from "dotenv";
 import { SluiceError } from "../core/errors.ts";
 import { COMMANDS, type CommandEntry } from "./commands.ts";
 import { CliError } from "./common.ts";
-import { applyProjectConfig } from "./config.ts";
 
 /**
  * The program with every command listed; only `load`ed entries are real
@@ -50,6 +49,7 @@ export async function main(argv: string[]): Promise<void> {
       // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
       loadEnv({ quiet: true });
       // Then the project's defaults, under both.
+      const { applyProjectConfig } = await import("./config.ts");
       await applyProjectConfig(process.cwd(), process.env);
       loaded.set(entry.name, await entry.load());
     }

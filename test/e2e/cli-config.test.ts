@@ -62,21 +62,31 @@ export default config;
     });
   });
 
-  it("sets the CLI's store, under .env and the environment", () => {
+  it("sets the CLI's store", () => {
     const dir = project(`const where: string = ${JSON.stringify(join("DIR", "from-config"))}.replace("DIR", process.cwd());\nexport default { store: { dataDir: where } };\n`);
-    const env = cliEnv({ SLUICE_DATA_DIR: undefined });
-    const status = (extra: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [BIN, "status"], { cwd: dir, env: { ...env, ...extra }, encoding: "utf8" });
-    const fromConfig = status();
-    expect(fromConfig.status, fromConfig.stderr).toBe(0);
+    const res = spawnSync(process.execPath, [BIN, "status"], { cwd: dir, env: cliEnv({ SLUICE_DATA_DIR: undefined }), encoding: "utf8" });
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/no runs yet/);
     expect(existsSync(join(dir, "from-config"))).toBe(true);
-    const explicit = status({ SLUICE_DATA_DIR: join(dir, "explicit") });
-    expect(explicit.status, explicit.stderr).toBe(0);
-    expect(existsSync(join(dir, "explicit"))).toBe(true);
-    writeFileSync(join(dir, ".env"), `SLUICE_DATA_DIR=${join(dir, "from-dotenv")}\n`);
-    const dotenv = status();
-    expect(dotenv.status, dotenv.stderr).toBe(0);
-    expect(existsSync(join(dir, "from-dotenv"))).toBe(true);
-  }, 120_000);
+  }, 240_000);
+
+  it("gives way to .env and to the environment", () => {
+    // An unusable budget stops `run` before anything is loaded, and the message says whose value it was.
+    const dir = project(`export default { budgetUsd: 2 };\n`);
+    const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [BIN, "run", "any", "--input", "any.csv"], { cwd: dir, env: cliEnv(env), encoding: "utf8" });
+    const fromEnv = run({ SLUICE_BUDGET: "from-env" });
+    expect(fromEnv.status).toBe(1);
+    expect(fromEnv.stderr).toBe(`sluice: SLUICE_BUDGET is a positive amount in USD, got "from-env"\n`);
+    writeFileSync(join(dir, ".env"), "SLUICE_BUDGET=from-dotenv\n");
+    const fromDotenv = run({ SLUICE_BUDGET: undefined });
+    expect(fromDotenv.status).toBe(1);
+    expect(fromDotenv.stderr).toBe(`sluice: SLUICE_BUDGET is a positive amount in USD, got "from-dotenv"\n`);
+    // With neither, the config's budget stands and the command goes on (to the missing pipeline).
+    writeFileSync(join(dir, ".env"), "");
+    const fromConfig = run({ SLUICE_BUDGET: undefined });
+    expect(fromConfig.status).toBe(1);
+    expect(fromConfig.stderr).toMatch(/^sluice: no pipeline "any"/);
+  }, 240_000);
 
   it("stops the CLI with one line when it is wrong", () => {
     const dir = project(`export default { concurrency: "many" };\n`);
@@ -84,5 +94,5 @@ export default config;
     expect(res.status).toBe(1);
     expect(res.stderr).toMatch(/^sluice: sluice\.config\.ts: concurrency: [^\n]+\n$/);
     expect(res.stdout).toBe("");
-  }, 60_000);
+  }, 120_000);
 });
