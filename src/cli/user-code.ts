@@ -19,7 +19,8 @@ let ready: Promise<void> | undefined;
 /** Whether this module is running as compiled JavaScript (the `bin` from `dist/`), not from its TypeScript source. */
 export const compiled = import.meta.url.endsWith(".js");
 
-function prepare(): Promise<void> {
+/** Make user TypeScript importable (once); `importUserModule` calls it, and so must any other importer of user files. */
+export function prepareUserCode(): Promise<void> {
   ready ??= (async () => {
     if (!compiled) return; // running from source: the TypeScript loader is already in place
     const { register } = await import("tsx/esm/api");
@@ -32,6 +33,6 @@ function prepare(): Promise<void> {
 
 /** Import a user's module (`.ts`, `.mts`, `.js`, `.mjs`) by path. */
 export async function importUserModule<T = unknown>(file: string): Promise<T> {
-  await prepare();
+  await prepareUserCode();
   return (await import(pathToFileURL(file).href)) as T;
 }
