@@ -4,6 +4,7 @@
  * so absolute times from one run prove little.
  */
 import { benchChaos } from "./chaos.ts";
+import { benchCli } from "./cli.ts";
 import { benchCost } from "./cost.ts";
 import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<void>> = {
   rerun: benchRerun,
   chaos: benchChaos,
   cost: benchCost,
+  cli: benchCli,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

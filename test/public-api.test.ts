@@ -9,7 +9,7 @@ describe("the public API", () => {
     expect(Object.keys(sluice).sort()).toEqual(
       [
         "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
-        "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "definePipeline", "defineStage", "diffRuns", "openDatabase",
+        "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "defineConfig", "definePipeline", "defineStage", "diffRuns", "openDatabase",
         "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
       ].sort(),
     );
@@ -18,7 +18,7 @@ describe("the public API", () => {
     // What a pipeline file needs, also in the whole API, as the very same values.
     expect(Object.keys(core).sort()).toEqual([
       "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
-      "compileSchema", "definePipeline", "defineStage", "stageVersion", "versionParts",
+      "compileSchema", "defineConfig", "definePipeline", "defineStage", "stageVersion", "versionParts",
     ].sort());
     for (const [name, value] of Object.entries(core)) expect(sluice[name as keyof typeof sluice]).toBe(value);
   });

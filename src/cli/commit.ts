@@ -97,7 +97,6 @@ function changes(before: Record<string, unknown> | null, after: Record<string, u
 
 export function commitCommand(): Command {
   return new Command("commit")
-    .description("commit a run's reviewed items: approved and edited ones are written to the target, rejected ones end `rejected`")
     .argument("<runId>")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .action(async (runId: string, opts: { json?: boolean }) => {
@@ -107,7 +106,6 @@ export function commitCommand(): Command {
 
 export function revertCommand(): Command {
   return new Command("revert")
-    .description("restore every target row a run changed to what it was before the run (recorded as a run of its own)")
     .argument("<runId>")
     .option("--force", "revert even rows later runs changed since (their changes are overwritten)")
     .option("--pipeline <file>", "the pipeline's definition, when it is not pipelines/<id>.ts (needed for a target in another database, target.url)")
@@ -119,7 +117,6 @@ export function revertCommand(): Command {
 
 export function historyCommand(): Command {
   return new Command("history")
-    .description("every write to one row of a pipeline's target: run, operation, and what changed")
     .argument("<pipeline>", "a pipeline id, or the path of its definition")
     .argument("<key>")
     .option("--json", "print JSON")

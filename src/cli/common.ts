@@ -2,8 +2,8 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
-import { importPipeline } from "../preset/pipelines.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { prepareUserCode } from "./user-code.ts";
 
 /** Thrown for anything a user must fix; main() prints its message on one line and exits non-zero. */
 export class CliError extends SluiceError {
@@ -21,6 +21,9 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
   const file = candidates.find((f) => existsSync(f));
   if (!file) throw new CliError(`no pipeline "${nameOrPath}": looked for ${candidates.map((c) => c.replace(`${cwd}/`, "")).join(" and ")}`);
   try {
+    await prepareUserCode();
+    // Loaded here, not at start: it brings the schema checker (zod), which commands that load no pipeline never need.
+    const { importPipeline } = await import("../preset/pipelines.ts");
     return await importPipeline(file, file.replace(`${cwd}/`, ""));
   } catch (err) {
     // Not loadable, or not a pipeline: a message for the user, on one line.

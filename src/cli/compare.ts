@@ -82,7 +82,6 @@ export async function compareCli(options: CompareCliOptions): Promise<CompareRes
 
 export function compareCommand(): Command {
   return new Command("compare")
-    .description("run a stage's current definition on a reproducible sample of the last run's items, commit nothing, and report agreement and cost")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
     .requiredOption("-s, --stage <id>", "the stage to evaluate")
     .requiredOption("-n, --sample <n>", "how many items to sample")

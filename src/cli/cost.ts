@@ -74,7 +74,6 @@ function parseSince(value: string): string {
 
 export function costCommand(): Command {
   return new Command("cost")
-    .description("what was paid, by pipeline, stage, run, day or model, with batch discount and reuse and cache savings; or one item's cost")
     .option("--by <dims>", `one or more of ${COST_DIMENSIONS.join(", ")}, comma-separated`, "pipeline")
     .option("-p, --pipeline <id>", "only this pipeline")
     .option("--since <date>", "only calls made (and reuse recorded) since this date")

@@ -94,7 +94,6 @@ export async function diffCli(options: DiffCliOptions): Promise<RunDiff> {
 
 export function diffCommand(): Command {
   return new Command("diff")
-    .description("per stage, how many items changed output, gate result or state between two runs")
     .argument("<runA>", "the earlier run (the base)")
     .argument("<runB>", "the later run")
     .option("-s, --stage <id>", "only this stage")

@@ -46,7 +46,6 @@ export async function dlqCli(action: "list" | "retry", runId: string, options: {
 
 export function dlqCommand(): Command {
   return new Command("dlq")
-    .description("list a run's dead-lettered items with error class and message; `dlq retry <runId>` requeues them")
     .argument("<runIdOrRetry>", "a run id, or `retry`")
     .argument("[runId]", "the run id, after `retry`")
     .option("--json", "print JSON")

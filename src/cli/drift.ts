@@ -59,7 +59,6 @@ function parseFraction(value: string, name: string, max = 1): number {
 
 export function driftCommand(): Command {
   return new Command("drift")
-    .description("how each stage behaved across the last runs (labels, gate, failure and review rates, tokens and cost per item), with changes beyond the thresholds flagged")
     .argument("<pipeline>", "pipeline id, or path to a pipeline file")
     .option("--last <n>", "how many of the latest finished runs", "5")
     .option("--js <bits>", "flag a label distribution whose Jensen-Shannon divergence from the run before reaches this", String(DEFAULT_THRESHOLDS.js))

@@ -160,7 +160,6 @@ export function formatEstimate(est: EstimateResult | CostEstimate): string {
 
 export function estimateCommand(): Command {
   return new Command("estimate")
-    .description("estimate what a run over an input would cost (a range), from the store's history; pays nothing unless --sample")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
     .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
     .option("--sample <n>", "first run a reproducible sample of n items for real (recorded like any run) and estimate from its answers")

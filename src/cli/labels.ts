@@ -72,7 +72,7 @@ export async function exportLabels(pipelineName: string, options: { stage?: stri
 }
 
 export function labelsCommand(): Command {
-  const labels = new Command("labels").description("the labels people gave in review, as a labelled set");
+  const labels = new Command("labels");
   labels.addCommand(
     new Command("export")
       .description("export review decisions as a labelled set (JSONL with the whole item, or CSV)")

@@ -38,7 +38,6 @@ export function describePipeline(p: PipelineDef): PipelineListing {
 
 export function lsCommand(): Command {
   return new Command("ls")
-    .description("list the pipelines in pipelines/: their stages, versions, models and targets")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
       const listing = (await loadAllPipelines(process.cwd())).map(describePipeline);

@@ -1,79 +1,59 @@
 import { Command, CommanderError } from "commander";
 import { config as loadEnv } from "dotenv";
 import { SluiceError } from "../core/errors.ts";
+import { COMMANDS, type CommandEntry } from "./commands.ts";
 import { CliError } from "./common.ts";
-import { commitCommand, historyCommand, revertCommand } from "./commit.ts";
-import { compareCommand } from "./compare.ts";
-import { costCommand } from "./cost.ts";
-import { diffCommand } from "./diff.ts";
-import { dlqCommand } from "./dlq.ts";
-import { driftCommand } from "./drift.ts";
-import { estimateCommand } from "./estimate.ts";
-import { labelsCommand } from "./labels.ts";
-import { lsCommand } from "./ls.ts";
-import { quarantineCommand } from "./quarantine.ts";
-import { reportCommand } from "./report.ts";
-import { rerunCommand } from "./rerun.ts";
-import { reviewCommand } from "./review.ts";
-import { resumeCommand } from "./resume.ts";
-import { runCommand } from "./run.ts";
-import { scheduleCommand } from "./schedule.ts";
-import { simCommand } from "./sim.ts";
-import { statusCommand } from "./status.ts";
-import { uiCommand } from "./ui.ts";
-import { versionsCommand } from "./versions.ts";
 
-export function buildProgram(): Command {
+/**
+ * The program with every command listed; only `load`ed entries are real
+ * commands, the others are names and descriptions for the top help.
+ */
+export function buildProgram(loaded: Map<string, Command> = new Map()): Command {
   const program = new Command("sluice")
     .description("staged, gated, versioned batch LLM pipelines")
     .version("0.1.0")
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [
-    runCommand(),
-    lsCommand(),
-    resumeCommand(),
-    rerunCommand(),
-    statusCommand(),
-    versionsCommand(),
-    diffCommand(),
-    compareCommand(),
-    quarantineCommand(),
-    dlqCommand(),
-    reviewCommand(),
-    commitCommand(),
-    revertCommand(),
-    historyCommand(),
-    labelsCommand(),
-    reportCommand(),
-    scheduleCommand(),
-    simCommand(),
-    uiCommand(),
-    estimateCommand(),
-    costCommand(),
-    driftCommand(),
-  ]) {
-    program.addCommand(command.exitOverride());
+  for (const entry of COMMANDS) {
+    const command = loaded.get(entry.name) ?? new Command(entry.name);
+    program.addCommand(command.description(entry.description).exitOverride());
   }
   return program;
+}
+
+/** The command a command line names (`sluice <command> ...` or `sluice help <command>`), if any. */
+function named(argv: string[]): CommandEntry | "unknown" | undefined {
+  const first = argv[2];
+  if (!first || first.startsWith("-")) return undefined;
+  const name = first === "help" ? argv[3] : first;
+  if (name === undefined) return undefined;
+  return COMMANDS.find((c) => c.name === name) ?? "unknown";
 }
 
 /**
  * CLI entry point. Errors a user can act on print as one line,
  * `sluice: <reason>`, with exit status 1; a finished run exits 0 even when
- * some items were dead-lettered.
+ * some items were dead-lettered. Only the module of the command being run is
+ * loaded, and a project's `sluice.config.ts` only when a command runs.
  */
 export async function main(argv: string[]): Promise<void> {
   try {
-    // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
-    loadEnv({ quiet: true });
-    const program = buildProgram();
+    const entry = named(argv);
     // An unknown command is an error even with --help (which would otherwise print the top help and exit 0).
-    const first = argv[2];
-    if (first && !first.startsWith("-") && first !== "help" && !program.commands.some((c) => c.name() === first || c.aliases().includes(first))) {
-      throw new CliError(`unknown command "${first}" (commands: ${program.commands.map((c) => c.name()).join(", ")})`);
+    if (entry === "unknown") {
+      const name = argv[2] === "help" ? argv[3] : argv[2];
+      throw new CliError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
     }
-    await program.parseAsync(argv);
+    const loaded = new Map<string, Command>();
+    if (entry) {
+      // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
+      loadEnv({ quiet: true });
+      // Then the project's defaults, under both.
+      const { applyProjectConfig } = await import("./config.ts");
+      await applyProjectConfig(process.cwd(), process.env);
+      loaded.set(entry.name, await entry.load());
+    }
+    await buildProgram(loaded).parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode;

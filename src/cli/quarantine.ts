@@ -31,7 +31,6 @@ export async function quarantineCli(runId: string, options: { json?: boolean; al
 
 export function quarantineCommand(): Command {
   return new Command("quarantine")
-    .description("list the input rows a run quarantined, with line numbers and reasons")
     .argument("<runId>")
     .option("--all", "include rows deduplicated as identical copies")
     .option("--json", "print JSON")

@@ -2,60 +2,8 @@ import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { buildRunReport } from "../inspect/report.ts";
-import type { RunSummary } from "../inspect/summary.ts";
 import { reportDocument } from "../report/page.ts";
 import { withStore } from "./common.ts";
-
-const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
-const int = (n: number) => n.toLocaleString("en-US");
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")).join("\n");
-}
-
-/** The human summary printed at the end of run, resume and rerun. */
-export function formatSummary(summary: RunSummary): string {
-  const lines: string[] = [];
-  lines.push(`run ${summary.runId} · ${summary.pipeline} · ${summary.status}`);
-  lines.push("");
-  lines.push(
-    table([
-      ["stage", "processed", "reused", "gated out", "review", "failed", "calls", "tokens in/out", "cost"],
-      ...summary.stages.map((s) => [
-        `${s.id} (${s.kind})`,
-        int(s.processed),
-        int(s.reused),
-        int(s.gatedOut),
-        int(s.needsReview),
-        int(s.failed),
-        int(s.providerCalls),
-        s.inputTokens || s.outputTokens ? `${int(s.inputTokens)}/${int(s.outputTokens)}` : "-",
-        usd(s.costUsd),
-      ]),
-    ]),
-  );
-  lines.push("");
-  const parts = Object.entries(summary.items.byStatus)
-    .sort((a, b) => b[1] - a[1])
-    .map(([k, v]) => `${k} ${int(v)}`);
-  lines.push(`rows read ${int(summary.items.total)}: ${parts.join(", ")}`);
-  lines.push(`total cost ${usd(summary.costUsd)}`);
-  if (summary.budget) {
-    const b = summary.budget;
-    lines.push(b.capUsd === null ? `budget: ${usd(b.spentUsd)} spent` : `budget: ${usd(b.spentUsd)} spent of ${usd(b.capUsd)}`);
-    if (b.exhausted) lines.push(`stopped: ${b.exhausted}`);
-  }
-  const gated = summary.stages.filter((s) => s.gateSavedUsd > 0);
-  if (gated.length) {
-    lines.push(`the gates kept ${gated.map((s) => `${int(s.gatedOut)} items from ${s.id}`).join(", ")}: about ${usd(summary.savings.gateUsd)} not spent`);
-  }
-  const batched = summary.stages.filter((s) => s.batchCalls > 0);
-  if (batched.length) {
-    lines.push(`batch API: ${batched.map((s) => `${int(s.batchCalls)} ${s.id} calls`).join(", ")} at batch price, ${usd(summary.savings.batchDiscountUsd)} below list price`);
-  }
-  return lines.join("\n");
-}
 
 /**
  * `sluice report <runId> [--out file]`: the run's report as one HTML file
@@ -72,7 +20,6 @@ export async function reportCli(runId: string, options: { out?: string; env?: No
 
 export function reportCommand(): Command {
   return new Command("report")
-    .description("write a run's report (funnel, cost, savings, tokens, time, failures) as one self-contained HTML file")
     .argument("<runId>")
     .option("-o, --out <file>", "where to write it (default: report-<runId>.html)")
     .action(async (runId: string, opts: { out?: string }) => {

@@ -5,7 +5,7 @@ import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
 import { loadPipeline, withStore } from "./common.ts";
 import { estimateRerunCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
-import { budgetExit, parseBudget } from "./run.ts";
+import { budgetExit, budgetFromEnv, parseBudget } from "./run.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
 export type RerunSummary = RunSummary & { rerun: { baseRunId: string; stage: string; only: boolean } };
@@ -75,14 +75,13 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
         banner: describeRerun(prepared),
         interrupted: `interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`,
       },
-      (base) => driveRerun({ ...base, budgetUsd: options.budget }, request, prepared),
+      (base) => driveRerun({ ...base, budgetUsd: options.budget ?? budgetFromEnv(env) }, request, prepared),
     );
   });
 }
 
 export function rerunCommand(): Command {
   return new Command("rerun")
-    .description("rerun one stage after a change: a new run over the base run's items that pays only for what changed")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
     .requiredOption("-s, --stage <id>", "the stage to recompute with its current definition")
     .option("--from <runId>", "base run (default: the latest finished run of the pipeline)")

@@ -14,7 +14,6 @@ export async function resumeCli(runId: string, options: { json?: boolean; pipeli
 
 export function resumeCommand(): Command {
   return new Command("resume")
-    .description("continue a run that was interrupted (or join a running one from another process)")
     .argument("<runId>")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--pipeline <file>", "pipeline file to use (default: the one the run was started with)")

@@ -63,7 +63,7 @@ function printQueue(runId: string, rows: QueueRow[]): void {
 }
 
 export function reviewCommand(): Command {
-  const review = new Command("review").description("list, inspect and decide the items a run sent to review (approve, reject, edit)");
+  const review = new Command("review");
   const filters = (c: Command) =>
     c.option("--stage <id>", "only items this stage sent to review").option("--reason <text>", "only items whose reason contains this text (case-insensitive)");
   const decideCommand = (name: Decision, description: string) =>

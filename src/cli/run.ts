@@ -20,12 +20,13 @@ export interface RunCliOptions {
 /** `sluice run` and `sluice resume`: open the store, then run or continue the run in a CLI session. */
 export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const env = options.env ?? process.env;
+  const budgetUsd = options.budget ?? budgetFromEnv(env);
   const pipeline = await loadPipeline(options.pipeline);
   // Before the store opens (which can take seconds): a bad input fails at once, and leaves no run behind.
   if (options.input !== undefined) await checkInput(options.input, pipeline);
   return withStore(env, (db) =>
     runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) => {
-      const opts = { ...base, budgetUsd: options.budget };
+      const opts = { ...base, budgetUsd };
       return options.runId
         ? resumeRun(opts, options.runId)
         : runPipeline(opts, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined });
@@ -35,7 +36,6 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
 
 export function runCommand(): Command {
   return new Command("run")
-    .description("run a pipeline over an input file (continues an unfinished run of the same input)")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
     .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
@@ -69,6 +69,15 @@ async function submitToTrigger(pipelineName: string, opts: { input: string; json
 export function parseBudget(value: string): number {
   const n = Number(value.replace(/^\$/, ""));
   if (!Number.isFinite(n) || n <= 0) throw new CliError(`--budget is a positive amount in USD, got "${value}"`);
+  return n;
+}
+
+/** The default budget, `SLUICE_BUDGET` (or `budgetUsd` in sluice.config.ts); `--budget` wins over it. */
+export function budgetFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const value = env.SLUICE_BUDGET;
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value.replace(/^\$/, ""));
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`SLUICE_BUDGET is a positive amount in USD, got "${value}"`);
   return n;
 }
 

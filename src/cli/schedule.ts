@@ -84,7 +84,7 @@ export function formatSchedules(listing: ScheduleListing[]): string {
 }
 
 export function scheduleCommand(): Command {
-  const command = new Command("schedule").description("Trigger.dev schedules and `after` links of the pipelines in pipelines/");
+  const command = new Command("schedule");
   command
     .command("list")
     .description("show the scheduled tasks, `after` links and task ids a Trigger.dev deploy would register")

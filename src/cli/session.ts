@@ -9,7 +9,7 @@ import type { Database } from "../store/database.ts";
 import { CliError, printJson } from "./common.ts";
 import { createCliLogger } from "./logger.ts";
 import { progressReporter } from "./progress.ts";
-import { formatSummary } from "./report.ts";
+import { formatSummary } from "./format.ts";
 
 /** Engine tuning from the environment: `SLUICE_CONCURRENCY`, `SLUICE_CHUNK_SIZE`, `SLUICE_MAX_ATTEMPTS`, `SLUICE_BATCH_POLL_MS`, `SLUICE_LEASE_MS`. */
 export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOptions> {

@@ -53,7 +53,6 @@ export async function simCli(opts: SimCliOptions, out: (line: string) => void = 
  */
 export function simCommand(): Command {
   return new Command("sim")
-    .description("serve the OpenAI/Anthropic provider simulator on loopback until interrupted")
     .option("--port <n>", "port to listen on (0 picks a free one)", "8787")
     .option("--host <host>", "address to bind", "127.0.0.1")
     .option("--config <file>", "simulator config (JSON): limits, latency, faults, batch behaviour")

@@ -3,7 +3,7 @@ import { summarizeRun, type RunSummary } from "../inspect/summary.ts";
 import type { Database } from "../store/database.ts";
 import { recentRuns } from "../store/reports.ts";
 import { printJson, withStore } from "./common.ts";
-import { formatSummary } from "./report.ts";
+import { formatSummary } from "./format.ts";
 
 export interface RunListing {
   runId: string;
@@ -52,7 +52,6 @@ export async function statusCli(runId: string | undefined, options: { json?: boo
 
 export function statusCommand(): Command {
   return new Command("status")
-    .description("list recent runs, or show one run's per-stage status and cost")
     .argument("[runId]")
     .option("--json", "print JSON")
     .action(async (runId: string | undefined, opts: { json?: boolean }) => {

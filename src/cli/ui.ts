@@ -33,7 +33,6 @@ export async function uiCli(options: { port?: number; allowWrites?: boolean; env
 
 export function uiCommand(): Command {
   return new Command("ui")
-    .description("a local web console on 127.0.0.1: runs, live run reports, items, dead letters, stage versions")
     .option("-p, --port <n>", "port to listen on (0: any free port)", "4873")
     .option("--allow-writes", "allow actions that change the store (requeueing dead letters)")
     .action(async (opts: { port: string; allowWrites?: boolean }) => {

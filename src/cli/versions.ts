@@ -74,7 +74,6 @@ export async function versionsCli(options: VersionsCliOptions): Promise<StageVer
 
 export function versionsCommand(): Command {
   return new Command("versions")
-    .description("list each stage version seen: what changed, when it first ran, how many items it produced")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
     .option("-s, --stage <id>", "only this stage")
     .option("--show <version>", "print the stored outputs of one version of --stage (old versions stay queryable)")

@@ -4,6 +4,7 @@
  * provider SDKs, no database driver, so loading a pipeline stays cheap (the
  * CLI loads one for every command that names it). The whole API is `sluice`.
  */
+export { defineConfig, type SluiceConfig } from "./config.ts";
 export { definePipeline, defineStage, stageVersion, versionParts } from "./define.ts";
 export type {
   CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineBudget, PipelineDef,

@@ -36,5 +36,5 @@ describe("the CLI's habits", () => {
     const explicit = spawnSync(process.execPath, [BIN, "status"], { cwd: dir, env: { ...env, SLUICE_DATA_DIR: join(dir, "explicit") }, encoding: "utf8" });
     expect(explicit.status, explicit.stderr).toBe(0);
     expect(existsSync(join(dir, "explicit"))).toBe(true);
-  }, 120_000);
+  }, 240_000);
 });

@@ -34,7 +34,7 @@ describe("sluice run on a messy CSV", () => {
     expect(human.stdout).toContain(`line ${String(messy.expected.quarantinedLines[0]).padStart(6)}`);
     expect(human.stdout).toMatch(/invalid UTF-8/);
     expect(human.stdout).toMatch(/over the 262,144-byte limit/);
-  });
+  }, 180_000);
 
   it("fails with a one-line reason when it cannot run", async () => {
     const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir() });
@@ -73,5 +73,5 @@ describe("sluice run on a messy CSV", () => {
     expect(bad.stderr).toMatch(/^sluice: /);
     const status = await runCli(["status", "--json"], env);
     expect(lastJson(status.stdout)).toEqual([]);
-  });
+  }, 180_000);
 });

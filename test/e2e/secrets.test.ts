@@ -83,5 +83,5 @@ describe("API keys never reach the database, logs, reports or the console", () =
         expect(readFileSync(file).includes(key), `${key} found in ${file}`).toBe(false);
       }
     }
-  }, 120_000);
+  }, 240_000);
 });
