@@ -15,7 +15,8 @@ import type { Database } from "../store/database.ts";
 import { outputsOfItems } from "../store/outputs.ts";
 import { latestRunReachingStage } from "../store/reports.ts";
 import { latestFinishedRun } from "../store/runs.ts";
-import { answerStats, billedInputTokens, stageFlow, type AnswerStats, type StageFlow } from "../store/spend.ts";
+import { answerStats, billedInputTokens, gateOutcomes, stageFlow, type AnswerStats, type StageFlow } from "../store/spend.ts";
+import { learnGateOdds, type GateOdds } from "./gate-odds.ts";
 
 /**
  * What a run would cost before it is paid for: `sluice estimate`, and
@@ -193,7 +194,9 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     }
 
     // Items reached with a probability only: their upstream answer is not known yet.
-    const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, g) }));
+    // A gate's odds are the item's own where an earlier run shows items like it (see `gate-odds.ts`).
+    const odds = def.when && unknown.length && flow?.runId && g.n ? learnGateOdds(await gateOutcomes(db, flow.runId, stage.id, GATE_EXAMPLES)) : undefined;
+    const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, odds ? itemRate(g, odds, u.chunk.item) : g) }));
     const expected = sumRange(reachUnknown.map((u) => u.q));
     const spread = z * Math.sqrt(reachUnknown.reduce((s, u) => s + u.q.mid * (1 - u.q.mid), 0));
     // No more can reach the stage than arrive at it.
@@ -205,7 +208,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
         if (result.output) goOn(x, result.status, result.output.value, result.output.hash);
       }
       for (const u of reachUnknown) nextUnknown.push({ itemId: u.itemId, chunk: u.chunk, p: times(u.q, a) });
-      if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId));
+      if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId), ...describeOdds(odds, reachUnknown, g));
       known = nextKnown;
       unknown = nextUnknown;
       continue;
@@ -267,7 +270,10 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     const knownTokens = [...paid.values()].reduce((s, p) => s + p.tokens, 0);
     est.model = def.model;
     est.calls = { low: knownCalls + Math.max(0, expected.low - spread), mid: knownCalls + expected.mid, high: knownCalls + Math.min(reachUnknown.length, expected.high + spread) };
-    const selection = gateSelection(def, sizes, unknown.length > 0, z);
+    // With odds per item, the requests the gate is likely to let through already weigh more in the mean above:
+    // the selection measured on known items is then not applied again, only its uncertainty is kept.
+    const measured = gateSelection(def, sizes, unknown.length > 0, z);
+    const selection = odds ? { low: measured.low / measured.mid, mid: 1, high: measured.high / measured.mid } : measured;
     const inputAt = (calls: number, fit: number, t: number, sel: number) => (knownTokens + (calls - knownCalls) * meanUnknownTokens * sel) * fit * t;
     est.inputTokens = {
       low: inputAt(est.calls.low, calibration.low, tries.low, selection.low),
@@ -296,7 +302,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     }
 
     est.basis.push(`${knownCalls} request${knownCalls === 1 ? "" : "s"} built and counted${unknown.length ? `, ${fmtRange(expected)} more expected after upstream answers` : ""}`);
-    if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId));
+    if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId), ...describeOdds(odds, reachUnknown, g));
     if (selection.basis) est.basis.push(selection.basis);
     est.basis.push(
       stats.answers
@@ -366,6 +372,26 @@ function rate(k: number | undefined, n: number | undefined, z: number, guess: "g
 function describeRate(what: string, r: Rate, runId: string | undefined): string {
   if (!r.n) return `${what}: unknown (no earlier run), taken as ${pct(r.low)}–${pct(r.high)}`;
   return `${what}: ${pct(r.mid)} (${pct(r.low)}–${pct(r.high)}) over ${r.n} items of run ${runId}`;
+}
+
+/** Items of the earlier run a gate's odds per item are learned from. */
+const GATE_EXAMPLES = 5000;
+
+/**
+ * An item's pass rate at a gate: its own odds as the midpoint, the run-wide
+ * rate's interval scaled around it (how far the earlier run's rate may be
+ * from the gate's true one).
+ */
+function itemRate(g: Rate, odds: GateOdds, item: unknown): Rate {
+  const p = odds.odds(item);
+  if (g.mid <= 0 || g.mid >= 1) return { ...g, mid: p, low: Math.min(g.low, p), high: Math.max(g.high, p) };
+  return { low: p * (g.low / g.mid), mid: p, high: Math.min(1, 1 - (1 - p) * ((1 - g.high) / (1 - g.mid))), n: g.n };
+}
+
+function describeOdds(odds: GateOdds | undefined, reached: { q: Range; p: Range }[], g: Rate): string[] {
+  if (!odds || reached.length === 0) return [];
+  const mean = reached.reduce((s, u) => s + (u.p.mid > 0 ? u.q.mid / u.p.mid : 0), 0) / reached.length;
+  return [`gate odds per item, learned from the words of the ${odds.n} items that met it in that run: ${pct(mean)} on average for the ${reached.length} items of this input (the run's rate: ${pct(g.mid)})`];
 }
 
 /** Width of the input-token range for a gate's selection when no item of the input shows it. */
