@@ -7,6 +7,8 @@ import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, ty
 import { stageInput, type ChunkItem } from "../engine/inputs.ts";
 import { buildRequest, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "../engine/llm-call.ts";
 import { planStages } from "../engine/plan.ts";
+import { BATCH_WINDOW_MS } from "../engine/deadline.ts";
+import { parseDuration } from "../core/duration.ts";
 import { estimateInputTokens } from "../providers/limits/estimate.ts";
 import { costBreakdown, priceOf } from "../providers/prices.ts";
 import type { CompletionResult, Usage } from "../providers/types.ts";
@@ -82,6 +84,13 @@ export interface CostEstimate {
   historyRunId: string | null;
   stages: StageEstimate[];
   costUsd: Range;
+  /**
+   * The midpoint under each plan: every model stage realtime, and every stage
+   * that may use a batch API (`batch` or `auto`, on a provider that has one) by
+   * batch. Which one an `auto` stage takes depends on its deadline and the
+   * provider's recent batch turnaround (see `engine/deadline.ts`).
+   */
+  plans: { realtimeUsd: number; batchUsd: number };
   savedUsd: { reuse: number; cache: number };
   notes: string[];
 }
@@ -151,6 +160,8 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   let known: { itemId: string; chunk: ChunkItem }[] = request.items.map((i) => ({ itemId: i.itemId, chunk: { item: i.item, contentHash: i.contentHash, outputs: {}, hashes: {} } }));
   let unknown: { itemId: string; chunk: ChunkItem; p: Range }[] = [];
   const stages: StageEstimate[] = [];
+  /** Model stages that may go by batch: `batch` or `auto`, on a provider with a batch API. */
+  const batchable = new Set<string>();
   const last = Math.min(plan.length - 1, request.stopAfter ?? plan.length - 1);
 
   for (const stage of plan.slice(0, last + 1)) {
@@ -289,6 +300,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
 
     const mode = modeOf(ctx, def, providerName, est.calls, est.reach);
     est.mode = mode;
+    if ((def.mode === "batch" || def.mode === "auto") && hasBatchApi(ctx, providerName)) batchable.add(stage.id);
     const p = priceOf(def.model);
     est.price = p ? { input: p.input, output: p.output, batchFactor: p.batchFactor ?? 0.5, asOf: p.asOf } : null;
     if (!p) notes.push(`no price for model ${def.model}: stage ${stage.id} is counted at $0`);
@@ -323,6 +335,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     historyRunId: history.runId,
     stages,
     costUsd,
+    plans: { realtimeUsd: stages.reduce((t, s) => t + s.realtimeUsd, 0), batchUsd: stages.reduce((t, s) => t + (batchable.has(s.id) ? s.batchUsd : s.realtimeUsd), 0) },
     savedUsd: { reuse: stages.reduce((s, x) => s + x.savedUsd.reuse, 0), cache: stages.reduce((s, x) => s + x.savedUsd.cache, 0) },
     notes,
   };
@@ -473,17 +486,22 @@ async function tokenizerFit(db: Database, requests: { hash: string; tokens: numb
  * when the first chunk holds at least `autoBatchMinItems` calls and the
  * deadline leaves room for the batch window.
  */
-function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
-  let hasBatch = false;
+function hasBatchApi(ctx: RunContext, providerName: string): boolean {
   try {
-    hasBatch = Boolean(ctx.providers.get(providerName).batch);
+    return Boolean(ctx.providers.get(providerName).batch);
   } catch {
-    hasBatch = false;
+    return false;
   }
+}
+
+function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
+  const hasBatch = hasBatchApi(ctx, providerName);
   const fixed = (m: PriceMode) => ({ low: m, mid: m, high: m });
   if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime");
   if (def.mode === "batch") return fixed("batch");
-  if (def.deadlineMinutes !== undefined && def.deadlineMinutes < 24 * 60) return fixed("realtime");
+  // A deadline inside the provider's promised window: the run goes by batch only if recent batches were quick; priced realtime here.
+  const deadlineMs = def.deadline !== undefined ? parseDuration(def.deadline) : def.deadlineMinutes !== undefined ? def.deadlineMinutes * 60_000 : undefined;
+  if (deadlineMs !== undefined && deadlineMs < BATCH_WINDOW_MS) return fixed("realtime");
   const inFirstChunk = (c: number, r: number) => (r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
   const batchAt = (c: number, r: number): PriceMode => (inFirstChunk(c, r) >= ctx.options.autoBatchMinItems ? "batch" : "realtime");
   return { low: batchAt(calls.high, reach.high), mid: batchAt(calls.mid, reach.mid), high: batchAt(calls.low, reach.low) };
