@@ -315,12 +315,12 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline (${cutoff?.toISOString()}), cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
     await switchStageMode(ctx.db, ctx.runId, stage.id, "realtime", why);
     ctx.logger.warn(`stage ${stage.id}: ${why}`);
-    repairs.push(...late);
   }
+  if (repairs.length) ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
+  repairs.push(...late);
 
   const repaired: ItemResult[] = [];
   if (repairs.length) {
-    ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
     const limit = pLimit(ctx.options.concurrency);
     const writer = groupWriter(write, REPAIR_FLUSH);
     // allSettled: repairs that did finish (and were paid) are written even if another throws.

@@ -70,10 +70,12 @@ export async function decideMode(ctx: RunContext, def: LlmStage, endpoint: strin
   const seen = await recentTurnarounds(ctx.db, endpoint, TURNAROUNDS);
   const turnaround = seen.length ? Math.max(...seen) : BATCH_WINDOW_MS;
   const basis = seen.length ? `the slowest of ${endpoint}'s last ${seen.length} batch${seen.length === 1 ? "" : "es"} took ${fmtMs(turnaround)}` : `no batch of ${endpoint} seen to end, so its ${fmtMs(BATCH_WINDOW_MS)} window`;
+  const need = await realtimeNeedMs(ctx, def, calls);
   const cutoff = await batchCutoff(ctx, def, calls, deadline);
   const room = cutoff.getTime() - Date.now();
   if (turnaround <= room) return { mode: "batch", why: `${calls} calls; ${basis}, within the ${fmtMs(room)} before the batch would be cut for the deadline at ${deadline.toISOString()}` };
-  return { mode: "realtime", why: `${calls} calls; ${basis}, more than the ${fmtMs(Math.max(0, room))} left before the deadline at ${deadline.toISOString()} allows` };
+  const left = room > 0 ? `the ${fmtMs(room)} a batch would have` : `any batch (${fmtMs(deadline.getTime() - Date.now())} left, and about ${fmtMs(need)} to send them realtime)`;
+  return { mode: "realtime", why: `${calls} calls; ${basis}, too long for ${left} before the deadline at ${deadline.toISOString()}` };
 }
 
 export function fmtMs(ms: number): string {
