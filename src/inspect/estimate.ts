@@ -3,23 +3,16 @@ import { hashValue } from "../core/hash.ts";
 import { advances, type ItemStatus } from "../core/status.ts";
 import { isLlmStage, type LlmStage, type PipelineDef, type StageDef } from "../core/types.ts";
 import { computeLocal, gate } from "../engine/compute.ts";
-import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "../engine/context.ts";
+import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext } from "../engine/context.ts";
 import { stageInput, type ChunkItem } from "../engine/inputs.ts";
 import { buildRequest, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "../engine/llm-call.ts";
 import { planStages } from "../engine/plan.ts";
-import { BATCH_WINDOW_MS } from "../engine/deadline.ts";
-import { parseDuration } from "../core/duration.ts";
 import { estimateInputTokens } from "../providers/limits/estimate.ts";
 import { costBreakdown, priceOf } from "../providers/prices.ts";
-import type { CompletionResult, Usage } from "../providers/types.ts";
-import { cachedResponses } from "../store/cache.ts";
+import type { Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
-import { outputsOfItems } from "../store/outputs.ts";
-import { latestRunReachingStage } from "../store/reports.ts";
-import { latestFinishedRun } from "../store/runs.ts";
-import { answerStats, billedInputTokens, gateOutcomes, stageFlow, type AnswerStats, type StageFlow } from "../store/spend.ts";
-import { learnGateOdds, type GateOdds } from "./gate-odds.ts";
-
+import { answerStats, gateOutcomes } from "../store/spend.ts";
+import { learnGateOdds } from "./gate-odds.ts";
 /**
  * What a run would cost before it is paid for: `sluice estimate`, and
  * `--dry-run` on `run` and `rerun`. Nothing is written.
@@ -37,13 +30,11 @@ import { learnGateOdds, type GateOdds } from "./gate-odds.ts";
  * range its low and high ends; the midpoint is the best guess.
  */
 
-export interface Range {
-  low: number;
-  mid: number;
-  high: number;
-}
+import { attemptsPerCall, cachedIn, hasBatchApi, modeOf, outputTokens, storedFor, TOKENIZER_MARGIN, tokenizerFit } from "./estimate-answers.ts";
+import { describeOdds, GATE_EXAMPLES, gateSelection, historyOf, itemRate } from "./estimate-gates.ts";
+import { describeRate, EXACT, fmtRange, rate, sumRange, times, zero, type PriceMode, type Range } from "./estimate-ranges.ts";
 
-export type PriceMode = "realtime" | "batch";
+export type { PriceMode, Range } from "./estimate-ranges.ts";
 
 export interface StageEstimate {
   id: string;
@@ -119,18 +110,8 @@ export interface EstimateOptions {
   z?: number;
 }
 
-/** A rate with its interval. */
-interface Rate extends Range {
-  /** Observations it rests on (0: none, a guess). */
-  n: number;
-}
-
-const EXACT: Rate = { low: 1, mid: 1, high: 1, n: Infinity };
-const LOOKUP_BATCH = 1000;
 /** Answers read from the store for output-token statistics. */
 const STATS_LIMIT = 5000;
-/** Input tokens counted here against what a provider bills, when no request of this input was billed before. */
-const TOKENIZER_MARGIN = 0.05;
 
 /**
  * Estimate what running `request.items` through the pipeline would cost.
@@ -341,208 +322,3 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   };
 }
 
-// --- history ---------------------------------------------------------------------
-
-interface History {
-  runId: string | null;
-  flow: Map<string, StageFlow & { runId: string }>;
-}
-
-/**
- * How items flowed through each stage in the pipeline's last finished run;
- * for a stage that run did not reach (a rerun with `--only`, a stage added
- * since), the newest finished run in which items reached it.
- */
-async function historyOf(db: Database, pipeline: PipelineDef, plan: StagePlan[]): Promise<History> {
-  const latest = await latestFinishedRun(db, pipeline.id);
-  const flow = new Map<string, StageFlow & { runId: string }>();
-  if (!latest) return { runId: null, flow };
-  for (const f of await stageFlow(db, latest.id)) flow.set(f.stage_id, { ...f, runId: latest.id });
-  for (const stage of plan) {
-    if ((flow.get(stage.id)?.rows ?? 0) > 0) continue;
-    const other = await latestRunReachingStage(db, pipeline.id, stage.id);
-    if (!other) continue;
-    const f = (await stageFlow(db, other.id)).find((x) => x.stage_id === stage.id);
-    if (f) flow.set(stage.id, { ...f, runId: other.id });
-  }
-  return { runId: latest.id, flow };
-}
-
-/**
- * `k` of `n` with its Wilson score interval. With no observations: a gate
- * could pass anything (0..1, midpoint 0.5); a stage is assumed to let its
- * items go on (midpoint 1).
- */
-function rate(k: number | undefined, n: number | undefined, z: number, guess: "gate" | "llm" | "function" = "gate"): Rate {
-  if (!n || k === undefined) return guess === "gate" ? { low: 0, mid: 0.5, high: 1, n: 0 } : { low: 0, mid: 1, high: 1, n: 0 };
-  const p = k / n;
-  const denom = 1 + (z * z) / n;
-  const centre = (p + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
-  return { low: Math.max(0, centre - half), mid: p, high: Math.min(1, centre + half), n };
-}
-
-function describeRate(what: string, r: Rate, runId: string | undefined): string {
-  if (!r.n) return `${what}: unknown (no earlier run), taken as ${pct(r.low)}–${pct(r.high)}`;
-  return `${what}: ${pct(r.mid)} (${pct(r.low)}–${pct(r.high)}) over ${r.n} items of run ${runId}`;
-}
-
-/** Items of the earlier run a gate's odds per item are learned from. */
-const GATE_EXAMPLES = 5000;
-
-/**
- * An item's pass rate at a gate: its own odds as the midpoint, the run-wide
- * rate's interval scaled around it (how far the earlier run's rate may be
- * from the gate's true one).
- */
-function itemRate(g: Rate, odds: GateOdds, item: unknown): Rate {
-  const p = odds.odds(item);
-  if (g.mid <= 0 || g.mid >= 1) return { ...g, mid: p, low: Math.min(g.low, p), high: Math.max(g.high, p) };
-  return { low: p * (g.low / g.mid), mid: p, high: Math.min(1, 1 - (1 - p) * ((1 - g.high) / (1 - g.mid))), n: g.n };
-}
-
-function describeOdds(odds: GateOdds | undefined, reached: { q: Range; p: Range }[], g: Rate): string[] {
-  if (!odds || reached.length === 0) return [];
-  const mean = reached.reduce((s, u) => s + (u.p.mid > 0 ? u.q.mid / u.p.mid : 0), 0) / reached.length;
-  return [`gate odds per item, learned from the words of the ${odds.n} items that met it in that run: ${pct(mean)} on average for the ${reached.length} items of this input (the run's rate: ${pct(g.mid)})`];
-}
-
-/** Width of the input-token range for a gate's selection when no item of the input shows it. */
-const SELECTION_MARGIN = 0.25;
-
-/**
- * How much larger (or smaller) the requests of items a gate lets through are
- * than those of all items that reach it: a gate on a label is rarely blind to
- * length (bug reports are long, spam is short). Measured on the known items
- * of this input (a sample run's, a rerun's) that met the gate, as the
- * token-weighted pass rate over the pass rate, with the ratio estimator's
- * standard error; without such items, ±25% around 1.
- */
-function gateSelection(def: LlmStage, sizes: { tokens: number; passed: boolean }[], anyUnknown: boolean, z: number): Range & { basis?: string } {
-  if (!def.when || !anyUnknown) return { low: 1, mid: 1, high: 1 };
-  const passed = sizes.filter((x) => x.passed);
-  const total = sizes.reduce((s, x) => s + x.tokens, 0);
-  if (passed.length < 10 || sizes.length < 2 || total === 0) {
-    return { low: 1 - SELECTION_MARGIN, mid: 1, high: 1 + SELECTION_MARGIN, basis: `requests of items the gate lets through: no item of this input met the gate yet, so ±${SELECTION_MARGIN * 100}% around the average request` };
-  }
-  const n = sizes.length;
-  const byCount = passed.length / n;
-  const byTokens = passed.reduce((s, x) => s + x.tokens, 0) / total;
-  const meanTokens = total / n;
-  const se = Math.sqrt(sizes.reduce((s, x) => s + (x.tokens * ((x.passed ? 1 : 0) - byTokens)) ** 2, 0) / (n * (n - 1))) / meanTokens;
-  const factor = byTokens / byCount;
-  const half = Math.min(0.9, (z * se) / byTokens);
-  return {
-    low: factor * (1 - half),
-    mid: factor,
-    high: factor * (1 + half),
-    basis: `requests of items the gate lets through: x${factor.toFixed(3)} (±${(half * 100).toFixed(0)}%) the average, from the ${passed.length} of ${n} known items of this input it let through`,
-  };
-}
-
-/** Output tokens per answer: observed mean ± its standard error, or without observations up to `maxTokens`. */
-function outputTokens(def: LlmStage, stats: AnswerStats, z: number): Range {
-  if (stats.answers > 0) {
-    const se = stats.answers > 1 ? stats.sd_output / Math.sqrt(stats.answers) : stats.mean_output;
-    return { low: Math.max(1, stats.mean_output - z * se), mid: stats.mean_output, high: stats.mean_output + z * se };
-  }
-  const cap = def.params?.maxTokens ?? 1024;
-  return { low: Math.min(cap, 16), mid: cap / 2, high: cap };
-}
-
-/** Paid attempts per item called: 1 plus the repair rate seen before (up to one repair each without observations). */
-function attemptsPerCall(stats: AnswerStats, z: number): Range {
-  if (stats.calls === 0) return { low: 1, mid: 1, high: 2 };
-  const extra = rate(Math.min(stats.answers - stats.calls, stats.calls), stats.calls, z);
-  return { low: 1 + extra.low, mid: 1 + extra.mid, high: 1 + extra.high };
-}
-
-/** Billed input tokens over tokens counted here, for requests billed before; ±5% when there are none. */
-async function tokenizerFit(db: Database, requests: { hash: string; tokens: number }[], z: number): Promise<Range & { pairs: number }> {
-  const billed = new Map<string, number>();
-  const hashes = [...new Set(requests.map((r) => r.hash))];
-  for (let i = 0; i < hashes.length; i += LOOKUP_BATCH) {
-    for (const [h, t] of await billedInputTokens(db, hashes.slice(i, i + LOOKUP_BATCH))) billed.set(h, t);
-  }
-  const ratios: number[] = [];
-  const seen = new Set<string>();
-  for (const r of requests) {
-    const b = billed.get(r.hash);
-    if (b === undefined || r.tokens <= 0 || seen.has(r.hash)) continue;
-    seen.add(r.hash);
-    ratios.push(b / r.tokens);
-  }
-  if (ratios.length < 2) return { low: 1 - TOKENIZER_MARGIN, mid: 1, high: 1 + TOKENIZER_MARGIN, pairs: 0 };
-  const mean = ratios.reduce((s, x) => s + x, 0) / ratios.length;
-  const sd = Math.sqrt(ratios.reduce((s, x) => s + (x - mean) ** 2, 0) / (ratios.length - 1));
-  // The spread of single requests, not of the mean: the requests still to pay for are others.
-  const half = Math.max(0.01, z * sd / Math.sqrt(Math.min(ratios.length, 30)));
-  return { low: mean - half, mid: mean, high: mean + half, pairs: ratios.length };
-}
-
-/**
- * Realtime or batch price at each end of the range, as the engine decides:
- * `batch` stages use the batch API when the provider has one; `auto` stages
- * when the first chunk holds at least `autoBatchMinItems` calls and the
- * deadline leaves room for the batch window.
- */
-function hasBatchApi(ctx: RunContext, providerName: string): boolean {
-  try {
-    return Boolean(ctx.providers.get(providerName).batch);
-  } catch {
-    return false;
-  }
-}
-
-function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
-  const hasBatch = hasBatchApi(ctx, providerName);
-  const fixed = (m: PriceMode) => ({ low: m, mid: m, high: m });
-  if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime");
-  if (def.mode === "batch") return fixed("batch");
-  // A deadline inside the provider's promised window: the run goes by batch only if recent batches were quick; priced realtime here.
-  const deadlineMs = def.deadline !== undefined ? parseDuration(def.deadline) : def.deadlineMinutes !== undefined ? def.deadlineMinutes * 60_000 : undefined;
-  if (deadlineMs !== undefined && deadlineMs < BATCH_WINDOW_MS) return fixed("realtime");
-  const inFirstChunk = (c: number, r: number) => (r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
-  const batchAt = (c: number, r: number): PriceMode => (inFirstChunk(c, r) >= ctx.options.autoBatchMinItems ? "batch" : "realtime");
-  return { low: batchAt(calls.high, reach.high), mid: batchAt(calls.mid, reach.mid), high: batchAt(calls.low, reach.low) };
-}
-
-// --- store lookups -----------------------------------------------------------------
-
-async function storedFor(db: Database, pipelineId: string, stage: StagePlan, itemIds: string[]) {
-  const byItem = new Map<string, { inputHash: string; status: string; value: unknown; hash: string }[]>();
-  for (let i = 0; i < itemIds.length; i += LOOKUP_BATCH) {
-    for (const row of await outputsOfItems(db, pipelineId, [stage], itemIds.slice(i, i + LOOKUP_BATCH))) {
-      let list = byItem.get(row.itemId);
-      if (!list) byItem.set(row.itemId, (list = []));
-      list.push({ inputHash: row.inputHash, status: row.status, value: row.value, hash: row.hash });
-    }
-  }
-  return byItem;
-}
-
-async function cachedIn(db: Database, hashes: string[]): Promise<Map<string, CompletionResult>> {
-  const found = new Map<string, CompletionResult>();
-  const unique = [...new Set(hashes)];
-  for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
-    for (const [h, r] of await cachedResponses<CompletionResult>(db, unique.slice(i, i + LOOKUP_BATCH))) found.set(h, r);
-  }
-  return found;
-}
-
-// --- ranges ----------------------------------------------------------------------------
-
-function zero(): Range {
-  return { low: 0, mid: 0, high: 0 };
-}
-
-function times(a: Range, b: Range): Range {
-  return { low: a.low * b.low, mid: a.mid * b.mid, high: a.high * b.high };
-}
-
-function sumRange(rs: Range[]): Range {
-  return rs.reduce((s, r) => ({ low: s.low + r.low, mid: s.mid + r.mid, high: s.high + r.high }), zero());
-}
-
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-const fmtRange = (r: Range) => `${Math.round(r.mid)} (${Math.round(r.low)}–${Math.round(r.high)})`;
