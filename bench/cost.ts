@@ -25,6 +25,7 @@ import { answerStats } from "../src/store/spend.ts";
 import type { Database } from "../src/store/database.ts";
 import { memoryDatabase } from "../src/testing/databases.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
+import { writeMessyCsv } from "../test/fixtures/messy.ts";
 import { fmt, ratio, row } from "./report.ts";
 
 const DEMO = join(import.meta.dirname, "..", "examples", "data", "tickets.csv");
@@ -47,6 +48,14 @@ export async function benchCost(): Promise<void> {
     const inRange = run.costUsd >= est.costUsd.low && run.costUsd <= est.costUsd.high;
     row(`estimate after a ${SAMPLE}-ticket sample run`, `$${est.costUsd.mid.toFixed(4)}`, `${ratio(est.costUsd.mid, run.costUsd)} of the full run's $${run.costUsd.toFixed(4)} (range $${est.costUsd.low.toFixed(4)}–$${est.costUsd.high.toFixed(4)}, ${inRange ? "inside" : "OUTSIDE"})`);
     row("", `${(Math.abs(est.costUsd.mid - run.costUsd) / run.costUsd * 100).toFixed(1)}% off`, `range width ${ratio(est.costUsd.high - est.costUsd.low, run.costUsd)} of the run's cost`);
+    // The messy fixture (seven tickets reach classify), estimated with the demo's run as history, then run.
+    const messy = await writeMessyCsv(mkdtempSync(join(tmpdir(), "sluice-bench-messy-")));
+    const messyItems = await readItems(messy.path, pipeline);
+    const messyEst = await estimateCost({ db: store.db, pipeline, providers, options }, { source: messy.path, items: messyItems.items });
+    const messyRun = await runPipeline({ db: store.db, pipeline, providers, options }, messy.path);
+    const messyIn = messyRun.costUsd >= messyEst.costUsd.low && messyRun.costUsd <= messyEst.costUsd.high;
+    row("estimate of the messy fixture after the demo", `$${messyEst.costUsd.mid.toFixed(4)}`, `${ratio(messyEst.costUsd.mid, messyRun.costUsd)} of its run's $${messyRun.costUsd.toFixed(4)} (range $${messyEst.costUsd.low.toFixed(4)}–$${messyEst.costUsd.high.toFixed(4)}, ${messyIn ? "inside" : "OUTSIDE"})`);
+    row("", `${(Math.abs(messyEst.costUsd.mid - messyRun.costUsd) / messyRun.costUsd * 100).toFixed(1)}% off`, `range width ${ratio(messyEst.costUsd.high - messyEst.costUsd.low, messyRun.costUsd)} of the run's cost`);
     const naive = await naivePlan(store.db, pipeline, items);
     row("demo, sample and full run together", `$${actual.toFixed(4)}`, `${ratio(actual, naive.usd)} of the naive plan: ${fmt(naive.calls)} realtime calls to ${naive.model}, $${naive.usd.toFixed(4)}`);
   } finally {

@@ -146,6 +146,7 @@ export function formatEstimate(est: EstimateResult | CostEstimate): string {
     );
   }
   lines.push("", `total        ${usd(est.costUsd.mid)}   range ${usd(est.costUsd.low)} – ${usd(est.costUsd.high)}`);
+  if (Math.abs(est.plans.batchUsd - est.plans.realtimeUsd) > 1e-9) lines.push(`plans        ${usd(est.plans.realtimeUsd)} all realtime, ${usd(est.plans.batchUsd)} with batch where a stage allows it (auto stages choose by deadline and the provider's batch turnaround)`);
   lines.push(`saved        ${usd(est.savedUsd.reuse)} by stored outputs (reuse rule), ${usd(est.savedUsd.cache)} by the request cache and identical requests`);
   for (const s of est.stages.filter((x) => x.model !== undefined)) {
     const price = s.price ? `$${s.price.input}/$${s.price.output} per 1M tokens in/out (${s.price.asOf}), batch x${s.price.batchFactor}` : "no price";

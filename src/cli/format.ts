@@ -1,3 +1,4 @@
+import { fmtMs } from "../core/duration.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
@@ -48,5 +49,11 @@ export function formatSummary(summary: RunSummary): string {
   if (batched.length) {
     lines.push(`batch API: ${batched.map((s) => `${int(s.batchCalls)} ${s.id} calls`).join(", ")} at batch price, ${usd(summary.savings.batchDiscountUsd)} below list price`);
   }
+  if (summary.deadlineAt) {
+    const ahead = summary.finishedAt ? Math.round((Date.parse(summary.deadlineAt) - Date.parse(summary.finishedAt)) / 1000) : undefined;
+    const end = ahead === undefined ? "" : ahead >= 0 ? `; finished ${fmtMs(ahead * 1000)} before it` : `; finished ${fmtMs(-ahead * 1000)} after it`;
+    lines.push(`deadline ${summary.deadlineAt}${end}`);
+  }
+  for (const s of summary.stages.filter((x) => x.mode?.why)) lines.push(`${s.id}: ${s.mode!.mode} (${s.mode!.why})`);
   return lines.join("\n");
 }

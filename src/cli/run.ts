@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { parseDuration } from "../core/duration.ts";
 import { existsSync } from "node:fs";
 import { checkInput, runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../inspect/summary.ts";
@@ -14,6 +15,8 @@ export interface RunCliOptions {
   fresh?: boolean;
   /** The run's budget in USD (`--budget`). */
   budget?: number;
+  /** The run's deadline from its start (`--deadline 6h`). */
+  deadline?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -24,9 +27,10 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   const pipeline = await loadPipeline(options.pipeline);
   // Before the store opens (which can take seconds): a bad input fails at once, and leaves no run behind.
   if (options.input !== undefined) await checkInput(options.input, pipeline);
+  if (options.deadline !== undefined) parseDeadline(options.deadline);
   return withStore(env, (db) =>
     runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) => {
-      const opts = { ...base, budgetUsd };
+      const opts = { ...base, budgetUsd, deadline: options.deadline };
       return options.runId
         ? resumeRun(opts, options.runId)
         : runPipeline(opts, options.input!, { fresh: options.fresh ?? false, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined });
@@ -42,11 +46,12 @@ export function runCommand(): Command {
     .option("--fresh", "start a new run even if an unfinished one exists for this input")
     .option("--dry-run", "print what the run would cost (sluice estimate) and exit: nothing is paid or recorded")
     .option("--budget <usd>", "stop paying once the run has spent this much (USD); `resume --budget` with more goes on", parseBudget)
+    .option("--deadline <duration>", "finish within this long from the run's start (6h, 90m): `auto` stages go by batch only when the provider's recent batches fit, and a late batch's rest goes realtime", parseDeadline)
     .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
-    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number }) => {
+    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number; deadline?: string }) => {
       if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, json: opts.json });
       else if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
-      else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget }));
+      else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget, deadline: opts.deadline }));
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });
 }
@@ -90,4 +95,14 @@ export function budgetExit(summary: RunSummary): void {
   if (summary.status !== "budget_exhausted") return;
   process.stderr.write(`sluice: ${summary.budget?.exhausted ?? "budget exhausted"}\n`);
   process.exitCode = 3;
+}
+
+/** `--deadline <duration>`: 6h, 90m, 1h30m, 45s. */
+export function parseDeadline(value: string): string {
+  try {
+    parseDuration(value, "--deadline");
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  return value;
 }

@@ -1,4 +1,5 @@
 import { checkTableName, checkTargetUrl, publicTargetUrl, targetColumns } from "./target.ts";
+import { parseDuration } from "./duration.ts";
 import { DefinitionError } from "./errors.ts";
 import { hashValue } from "./hash.ts";
 import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
@@ -80,6 +81,7 @@ export function checkPipeline(pipeline: PipelineDef): void {
       if (!stage.model) throw new DefinitionError(`${at}: an LLM stage needs a model`);
       if (!stage.prompt?.user) throw new DefinitionError(`${at}: an LLM stage needs prompt.user`);
       if (!stage.output?.schema || !stage.output.name) throw new DefinitionError(`${at}: an LLM stage needs output { name, schema }`);
+      if (stage.deadline !== undefined) parseDuration(String(stage.deadline), `${at}: deadline`);
     } else if (typeof (stage as { run?: unknown }).run !== "function") {
       throw new DefinitionError(`${at}: a ${stage.kind} stage needs run() or an LLM prompt+model`);
     }

@@ -68,10 +68,15 @@ export interface LlmStage<Item = JsonObject> extends StageBase<Item> {
   params?: LlmParams;
   /**
    * `realtime` (default), `batch` (the provider's native batch API, half price,
-   * results within 24 h) or `auto`: batch when enough items need a call and
-   * `deadlineMinutes` (if set) leaves room for the 24 h batch window.
+   * results within 24 h) or `auto`: batch when enough items need a call and,
+   * with a deadline, the provider's recent batch turnaround fits before it
+   * (a batch still running near the deadline is cancelled and its unfinished
+   * requests go out realtime).
    */
   mode?: ProviderMode;
+  /** This stage's deadline, counted from the run's start: `"6h"`, `"90m"`. The run's own (`--deadline`) applies too. */
+  deadline?: string;
+  /** The same in minutes (kept for definitions written before `deadline`). */
   deadlineMinutes?: number;
   /** Optional business rule over the parsed output: return a message to reject it (a quality failure). */
   check?: (output: any, input: StageInput<Item>) => string | undefined;

@@ -6,7 +6,8 @@ import type { RunContext, StagePlan } from "./context.ts";
 import { randomBytes } from "node:crypto";
 import { CLOCK_SKEW_S } from "../providers/batching.ts";
 import { adoptOrphanBatches, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, markBatchCollected, recordBatch, setBatchStatus, withdrawBatch, type BatchRow as StoredBatch } from "../store/batches.ts";
-import { settleStageMode } from "../store/runs.ts";
+import { settleStageMode, switchStageMode } from "../store/runs.ts";
+import { batchCutoff, deadlineOf, decideMode } from "./deadline.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
@@ -43,13 +44,14 @@ type BatchRow = StoredBatch<BatchEntry>;
  * every other process, follows, so a few items left after a crash do not go
  * out realtime at full price.
  */
-export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, calls: number): Promise<boolean> {
+export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, calls: number, endpoint: string): Promise<boolean> {
   if (!provider.batch || calls === 0) return false;
   if (def.mode === "batch") return true;
   if (def.mode !== "auto") return false;
-  const roomForWindow = def.deadlineMinutes === undefined || def.deadlineMinutes >= 24 * 60;
-  const proposed = roomForWindow && calls >= ctx.options.autoBatchMinItems ? "batch" : "realtime";
-  return (await settleStageMode(ctx.db, ctx.runId, stage.id, proposed)) === "batch";
+  const decided = await decideMode(ctx, def, endpoint, calls);
+  const mode = await settleStageMode(ctx.db, ctx.runId, stage.id, decided.mode, decided.why);
+  if (mode === decided.mode) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
+  return mode === "batch";
 }
 
 /** Submit the calls as provider batches, then poll and collect each. */
@@ -131,7 +133,9 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     if (stopped) throw stopped;
     return refused;
   }
-  const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted)));
+  const deadline = deadlineOf(ctx, def);
+  const cutoff = deadline && (await batchCutoff(ctx, def, calls.length, deadline));
+  const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)));
   // What was sent is collected (it is paid for); the items that did not fit stay queued.
   if (stopped) throw stopped;
   return [...refused, ...results.flat()];
@@ -230,8 +234,14 @@ async function findSubmission(ctx: RunContext, stage: StagePlan, provider: Provi
   return true;
 }
 
-async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Promise<string> {
+/**
+ * Poll until the batch ends. Past `cutoff` (a deadline's), a batch still
+ * running is cancelled once, and polled until the provider says it stopped;
+ * `cut` says so.
+ */
+async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow, cutoff?: Date): Promise<{ status: string; cut: boolean }> {
   let interval = ctx.options.batchPollMs;
+  let cut = false;
   for (;;) {
     let status: string;
     try {
@@ -242,9 +252,23 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Prom
     }
     if (status !== "in_progress") {
       await setBatchStatus(ctx.db, row.id, status);
-      return status;
+      return { status, cut };
     }
-    await sleep(interval, ctx.signal);
+    if (cutoff && !cut && Date.now() >= cutoff.getTime()) {
+      cut = true;
+      ctx.logger.warn(`${row.provider} batch ${row.batchId} is still running at its cutoff for the deadline: cancelling it; what it finished is kept, the rest goes out realtime`);
+      try {
+        await api.cancel(row.batchId);
+      } catch (err) {
+        // Already past cancelling (it just ended): the next poll says how it ended.
+        if (failureClassOf(err) === "transient") cut = false;
+      }
+      interval = ctx.options.batchPollMs;
+      continue;
+    }
+    // Near a cutoff, poll no later than it.
+    const wait = cutoff && !cut ? Math.max(0, Math.min(interval, cutoff.getTime() - Date.now())) : interval;
+    await sleep(wait, ctx.signal);
     interval = Math.min(ctx.options.batchPollMaxMs, Math.round(interval * 1.5));
   }
 }
@@ -259,7 +283,7 @@ const REPAIR_FLUSH = 50;
  * batch collected again after a crash skips every item already written, so
  * a repair that was written is never paid for twice.
  */
-async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
+async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void, cutoff?: Date): Promise<ItemResult[]> {
   const api = provider.batch!;
   // Writes go through the batch's claim, checked even for a sole worker: an
   // item already written (by an earlier or a concurrent collection of this
@@ -277,9 +301,10 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     return { entries, tries: await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId)) };
   };
   let status: string;
+  let cut = false;
   const got = new Map<string, BatchResult>();
   try {
-    status = await waitForBatch(ctx, api, row);
+    ({ status, cut } = await waitForBatch(ctx, api, row, cutoff));
     for await (const result of api.results(row.batchId)) got.set(result.customId, result);
   } catch (err) {
     // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
@@ -300,12 +325,18 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
 
   const ready: ItemResult[] = [];
   const repairs: (() => Promise<ItemResult>)[] = [];
+  const late: (() => Promise<ItemResult>)[] = [];
   for (const [customId, entry] of entries) {
     const input = inputs.get(entry.itemId);
     const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.batchId} (${status})`) };
     const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
     if (!input) {
       ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
+      continue;
+    }
+    if (!result.ok && cut && failureClassOf(result.error) === "transient") {
+      // Not run before the batch was cancelled for the deadline: sent realtime now (never paid in the batch).
+      late.push(() => realtimeInstead(ctx, def, provider, row.provider, entry, input));
       continue;
     }
     if (!result.ok) {
@@ -321,10 +352,16 @@ async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, pr
     else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
   }
   await write(ready);
+  if (cut) {
+    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline (${cutoff?.toISOString()}), cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
+    await switchStageMode(ctx.db, ctx.runId, stage.id, "realtime", why);
+    ctx.logger.warn(`stage ${stage.id}: ${why}`);
+  }
+  if (repairs.length) ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
+  repairs.push(...late);
 
   const repaired: ItemResult[] = [];
   if (repairs.length) {
-    ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
     const limit = pLimit(ctx.options.concurrency);
     const writer = groupWriter(write, REPAIR_FLUSH);
     // allSettled: repairs that did finish (and were paid) are written even if another throws.
@@ -390,6 +427,15 @@ function judge(ctx: RunContext, def: LlmStage, entry: BatchEntry, input: LoadedI
     return { result: failed(entry.itemId, entry.inputHash, "deterministic", checked.error.message, { attempts: [attempt] }) };
   }
   return { attempt, error: checked.error };
+}
+
+/** A request a late batch never ran, sent realtime under the usual retry policy and one repair. */
+async function realtimeInstead(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput): Promise<ItemResult> {
+  const outcome = await callLlm(ctx, def, provider, providerName, entry.request, input.input, entry.requestHash, (fn) => fn());
+  if (outcome.status !== "succeeded") return failed(entry.itemId, entry.inputHash, outcome.errorClass, outcome.message, { status: outcome.status, attempts: outcome.attempts });
+  const cache = { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response };
+  if (!outcome.journaled) ctx.journal?.record(cache);
+  return computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", outcome.value, { costUsd: outcome.attempts.reduce((a, x) => a + x.costUsd, 0), attempts: outcome.attempts, cache });
 }
 
 /**

@@ -112,6 +112,9 @@ export interface RunContext {
   journal?: Pick<AnswerJournal, "record" | "recordRaw" | "sending" | "ended">;
   /** Set when a budget applies to the run: every call reserves what it may cost here first (see `budget.ts`). */
   budget?: BudgetGate;
+  /** When the run started, and its deadline (`--deadline`), if any: `auto` stages decide their mode by them (see `deadline.ts`). */
+  runStartedAt?: Date;
+  deadlineAt?: Date;
 }
 
 /** A stage of the context's run, as the store names it. */

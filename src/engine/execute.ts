@@ -86,7 +86,7 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
 
   const { leaders, followers } = leadersAndFollowers(calls);
   const unique = [...leaders.values()];
-  const batch = await useBatch(ctx, stage, def, provider, unique.length);
+  const batch = await useBatch(ctx, stage, def, provider, unique.length, endpoint);
   const led = await claimOrAwait(ctx, def, unique, write, (mine) =>
     batch ? executeBatch(ctx, stage, def, providerName, provider, mine, hooks.onPersisted) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
   );

@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import pLimit from "p-limit";
 import { SluiceError } from "../core/errors.ts";
+import { parseDuration } from "../core/duration.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
-import { reopenRun, requireRun, type RunRow } from "../store/runs.ts";
+import { reopenRun, requireRun, setRunDeadline, type RunRow } from "../store/runs.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { retireWorker as storeRetireWorker } from "../store/workers.ts";
 import * as work from "../store/work.ts";
@@ -71,6 +72,8 @@ export interface OpenRunOptions {
   signal?: AbortSignal;
   /** The run's budget in USD: replaces the cap recorded for it (`--budget` on run, resume and rerun). */
   budgetUsd?: number;
+  /** The run's deadline, counted from its start (`--deadline 6h`): replaces one recorded for it. */
+  deadline?: string;
 }
 
 /** A context for working on one run, after checking the pipeline still defines the stages the run was planned with. */
@@ -86,9 +89,16 @@ export async function openRun(opts: OpenRunOptions): Promise<{ ctx: RunContext; 
   const options = { ...DEFAULT_OPTIONS, ...opts.options };
   const logger = opts.logger ?? silentLogger;
   const budget = await openBudget({ db: opts.db, pipeline: opts.pipeline, pipelineId: opts.pipeline.id, runId: run.id, holder: workerId, budgetUsd: opts.budgetUsd, leaseMs: options.leaseMs, providers: opts.providers, logger });
+  const runStartedAt = new Date(run.created_at);
+  if (opts.deadline !== undefined) {
+    const at = new Date(runStartedAt.getTime() + parseDuration(opts.deadline, "--deadline"));
+    await setRunDeadline(opts.db, run.id, at);
+    run.options = { ...run.options, deadlineAt: at.toISOString() };
+  }
+  const deadlineAt = typeof run.options.deadlineAt === "string" ? new Date(run.options.deadlineAt) : undefined;
   return {
     run,
-    ctx: { db: opts.db, pipeline: opts.pipeline, providers: opts.providers, runId: run.id, workerId, plan, options, logger, signal: opts.signal, budget },
+    ctx: { db: opts.db, pipeline: opts.pipeline, providers: opts.providers, runId: run.id, workerId, plan, options, logger, signal: opts.signal, budget, runStartedAt, deadlineAt },
   };
 }
 

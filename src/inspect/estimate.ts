@@ -3,20 +3,16 @@ import { hashValue } from "../core/hash.ts";
 import { advances, type ItemStatus } from "../core/status.ts";
 import { isLlmStage, type LlmStage, type PipelineDef, type StageDef } from "../core/types.ts";
 import { computeLocal, gate } from "../engine/compute.ts";
-import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext, type StagePlan } from "../engine/context.ts";
+import { DEFAULT_OPTIONS, silentLogger, type EngineOptions, type ProviderSet, type RunContext } from "../engine/context.ts";
 import { stageInput, type ChunkItem } from "../engine/inputs.ts";
 import { buildRequest, checkCompletion, customIdFor, endpointOf, providerNameOf, requestHash } from "../engine/llm-call.ts";
 import { planStages } from "../engine/plan.ts";
 import { estimateInputTokens } from "../providers/limits/estimate.ts";
 import { costBreakdown, priceOf } from "../providers/prices.ts";
-import type { CompletionResult, Usage } from "../providers/types.ts";
-import { cachedResponses } from "../store/cache.ts";
+import type { Usage } from "../providers/types.ts";
 import type { Database } from "../store/database.ts";
-import { outputsOfItems } from "../store/outputs.ts";
-import { latestRunReachingStage } from "../store/reports.ts";
-import { latestFinishedRun } from "../store/runs.ts";
-import { answerStats, billedInputTokens, stageFlow, type AnswerStats, type StageFlow } from "../store/spend.ts";
-
+import { answerStats, gateOutcomes } from "../store/spend.ts";
+import { learnGateOdds } from "./gate-odds.ts";
 /**
  * What a run would cost before it is paid for: `sluice estimate`, and
  * `--dry-run` on `run` and `rerun`. Nothing is written.
@@ -34,13 +30,11 @@ import { answerStats, billedInputTokens, stageFlow, type AnswerStats, type Stage
  * range its low and high ends; the midpoint is the best guess.
  */
 
-export interface Range {
-  low: number;
-  mid: number;
-  high: number;
-}
+import { attemptsPerCall, cachedIn, hasBatchApi, modeOf, outputTokens, storedFor, TOKENIZER_MARGIN, tokenizerFit } from "./estimate-answers.ts";
+import { describeOdds, GATE_EXAMPLES, gateSelection, historyOf, itemRate } from "./estimate-gates.ts";
+import { describeRate, EXACT, fmtRange, rate, sumRange, times, zero, type PriceMode, type Range } from "./estimate-ranges.ts";
 
-export type PriceMode = "realtime" | "batch";
+export type { PriceMode, Range } from "./estimate-ranges.ts";
 
 export interface StageEstimate {
   id: string;
@@ -81,6 +75,13 @@ export interface CostEstimate {
   historyRunId: string | null;
   stages: StageEstimate[];
   costUsd: Range;
+  /**
+   * The midpoint under each plan: every model stage realtime, and every stage
+   * that may use a batch API (`batch` or `auto`, on a provider that has one) by
+   * batch. Which one an `auto` stage takes depends on its deadline and the
+   * provider's recent batch turnaround (see `engine/deadline.ts`).
+   */
+  plans: { realtimeUsd: number; batchUsd: number };
   savedUsd: { reuse: number; cache: number };
   notes: string[];
 }
@@ -109,18 +110,8 @@ export interface EstimateOptions {
   z?: number;
 }
 
-/** A rate with its interval. */
-interface Rate extends Range {
-  /** Observations it rests on (0: none, a guess). */
-  n: number;
-}
-
-const EXACT: Rate = { low: 1, mid: 1, high: 1, n: Infinity };
-const LOOKUP_BATCH = 1000;
 /** Answers read from the store for output-token statistics. */
 const STATS_LIMIT = 5000;
-/** Input tokens counted here against what a provider bills, when no request of this input was billed before. */
-const TOKENIZER_MARGIN = 0.05;
 
 /**
  * Estimate what running `request.items` through the pipeline would cost.
@@ -150,6 +141,8 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   let known: { itemId: string; chunk: ChunkItem }[] = request.items.map((i) => ({ itemId: i.itemId, chunk: { item: i.item, contentHash: i.contentHash, outputs: {}, hashes: {} } }));
   let unknown: { itemId: string; chunk: ChunkItem; p: Range }[] = [];
   const stages: StageEstimate[] = [];
+  /** Model stages that may go by batch: `batch` or `auto`, on a provider with a batch API. */
+  const batchable = new Set<string>();
   const last = Math.min(plan.length - 1, request.stopAfter ?? plan.length - 1);
 
   for (const stage of plan.slice(0, last + 1)) {
@@ -193,7 +186,9 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     }
 
     // Items reached with a probability only: their upstream answer is not known yet.
-    const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, g) }));
+    // A gate's odds are the item's own where an earlier run shows items like it (see `gate-odds.ts`).
+    const odds = def.when && unknown.length && flow?.runId && g.n ? learnGateOdds(await gateOutcomes(db, flow.runId, stage.id, GATE_EXAMPLES)) : undefined;
+    const reachUnknown = unknown.map((u) => ({ ...u, q: times(u.p, odds ? itemRate(g, odds, u.chunk.item) : g) }));
     const expected = sumRange(reachUnknown.map((u) => u.q));
     const spread = z * Math.sqrt(reachUnknown.reduce((s, u) => s + u.q.mid * (1 - u.q.mid), 0));
     // No more can reach the stage than arrive at it.
@@ -205,7 +200,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
         if (result.output) goOn(x, result.status, result.output.value, result.output.hash);
       }
       for (const u of reachUnknown) nextUnknown.push({ itemId: u.itemId, chunk: u.chunk, p: times(u.q, a) });
-      if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId));
+      if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId), ...describeOdds(odds, reachUnknown, g));
       known = nextKnown;
       unknown = nextUnknown;
       continue;
@@ -267,7 +262,10 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     const knownTokens = [...paid.values()].reduce((s, p) => s + p.tokens, 0);
     est.model = def.model;
     est.calls = { low: knownCalls + Math.max(0, expected.low - spread), mid: knownCalls + expected.mid, high: knownCalls + Math.min(reachUnknown.length, expected.high + spread) };
-    const selection = gateSelection(def, sizes, unknown.length > 0, z);
+    // With odds per item, the requests the gate is likely to let through already weigh more in the mean above:
+    // the selection measured on known items is then not applied again, only its uncertainty is kept.
+    const measured = gateSelection(def, sizes, unknown.length > 0, z);
+    const selection = odds ? { low: measured.low / measured.mid, mid: 1, high: measured.high / measured.mid } : measured;
     const inputAt = (calls: number, fit: number, t: number, sel: number) => (knownTokens + (calls - knownCalls) * meanUnknownTokens * sel) * fit * t;
     est.inputTokens = {
       low: inputAt(est.calls.low, calibration.low, tries.low, selection.low),
@@ -283,6 +281,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
 
     const mode = modeOf(ctx, def, providerName, est.calls, est.reach);
     est.mode = mode;
+    if ((def.mode === "batch" || def.mode === "auto") && hasBatchApi(ctx, providerName)) batchable.add(stage.id);
     const p = priceOf(def.model);
     est.price = p ? { input: p.input, output: p.output, batchFactor: p.batchFactor ?? 0.5, asOf: p.asOf } : null;
     if (!p) notes.push(`no price for model ${def.model}: stage ${stage.id} is counted at $0`);
@@ -296,7 +295,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     }
 
     est.basis.push(`${knownCalls} request${knownCalls === 1 ? "" : "s"} built and counted${unknown.length ? `, ${fmtRange(expected)} more expected after upstream answers` : ""}`);
-    if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId));
+    if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, flow?.runId), ...describeOdds(odds, reachUnknown, g));
     if (selection.basis) est.basis.push(selection.basis);
     est.basis.push(
       stats.answers
@@ -317,188 +316,9 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     historyRunId: history.runId,
     stages,
     costUsd,
+    plans: { realtimeUsd: stages.reduce((t, s) => t + s.realtimeUsd, 0), batchUsd: stages.reduce((t, s) => t + (batchable.has(s.id) ? s.batchUsd : s.realtimeUsd), 0) },
     savedUsd: { reuse: stages.reduce((s, x) => s + x.savedUsd.reuse, 0), cache: stages.reduce((s, x) => s + x.savedUsd.cache, 0) },
     notes,
   };
 }
 
-// --- history ---------------------------------------------------------------------
-
-interface History {
-  runId: string | null;
-  flow: Map<string, StageFlow & { runId: string }>;
-}
-
-/**
- * How items flowed through each stage in the pipeline's last finished run;
- * for a stage that run did not reach (a rerun with `--only`, a stage added
- * since), the newest finished run in which items reached it.
- */
-async function historyOf(db: Database, pipeline: PipelineDef, plan: StagePlan[]): Promise<History> {
-  const latest = await latestFinishedRun(db, pipeline.id);
-  const flow = new Map<string, StageFlow & { runId: string }>();
-  if (!latest) return { runId: null, flow };
-  for (const f of await stageFlow(db, latest.id)) flow.set(f.stage_id, { ...f, runId: latest.id });
-  for (const stage of plan) {
-    if ((flow.get(stage.id)?.rows ?? 0) > 0) continue;
-    const other = await latestRunReachingStage(db, pipeline.id, stage.id);
-    if (!other) continue;
-    const f = (await stageFlow(db, other.id)).find((x) => x.stage_id === stage.id);
-    if (f) flow.set(stage.id, { ...f, runId: other.id });
-  }
-  return { runId: latest.id, flow };
-}
-
-/**
- * `k` of `n` with its Wilson score interval. With no observations: a gate
- * could pass anything (0..1, midpoint 0.5); a stage is assumed to let its
- * items go on (midpoint 1).
- */
-function rate(k: number | undefined, n: number | undefined, z: number, guess: "gate" | "llm" | "function" = "gate"): Rate {
-  if (!n || k === undefined) return guess === "gate" ? { low: 0, mid: 0.5, high: 1, n: 0 } : { low: 0, mid: 1, high: 1, n: 0 };
-  const p = k / n;
-  const denom = 1 + (z * z) / n;
-  const centre = (p + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
-  return { low: Math.max(0, centre - half), mid: p, high: Math.min(1, centre + half), n };
-}
-
-function describeRate(what: string, r: Rate, runId: string | undefined): string {
-  if (!r.n) return `${what}: unknown (no earlier run), taken as ${pct(r.low)}–${pct(r.high)}`;
-  return `${what}: ${pct(r.mid)} (${pct(r.low)}–${pct(r.high)}) over ${r.n} items of run ${runId}`;
-}
-
-/** Width of the input-token range for a gate's selection when no item of the input shows it. */
-const SELECTION_MARGIN = 0.25;
-
-/**
- * How much larger (or smaller) the requests of items a gate lets through are
- * than those of all items that reach it: a gate on a label is rarely blind to
- * length (bug reports are long, spam is short). Measured on the known items
- * of this input (a sample run's, a rerun's) that met the gate, as the
- * token-weighted pass rate over the pass rate, with the ratio estimator's
- * standard error; without such items, ±25% around 1.
- */
-function gateSelection(def: LlmStage, sizes: { tokens: number; passed: boolean }[], anyUnknown: boolean, z: number): Range & { basis?: string } {
-  if (!def.when || !anyUnknown) return { low: 1, mid: 1, high: 1 };
-  const passed = sizes.filter((x) => x.passed);
-  const total = sizes.reduce((s, x) => s + x.tokens, 0);
-  if (passed.length < 10 || sizes.length < 2 || total === 0) {
-    return { low: 1 - SELECTION_MARGIN, mid: 1, high: 1 + SELECTION_MARGIN, basis: `requests of items the gate lets through: no item of this input met the gate yet, so ±${SELECTION_MARGIN * 100}% around the average request` };
-  }
-  const n = sizes.length;
-  const byCount = passed.length / n;
-  const byTokens = passed.reduce((s, x) => s + x.tokens, 0) / total;
-  const meanTokens = total / n;
-  const se = Math.sqrt(sizes.reduce((s, x) => s + (x.tokens * ((x.passed ? 1 : 0) - byTokens)) ** 2, 0) / (n * (n - 1))) / meanTokens;
-  const factor = byTokens / byCount;
-  const half = Math.min(0.9, (z * se) / byTokens);
-  return {
-    low: factor * (1 - half),
-    mid: factor,
-    high: factor * (1 + half),
-    basis: `requests of items the gate lets through: x${factor.toFixed(3)} (±${(half * 100).toFixed(0)}%) the average, from the ${passed.length} of ${n} known items of this input it let through`,
-  };
-}
-
-/** Output tokens per answer: observed mean ± its standard error, or without observations up to `maxTokens`. */
-function outputTokens(def: LlmStage, stats: AnswerStats, z: number): Range {
-  if (stats.answers > 0) {
-    const se = stats.answers > 1 ? stats.sd_output / Math.sqrt(stats.answers) : stats.mean_output;
-    return { low: Math.max(1, stats.mean_output - z * se), mid: stats.mean_output, high: stats.mean_output + z * se };
-  }
-  const cap = def.params?.maxTokens ?? 1024;
-  return { low: Math.min(cap, 16), mid: cap / 2, high: cap };
-}
-
-/** Paid attempts per item called: 1 plus the repair rate seen before (up to one repair each without observations). */
-function attemptsPerCall(stats: AnswerStats, z: number): Range {
-  if (stats.calls === 0) return { low: 1, mid: 1, high: 2 };
-  const extra = rate(Math.min(stats.answers - stats.calls, stats.calls), stats.calls, z);
-  return { low: 1 + extra.low, mid: 1 + extra.mid, high: 1 + extra.high };
-}
-
-/** Billed input tokens over tokens counted here, for requests billed before; ±5% when there are none. */
-async function tokenizerFit(db: Database, requests: { hash: string; tokens: number }[], z: number): Promise<Range & { pairs: number }> {
-  const billed = new Map<string, number>();
-  const hashes = [...new Set(requests.map((r) => r.hash))];
-  for (let i = 0; i < hashes.length; i += LOOKUP_BATCH) {
-    for (const [h, t] of await billedInputTokens(db, hashes.slice(i, i + LOOKUP_BATCH))) billed.set(h, t);
-  }
-  const ratios: number[] = [];
-  const seen = new Set<string>();
-  for (const r of requests) {
-    const b = billed.get(r.hash);
-    if (b === undefined || r.tokens <= 0 || seen.has(r.hash)) continue;
-    seen.add(r.hash);
-    ratios.push(b / r.tokens);
-  }
-  if (ratios.length < 2) return { low: 1 - TOKENIZER_MARGIN, mid: 1, high: 1 + TOKENIZER_MARGIN, pairs: 0 };
-  const mean = ratios.reduce((s, x) => s + x, 0) / ratios.length;
-  const sd = Math.sqrt(ratios.reduce((s, x) => s + (x - mean) ** 2, 0) / (ratios.length - 1));
-  // The spread of single requests, not of the mean: the requests still to pay for are others.
-  const half = Math.max(0.01, z * sd / Math.sqrt(Math.min(ratios.length, 30)));
-  return { low: mean - half, mid: mean, high: mean + half, pairs: ratios.length };
-}
-
-/**
- * Realtime or batch price at each end of the range, as the engine decides:
- * `batch` stages use the batch API when the provider has one; `auto` stages
- * when the first chunk holds at least `autoBatchMinItems` calls and the
- * deadline leaves room for the batch window.
- */
-function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
-  let hasBatch = false;
-  try {
-    hasBatch = Boolean(ctx.providers.get(providerName).batch);
-  } catch {
-    hasBatch = false;
-  }
-  const fixed = (m: PriceMode) => ({ low: m, mid: m, high: m });
-  if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime");
-  if (def.mode === "batch") return fixed("batch");
-  if (def.deadlineMinutes !== undefined && def.deadlineMinutes < 24 * 60) return fixed("realtime");
-  const inFirstChunk = (c: number, r: number) => (r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
-  const batchAt = (c: number, r: number): PriceMode => (inFirstChunk(c, r) >= ctx.options.autoBatchMinItems ? "batch" : "realtime");
-  return { low: batchAt(calls.high, reach.high), mid: batchAt(calls.mid, reach.mid), high: batchAt(calls.low, reach.low) };
-}
-
-// --- store lookups -----------------------------------------------------------------
-
-async function storedFor(db: Database, pipelineId: string, stage: StagePlan, itemIds: string[]) {
-  const byItem = new Map<string, { inputHash: string; status: string; value: unknown; hash: string }[]>();
-  for (let i = 0; i < itemIds.length; i += LOOKUP_BATCH) {
-    for (const row of await outputsOfItems(db, pipelineId, [stage], itemIds.slice(i, i + LOOKUP_BATCH))) {
-      let list = byItem.get(row.itemId);
-      if (!list) byItem.set(row.itemId, (list = []));
-      list.push({ inputHash: row.inputHash, status: row.status, value: row.value, hash: row.hash });
-    }
-  }
-  return byItem;
-}
-
-async function cachedIn(db: Database, hashes: string[]): Promise<Map<string, CompletionResult>> {
-  const found = new Map<string, CompletionResult>();
-  const unique = [...new Set(hashes)];
-  for (let i = 0; i < unique.length; i += LOOKUP_BATCH) {
-    for (const [h, r] of await cachedResponses<CompletionResult>(db, unique.slice(i, i + LOOKUP_BATCH))) found.set(h, r);
-  }
-  return found;
-}
-
-// --- ranges ----------------------------------------------------------------------------
-
-function zero(): Range {
-  return { low: 0, mid: 0, high: 0 };
-}
-
-function times(a: Range, b: Range): Range {
-  return { low: a.low * b.low, mid: a.mid * b.mid, high: a.high * b.high };
-}
-
-function sumRange(rs: Range[]): Range {
-  return rs.reduce((s, r) => ({ low: s.low + r.low, mid: s.mid + r.mid, high: s.high + r.high }), zero());
-}
-
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-const fmtRange = (r: Range) => `${Math.round(r.mid)} (${Math.round(r.low)}–${Math.round(r.high)})`;

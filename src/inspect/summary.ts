@@ -25,6 +25,8 @@ export interface StageSummary {
   batchSavedUsd: number;
   /** Estimated cost the gate avoided: items kept out × this stage's cost per call (list price). */
   gateSavedUsd: number;
+  /** For an `auto` stage: the mode the run settled on, and why (with any switch after a late batch). */
+  mode?: { mode: "batch" | "realtime"; why: string | null };
 }
 
 /** The `--json` contract of `sluice run`, `resume` and `rerun`: the one JSON object on their last stdout line. */
@@ -44,6 +46,8 @@ export interface RunSummary {
    * run that stopped at a budget (`status: budget_exhausted`), why.
    */
   budget?: { capUsd: number | null; spentUsd: number; exhausted?: string };
+  /** The run's deadline (`--deadline`), when it has one. */
+  deadlineAt?: string;
 }
 
 export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
@@ -61,6 +65,8 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
   const work = await stageWorkCounts(db, runId);
   const calls = await stageCallTotals(db, runId);
 
+  const modes = (run.options.stageModes ?? {}) as Record<string, "batch" | "realtime">;
+  const whys = (run.options.stageModeWhy ?? {}) as Record<string, string | null>;
   const stages: StageSummary[] = run.stages.map((p) => {
     const rows = work.filter((w) => w.stage_index === p.index);
     const count = (pred: (w: (typeof rows)[number]) => boolean) => rows.filter(pred).reduce((a, w) => a + w.n, 0);
@@ -84,6 +90,7 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
       batchCalls: c?.batch_calls ?? 0,
       batchSavedUsd: round(c?.batch_saved ?? 0),
       gateSavedUsd: round(gatedByGate * perCall),
+      ...(modes[p.id] ? { mode: { mode: modes[p.id]!, why: whys[p.id] ?? null } } : {}),
     };
   });
   const costUsd = round(stages.reduce((a, s) => a + s.costUsd, 0));
@@ -104,6 +111,7 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
     startedAt: new Date(run.created_at).toISOString(),
     finishedAt: run.finished_at ? new Date(run.finished_at).toISOString() : null,
     ...(budget ? { budget } : {}),
+    ...(typeof run.options.deadlineAt === "string" ? { deadlineAt: run.options.deadlineAt } : {}),
   };
 }
 

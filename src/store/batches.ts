@@ -111,7 +111,25 @@ export async function uncollectedBatchesOf<E>(db: Database, at: StageRef, worker
 }
 
 export async function setBatchStatus(db: Database, batchId: string, status: string): Promise<void> {
-  await db.db.update(providerBatches).set({ status, updatedAt: sql`now()` }).where(eq(providerBatches.id, batchId));
+  // The first status past in-progress marks when the provider was done with it (its turnaround).
+  const ended = status !== "collected" && status !== "submitted" && status !== "submitting";
+  await db.db
+    .update(providerBatches)
+    .set({ status, updatedAt: sql`now()`, ...(ended ? { endedAt: sql`coalesce(${providerBatches.endedAt}, now())` } : {}) })
+    .where(eq(providerBatches.id, batchId));
+}
+
+/**
+ * How long the provider's latest batches took, submission to end, in
+ * milliseconds, newest first: at most `limit`, of batches that ended by
+ * completing (cancelled or expired ones say nothing of how long a batch takes).
+ */
+export async function recentTurnarounds(db: Database, endpoint: string, limit: number): Promise<number[]> {
+  const rows = await db.rows<{ ms: number }>(sql`
+    SELECT (extract(epoch FROM ended_at - created_at) * 1000)::float8 AS ms FROM provider_batches
+    WHERE ended_at IS NOT NULL AND id LIKE ${"%@" + endpoint} AND status IN ('ended', 'collected')
+    ORDER BY ended_at DESC LIMIT ${limit}`);
+  return rows.map((r) => r.ms);
 }
 
 /** A batch whose results are all written: collected, and its requests' claims given up. */

@@ -212,12 +212,33 @@ export async function runItems(db: Database, runId: string, itemIds: readonly st
  * or else `proposed`, recorded now. The first process to decide wins and
  * every other follows it, so a stage never goes half by batch, half realtime.
  */
-export async function settleStageMode(db: Database, runId: string, stageId: string, proposed: "batch" | "realtime"): Promise<"batch" | "realtime"> {
+export async function settleStageMode(db: Database, runId: string, stageId: string, proposed: "batch" | "realtime", why?: string): Promise<"batch" | "realtime"> {
   const set = await db.rows<{ mode: "batch" | "realtime" }>(sql`
-    UPDATE runs SET options = jsonb_set(options, '{stageModes}', coalesce(options->'stageModes', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${proposed}::text))
+    UPDATE runs SET options = jsonb_set(
+        jsonb_set(options, '{stageModes}', coalesce(options->'stageModes', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${proposed}::text)),
+        '{stageModeWhy}', coalesce(options->'stageModeWhy', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${why ?? null}::text))
     WHERE id = ${runId} AND NOT (coalesce(options->'stageModes', '{}'::jsonb) ? ${stageId})
     RETURNING options->'stageModes'->>${stageId} AS mode`);
   if (set[0]) return set[0].mode;
   const [row] = await db.rows<{ mode: "batch" | "realtime" }>(sql`SELECT options->'stageModes'->>${stageId} AS mode FROM runs WHERE id = ${runId}`);
   return row!.mode;
+}
+
+/**
+ * A stage's mode changed after it was settled: a batch that would miss the
+ * run's deadline was cancelled, and the stage's remaining calls go realtime.
+ * The reason is appended to the one recorded when the mode was settled.
+ */
+export async function switchStageMode(db: Database, runId: string, stageId: string, mode: "batch" | "realtime", why: string): Promise<void> {
+  await db.rows(sql`
+    UPDATE runs SET options = jsonb_set(
+        jsonb_set(options, '{stageModes}', coalesce(options->'stageModes', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${mode}::text)),
+        '{stageModeWhy}', coalesce(options->'stageModeWhy', '{}'::jsonb) || jsonb_build_object(${stageId}::text,
+          concat_ws('; then ', options->'stageModeWhy'->>${stageId}, ${why}::text)))
+    WHERE id = ${runId}`);
+}
+
+/** Record the run's deadline (`--deadline`), replacing one recorded before. */
+export async function setRunDeadline(db: Database, runId: string, at: Date): Promise<void> {
+  await db.rows(sql`UPDATE runs SET options = jsonb_set(options, '{deadlineAt}', to_jsonb(${at.toISOString()}::text)) WHERE id = ${runId}`);
 }

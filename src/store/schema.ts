@@ -191,6 +191,8 @@ export const providerBatches = pgTable(
     workerId: text("worker_id"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    /** When a poll first found it no longer in progress (ended, expired, cancelled, failed): `ended_at - created_at` is its turnaround. */
+    endedAt: timestamp("ended_at", { withTimezone: true }),
   },
   (t) => [index("provider_batches_run").on(t.runId, t.stageIndex)],
 );

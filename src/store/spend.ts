@@ -243,6 +243,27 @@ export async function itemsOfRun(db: Database, runId: string): Promise<{ item_id
   return db.rows(sql`SELECT item_id, data, content_hash FROM run_items WHERE run_id = ${runId} ORDER BY item_id`);
 }
 
+/**
+ * Items of a run that met a stage's gate, with whether it let them through
+ * (their work row at the stage has an input hash), newest ids last, at most
+ * `limit`: what `estimate` learns a gate's odds per item from.
+ */
+export async function gateOutcomes(db: Database, runId: string, stageId: string, limit: number): Promise<{ data: Record<string, unknown>; passed: boolean }[]> {
+  return db.rows(sql`
+    SELECT ri.data, (w.input_hash IS NOT NULL) AS passed
+    FROM work w JOIN run_items ri ON ri.run_id = w.run_id AND ri.item_id = w.item_id
+    WHERE w.run_id = ${runId} AND w.stage_id = ${stageId}
+    ORDER BY w.item_id LIMIT ${limit}`);
+}
+
+/** Mean latency of a model's latest realtime answers (at most `limit`), in milliseconds; undefined before any. */
+export async function realtimeLatency(db: Database, model: string, limit: number): Promise<number | undefined> {
+  const [row] = await db.rows<{ ms: number | null }>(sql`
+    SELECT avg(latency_ms)::float8 AS ms FROM (
+      SELECT latency_ms FROM attempts WHERE model = ${model} AND mode = 'realtime' AND input_tokens > 0 ORDER BY id DESC LIMIT ${limit}) t`);
+  return row?.ms ?? undefined;
+}
+
 // --- drift ---------------------------------------------------------------------
 
 export interface RecentRun {

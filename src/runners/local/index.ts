@@ -29,6 +29,8 @@ export interface LocalRunOptions {
   signal?: AbortSignal;
   /** The run's budget in USD (replaces the cap recorded for it); see `PipelineDef.budget` for the pipeline's own. */
   budgetUsd?: number;
+  /** The run's deadline, counted from its start (`--deadline 6h`); `auto` stages choose batch or realtime by it. */
+  deadline?: string;
 }
 
 /**

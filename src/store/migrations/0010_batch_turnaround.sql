@@ -1,0 +1,1 @@
+ALTER TABLE "provider_batches" ADD COLUMN "ended_at" timestamp with time zone;
