@@ -1,4 +1,4 @@
-import { defineStage, type JsonObject, type JsonSchema, type StageInput } from "sluice/core";
+import { defineStage, type CommitStage, type JsonObject, type JsonSchema, type ReadOutputs, type StageInput, type StageRead } from "sluice/core";
 
 /**
  * Idempotent upsert into `table`, keyed by `key`: re-running writes nothing
@@ -8,14 +8,24 @@ import { defineStage, type JsonObject, type JsonSchema, type StageInput } from "
  * `schema.table`.
  *
  * @example
- * upsertCommit({ id: "commit", table: "ticket_triage", key: "ticket_id", row: ({ itemId }) => ({ ticket_id: itemId }) });
+ * upsertCommit({ id: "commit", table: "ticket_triage", key: "ticket_id", reads: [classify], row: ({ itemId, outputs }) => ({ ticket_id: itemId, category: outputs.classify.category }) });
  */
-export function upsertCommit<Item>(options: { id: string; table: string; key: string; columns?: JsonSchema; codeVersion?: string; row: (input: StageInput<Item>) => JsonObject }) {
-  return defineStage({
+export function upsertCommit<Item = any, const Id extends string = string, Row extends JsonObject = JsonObject, const R extends readonly StageRead[] = readonly StageRead[]>(options: {
+  id: Id;
+  table: string;
+  key: string;
+  columns?: JsonSchema;
+  codeVersion?: string;
+  reads?: R;
+  row: (input: StageInput<Item, ReadOutputs<R>>) => Row;
+}): CommitStage<Item, Row, ReadOutputs<R>, Id> & { reads?: R } {
+  const stage: CommitStage<Item, Row, ReadOutputs<R>, Id> & { reads?: R } = {
     id: options.id,
     kind: "commit",
     codeVersion: options.codeVersion,
     target: options.columns ? { table: options.table, key: options.key, columns: options.columns } : { table: options.table, key: options.key },
     row: options.row,
-  });
+  };
+  if (options.reads) stage.reads = options.reads;
+  return defineStage(stage);
 }

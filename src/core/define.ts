@@ -1,7 +1,7 @@
 import { checkTableName, targetColumns } from "./target.ts";
 import { DefinitionError } from "./errors.ts";
 import { hashValue } from "./hash.ts";
-import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
+import { STAGE_KINDS, isLlmStage, type IdOf, type PipelineDef, type StageDef } from "./types.ts";
 
 const ID = /^[a-z][a-z0-9_-]{0,62}$/;
 
@@ -30,10 +30,30 @@ export function defineStage<S extends StageDef>(stage: S): S {
  *   stages: [filter, classify, extract, validate, commit],
  * });
  */
-export function definePipeline<P extends PipelineDef>(pipeline: P): P {
+export function definePipeline<const P extends PipelineDef>(pipeline: P & { stages: StagesInOrder<P["stages"]> }): P {
   checkPipeline(pipeline);
   return pipeline;
 }
+
+/**
+ * The stages as given, except that a stage reading a stage that does not come
+ * before it (by definition or by id) is replaced by a message saying so, so
+ * `tsc` reports it where the stages are listed. Checked again at run time by
+ * `checkPipeline`.
+ */
+export type StagesInOrder<S extends readonly unknown[], Seen extends string = never> = S extends readonly [infer Head, ...infer Rest]
+  ? [ReadsBefore<Head, Seen>, ...StagesInOrder<Rest, Seen | IdOf<Head>>]
+  : S;
+
+type ReadsBefore<S, Seen extends string> = S extends { id: infer Id extends string; reads?: infer R }
+  ? R extends readonly unknown[]
+    ? string extends IdOf<R[number]>
+      ? S
+      : [Exclude<IdOf<R[number]>, Seen>] extends [never]
+        ? S
+        : `stage "${Id}" reads "${Exclude<IdOf<R[number]>, Seen> & string}", which does not come before it in stages`
+    : S
+  : S;
 
 export function checkPipeline(pipeline: PipelineDef): void {
   const where = `pipeline ${JSON.stringify(pipeline.id)}`;
@@ -56,7 +76,7 @@ export function checkPipeline(pipeline: PipelineDef): void {
     if (!STAGE_KINDS.includes(stage.kind)) {
       throw new DefinitionError(`${at}: kind must be one of ${STAGE_KINDS.join(", ")}`);
     }
-    for (const upstream of stage.reads ?? []) {
+    for (const upstream of readIds(stage) ?? []) {
       if (!seen.has(upstream)) throw new DefinitionError(`${at}: reads "${upstream}", which is not an upstream stage`);
     }
     if (stage.kind === "commit") {
@@ -116,5 +136,10 @@ export function versionParts(stage: StageDef): Record<string, unknown> {
 export function readsOf(pipeline: PipelineDef, index: number): string[] {
   const stage = pipeline.stages[index];
   if (!stage) throw new DefinitionError(`no stage at index ${index}`);
-  return stage.reads ?? pipeline.stages.slice(0, index).map((s) => s.id);
+  return readIds(stage) ?? pipeline.stages.slice(0, index).map((s) => s.id);
+}
+
+/** The ids of the stages a stage names in `reads` (by definition or by id), or undefined when it names none. */
+export function readIds(stage: StageDef): string[] | undefined {
+  return stage.reads?.map((r) => (typeof r === "string" ? r : r.id));
 }
