@@ -1,9 +1,10 @@
-import { defineStage, type Gate, type LlmParams, type LlmStage, type PromptTemplate, type ProviderMode, type ProviderName, type ReadOutputs, type Schema, type StageInput, type StageRead } from "sluice/core";
+import { defineStage, type Gate, type LlmParams, type LlmStage, type PromptCheck, type PromptTemplate, type ProviderMode, type ProviderName, type ReadOutputs, type Schema, type StageInput, type StageRead } from "sluice/core";
 
-export interface LlmStageOptions<Item, Out = unknown, R extends readonly StageRead[] = readonly StageRead[], Id extends string = string> {
+export interface LlmStageOptions<Item, Out = unknown, R extends readonly StageRead[] = readonly StageRead[], Id extends string = string, P extends PromptTemplate = PromptTemplate> {
   id: Id;
   model: string;
-  prompt: PromptTemplate;
+  /** `{{item.field}}`, `{{outputs.stage.field}}` and `{{itemId}}` slots; with typed `reads`, a slot naming nothing the stage reads fails `tsc`. */
+  prompt: P & PromptCheck<P, Item, ReadOutputs<R>>;
   /** The output schema; a `Schema<T>` (generated in `schemas/types.ts`) makes `T` the type the stages reading this one see. */
   output: { name: string; schema: Schema<Out> };
   provider?: ProviderName;
@@ -22,8 +23,8 @@ export interface LlmStageOptions<Item, Out = unknown, R extends readonly StageRe
  * @example
  * llmClassify({ id: "classify", model: "gpt-4o-mini", prompt: { user: "Ticket: {{item.body}}" }, output: { name: "TicketClassification", schema: TicketClassification } });
  */
-export function llmClassify<Item = any, const Id extends string = string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[]>(
-  options: LlmStageOptions<Item, Out, R, Id>,
+export function llmClassify<Item = any, const Id extends string = string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[], const P extends PromptTemplate = PromptTemplate>(
+  options: LlmStageOptions<Item, Out, R, Id, P>,
 ): LlmStage<Item, Out, ReadOutputs<R>, Id> & { reads?: R } {
   return defineStage({ ...options, kind: "classify" as const });
 }
@@ -34,8 +35,8 @@ export function llmClassify<Item = any, const Id extends string = string, Out = 
  * @example
  * llmExtract({ id: "extract", reads: [classify], when: ({ outputs }) => outputs.classify.category === "bug", model: "gpt-4o", prompt, output: { name: "TicketFields", schema: TicketFields } });
  */
-export function llmExtract<Item = any, const Id extends string = string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[]>(
-  options: LlmStageOptions<Item, Out, R, Id>,
+export function llmExtract<Item = any, const Id extends string = string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[], const P extends PromptTemplate = PromptTemplate>(
+  options: LlmStageOptions<Item, Out, R, Id, P>,
 ): LlmStage<Item, Out, ReadOutputs<R>, Id> & { reads?: R } {
   return defineStage({ ...options, kind: "extract" as const });
 }

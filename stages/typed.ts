@@ -1,4 +1,4 @@
-import { defineStage, type FunctionStage, type JsonObject, type JsonSchema, type ReadOutputs, type StageInput, type StageRead } from "sluice/core";
+import { defineStage, type FunctionStage, type JsonObject, type JsonSchema, type PromptTemplate, type ReadOutputs, type StageInput, type StageRead } from "sluice/core";
 import { upsertCommit } from "./commit.ts";
 import { ruleFilter, type FilterRule } from "./filter.ts";
 import { llmClassify, llmExtract, type LlmStageOptions } from "./llm.ts";
@@ -24,10 +24,12 @@ export function stagesFor<Item>() {
       reads?: R;
       rules: FilterRule<Item, ReadOutputs<R>>[];
     }) => ruleFilter<Item, Id, R>(options),
-    llmClassify: <const Id extends string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[]>(options: LlmStageOptions<Item, Out, R, Id>) =>
-      llmClassify<Item, Id, Out, R>(options),
-    llmExtract: <const Id extends string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[]>(options: LlmStageOptions<Item, Out, R, Id>) =>
-      llmExtract<Item, Id, Out, R>(options),
+    llmClassify: <const Id extends string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[], const P extends PromptTemplate = PromptTemplate>(
+      options: LlmStageOptions<Item, Out, R, Id, P>,
+    ) => llmClassify<Item, Id, Out, R, P>(options),
+    llmExtract: <const Id extends string, Out = unknown, const R extends readonly StageRead[] = readonly StageRead[], const P extends PromptTemplate = PromptTemplate>(
+      options: LlmStageOptions<Item, Out, R, Id, P>,
+    ) => llmExtract<Item, Id, Out, R, P>(options),
     validateOutputs: <const Id extends string, const R extends readonly StageRead[] = readonly StageRead[]>(options: {
       id: Id;
       codeVersion: string;

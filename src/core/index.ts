@@ -7,7 +7,7 @@
 export { definePipeline, defineStage, stageVersion, versionParts } from "./define.ts";
 export type {
   CommitStage, FunctionStage, Gate, IdOf, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, OutputOf, PipelineBudget, PipelineDef,
-  PromptTemplate, ProviderMode, ProviderName, ReadOutputs, Schema, SourceSpec, StageDef, StageInput, StageKind, StageRead, ValidateStage, ValidationVerdict,
+  PromptCheck, PromptTemplate, ProviderMode, ProviderName, ReadOutputs, Schema, SourceSpec, StageDef, StageInput, StageKind, StageRead, ValidateStage, ValidationVerdict,
 } from "./types.ts";
 export { compileSchema, type Checker, type SchemaCheck } from "./schema.ts";
 export { BudgetExhaustedError, DefinitionError, DeterministicError, QualityError, SluiceError, StageHaltedError, TransientError, type FailureClass } from "./errors.ts";

@@ -94,6 +94,26 @@ export interface PromptTemplate {
   user: string;
 }
 
+type Trim<S extends string> = S extends ` ${infer T}` ? Trim<T> : S extends `${infer T} ` ? Trim<T> : S;
+type SlotsOf<S> = S extends `${string}{{${infer Slot}}}${infer Rest}` ? Trim<Slot> | SlotsOf<Rest> : never;
+type PathFits<T, P extends string> = 0 extends 1 & T
+  ? true
+  : unknown extends T
+    ? true
+    : P extends `${infer Head}.${infer Rest}`
+      ? Head extends keyof NonNullable<T> ? PathFits<NonNullable<T>[Head], Rest> : string extends keyof NonNullable<T> ? true : false
+      : P extends keyof NonNullable<T> ? true : string extends keyof NonNullable<T> ? true : false;
+type BadSlots<P, Ctx> = { [K in SlotsOf<P>]: PathFits<Ctx, K> extends true ? never : K }[SlotsOf<P>];
+
+/**
+ * Checks the `{{slots}}` of a prompt against what the stage sees: `unknown`
+ * when each names an item field, `itemId`, or a field of a stage it reads;
+ * else an object naming the first slot that does not, so `tsc` shows it.
+ */
+export type PromptCheck<P, Item, Outputs> = [BadSlots<P extends { user: infer U } ? U : never, { item: Item; outputs: Outputs; itemId: string }> | BadSlots<P extends { system?: infer S } ? S : never, { item: Item; outputs: Outputs; itemId: string }>] extends [never]
+  ? unknown
+  : { "a prompt slot names nothing this stage reads": `{{${BadSlots<P extends { user: infer U } ? U : never, { item: Item; outputs: Outputs; itemId: string }> | BadSlots<P extends { system?: infer S } ? S : never, { item: Item; outputs: Outputs; itemId: string }> & string}}}` };
+
 export type ProviderName = "openai" | "anthropic" | "inprocess";
 export type ProviderMode = "realtime" | "batch" | "auto";
 

@@ -28,6 +28,15 @@ const extract = llmExtract({
   output: { name: "TicketFields", schema: TicketFields },
 });
 
+export const promptTypo = llmExtract({
+  id: "prompt-typo",
+  model: "gpt-4o",
+  reads: [classify],
+  // @ts-expect-error a wrong stage id in a prompt: '{ "a prompt slot names nothing this stage reads": "{{outputs.clasify.category}}"; }'
+  prompt: { user: "Category: {{outputs.clasify.category}}\n\n{{item.body}}" },
+  output: { name: "TicketFields", schema: TicketFields },
+});
+
 const validate = validateOutputs({
   id: "validate",
   codeVersion: "1",
