@@ -9,6 +9,7 @@ import { diffCommand } from "./diff.ts";
 import { dlqCommand } from "./dlq.ts";
 import { driftCommand } from "./drift.ts";
 import { estimateCommand } from "./estimate.ts";
+import { graphCommand } from "./graph.ts";
 import { labelsCommand } from "./labels.ts";
 import { lsCommand } from "./ls.ts";
 import { quarantineCommand } from "./quarantine.ts";
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   for (const command of [
     runCommand(),
     lsCommand(),
+    graphCommand(),
     resumeCommand(),
     rerunCommand(),
     statusCommand(),
