@@ -49,3 +49,18 @@ describe("typed stage outputs", () => {
     expect([...found.keys()].sort((a, b) => a - b)).toEqual(expected.map((e) => e.line + 1));
   }, 120_000);
 });
+
+describe("prompt slots at run time", () => {
+  it("refuse a pipeline whose prompt names a stage the stage does not read, in one line", async () => {
+    const { definePipeline, defineStage } = await import("../src/core/define.ts");
+    const label = { type: "object", properties: { category: { type: "string" } } };
+    const classify = defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: label } });
+    const extract = (user: string, reads?: string[]) =>
+      defineStage({ id: "extract", kind: "extract", model: "gpt-4o", ...(reads ? { reads } : {}), prompt: { user }, output: { name: "Fields", schema: label } });
+    const make = (user: string, reads?: string[]) => () => definePipeline({ id: "slots", source: { key: "id" }, stages: [classify, extract(user, reads)] });
+    expect(make("{{outputs.classify.category}} {{ item.text }}")).not.toThrow();
+    expect(make("{{outputs.classify.category}}", ["classify"])).not.toThrow();
+    expect(make("{{outputs.clasify.category}}")).toThrow('pipeline "slots", stage 2 ("extract"): prompt slot {{outputs.clasify.category}} names "clasify", which this stage does not read (it reads classify)');
+    expect(make("{{outputs.classify.category}}", [])).toThrow(/names "classify", which this stage does not read \(it reads no stage\)$/);
+  });
+});

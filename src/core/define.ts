@@ -4,6 +4,8 @@ import { hashValue } from "./hash.ts";
 import { STAGE_KINDS, isLlmStage, type IdOf, type PipelineDef, type StageDef } from "./types.ts";
 
 const ID = /^[a-z][a-z0-9_-]{0,62}$/;
+/** A `{{outputs.<stage>...}}` slot of a prompt, and the stage it names. */
+const OUTPUT_SLOT = /\{\{\s*outputs\.([a-zA-Z0-9_-]+)[a-zA-Z0-9_.-]*\s*\}\}/g;
 
 /**
  * Declare a stage. An identity function for type inference: the returned value
@@ -97,6 +99,12 @@ export function checkPipeline(pipeline: PipelineDef): void {
       if (!stage.model) throw new DefinitionError(`${at}: an LLM stage needs a model`);
       if (!stage.prompt?.user) throw new DefinitionError(`${at}: an LLM stage needs prompt.user`);
       if (!stage.output?.schema || !stage.output.name) throw new DefinitionError(`${at}: an LLM stage needs output { name, schema }`);
+      const reads = readIds(stage) ?? [...seen];
+      for (const text of [stage.prompt.system ?? "", stage.prompt.user]) {
+        for (const [slot, id] of text.matchAll(OUTPUT_SLOT)) {
+          if (!reads.includes(id!)) throw new DefinitionError(`${at}: prompt slot ${slot} names "${id}", which this stage does not read (it reads ${reads.length ? reads.join(", ") : "no stage"})`);
+        }
+      }
     } else if (typeof (stage as { run?: unknown }).run !== "function") {
       throw new DefinitionError(`${at}: a ${stage.kind} stage needs run() or an LLM prompt+model`);
     }
