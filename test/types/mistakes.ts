@@ -9,7 +9,7 @@ import { definePipeline } from "sluice/core";
 import { stagesFor } from "sluice/stages";
 import { Ticket, TicketClassification, TicketFields } from "../../schemas/types.ts";
 
-const { llmClassify, llmExtract, validateOutputs, upsertCommit } = stagesFor<Ticket>();
+const { llmClassify, llmExtract, validateOutputs, upsertCommit, functionStage } = stagesFor<Ticket>();
 
 const classify = llmClassify({
   id: "classify",
@@ -35,6 +35,24 @@ export const promptTypo = llmExtract({
   // @ts-expect-error a wrong stage id in a prompt: '{ "a prompt slot names nothing this stage reads": "{{outputs.clasify.category}}"; }'
   prompt: { user: "Category: {{outputs.clasify.category}}\n\n{{item.body}}" },
   output: { name: "TicketFields", schema: TicketFields },
+});
+
+/** A stage of one's own: its return is what the stages reading it see. */
+const urgency = functionStage({
+  id: "urgency",
+  kind: "map",
+  codeVersion: "1",
+  reads: [classify],
+  run: ({ item, outputs }) => ({ urgent: outputs.classify.category === "bug" && /down|outage/i.test(item.subject), score: outputs.classify.confidence }),
+});
+
+export const readsUrgency = upsertCommit({
+  id: "urgent-commit",
+  table: "urgent",
+  key: "ticket_id",
+  reads: [urgency],
+  // @ts-expect-error a wrong field of a function stage's return: Property 'urgnt' does not exist on type '{ urgent: boolean; score: number; }'. Did you mean 'urgent'?
+  row: ({ itemId, outputs }) => ({ ticket_id: itemId, urgent: outputs.urgency.urgnt }),
 });
 
 const validate = validateOutputs({
