@@ -1,4 +1,4 @@
-import { defineStage, type JsonObject, type JsonSchema, type StageInput } from "sluice/core";
+import { defineStage, type CommitStage, type JsonObject, type JsonSchema, type ReadOutputs, type StageInput, type StageRead } from "sluice/core";
 
 /**
  * Idempotent upsert into `table`, keyed by `key`: re-running writes nothing
@@ -9,10 +9,19 @@ import { defineStage, type JsonObject, type JsonSchema, type StageInput } from "
  * the table and its ledger live in that database instead of the store.
  *
  * @example
- * upsertCommit({ id: "commit", table: "ticket_triage", key: "ticket_id", row: ({ itemId }) => ({ ticket_id: itemId }) });
+ * upsertCommit({ id: "commit", table: "ticket_triage", key: "ticket_id", reads: [classify], row: ({ itemId, outputs }) => ({ ticket_id: itemId, category: outputs.classify.category }) });
  */
-export function upsertCommit<Item>(options: { id: string; table: string; key: string; columns?: JsonSchema; url?: string; codeVersion?: string; row: (input: StageInput<Item>) => JsonObject }) {
-  return defineStage({
+export function upsertCommit<Item = any, const Id extends string = string, Row extends JsonObject = JsonObject, const R extends readonly StageRead[] = readonly StageRead[]>(options: {
+  id: Id;
+  table: string;
+  key: string;
+  columns?: JsonSchema;
+  url?: string;
+  codeVersion?: string;
+  reads?: R;
+  row: (input: StageInput<Item, ReadOutputs<R>>) => Row;
+}): CommitStage<Item, Row, ReadOutputs<R>, Id> & { reads?: R } {
+  const stage: CommitStage<Item, Row, ReadOutputs<R>, Id> & { reads?: R } = {
     id: options.id,
     kind: "commit",
     codeVersion: options.codeVersion,
@@ -23,5 +32,7 @@ export function upsertCommit<Item>(options: { id: string; table: string; key: st
       ...("url" in options ? { url: options.url } : {}),
     },
     row: options.row,
-  });
+  };
+  if (options.reads) stage.reads = options.reads;
+  return defineStage(stage);
 }

@@ -1,9 +1,15 @@
-import { defineStage, type StageInput } from "sluice/core";
+import { defineStage, type FunctionStage, type ReadOutputs, type StageInput, type StageRead } from "sluice/core";
 
-export interface FilterRule<Item> {
+export interface FilterRule<Item, Outputs = Record<string, unknown>> {
   /** Shown as the reason an item was dropped. */
   name: string;
-  drops: (input: StageInput<Item>) => boolean;
+  drops: (input: StageInput<Item, Outputs>) => boolean;
+}
+
+/** What a rules filter hands the stages after it. */
+export interface FilterVerdict {
+  keep: boolean;
+  reason: string | null;
 }
 
 /**
@@ -14,14 +20,21 @@ export interface FilterRule<Item> {
  * @example
  * ruleFilter({ id: "filter", codeVersion: "1", rules: [{ name: "empty", drops: ({ item }) => !item.body.trim() }] });
  */
-export function ruleFilter<Item>(options: { id: string; codeVersion: string; rules: FilterRule<Item>[] }) {
-  return defineStage({
+export function ruleFilter<Item = any, const Id extends string = string, const R extends readonly StageRead[] = readonly StageRead[]>(options: {
+  id: Id;
+  codeVersion: string;
+  reads?: R;
+  rules: FilterRule<Item, ReadOutputs<R>>[];
+}): FunctionStage<Item, FilterVerdict, ReadOutputs<R>, Id> & { reads?: R } {
+  const stage: FunctionStage<Item, FilterVerdict, ReadOutputs<R>, Id> & { reads?: R } = {
     id: options.id,
     kind: "filter",
     codeVersion: options.codeVersion,
-    run: (input: StageInput<Item>) => {
+    run: (input) => {
       for (const rule of options.rules) if (rule.drops(input)) return { keep: false, reason: rule.name };
       return { keep: true, reason: null };
     },
-  });
+  };
+  if (options.reads) stage.reads = options.reads;
+  return defineStage(stage);
 }

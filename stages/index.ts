@@ -7,3 +7,5 @@ export { upsertCommit } from "./commit.ts";
 export { ruleFilter, type FilterRule } from "./filter.ts";
 export { llmClassify, llmExtract, type LlmStageOptions } from "./llm.ts";
 export { validateOutputs, type Rule } from "./validate.ts";
+export { stagesFor } from "./typed.ts";
+export type { FilterVerdict } from "./filter.ts";

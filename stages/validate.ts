@@ -1,9 +1,9 @@
-import { compileSchema, defineStage, type JsonSchema, type StageInput, type ValidationVerdict } from "sluice/core";
+import { compileSchema, defineStage, type IdOf, type JsonSchema, type ReadOutputs, type StageInput, type StageRead, type ValidateStage, type ValidationVerdict } from "sluice/core";
 
-export interface Rule<Item> {
+export interface Rule<Item, Outputs = Record<string, unknown>> {
   name: string;
   /** Return a message when the rule is broken. */
-  check: (input: StageInput<Item>) => string | undefined;
+  check: (input: StageInput<Item, Outputs>) => string | undefined;
   /** `review` sends the item to the review queue; `invalid` dead-letters it. */
   severity: "review" | "invalid";
 }
@@ -13,19 +13,25 @@ export interface Rule<Item> {
  * commit stage unless this says `valid`; doubtful items go to review.
  *
  * @example
- * validateOutputs({ id: "validate", codeVersion: "1", schemas: { extract: schema }, rules: [] });
+ * validateOutputs({ id: "validate", codeVersion: "1", reads: [classify, extract], schemas: { extract: TicketFields }, rules: [] });
  */
-export function validateOutputs<Item>(options: { id: string; codeVersion: string; schemas?: Record<string, JsonSchema>; rules: Rule<Item>[] }) {
-  const checkers = Object.entries(options.schemas ?? {}).map(([stage, schema]) => [stage, compileSchema(schema)] as const);
-  return defineStage({
+export function validateOutputs<Item = any, const Id extends string = string, const R extends readonly StageRead[] = readonly StageRead[]>(options: {
+  id: Id;
+  codeVersion: string;
+  reads?: R;
+  schemas?: Partial<Record<IdOf<R[number]>, JsonSchema>>;
+  rules: Rule<Item, ReadOutputs<R>>[];
+}): ValidateStage<Item, ReadOutputs<R>, Id> & { reads?: R } {
+  const checkers = Object.entries(options.schemas ?? {}).map(([stage, schema]) => [stage, compileSchema(schema as JsonSchema)] as const);
+  const stage: ValidateStage<Item, ReadOutputs<R>, Id> & { reads?: R } = {
     id: options.id,
     kind: "validate",
     codeVersion: options.codeVersion,
-    run: (input: StageInput<Item>): ValidationVerdict => {
+    run: (input): ValidationVerdict => {
       const invalid: string[] = [];
       const review: string[] = [];
       for (const [stage, check] of checkers) {
-        const result = check(input.outputs[stage]);
+        const result = check((input.outputs as Record<string, unknown>)[stage]);
         if (!result.ok) invalid.push(`${stage} output: ${result.errors.join("; ")}`);
       }
       for (const rule of options.rules) {
@@ -36,5 +42,7 @@ export function validateOutputs<Item>(options: { id: string; codeVersion: string
       if (review.length) return { status: "review", reasons: review };
       return { status: "valid" };
     },
-  });
+  };
+  if (options.reads) stage.reads = options.reads;
+  return defineStage(stage);
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { definePipeline, defineStage } from "../src/core/define.ts";
-import type { JsonSchema } from "../src/core/types.ts";
+import type { JsonObject, JsonSchema } from "../src/core/types.ts";
 import { costOf, createProvider } from "../src/providers/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
@@ -28,10 +28,10 @@ const pipeline = definePipeline({
     defineStage({ id: "classify", kind: "classify", provider: "openai", mode: "realtime", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: label } }),
     defineStage({
       id: "extract", kind: "extract", provider: "anthropic", mode: "batch", model: "claude-haiku-4-5",
-      when: ({ outputs }) => outputs.classify.category !== "other",
+      when: ({ outputs }) => (outputs.classify as { category: string }).category !== "other",
       prompt: { user: "Extract from: {{item.text}}" }, output: { name: "Fields", schema: fields },
     }),
-    defineStage({ id: "commit", kind: "commit", target: { table: "faults_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, ...outputs.extract }) }),
+    defineStage({ id: "commit", kind: "commit", target: { table: "faults_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, ...(outputs.extract as JsonObject) }) }),
   ],
 });
 

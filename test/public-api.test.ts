@@ -14,7 +14,7 @@ describe("the public API", () => {
       ].sort(),
     );
     expect(Object.keys(testing).sort()).toEqual(["createInProcessProvider", "freshPostgres", "memoryDatabase", "runPipelineForTest", "singleProvider", "testDrivers"]);
-    expect(Object.keys(stages).sort()).toEqual(["llmClassify", "llmExtract", "ruleFilter", "upsertCommit", "validateOutputs"]);
+    expect(Object.keys(stages).sort()).toEqual(["llmClassify", "llmExtract", "ruleFilter", "stagesFor", "upsertCommit", "validateOutputs"]);
     // What a pipeline file needs, also in the whole API, as the very same values.
     expect(Object.keys(core).sort()).toEqual([
       "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",

@@ -102,7 +102,7 @@ for (const driver of testDrivers()) {
             id: "m2",
             kind: "map",
             codeVersion: "1",
-            run: ({ outputs }) => ({ json: JSON.stringify(outputs.m1), date: outputs.m1.at instanceof Date, frozen: Object.isFrozen(outputs.m1) }),
+            run: ({ outputs }) => ({ json: JSON.stringify(outputs.m1), date: (outputs.m1 as { at: unknown }).at instanceof Date, frozen: Object.isFrozen(outputs.m1) }),
           }),
         ],
       });

@@ -39,6 +39,9 @@ function typed(cols: JsonSchema, row?: CommitStage["row"]) {
   });
 }
 
+/** What mini's `shout` stage hands on (mini defines its stages inline, so its outputs are `unknown` to a row mapper). */
+type Shout = { text: string; category: string };
+
 const items = Array.from({ length: 60 }, (_, i) => ({ id: `t${String(i).padStart(3, "0")}`, text: ["invoice charged twice", "the app crashes", "hello", "refund please"][i % 4]! }));
 
 function inputFile(): string {
@@ -109,14 +112,14 @@ for (const driver of testDrivers()) {
       expect(JSON.parse(afterFirst[0]!)).toMatchObject({ id: expect.any(String), category: expect.stringMatching(/billing|bug/), status: "active" });
 
       // A new column (and a row mapper that fills it): added in place, filled by the next run.
-      const withLength = typed(columns({ length: { type: "integer" } }), ({ itemId, outputs }) => ({ id: itemId, ...outputs.shout, length: String(outputs.shout.text).length }));
+      const withLength = typed(columns({ length: { type: "integer" } }), ({ itemId, outputs }) => ({ id: itemId, ...(outputs.shout as Shout), length: (outputs.shout as Shout).text.length }));
       const second = await runPipeline({ db: t.db, pipeline: withLength, providers: providers() }, input);
       expect((await targetColumnsOf(t.db, TABLE)).find((c) => c.column_name === "length")?.data_type).toBe("bigint");
       const rows = (await dumpTarget(t.db, TABLE)).map((r) => JSON.parse(r) as { id: string; length: number; text: string });
       expect(rows.every((r) => r.length === r.text.length)).toBe(true);
 
       // The same column as another type is refused, with what to do.
-      const changed = typed(columns({ length: { type: "string" } }), ({ itemId, outputs }) => ({ id: itemId, ...outputs.shout, length: "x" }));
+      const changed = typed(columns({ length: { type: "string" } }), ({ itemId, outputs }) => ({ id: itemId, ...(outputs.shout as Shout), length: "x" }));
       await expect(runPipeline({ db: t.db, pipeline: changed, providers: providers() }, input)).rejects.toThrow(/column length is bigint, the commit stage declares text/);
 
       // Reverting the second run puts every row back as the first left it, in the typed table.

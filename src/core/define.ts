@@ -2,9 +2,11 @@ import { checkTableName, checkTargetUrl, publicTargetUrl, targetColumns } from "
 import { parseDuration } from "./duration.ts";
 import { DefinitionError } from "./errors.ts";
 import { hashValue } from "./hash.ts";
-import { STAGE_KINDS, isLlmStage, type PipelineDef, type StageDef } from "./types.ts";
+import { STAGE_KINDS, isLlmStage, type IdOf, type PipelineDef, type StageDef } from "./types.ts";
 
 const ID = /^[a-z][a-z0-9_-]{0,62}$/;
+/** A `{{outputs.<stage>...}}` slot of a prompt, and the stage it names. */
+const OUTPUT_SLOT = /\{\{\s*outputs\.([a-zA-Z0-9_-]+)[a-zA-Z0-9_.-]*\s*\}\}/g;
 
 /**
  * Declare a stage. An identity function for type inference: the returned value
@@ -31,10 +33,30 @@ export function defineStage<S extends StageDef>(stage: S): S {
  *   stages: [filter, classify, extract, validate, commit],
  * });
  */
-export function definePipeline<P extends PipelineDef>(pipeline: P): P {
+export function definePipeline<const P extends PipelineDef>(pipeline: P & { stages: StagesInOrder<P["stages"]> }): P {
   checkPipeline(pipeline);
   return pipeline;
 }
+
+/**
+ * The stages as given, except that a stage reading a stage that does not come
+ * before it (by definition or by id) is replaced by a message saying so, so
+ * `tsc` reports it where the stages are listed. Checked again at run time by
+ * `checkPipeline`.
+ */
+export type StagesInOrder<S extends readonly unknown[], Seen extends string = never> = S extends readonly [infer Head, ...infer Rest]
+  ? [ReadsBefore<Head, Seen>, ...StagesInOrder<Rest, Seen | IdOf<Head>>]
+  : S;
+
+type ReadsBefore<S, Seen extends string> = S extends { id: infer Id extends string; reads?: infer R }
+  ? R extends readonly unknown[]
+    ? string extends IdOf<R[number]>
+      ? S
+      : [Exclude<IdOf<R[number]>, Seen>] extends [never]
+        ? S
+        : `stage "${Id}" reads "${Exclude<IdOf<R[number]>, Seen> & string}", which does not come before it in stages`
+    : S
+  : S;
 
 export function checkPipeline(pipeline: PipelineDef): void {
   const where = `pipeline ${JSON.stringify(pipeline.id)}`;
@@ -57,7 +79,7 @@ export function checkPipeline(pipeline: PipelineDef): void {
     if (!STAGE_KINDS.includes(stage.kind)) {
       throw new DefinitionError(`${at}: kind must be one of ${STAGE_KINDS.join(", ")}`);
     }
-    for (const upstream of stage.reads ?? []) {
+    for (const upstream of readIds(stage) ?? []) {
       if (!seen.has(upstream)) throw new DefinitionError(`${at}: reads "${upstream}", which is not an upstream stage`);
     }
     if (stage.kind === "commit") {
@@ -82,6 +104,12 @@ export function checkPipeline(pipeline: PipelineDef): void {
       if (!stage.prompt?.user) throw new DefinitionError(`${at}: an LLM stage needs prompt.user`);
       if (!stage.output?.schema || !stage.output.name) throw new DefinitionError(`${at}: an LLM stage needs output { name, schema }`);
       if (stage.deadline !== undefined) parseDuration(String(stage.deadline), `${at}: deadline`);
+      const reads = readIds(stage) ?? [...seen];
+      for (const text of [stage.prompt.system ?? "", stage.prompt.user]) {
+        for (const [slot, id] of text.matchAll(OUTPUT_SLOT)) {
+          if (!reads.includes(id!)) throw new DefinitionError(`${at}: prompt slot ${slot} names "${id}", which this stage does not read (it reads ${reads.length ? reads.join(", ") : "no stage"})`);
+        }
+      }
     } else if (typeof (stage as { run?: unknown }).run !== "function") {
       throw new DefinitionError(`${at}: a ${stage.kind} stage needs run() or an LLM prompt+model`);
     }
@@ -122,5 +150,10 @@ export function versionParts(stage: StageDef): Record<string, unknown> {
 export function readsOf(pipeline: PipelineDef, index: number): string[] {
   const stage = pipeline.stages[index];
   if (!stage) throw new DefinitionError(`no stage at index ${index}`);
-  return stage.reads ?? pipeline.stages.slice(0, index).map((s) => s.id);
+  return readIds(stage) ?? pipeline.stages.slice(0, index).map((s) => s.id);
+}
+
+/** The ids of the stages a stage names in `reads` (by definition or by id), or undefined when it names none. */
+export function readIds(stage: StageDef): string[] | undefined {
+  return stage.reads?.map((r) => (typeof r === "string" ? r : r.id));
 }

@@ -7,8 +7,8 @@
 export { defineConfig, type SluiceConfig } from "./config.ts";
 export { definePipeline, defineStage, stageVersion, versionParts } from "./define.ts";
 export type {
-  CommitStage, FunctionStage, Gate, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, PipelineBudget, PipelineDef,
-  PromptTemplate, ProviderMode, ProviderName, SourceSpec, StageDef, StageInput, StageKind, ValidateStage, ValidationVerdict,
+  CommitStage, FunctionStage, Gate, IdOf, JsonObject, JsonSchema, JsonValue, LlmParams, LlmStage, OutputOf, PipelineBudget, PipelineDef,
+  PromptCheck, PromptTemplate, ProviderMode, ProviderName, ReadOutputs, Schema, SourceSpec, StageDef, StageInput, StageKind, StageRead, ValidateStage, ValidationVerdict,
 } from "./types.ts";
 export { compileSchema, type Checker, type SchemaCheck } from "./schema.ts";
 export { BudgetExhaustedError, DefinitionError, DeterministicError, QualityError, SluiceError, StageHaltedError, TransientError, type FailureClass } from "./errors.ts";

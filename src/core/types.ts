@@ -10,36 +10,82 @@ export type JsonSchema = { [k: string]: unknown };
 export const STAGE_KINDS = ["filter", "classify", "extract", "validate", "commit", "map"] as const;
 export type StageKind = (typeof STAGE_KINDS)[number];
 
+/** Type-only key of the output type a `Schema` carries; never present at run time. */
+export declare const outputType: unique symbol;
+
+/**
+ * A JSON Schema that carries the TypeScript type of the values it accepts, so
+ * a stage's output type follows from its output schema. `npm run gen:types`
+ * writes one for each file in `schemas/`, under the name of its type.
+ */
+export type Schema<T> = JsonSchema & { readonly [outputType]?: T };
+
+/**
+ * An upstream stage a stage reads: the stage itself (its output is then typed)
+ * or its id (its output is `unknown`).
+ */
+export type StageRead = string | StageDef;
+
+/** The id of a stage, or of a stage read by id. */
+export type IdOf<S> = S extends { id: infer Id extends string } ? Id : S extends string ? S : never;
+
+/**
+ * What a stage hands the stages that read it: a model stage's output schema
+ * type, a function stage's return, a validator's verdict, a commit's row.
+ */
+export type OutputOf<S> = S extends string
+  ? unknown
+  : S extends { kind: "commit"; row: (...args: any[]) => infer Row }
+    ? Row
+    : S extends { kind: "validate" }
+      ? ValidationVerdict
+      : S extends { output: { schema: infer Sch } }
+        ? Sch extends { readonly [outputType]?: infer T } ? (unknown extends T ? unknown : T) : unknown
+        : S extends { run: (...args: any[]) => infer R }
+          ? Awaited<R>
+          : unknown;
+
+/**
+ * The `outputs` a stage sees, from its `reads`: each stage read by reference
+ * under its id, with its output type. Stages read by id, or a stage without
+ * `reads` (it reads every upstream stage), see `unknown` values.
+ */
+export type ReadOutputs<R extends readonly StageRead[]> = number extends R["length"]
+  ? { readonly [id: string]: unknown }
+  : { readonly [S in R[number] as IdOf<S>]: OutputOf<S> };
+
 /** What every stage function and gate sees for one item. */
-export interface StageInput<Item = JsonObject> {
+export interface StageInput<Item = JsonObject, Outputs = Record<string, unknown>> {
   /** The stable id taken from the source's key column. */
   itemId: string;
   item: Item;
   /** Outputs of the upstream stages this stage reads, by stage id. */
-  outputs: Record<string, any>;
+  outputs: Outputs;
 }
 
 /** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
-export type Gate<Item = JsonObject> = (input: StageInput<Item>) => boolean;
+export type Gate<Item = JsonObject, Outputs = Record<string, unknown>> = (input: StageInput<Item, Outputs>) => boolean;
 
-interface StageBase<Item> {
-  id: string;
+interface StageBase<Item, Outputs, Id extends string> {
+  id: Id;
   kind: StageKind;
   /** Bump when the code behind a deterministic stage changes; part of the stage version. */
   codeVersion?: string;
-  when?: Gate<Item>;
+  /** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+  when?(input: StageInput<Item, Outputs>): boolean;
   /**
    * Upstream stages whose outputs this stage reads (and whose outputs enter its
-   * input hash). Defaults to every upstream stage.
+   * input hash): the stage definitions (their outputs are then typed) or their
+   * ids. Defaults to every upstream stage.
    */
-  reads?: string[];
+  reads?: readonly StageRead[];
   description?: string;
 }
 
 /** A deterministic stage: a pure function of its input. */
-export interface FunctionStage<Item = JsonObject, Out = unknown> extends StageBase<Item> {
+export interface FunctionStage<Item = JsonObject, Out = unknown, Outputs = Record<string, unknown>, Id extends string = string> extends StageBase<Item, Outputs, Id> {
   kind: "filter" | "classify" | "extract" | "map";
-  run: (input: StageInput<Item>) => Out | Promise<Out>;
+  run(input: StageInput<Item, Outputs>): Out | Promise<Out>;
 }
 
 export interface PromptTemplate {
@@ -47,6 +93,26 @@ export interface PromptTemplate {
   /** `{{item.subject}}`, `{{outputs.classify.category}}`, `{{itemId}}` are filled from the input. */
   user: string;
 }
+
+type Trim<S extends string> = S extends ` ${infer T}` ? Trim<T> : S extends `${infer T} ` ? Trim<T> : S;
+type SlotsOf<S> = S extends `${string}{{${infer Slot}}}${infer Rest}` ? Trim<Slot> | SlotsOf<Rest> : never;
+type PathFits<T, P extends string> = 0 extends 1 & T
+  ? true
+  : unknown extends T
+    ? true
+    : P extends `${infer Head}.${infer Rest}`
+      ? Head extends keyof NonNullable<T> ? PathFits<NonNullable<T>[Head], Rest> : string extends keyof NonNullable<T> ? true : false
+      : P extends keyof NonNullable<T> ? true : string extends keyof NonNullable<T> ? true : false;
+type BadSlots<P, Ctx> = { [K in SlotsOf<P>]: PathFits<Ctx, K> extends true ? never : K }[SlotsOf<P>];
+
+/**
+ * Checks the `{{slots}}` of a prompt against what the stage sees: `unknown`
+ * when each names an item field, `itemId`, or a field of a stage it reads;
+ * else an object naming the first slot that does not, so `tsc` shows it.
+ */
+export type PromptCheck<P, Item, Outputs> = [BadSlots<P extends { user: infer U } ? U : never, { item: Item; outputs: Outputs; itemId: string }> | BadSlots<P extends { system?: infer S } ? S : never, { item: Item; outputs: Outputs; itemId: string }>] extends [never]
+  ? unknown
+  : { "a prompt slot names nothing this stage reads": `{{${BadSlots<P extends { user: infer U } ? U : never, { item: Item; outputs: Outputs; itemId: string }> | BadSlots<P extends { system?: infer S } ? S : never, { item: Item; outputs: Outputs; itemId: string }> & string}}}` };
 
 export type ProviderName = "openai" | "anthropic" | "inprocess";
 export type ProviderMode = "realtime" | "batch" | "auto";
@@ -58,13 +124,17 @@ export interface LlmParams {
 }
 
 /** An LLM-backed stage: prompt, model and output schema; the engine calls the provider. */
-export interface LlmStage<Item = JsonObject> extends StageBase<Item> {
+export interface LlmStage<Item = JsonObject, Out = unknown, Outputs = Record<string, unknown>, Id extends string = string> extends StageBase<Item, Outputs, Id> {
   kind: "classify" | "extract" | "map";
   provider?: ProviderName;
   model: string;
   prompt: PromptTemplate;
-  /** JSON Schema of the model's output; sent as the structured-output schema and checked on return. */
-  output: { name: string; schema: JsonSchema };
+  /**
+   * JSON Schema of the model's output; sent as the structured-output schema and
+   * checked on return. A `Schema<T>` (see `schemas/types.ts`) types the output
+   * the stages reading this one see.
+   */
+  output: { name: string; schema: Schema<Out> };
   params?: LlmParams;
   /**
    * `realtime` (default), `batch` (the provider's native batch API, half price,
@@ -79,7 +149,7 @@ export interface LlmStage<Item = JsonObject> extends StageBase<Item> {
   /** The same in minutes (kept for definitions written before `deadline`). */
   deadlineMinutes?: number;
   /** Optional business rule over the parsed output: return a message to reject it (a quality failure). */
-  check?: (output: any, input: StageInput<Item>) => string | undefined;
+  check?(output: Out, input: StageInput<Item, Outputs>): string | undefined;
 }
 
 export type ValidationVerdict =
@@ -87,13 +157,13 @@ export type ValidationVerdict =
   | { status: "review"; reasons: string[] }
   | { status: "invalid"; reasons: string[] };
 
-export interface ValidateStage<Item = JsonObject> extends StageBase<Item> {
+export interface ValidateStage<Item = JsonObject, Outputs = Record<string, unknown>, Id extends string = string> extends StageBase<Item, Outputs, Id> {
   kind: "validate";
   /** Schema and business rules over upstream outputs: valid, doubtful (review queue) or invalid. */
-  run: (input: StageInput<Item>) => ValidationVerdict | Promise<ValidationVerdict>;
+  run(input: StageInput<Item, Outputs>): ValidationVerdict | Promise<ValidationVerdict>;
 }
 
-export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
+export interface CommitStage<Item = JsonObject, Row extends JsonObject = JsonObject, Outputs = Record<string, unknown>, Id extends string = string> extends StageBase<Item, Outputs, Id> {
   kind: "commit";
   /**
    * Target table (`table`, or `schema.table`), created if absent and upserted
@@ -115,14 +185,19 @@ export interface CommitStage<Item = JsonObject> extends StageBase<Item> {
    */
   audit?: { sample: number };
   /** The row to upsert for this item. Its `key` field must be present. */
-  row: (input: StageInput<Item>) => JsonObject;
+  row(input: StageInput<Item, Outputs>): Row;
 }
 
+/**
+ * Any stage. Its `outputs` are `unknown` by id: a stage sees them typed when
+ * it names the stages it reads (`reads: [classify]`, through the templates of
+ * `sluice/stages`).
+ */
 export type StageDef<Item = any> =
-  | FunctionStage<Item>
-  | LlmStage<Item>
+  | FunctionStage<Item, any>
+  | LlmStage<Item, any>
   | ValidateStage<Item>
-  | CommitStage<Item>;
+  | CommitStage<Item, any>;
 
 export interface SourceSpec {
   /** The column (CSV) or field (JSONL) that holds the stable item id. */
@@ -139,7 +214,7 @@ export interface PipelineDef<Item = any> {
   id: string;
   description?: string;
   source: SourceSpec;
-  stages: StageDef<Item>[];
+  stages: readonly StageDef<Item>[];
   /** Cron schedule for the Trigger.dev runner; ignored by `sluice run`. */
   schedule?: { cron: string; timezone?: string };
   /** Run when another pipeline's commit stage finishes (Trigger.dev runner). */
@@ -157,6 +232,6 @@ export interface PipelineBudget {
   perDay?: number;
 }
 
-export function isLlmStage(stage: StageDef): stage is LlmStage {
+export function isLlmStage(stage: StageDef): stage is LlmStage<any, any> {
   return "prompt" in stage && "model" in stage;
 }
