@@ -9,6 +9,7 @@ import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
 import { benchRerun } from "./rerun.ts";
+import { benchScale } from "./scale.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<void>> = {
   rerun: benchRerun,
   chaos: benchChaos,
   cost: benchCost,
+  scale: benchScale,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {
