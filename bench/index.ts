@@ -10,6 +10,7 @@ import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
 import { benchRerun } from "./rerun.ts";
+import { benchScale } from "./scale.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<void>> = {
   chaos: benchChaos,
   cost: benchCost,
   cli: benchCli,
+  scale: benchScale,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

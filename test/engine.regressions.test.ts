@@ -96,6 +96,21 @@ describe("engine regressions", () => {
     }
   });
 
+  it("copies of one request spread over many chunks are paid for once, whether their answer is in flight or already written", async () => {
+    // 12 distinct texts under 240 ids, chunks of 5: every chunk holds copies of texts
+    // whose answers other chunks are awaiting, or have already written and let go.
+    const spread = Array.from({ length: 240 }, (_, i) => ({ id: `i${String(i).padStart(3, "0")}`, text: `ticket about case ${i % 12}` }));
+    const provider = createInProcessProvider({ latencyMs: 20 });
+    const pipeline = definePipeline({ id: "dup-spread", source: { key: "id" }, stages: [classify()] });
+    const run = await runPipelineForTest(pipeline, { items: spread, providers: set(provider), options: { chunkSize: 5 } });
+    try {
+      expect(provider.calls).toBe(12);
+      expect(Object.values(await run.statuses("classify")).filter((s) => s === "succeeded_unvalidated")).toHaveLength(240);
+    } finally {
+      await run.close();
+    }
+  });
+
   it("a duplicate item's answer is checked against its own business rule", async () => {
     const pipeline = definePipeline({
       id: "dup-rule",

@@ -1,6 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../src/store/index.ts";
 
@@ -20,4 +21,27 @@ describe("the embedded store's lock", () => {
       await first.close();
     }
   });
+});
+
+describe("a new embedded store", () => {
+  it("is created (in a child process) on first open, migrated, and opened as it is afterwards", async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "sluice-init-")), "pglite");
+    expect(existsSync(join(dir, "PG_VERSION"))).toBe(false);
+    const first = await openDatabase({ dataDir: dir });
+    try {
+      expect(existsSync(join(dir, "PG_VERSION"))).toBe(true);
+      // Migrated: the store's tables are there.
+      expect(await first.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM runs`)).toEqual([{ n: 0 }]);
+      await first.rows(sql`CREATE TABLE kept (v text)`);
+      await first.rows(sql`INSERT INTO kept VALUES ('still here')`);
+    } finally {
+      await first.close();
+    }
+    const again = await openDatabase({ dataDir: dir });
+    try {
+      expect(await again.rows<{ v: string }>(sql`SELECT v FROM kept`)).toEqual([{ v: "still here" }]);
+    } finally {
+      await again.close();
+    }
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, customIdFor, endpointOf, providerNameOf, requestHash } from "./llm-call.ts";
 import { persistResults } from "./persist.ts";
 import { executeRealtime } from "./realtime.ts";
+import type { Provider } from "../providers/types.ts";
 import { failed, type ItemResult } from "./results.ts";
 import { answerFromCache, claimOrAwait, followerResult, leadersAndFollowers, reuseOutputs, type Call, type Pending, type StoredOutputs } from "./reuse.ts";
 
@@ -46,6 +47,8 @@ export async function executeLoaded(
   const replaced = new Set<string>();
   const write: Flush = async (results) => {
     const written = await persistResults(ctx, stage, results, { insert });
+    // Answers now in the request cache: chunks that read it from here on find them there.
+    hooks.inflight?.retire(results.flatMap((r) => (r.cache ? [r.cache.requestHash] : [])));
     for (const id of written.dropped) dropped.add(id);
     for (const id of written.replaced) replaced.add(id);
     hooks.onPersisted?.(results);
@@ -80,6 +83,17 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     const request = buildRequest(def, p.loaded.input, customIdFor(stage, p.itemId));
     return { ...p, request, hash: requestHash(endpoint, request) };
   });
+  // Answers other chunks write from now on stay in flight for this chunk until it ends.
+  const entered = hooks.inflight?.enter();
+  try {
+    return await callOrReuse(ctx, stage, def, provider, providerName, requests, done, hooks, write);
+  } finally {
+    if (entered !== undefined) hooks.inflight?.leave(entered);
+  }
+}
+
+/** The request cache, identical requests (in the chunk, in flight elsewhere, claimed by another process), then the calls. */
+async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, providerName: string, requests: Call[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
   const { answered, calls } = await answerFromCache(ctx, def, requests);
   done.push(...answered);
   await write(done);

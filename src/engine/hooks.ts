@@ -1,4 +1,4 @@
-import type { CompletionResult } from "../providers/types.ts";
+import type { InflightAnswers } from "./inflight.ts";
 import type { ItemResult } from "./results.ts";
 
 /** What the scheduler gives the chunks of one stage to share. */
@@ -12,7 +12,7 @@ export interface ChunkHooks {
    * request hash: a chunk that needs the same request waits for that answer
    * instead of paying for it again (the request cache covers what is written).
    */
-  inflight?: Map<string, Promise<CompletionResult | undefined>>;
+  inflight?: InflightAnswers;
   /**
    * Set when a call of the stage failed for every item alike (a revoked key):
    * no other chunk of the stage sends another call.

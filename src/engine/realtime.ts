@@ -47,7 +47,7 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
       for (let pending = hooks.inflight?.get(r.hash); pending && !shared; pending = hooks.inflight?.get(r.hash)) {
         shared = await pending;
         // That call failed: forget it, so the next caller makes its own.
-        if (!shared && hooks.inflight?.get(r.hash) === pending) hooks.inflight.delete(r.hash);
+        if (!shared) hooks.inflight?.forget(r.hash, pending);
       }
       if (shared) {
         const copy = fromAnswer(r.itemId, r.loaded.inputHash, checkCompletion(def, r.loaded.input, shared), shared);
@@ -66,7 +66,7 @@ export async function executeRealtime(ctx: RunContext, def: LlmStage, providerNa
         outcome = await callLlm(ctx, def, provider, providerName, r.request, r.loaded.input, r.hash, acquire);
       } finally {
         const response = outcome?.status === "succeeded" ? outcome.response : undefined;
-        if (!response && hooks.inflight?.get(r.hash) === mine) hooks.inflight?.delete(r.hash);
+        if (!response) hooks.inflight?.forget(r.hash, mine);
         answered(response);
       }
       const cache = outcome.status === "succeeded" ? { requestHash: r.hash, provider: providerName, model: def.model, response: outcome.response } : undefined;

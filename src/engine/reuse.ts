@@ -163,7 +163,7 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
   for (;;) {
     const { won, answers } = await claimRequests<CompletionResult>(ctx.db, waiting.map((c) => c.hash), ctx.workerId, ctx.options.leaseMs);
     // Answered meanwhile: usable for the item, or refused by its own check. An
-    // answer this item's check rejects for a reason a call could fix is called for.
+    // answer no item can use (refused, truncated, malformed) is called for.
     const { answered, calls: unanswered } = judgeAnswers(def, waiting, answers);
     if (answered.length) {
       await write(answered);
@@ -186,14 +186,23 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
   }
 }
 
-/** Requests answered (usable for the item, or refused by the stage's own check) and those still to call. */
+/**
+ * Requests answered (usable for the item, or refused by the stage's own
+ * check) and those still to call. An answer to an identical request is the
+ * item's answer wherever it comes from (a leader in the chunk, a call in
+ * flight, the request cache), checked against the item's own rule: one the
+ * rule refuses goes to review, as it would when shared in flight, so what an
+ * item gets does not depend on whether another chunk's answer was still in
+ * memory. Only an answer no item can use (a refusal, a truncated or
+ * malformed output) is asked for again.
+ */
 function judgeAnswers(def: LlmStage, requests: Call[], answers: Map<string, CompletionResult>): { answered: ItemResult[]; calls: Call[] } {
   const answered: ItemResult[] = [];
   const calls: Call[] = [];
   for (const r of requests) {
     const hit = answers.get(r.hash);
     const checked = hit && checkCompletion(def, r.loaded.input, hit);
-    if (checked && (checked.ok || checked.threw)) answered.push(fromAnswer(r.itemId, r.loaded.inputHash, checked));
+    if (checked && (checked.ok || checked.threw || checked.rule)) answered.push(fromAnswer(r.itemId, r.loaded.inputHash, checked));
     else calls.push(r);
   }
   return { answered, calls };

@@ -1,11 +1,11 @@
 import pLimit from "p-limit";
 import { advances } from "../../core/status.ts";
 import { isLlmStage } from "../../core/types.ts";
-import type { CompletionResult } from "../../providers/types.ts";
 import { stageCounts } from "../../store/work.ts";
 import { resumeBatches } from "../batch.ts";
 import { stageRef, type RunContext, type StagePlan } from "../context.ts";
 import { executeChunk, type ChunkHooks } from "../execute.ts";
+import { InflightAnswers } from "../inflight.ts";
 import type { ItemResult } from "../results.ts";
 import { segmentBarrier } from "./barrier.ts";
 import { claimer, type ClaimMode } from "./claims.ts";
@@ -26,7 +26,7 @@ function stageHooks(ctx: RunContext, onPersisted: (results: ItemResult[]) => voi
   const limit = pLimit(ctx.options.concurrency);
   return {
     acquire: <T,>(fn: () => Promise<T>) => limit(fn),
-    inflight: new Map<string, Promise<CompletionResult | undefined>>(),
+    inflight: new InflightAnswers(),
     halted: {},
     onPersisted,
   };

@@ -1,0 +1,81 @@
+/**
+ * Benchmark 7: scale. The demo pipeline with the in-process provider over
+ * generated tickets at 10k, 100k and 1M, on Postgres and on embedded PGlite
+ * (on disk), each run in a child process of its own. Linear time shows as a
+ * flat rate; flat memory as a peak RSS that does not grow with the input.
+ * Both are printed as ratios against the 10k run of the same store.
+ *
+ * 1M tickets take tens of minutes on a 2-core machine, so the ceiling
+ * defaults to 100k: `npm run bench -- scale 1000000` (or
+ * `SLUICE_SCALE_MAX=1000000`) runs the full ladder.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fmt, ratio, row } from "./report.ts";
+
+const LADDER = [10_000, 100_000, 1_000_000];
+const DEFAULT_MAX = 100_000;
+
+interface Measured {
+  rows: number;
+  seconds: number;
+  rssMb: number;
+  heapMb: number;
+}
+
+function ceiling(): number {
+  const given = process.argv[3] ?? process.env.SLUICE_SCALE_MAX;
+  if (given === undefined) return DEFAULT_MAX;
+  const n = Number(given.replace(/[_,]/g, ""));
+  if (!Number.isInteger(n) || n < LADDER[0]!) throw new Error(`scale: the ceiling must be a whole number of tickets, at least ${fmt(LADDER[0]!)} (got "${given}")`);
+  return n;
+}
+
+/** Tickets written by the demo data generator, in a process of its own (1M tickets take a few GB while generated). */
+function generate(dir: string, count: number): string {
+  const out = join(dir, String(count));
+  execFileSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "..", "scripts", "generate-tickets.ts"), "--count", String(count), "--out", out], { stdio: "ignore" });
+  return join(out, "tickets.csv");
+}
+
+function measure(store: "pglite" | "postgres", input: string): Measured {
+  const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", join(import.meta.dirname, "scale-child.ts"), store, input], {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+    env: process.env,
+  });
+  return JSON.parse(out.trim().split("\n").at(-1)!);
+}
+
+export async function benchScale(): Promise<void> {
+  const max = ceiling();
+  const sizes = LADDER.filter((n) => n <= max);
+  console.log(`\n## 7. scale: the demo at ${sizes.map(fmt).join(", ")} tickets (in-process provider, child process each; ceiling ${fmt(max)})\n`);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-scale-"));
+  try {
+    const inputs = sizes.map((n) => ({ n, path: generate(dir, n) }));
+    const stores = process.env.DATABASE_URL ? (["postgres", "pglite"] as const) : (["pglite"] as const);
+    if (!process.env.DATABASE_URL) row("sluice on Postgres", "skipped", "DATABASE_URL not set");
+    for (const store of stores) {
+      const name = store === "pglite" ? "PGlite (on disk)" : "Postgres";
+      let base: Measured | undefined;
+      for (const { n, path } of inputs) {
+        const m = measure(store, path);
+        const rate = m.rows / m.seconds;
+        const detail = `${fmt(m.rows)} rows in ${m.seconds.toFixed(1)} s; heap after the run ${fmt(m.heapMb)} MB`;
+        if (!base) {
+          base = m;
+          row(`${name}, ${fmt(n)} tickets`, `${fmt(rate)} items/s`, `baseline (${detail})`);
+          row(`  peak RSS`, `${fmt(m.rssMb)} MB`, "baseline");
+        } else {
+          row(`${name}, ${fmt(n)} tickets`, `${fmt(rate)} items/s`, `${ratio(rate, base.rows / base.seconds)} of the 10k rate (${detail})`);
+          row(`  peak RSS`, `${fmt(m.rssMb)} MB`, `${ratio(m.rssMb, base.rssMb)} of the 10k peak`);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
