@@ -100,7 +100,7 @@ async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, pro
 
   const { leaders, followers } = leadersAndFollowers(calls);
   const unique = [...leaders.values()];
-  const batch = await useBatch(ctx, stage, def, provider, unique.length, endpoint);
+  const batch = await useBatch(ctx, stage, def, provider, unique.length, endpointOf(ctx, providerName));
   const led = await claimOrAwait(ctx, def, unique, write, (mine) =>
     batch ? executeBatch(ctx, stage, def, providerName, provider, mine, hooks.onPersisted) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
   );
