@@ -135,11 +135,13 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
       FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS a(item_id text, attempt int, provider text, model text, mode text, "requestHash" text, "inputTokens" int, "outputTokens" int, "cachedTokens" int, "costUsd" float8, "listCostUsd" float8, "latencyMs" int, "errorClass" text, "errorMessage" text)
       WHERE a.item_id IN (SELECT item_id FROM owned)
     ),
+    -- Every answer paid for is kept, also one whose item another worker has
+    -- recorded meanwhile: its request's claim is given up below, and a worker
+    -- awaiting that request then finds the answer instead of paying again.
     cache AS (
       INSERT INTO request_cache (request_hash, provider, model, response)
       SELECT c."requestHash", c.provider, c.model, c.response
       FROM jsonb_to_recordset(${JSON.stringify(cache)}::jsonb) AS c(item_id text, "requestHash" text, provider text, model text, response jsonb)
-      WHERE c.item_id IN (SELECT item_id FROM owned)
       ON CONFLICT (request_hash) DO NOTHING
     ),${
       // An answer written gives its request's claim up in the same statement (see `cache.ts`, claimRequests).
