@@ -20,8 +20,11 @@ import { runCommand } from "./run.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { simCommand } from "./sim.ts";
 import { statusCommand } from "./status.ts";
+import { tableCommand } from "./table.ts";
+import { triggerCommand } from "./trigger.ts";
 import { uiCommand } from "./ui.ts";
 import { versionsCommand } from "./versions.ts";
+import { watchCommand } from "./watch.ts";
 
 export function buildProgram(): Command {
   const program = new Command("sluice")
@@ -31,6 +34,9 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const command of [
     runCommand(),
+    triggerCommand(),
+    watchCommand(),
+    tableCommand(),
     lsCommand(),
     resumeCommand(),
     rerunCommand(),

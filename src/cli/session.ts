@@ -53,7 +53,11 @@ export interface SessionOptions {
  * settings from the environment, and the summary at the end (human, or the
  * JSON contract as the last stdout line).
  */
-export async function runSession<S extends RunSummary>(options: SessionOptions, drive: (base: LocalRunOptions) => Promise<S>): Promise<S> {
+export async function runSession<S = RunSummary>(
+  options: SessionOptions,
+  drive: (base: LocalRunOptions) => Promise<S>,
+  report: (result: S) => { json: unknown; text: string } = (s) => ({ json: s, text: formatSummary(s as RunSummary) }),
+): Promise<S> {
   const { env } = options;
   const preset = await createProviders(env);
   const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
@@ -75,8 +79,9 @@ export async function runSession<S extends RunSummary>(options: SessionOptions, 
       options: engineOptionsFromEnv(env),
     });
     progress.stop();
-    if (options.json) printJson(summary);
-    else process.stdout.write(`\n${formatSummary(summary)}\n`);
+    const out = report(summary);
+    if (options.json) printJson(out.json);
+    else process.stdout.write(`\n${out.text}\n`);
     return summary;
   } finally {
     progress.stop();
