@@ -5,6 +5,34 @@ category: ("billing" | "refund" | "bug" | "how_to" | "account" | "other")
 confidence: number
 }
 
+export interface CompanyProfile {
+description: string
+industry: ("software" | "fintech" | "healthcare" | "retail" | "logistics" | "manufacturing" | "education" | "other")
+business_model: ("b2b" | "b2c" | "marketplace")
+employee_count: (number | null)
+founded_year: (number | null)
+headquarters: (string | null)
+confidence: number
+}
+
+/**
+ * A company record in the CRM: what the crm-enrichment pipeline reads from its table source.
+ */
+export interface Company {
+id: string
+name: string
+domain?: (string | null)
+country?: (string | null)
+employees?: (number | null)
+description?: (string | null)
+notes: string
+}
+
+export interface EnrichmentDecision {
+decision: ("enrich" | "skip")
+confidence: number
+}
+
 export interface TicketFields {
 /**
  * Order id as written, e.g. ORD-48213

@@ -36,6 +36,17 @@ export function journalDirFor(env: NodeJS.ProcessEnv): string {
   return join(process.cwd(), ".sluice", "journal");
 }
 
+/**
+ * Where table sources' snapshots go (`SLUICE_INCREMENTS_DIR` to choose):
+ * beside the embedded database, or `.sluice/increments` in the working
+ * directory with Postgres.
+ */
+export function incrementsDirFor(env: NodeJS.ProcessEnv): string {
+  if (env.SLUICE_INCREMENTS_DIR) return env.SLUICE_INCREMENTS_DIR;
+  if (!env.DATABASE_URL && env.SLUICE_DATA_DIR) return join(dirname(env.SLUICE_DATA_DIR), "increments");
+  return join(process.cwd(), ".sluice", "increments");
+}
+
 export interface SessionOptions {
   db: Database;
   pipeline: PipelineDef;

@@ -4,7 +4,7 @@ import { triggerPipeline } from "../sensors/index.ts";
 import { loadPipeline, withStore } from "./common.ts";
 import { formatSummary } from "./report.ts";
 import { budgetExit } from "./run.ts";
-import { runSession } from "./session.ts";
+import { incrementsDirFor, runSession } from "./session.ts";
 
 /**
  * `sluice trigger <pipeline>`: start a pipeline now, as a sensor would, from a
@@ -15,7 +15,7 @@ export async function triggerCli(options: { pipeline: string; input?: string; js
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
   return withStore(env, (db) =>
-    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice trigger` again (or `sluice resume <run>`) to continue" }, (base) => triggerPipeline({ ...base, input: options.input }), (result) => ({ json: result, text: formatIncrement(result) })),
+    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice trigger` again (or `sluice resume <run>`) to continue" }, (base) => triggerPipeline({ ...base, input: options.input, snapshotDir: incrementsDirFor(env) }), (result) => ({ json: result, text: formatIncrement(result) })),
   );
 }
 

@@ -5,7 +5,7 @@ import { watchPipelines, watchedPipelines, type WatchEvent } from "../sensors/in
 import { CliError, loadPipeline, openStore, printJson } from "./common.ts";
 import { createCliLogger } from "./logger.ts";
 import { loadAllPipelines } from "./schedule.ts";
-import { engineOptionsFromEnv } from "./session.ts";
+import { engineOptionsFromEnv, incrementsDirFor } from "./session.ts";
 import { formatIncrement } from "./trigger.ts";
 
 /** `--poll 30s`, `2m`, `500ms` or seconds as a bare number. */
@@ -64,6 +64,7 @@ export async function watchCli(options: { pipelines: string[]; pollMs: number; j
       signal: controller.signal,
       logger: createCliLogger(env),
       options: engineOptionsFromEnv(env),
+      snapshotDir: incrementsDirFor(env),
       onEvent: (event) => {
         if (event.kind === "polled") return;
         if (options.json) printJson(event);
