@@ -1,4 +1,5 @@
 import type { PipelineDef } from "sluice/core";
+import crmEnrichment from "../pipelines/crm-enrichment.ts";
 import ticketTriage from "../pipelines/ticket-triage.ts";
 
 /**
@@ -6,4 +7,4 @@ import ticketTriage from "../pipelines/ticket-triage.ts";
  * only includes what it can see imported, so a pipeline added there needs a
  * line here too (test/trigger/entry.test.ts fails until it has one).
  */
-export const PIPELINES: PipelineDef[] = [ticketTriage];
+export const PIPELINES: PipelineDef[] = [crmEnrichment, ticketTriage];
