@@ -22,7 +22,7 @@ export interface ScheduleListing {
  * What a Trigger.dev deploy would register for the pipelines in
  * `<cwd>/pipelines/`: scheduled tasks with their cron and timezone, `after`
  * links, and every task id. Nothing is registered; `sluice run` ignores
- * schedules.
+ * schedules (locally, `sluice watch` runs them).
  *
  * @example
  * const listing = await listSchedules(process.cwd(), process.env);
@@ -78,7 +78,7 @@ export function formatSchedules(listing: ScheduleListing[]): string {
     for (const s of p.tasks.stages) lines.push(`  stage ${s.stage.padEnd(stageWidth)}  ${s.task.padEnd(taskWidth)}  concurrency ${s.concurrency}`);
     if (p.downstream.length) lines.push(`  then starts     ${p.downstream.join(", ")}`);
   }
-  lines.push("", "Registered on `npx trigger.dev deploy` (or `dev`); `sluice run` ignores schedules.");
+  lines.push("", "Registered on `npx trigger.dev deploy` (or `dev`); locally, `sluice watch` runs schedules and sensors (`sluice run` ignores them).");
   return lines.join("\n");
 }
 
