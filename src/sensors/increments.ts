@@ -1,13 +1,14 @@
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { glob } from "tinyglobby";
 import { SluiceError } from "../core/errors.ts";
-import { hashValue, sha256 } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 import { runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
 import { sourceFingerprint } from "../sources/index.ts";
-import { filesRead, hasRowsPast, readRowsPast, recordFileRead, saveSourceCursor, sourceCursor, type RowSourceSpec } from "../store/sources.ts";
+import { filesRead, hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
+import { cursorSourceId, rowSpec, snapshotNewRows } from "./snapshot.ts";
+
+export { cursorSourceId } from "./snapshot.ts";
 
 /**
  * One increment of a pipeline's source: what it has not read yet. A table or
@@ -44,17 +45,6 @@ export function sourceKind(pipeline: PipelineDef): SourceKind {
   return s.table !== undefined ? "table" : s.query !== undefined ? "query" : s.glob !== undefined ? "glob" : "file";
 }
 
-/** The name a table or query source's cursor is kept under: a changed query starts over. */
-export function cursorSourceId(pipeline: PipelineDef): string {
-  const s = pipeline.source;
-  return s.table !== undefined ? `table:${s.table}` : `query:${hashValue(s.query, 12)}`;
-}
-
-function rowSpec(pipeline: PipelineDef): RowSourceSpec {
-  const s = pipeline.source;
-  return { table: s.table, query: s.query, cursor: s.cursor! };
-}
-
 /**
  * Read what is new in a table, query or glob source and run the pipeline over it.
  *
@@ -71,21 +61,13 @@ export async function runIncrement(opts: LocalRunOptions, options: IncrementOpti
 
 async function runRowIncrement(opts: LocalRunOptions, kind: "table" | "query", options: IncrementOptions): Promise<IncrementResult> {
   const { db, pipeline } = opts;
-  const source = cursorSourceId(pipeline);
-  const from = await sourceCursor(db, pipeline.id, source);
-  const rows = await readRowsPast(db, rowSpec(pipeline), from, pipeline.source.key);
-  if (rows.length === 0) return { pipeline: pipeline.id, source: kind, runs: [], read: 0, cursor: { from, to: from } };
-  const to = rows[rows.length - 1]!.cursor;
-  const text = `${rows.map((r) => JSON.stringify(r.row)).join("\n")}\n`;
-  const dir = join(options.snapshotDir ?? join(process.cwd(), ".sluice", "increments"), pipeline.id);
-  mkdirSync(dir, { recursive: true });
-  // Named by content: the same rows past the same cursor make the same file, and continue the same unfinished run.
-  const snapshot = join(dir, `${sha256(`${source}\n${from}\n${text}`).slice(0, 16)}.jsonl`);
-  writeFileSync(snapshot, text);
-  const summary = await runPipeline(opts, snapshot, { source, cursorFrom: from, cursorTo: to });
+  const { increment, from } = await snapshotNewRows(db, pipeline, options.snapshotDir ?? join(process.cwd(), ".sluice", "increments"));
+  if (!increment) return { pipeline: pipeline.id, source: kind, runs: [], read: 0, cursor: { from, to: from } };
+  const { source, to } = increment;
+  const summary = await runPipeline(opts, increment.snapshot, { source, cursorFrom: from, cursorTo: to });
   const finished = summary.status === "finished";
-  if (finished) await saveSourceCursor(db, pipeline.id, source, to, summary.runId, rows.length);
-  return { pipeline: pipeline.id, source: kind, runs: [summary], read: rows.length, cursor: { from, to: finished ? to : from } };
+  if (finished) await saveSourceCursor(db, pipeline.id, source, to, summary.runId, increment.rows);
+  return { pipeline: pipeline.id, source: kind, runs: [summary], read: increment.rows, cursor: { from, to: finished ? to : from } };
 }
 
 /** Files of a glob source not read yet (by path and content), in name order. */

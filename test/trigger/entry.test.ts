@@ -27,7 +27,7 @@ describe("trigger/ entry point", () => {
     const registered = new Set(resourceCatalog.listTaskManifests().map((t) => t.id));
     for (const p of listing) {
       expect(sluice.has(p.pipeline)).toBe(true);
-      for (const id of [p.tasks.orchestrator, ...p.tasks.stages.map((s) => s.task), ...(p.tasks.schedule ? [p.tasks.schedule] : [])]) expect(registered.has(id)).toBe(true);
+      for (const id of [p.tasks.orchestrator, ...p.tasks.stages.map((s) => s.task), ...(p.tasks.schedule ? [p.tasks.schedule] : []), ...(p.tasks.sensor ? [p.tasks.sensor] : [])]) expect(registered.has(id)).toBe(true);
     }
     expect(resourceCatalog.listTaskIdCollisions?.() ?? []).toEqual([]);
   });
@@ -48,14 +48,14 @@ describe("sluice schedule list", () => {
     expect(listing).toEqual([
       {
         pipeline: "follow-up", schedule: null, after: "nightly", downstream: [],
-        tasks: { orchestrator: "sluice-follow-up", schedule: null, stages: [
+        tasks: { orchestrator: "sluice-follow-up", schedule: null, sensor: null, stages: [
           { stage: "label", task: "sluice-follow-up--label", concurrency: "2 (shared sluice-provider-openai)" },
           { stage: "commit", task: "sluice-follow-up--commit", concurrency: "10" },
         ] },
       },
       {
         pipeline: "nightly", schedule: { cron: "0 2 * * *", timezone: "America/New_York" }, after: null, downstream: ["follow-up"],
-        tasks: { orchestrator: "sluice-nightly", schedule: "sluice-nightly--schedule", stages: [
+        tasks: { orchestrator: "sluice-nightly", schedule: "sluice-nightly--schedule", sensor: null, stages: [
           { stage: "label", task: "sluice-nightly--label", concurrency: "2 (shared sluice-provider-openai)" },
           { stage: "commit", task: "sluice-nightly--commit", concurrency: "10" },
         ] },
@@ -84,5 +84,6 @@ describe("sluice schedule list", () => {
     const json = JSON.parse(out.join("").trim().split("\n").at(-1)!);
     expect(json.pipelines.map((p: { pipeline: string }) => p.pipeline)).toContain("ticket-triage");
     expect(json.pipelines.find((p: { pipeline: string }) => p.pipeline === "ticket-triage").tasks.orchestrator).toBe("sluice-ticket-triage");
+    expect(json.pipelines.find((p: { pipeline: string }) => p.pipeline === "crm-enrichment").tasks.sensor).toBe("sluice-crm-enrichment--sensor");
   });
 });
