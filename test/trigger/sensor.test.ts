@@ -8,6 +8,10 @@ import { configureTriggerRunner, defineSluiceTasks, type OrchestratorOutput } fr
 import { senseNewRows, type SensorTick } from "../../src/runners/trigger/sensors.ts";
 import { loadSourceTable, saveSourceCursor, sourceCursor } from "../../src/store/sources.ts";
 import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatabase } from "../../src/testing/index.ts";
+import { dumpTarget } from "../../src/store/reports.ts";
+import crm from "../../pipelines/crm-enrichment.ts";
+import companySchema from "../../schemas/company.schema.json" with { type: "json" };
+import { readFileSync } from "node:fs";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
 
 /**
@@ -34,7 +38,7 @@ const pipeline = definePipeline({
     defineStage({ id: "commit", kind: "commit", target: { table: "sensed_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: outputs.classify.category }) }),
   ],
 });
-const TASKS = defineSluiceTasks([pipeline]);
+const TASKS = defineSluiceTasks([pipeline, crm]);
 const row = (i: number, text = `invoice charged twice, case ${i}`) => ({ id: `s${i}`, text });
 const tick = (at: string) => ({ type: "DECLARATIVE", scheduleId: "sched_sensor", timestamp: new Date(at), timezone: "UTC", upcoming: [] });
 
@@ -102,5 +106,24 @@ describe("the onNewRows sensor on Trigger.dev", () => {
     expect(two.started!.triggerRunId).toBe(one.started!.triggerRunId);
     await harness.drain();
     expect((harness.fake.runs.get(one.started!.triggerRunId)!.output as OrchestratorOutput).summary.items.total).toBe(3);
+  }, 180_000);
+});
+
+describe("crm-enrichment on the Trigger.dev harness", () => {
+  test("the sensor task picks up the loaded companies and the orchestrator enriches the ones that need it", async () => {
+    const companies = readFileSync("examples/data/companies.jsonl", "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown> & { notes: string });
+    await loadSourceTable(db.db, "crm_companies", "id", targetColumns(companySchema as JsonSchema, "id"), companies);
+    const calls = provider.calls;
+    const sensed = (await harness.runTask("sluice-crm-enrichment--sensor", tick("2025-03-03T03:00:00Z"), "run_crm_sensor_1")) as SensorTick;
+    expect(sensed.started!.rows).toBe(companies.length);
+    await harness.drain();
+    const summary = (harness.fake.runs.get(sensed.started!.triggerRunId)!.output as OrchestratorOutput).summary;
+    const needy = companies.filter((c) => /missing|unknown|outdated|stale|vague|new lead/i.test(c.notes)).length;
+    expect(summary.status).toBe("finished");
+    expect(summary.items.byStatus).toEqual({ committed: needy, gated_out: companies.length - needy });
+    expect(provider.calls - calls).toBe(companies.length + needy);
+    const rows = (await dumpTarget(db.db, "crm_enriched")).map((r) => JSON.parse(r) as { company_id: string; industry: string });
+    expect(rows).toHaveLength(needy);
+    expect(rows.find((r) => r.company_id === "C-1002")!.industry).toBe("fintech");
   }, 180_000);
 });
