@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -106,6 +106,97 @@ for (const driver of testDrivers()) {
     }, 180_000);
   });
 }
+
+// Reads what `watched` committed, past the target's committed_at: started by `after`, not by polling.
+const digest = definePipeline({
+  id: "digest",
+  source: { key: "key", table: "watched_out", cursor: "committed_at" },
+  after: "watched",
+  stages: [
+    defineStage({ id: "tally", kind: "map", codeVersion: "1", run: ({ item }) => ({ category: (item.data as { category: string }).category }) }),
+    defineStage({ id: "commit", kind: "commit", target: { table: "digest_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, ...outputs.tally }) }),
+  ],
+});
+
+const inbox = definePipeline({
+  id: "inbox",
+  source: { key: "id", glob: "in/*.jsonl" },
+  onNewFiles: true,
+  stages: [
+    pipeline.stages[0]!,
+    defineStage({ id: "commit", kind: "commit", target: { table: "inbox_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: outputs.classify.category }) }),
+  ],
+});
+
+for (const driver of testDrivers()) {
+  describe.skipIf(driver.skip)(`watch with after and onNewFiles, on ${driver.name}`, () => {
+    let t: TestDatabase;
+    let dir: string;
+    afterEach(async () => {
+      await t?.drop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("starts a pipeline after the one it follows commits, and a glob pipeline once per new file", async () => {
+      t = await driver.open();
+      dir = mkdtempSync(join(tmpdir(), "sluice-watch-"));
+      await loadSourceTable(t.db, "watched_src", "id", columns, Array.from({ length: 10 }, (_, i) => row(i)));
+      const events: WatchEvent[] = [];
+      const stop = new AbortController();
+      const finished = (id: string) => events.filter((e): e is Extract<WatchEvent, { kind: "finished" }> => e.kind === "finished" && e.pipeline === id);
+      const started = (id: string) => events.filter((e): e is Extract<WatchEvent, { kind: "started" }> => e.kind === "started" && e.pipeline === id);
+      const watching = watchPipelines({ db: t.db, pipelines: [pipeline, digest, inbox], providers: singleProvider(createInProcessProvider()), pollMs: 100, signal: stop.signal, snapshotDir: join(dir, "snap"), cwd: dir, onEvent: (e) => events.push(e) });
+      try {
+        await eventsUntil(events, () => finished("digest").length === 1);
+        expect(started("digest")[0]!.because).toBe("after watched committed rows");
+        expect(finished("digest")[0]!.result.read).toBe(10);
+        expect(finished("digest")[0]!.result.runs[0]!.items.byStatus).toEqual({ committed: 10 });
+        expect(started("inbox")).toEqual([]);
+
+        mkdirSync(join(dir, "in"));
+        writeFileSync(join(dir, "in", "a.jsonl"), [row(100), row(101)].map((r) => JSON.stringify(r)).join("\n"));
+        await eventsUntil(events, () => finished("inbox").length === 1);
+        expect(started("inbox")[0]!.because).toBe("1 new file(s) matching in/*.jsonl");
+        expect(finished("inbox")[0]!.result.runs[0]!.items.total).toBe(2);
+        const polled = count(events, "polled");
+        await eventsUntil(events, (e) => count(e, "polled") >= polled + 3);
+        expect(started("inbox")).toHaveLength(1);
+        expect(started("digest")).toHaveLength(1);
+        expect(started("watched")).toHaveLength(1);
+        expect(count(events, "error")).toBe(0);
+      } finally {
+        stop.abort();
+        await watching;
+      }
+    }, 180_000);
+  });
+}
+
+describe("watch with a schedule", () => {
+  it("starts a scheduled pipeline on each tick; a tick with nothing new runs nothing", async () => {
+    const t = await testDrivers()[0]!.open();
+    const dir = mkdtempSync(join(tmpdir(), "sluice-watch-"));
+    // Every second (croner's six-field form), so the test sees two ticks.
+    const nightly = definePipeline({ ...pipeline, id: "ticking", onNewRows: undefined, schedule: { cron: "* * * * * *", timezone: "UTC" } });
+    await loadSourceTable(t.db, "watched_src", "id", columns, Array.from({ length: 4 }, (_, i) => row(i)));
+    const events: WatchEvent[] = [];
+    const stop = new AbortController();
+    const watching = watchPipelines({ db: t.db, pipelines: [nightly], providers: singleProvider(createInProcessProvider()), pollMs: 100, signal: stop.signal, snapshotDir: dir, onEvent: (e) => events.push(e) });
+    try {
+      await eventsUntil(events, (e) => count(e, "finished") >= 2);
+      const starts = events.filter((e): e is Extract<WatchEvent, { kind: "started" }> => e.kind === "started");
+      expect(starts.every((e) => /^schedule "\* \* \* \* \* \*" \(due /.test(e.because))).toBe(true);
+      const [first, second] = events.filter((e): e is Extract<WatchEvent, { kind: "finished" }> => e.kind === "finished");
+      expect(first!.result.read).toBe(4);
+      expect(second!.result).toMatchObject({ read: 0, runs: [] });
+    } finally {
+      stop.abort();
+      await watching;
+      await t.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
 
 describe("what watch takes on", () => {
   it("skips pipelines without sensors and refuses a sensor it cannot serve", () => {
