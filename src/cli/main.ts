@@ -34,9 +34,6 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const command of [
     runCommand(),
-    triggerCommand(),
-    watchCommand(),
-    tableCommand(),
     lsCommand(),
     resumeCommand(),
     rerunCommand(),
@@ -58,6 +55,9 @@ export function buildProgram(): Command {
     estimateCommand(),
     costCommand(),
     driftCommand(),
+    triggerCommand(),
+    watchCommand(),
+    tableCommand(),
   ]) {
     program.addCommand(command.exitOverride());
   }
