@@ -3,7 +3,7 @@ import { glob } from "tinyglobby";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { RunSummary } from "../inspect/summary.ts";
-import { runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
+import { checkInput, runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
 import { sourceFingerprint } from "../sources/index.ts";
 import { filesRead, hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
 import { cursorSourceId, rowSpec, snapshotNewRows } from "./snapshot.ts";
@@ -84,9 +84,8 @@ async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions
   const runs: RunSummary[] = [];
   const skipped: { file: string; reason: string }[] = [];
   for (const f of files) {
-    let summary: RunSummary;
     try {
-      summary = await runPipeline(opts, f.file, { source: `glob:${pipeline.source.glob}`, sourceFile: f.path });
+      await checkInput(f.file, pipeline);
     } catch (err) {
       // A file that cannot be read at all (empty, not UTF-8) is recorded too: it is tried again only once its content changes.
       if (!(err instanceof SluiceError)) throw err;
@@ -94,6 +93,7 @@ async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions
       await recordFileRead(db, pipeline.id, f.path, f.fingerprint, "unreadable");
       continue;
     }
+    const summary = await runPipeline(opts, f.file, { source: `glob:${pipeline.source.glob}`, sourceFile: f.path });
     runs.push(summary);
     if (summary.status === "finished") await recordFileRead(db, pipeline.id, f.path, f.fingerprint, summary.runId);
     else break;
