@@ -2,6 +2,9 @@
 
 import type { Schema } from "sluice/core";
 import TicketClassificationJson from "./classify.schema.json" with { type: "json" };
+import CompanyProfileJson from "./company-profile.schema.json" with { type: "json" };
+import CompanyJson from "./company.schema.json" with { type: "json" };
+import EnrichmentDecisionJson from "./enrichment-decision.schema.json" with { type: "json" };
 import TicketFieldsJson from "./extract.schema.json" with { type: "json" };
 import TicketJson from "./ticket.schema.json" with { type: "json" };
 
@@ -12,6 +15,43 @@ confidence: number
 
 /** `schemas/classify.schema.json`, typed: the values it accepts are `TicketClassification`. */
 export const TicketClassification = TicketClassificationJson as Schema<TicketClassification>;
+
+export interface CompanyProfile {
+description: string
+industry: ("software" | "fintech" | "healthcare" | "retail" | "logistics" | "manufacturing" | "education" | "other")
+business_model: ("b2b" | "b2c" | "marketplace")
+employee_count: (number | null)
+founded_year: (number | null)
+headquarters: (string | null)
+confidence: number
+}
+
+/** `schemas/company-profile.schema.json`, typed: the values it accepts are `CompanyProfile`. */
+export const CompanyProfile = CompanyProfileJson as Schema<CompanyProfile>;
+
+/**
+ * A company record in the CRM: what the crm-enrichment pipeline reads from its table source.
+ */
+export interface Company {
+id: string
+name: string
+domain?: (string | null)
+country?: (string | null)
+employees?: (number | null)
+description?: (string | null)
+notes: string
+}
+
+/** `schemas/company.schema.json`, typed: the values it accepts are `Company`. */
+export const Company = CompanyJson as Schema<Company>;
+
+export interface EnrichmentDecision {
+decision: ("enrich" | "skip")
+confidence: number
+}
+
+/** `schemas/enrichment-decision.schema.json`, typed: the values it accepts are `EnrichmentDecision`. */
+export const EnrichmentDecision = EnrichmentDecisionJson as Schema<EnrichmentDecision>;
 
 export interface TicketFields {
 /**

@@ -33,3 +33,6 @@ export { startSimulator, type SimConfig, type Simulator } from "./sim/index.ts";
 
 // Sources
 export { readSource, type SourceRecord } from "./sources/index.ts";
+
+// Starting pipelines: new input of table, query and glob sources, sensors, and a start from another system
+export { runIncrement, triggerPipeline, watchPipelines, type IncrementResult, type WatchEvent, type WatchOptions } from "./sensors/index.ts";

@@ -10,7 +10,7 @@ describe("the public API", () => {
       [
         "BudgetExhaustedError", "DefinitionError", "DeterministicError", "FINAL_STATES", "ITEM_STATUSES", "PRICES", "QualityError", "SluiceError", "StageHaltedError", "TransientError",
         "compareStage", "compileSchema", "costOf", "createProvider", "createProviders", "defineConfig", "definePipeline", "defineStage", "diffRuns", "openDatabase",
-        "prepareRerun", "readSource", "resumeRun", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "versionParts",
+        "prepareRerun", "readSource", "resumeRun", "runIncrement", "runPipeline", "stageVersion", "stageVersions", "startSimulator", "summarizeRun", "triggerPipeline", "versionParts", "watchPipelines",
       ].sort(),
     );
     expect(Object.keys(testing).sort()).toEqual(["createInProcessProvider", "freshPostgres", "memoryDatabase", "runPipelineForTest", "singleProvider", "testDrivers"]);

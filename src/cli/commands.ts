@@ -36,4 +36,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: "estimate", description: "estimate what a run over an input would cost (a range), from the store's history; pays nothing unless --sample", load: async () => (await import("./estimate.ts")).estimateCommand() },
   { name: "cost", description: "what was paid, by pipeline, stage, run, day or model, with batch discount and reuse and cache savings; or one item's cost", load: async () => (await import("./cost.ts")).costCommand() },
   { name: "drift", description: "how each stage behaved across the last runs (labels, gate, failure and review rates, tokens and cost per item), with changes beyond the thresholds flagged", load: async () => (await import("./drift.ts")).driftCommand() },
+  { name: "trigger", description: "start a pipeline now: a table, query or glob source reads what is new since its last finished run", load: async () => (await import("./trigger.ts")).triggerCommand() },
+  { name: "watch", description: "run pipelines' schedules and sensors (schedule, after, onNewRows, onNewFiles) until stopped", load: async () => (await import("./watch.ts")).watchCommand() },
+  { name: "table", description: "tables that pipelines read from (table sources)", load: async () => (await import("./table.ts")).tableCommand() },
 ];

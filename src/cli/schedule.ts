@@ -14,6 +14,8 @@ export interface ScheduleListing {
   tasks: {
     orchestrator: string;
     schedule: string | null;
+    /** The scheduled task that starts an `onNewRows` pipeline once per new cursor value. */
+    sensor: string | null;
     stages: { stage: string; task: string; concurrency: string }[];
   };
 }
@@ -22,7 +24,7 @@ export interface ScheduleListing {
  * What a Trigger.dev deploy would register for the pipelines in
  * `<cwd>/pipelines/`: scheduled tasks with their cron and timezone, `after`
  * links, and every task id. Nothing is registered; `sluice run` ignores
- * schedules.
+ * schedules (locally, `sluice watch` runs them).
  *
  * @example
  * const listing = await listSchedules(process.cwd(), process.env);
@@ -44,6 +46,7 @@ export async function listSchedules(cwd = process.cwd(), env: NodeJS.ProcessEnv 
     tasks: {
       orchestrator: plan.orchestratorTaskId,
       schedule: plan.schedule?.taskId ?? null,
+      sensor: plan.sensor?.taskId ?? null,
       stages: plan.stages.map((s) => ({
         stage: s.stageId,
         task: s.taskId,
@@ -70,16 +73,17 @@ export async function loadAllPipelines(cwd: string): Promise<PipelineDef[]> {
 export function formatSchedules(listing: ScheduleListing[]): string {
   const lines: string[] = [];
   for (const p of listing) {
-    const when = p.schedule ? `cron "${p.schedule.cron}" (${p.schedule.timezone})` : p.after ? `after ${p.after} commits` : "on demand only";
-    lines.push(`${p.pipeline}: ${when}`);
+    const when = [p.schedule ? `cron "${p.schedule.cron}" (${p.schedule.timezone})` : undefined, p.after ? `after ${p.after} commits` : undefined, p.tasks.sensor ? "when new rows arrive" : undefined].filter(Boolean);
+    lines.push(`${p.pipeline}: ${when.length ? when.join(", ") : "on demand only"}`);
     if (p.tasks.schedule) lines.push(`  scheduled task  ${p.tasks.schedule}`);
+    if (p.tasks.sensor) lines.push(`  sensor task     ${p.tasks.sensor} (every minute: a run per new cursor value)`);
     lines.push(`  orchestrator    ${p.tasks.orchestrator}`);
     const stageWidth = Math.max(...p.tasks.stages.map((s) => s.stage.length));
     const taskWidth = Math.max(...p.tasks.stages.map((s) => s.task.length));
     for (const s of p.tasks.stages) lines.push(`  stage ${s.stage.padEnd(stageWidth)}  ${s.task.padEnd(taskWidth)}  concurrency ${s.concurrency}`);
     if (p.downstream.length) lines.push(`  then starts     ${p.downstream.join(", ")}`);
   }
-  lines.push("", "Registered on `npx trigger.dev deploy` (or `dev`); `sluice run` ignores schedules.");
+  lines.push("", "Registered on `npx trigger.dev deploy` (or `dev`); locally, `sluice watch` runs schedules and sensors (`sluice run` ignores them).");
   return lines.join("\n");
 }
 

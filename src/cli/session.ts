@@ -36,6 +36,17 @@ export function journalDirFor(env: NodeJS.ProcessEnv): string {
   return join(process.cwd(), ".sluice", "journal");
 }
 
+/**
+ * Where table sources' snapshots go (`SLUICE_INCREMENTS_DIR` to choose):
+ * beside the embedded database, or `.sluice/increments` in the working
+ * directory with Postgres.
+ */
+export function incrementsDirFor(env: NodeJS.ProcessEnv): string {
+  if (env.SLUICE_INCREMENTS_DIR) return env.SLUICE_INCREMENTS_DIR;
+  if (!env.DATABASE_URL && env.SLUICE_DATA_DIR) return join(dirname(env.SLUICE_DATA_DIR), "increments");
+  return join(process.cwd(), ".sluice", "increments");
+}
+
 export interface SessionOptions {
   db: Database;
   pipeline: PipelineDef;
@@ -53,7 +64,11 @@ export interface SessionOptions {
  * settings from the environment, and the summary at the end (human, or the
  * JSON contract as the last stdout line).
  */
-export async function runSession<S extends RunSummary>(options: SessionOptions, drive: (base: LocalRunOptions) => Promise<S>): Promise<S> {
+export async function runSession<S = RunSummary>(
+  options: SessionOptions,
+  drive: (base: LocalRunOptions) => Promise<S>,
+  report: (result: S) => { json: unknown; text: string } = (s) => ({ json: s, text: formatSummary(s as RunSummary) }),
+): Promise<S> {
   const { env } = options;
   const preset = await createProviders(env);
   const progress = progressReporter({ tty: Boolean(process.stderr.isTTY) && !options.json, intervalMs: Number(env.SLUICE_PROGRESS_MS) || undefined });
@@ -75,8 +90,9 @@ export async function runSession<S extends RunSummary>(options: SessionOptions, 
       options: engineOptionsFromEnv(env),
     });
     progress.stop();
-    if (options.json) printJson(summary);
-    else process.stdout.write(`\n${formatSummary(summary)}\n`);
+    const out = report(summary);
+    if (options.json) printJson(out.json);
+    else process.stdout.write(`\n${out.text}\n`);
     return summary;
   } finally {
     progress.stop();

@@ -68,6 +68,7 @@ export function checkPipeline(pipeline: PipelineDef): void {
     if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value > 0)) throw new DefinitionError(`${where}: budget.${name} is a positive amount in USD`);
   }
   if (!pipeline.source?.key) throw new DefinitionError(`${where}: source.key (the item id column) is required`);
+  checkSourceSpec(pipeline, where);
   if (!Array.isArray(pipeline.stages) || pipeline.stages.length === 0) {
     throw new DefinitionError(`${where}: needs at least one stage`);
   }
@@ -156,4 +157,27 @@ export function readsOf(pipeline: PipelineDef, index: number): string[] {
 /** The ids of the stages a stage names in `reads` (by definition or by id), or undefined when it names none. */
 export function readIds(stage: StageDef): string[] | undefined {
   return stage.reads?.map((r) => (typeof r === "string" ? r : r.id));
+}
+
+const COLUMN = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** A source reads one of a file given at run time, a table, a query or a glob; sensors need the source they watch. */
+function checkSourceSpec(pipeline: PipelineDef, where: string): void {
+  const source = pipeline.source;
+  const kinds = (["table", "query", "glob"] as const).filter((k) => source[k] !== undefined);
+  if (kinds.length > 1) throw new DefinitionError(`${where}: source has one of table, query or glob, not ${kinds.join(" and ")}`);
+  if (source.table !== undefined) {
+    const bad = checkTableName(source.table);
+    if (bad) throw new DefinitionError(`${where}: ${bad.replace("target.table", "source.table")}`);
+  }
+  if (source.query !== undefined && !/^\s*(select|with)\b/i.test(source.query)) throw new DefinitionError(`${where}: source.query must be a SELECT (or WITH ... SELECT)`);
+  if (source.table !== undefined || source.query !== undefined) {
+    if (!source.cursor) throw new DefinitionError(`${where}: a table or query source needs cursor (updated_at, or a monotonically increasing id)`);
+    if (!COLUMN.test(source.cursor)) throw new DefinitionError(`${where}: source.cursor must be a plain lowercase column name, got "${source.cursor}"`);
+  } else if (source.cursor !== undefined) {
+    throw new DefinitionError(`${where}: source.cursor applies to a table or query source`);
+  }
+  if (source.glob !== undefined && (typeof source.glob !== "string" || source.glob.trim() === "")) throw new DefinitionError(`${where}: source.glob must be a file pattern such as "inbox/*.jsonl"`);
+  if (pipeline.onNewRows && source.table === undefined && source.query === undefined) throw new DefinitionError(`${where}: onNewRows needs a table or query source with a cursor`);
+  if (pipeline.onNewFiles && source.glob === undefined) throw new DefinitionError(`${where}: onNewFiles needs a glob source`);
 }

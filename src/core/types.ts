@@ -208,6 +208,22 @@ export interface SourceSpec {
   schema?: JsonSchema;
   /** Items larger than this (serialized, bytes) are quarantined. Default 256 KiB. */
   maxItemBytes?: number;
+  /**
+   * Read items from a table of the store's database (`table` or `schema.table`)
+   * instead of a file. With `cursor`, each run reads only the rows past the
+   * cursor the pipeline's last finished run reached (kept in the store).
+   */
+  table?: string;
+  /** Read items from a query (a `SELECT` over the store's database); needs `cursor`. */
+  query?: string;
+  /**
+   * The column a table or query source advances on: `updated_at` (set on every
+   * insert and update) or a monotonically increasing id. Unless it is the key,
+   * it is left out of the item, so a row touched without change is reused.
+   */
+  cursor?: string;
+  /** Read items from the files matching this glob (CSV or JSONL); a file read once is not read again until its content changes. */
+  glob?: string;
 }
 
 export interface PipelineDef<Item = any> {
@@ -215,10 +231,14 @@ export interface PipelineDef<Item = any> {
   description?: string;
   source: SourceSpec;
   stages: readonly StageDef<Item>[];
-  /** Cron schedule for the Trigger.dev runner; ignored by `sluice run`. */
+  /** Cron schedule, for the Trigger.dev runner and `sluice watch`; ignored by `sluice run`. */
   schedule?: { cron: string; timezone?: string };
-  /** Run when another pipeline's commit stage finishes (Trigger.dev runner). */
+  /** Run when another pipeline's commit stage finishes (Trigger.dev runner, and `sluice watch`). */
   after?: string;
+  /** Run when a table or query source has rows past its cursor (`sluice watch` polls for them). */
+  onNewRows?: boolean;
+  /** Run when a glob source has a file not read yet (`sluice watch` polls for them). */
+  onNewFiles?: boolean;
   /**
    * Spending caps in USD: `perRun` for each run (a run's `--budget` replaces
    * it), `perDay` across all of the pipeline's runs in a UTC day. A run that

@@ -36,6 +36,19 @@ const CUES: Record<string, string[]> = {
   low: ["typo", "cosmetic", "minor", "sometimes"],
   positive: ["great", "love", "thanks", "excellent", "happy"],
   negative: ["angry", "terrible", "worst", "unacceptable", "disappointed"],
+  // A CRM record: does it need enriching, and what kind of company is it.
+  enrich: ["missing", "unknown", "outdated", "stale", "vague", "new lead"],
+  skip: ["verified", "complete", "current"],
+  software: ["software", "cloud", "api", "saas", "platform"],
+  fintech: ["payments", "lending", "banking", "fintech", "insurance"],
+  healthcare: ["clinic", "patient", "health", "medical", "pharma"],
+  retail: ["apparel", "online store", "retail", "shops", "e-commerce"],
+  logistics: ["freight", "shipping", "delivery", "fleets", "logistics", "warehouse"],
+  manufacturing: ["factory", "manufacturing", "industrial", "parts"],
+  education: ["courses", "tutoring", "school", "learning", "students"],
+  b2b: ["businesses", "enterprise", "teams", "companies"],
+  b2c: ["consumers", "households", "shoppers"],
+  marketplace: ["buyers and sellers", "sellers"],
 };
 
 function cuesFor(value: string): string[] {
@@ -87,6 +100,9 @@ const PATTERNS: { test: RegExp; find: RegExp; kind: "string" | "number" }[] = [
   { test: /invoice/i, find: /\b(?:INV|invoice)[\s#:-]*([A-Z0-9-]{4,})/i, kind: "string" },
   { test: /amount|price|total/i, find: /[$€£]\s?(\d[\d,]*(?:\.\d{1,2})?)|(\d[\d,]*(?:\.\d{1,2})?)\s?(?:USD|EUR|GBP|dollars|euros)/i, kind: "number" },
   { test: /email/i, find: /([\w.+-]+@[\w-]+\.[\w.-]+)/, kind: "string" },
+  { test: /employee|headcount|staff/i, find: /(\d[\d,]*)\s+(?:employees|staff|people)\b/i, kind: "number" },
+  { test: /founded|year/i, find: /\b(?:founded|established|since)\s+(?:in\s+)?((?:18|19|20)\d\d)\b/i, kind: "number" },
+  { test: /headquarters|city/i, find: /\b(?:based in|headquartered in|offices in)\s+([A-Z][\w-]+(?:\s[A-Z][\w-]+)?)/, kind: "string" },
   { test: /product/i, find: /\b(?:using|with|in|on|for|the)\s+(Sluice\s?\w+|[A-Z][a-z]+(?:\s?[A-Z][a-z]+)?\s(?:app|plan|Pro|Cloud|Mobile|Desktop|API))/, kind: "string" },
 ];
 
@@ -154,7 +170,9 @@ function generate(schema: JsonSchema, name: string, text: string, seed: string, 
     }
   }
   const maxLength = typeof schema.maxLength === "number" ? schema.maxLength : 200;
-  const s = firstWords(text, 12) || name;
+  // A description reads as the text's first sentence; anything else as its first words.
+  const sentence = /description/i.test(name) ? /^\s*([^\n]*?[.!?])(?:\s|$)/.exec(text)?.[1] : undefined;
+  const s = sentence ?? (firstWords(text, 12) || name);
   const minLength = typeof schema.minLength === "number" ? schema.minLength : 0;
   return s.padEnd(minLength, ".").slice(0, maxLength);
 }

@@ -291,3 +291,40 @@ export const spendReservations = pgTable(
   },
   (t) => [primaryKey({ columns: [t.holder, t.budgetKey] }), index("spend_reservations_key").on(t.budgetKey)],
 );
+
+/**
+ * How far each pipeline has read its table or query source: the cursor
+ * column's value (as text, cast back to the column's type when compared) of
+ * the last row its last finished run read. A run reads only rows past it.
+ */
+export const sourceCursors = pgTable(
+  "source_cursors",
+  {
+    pipeline: text("pipeline").notNull(),
+    /** `table:<name>` or `query:<hash>`: a changed query starts from the beginning. */
+    source: text("source").notNull(),
+    cursor: text("cursor").notNull(),
+    /** The run that read up to `cursor`. */
+    runId: text("run_id").notNull(),
+    rowsRead: integer("rows_read").notNull(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.pipeline, t.source] })],
+);
+
+/**
+ * Files of a glob source a pipeline has read, by content: a file is read
+ * again only if its bytes change (a new fingerprint).
+ */
+export const sourceFiles = pgTable(
+  "source_files",
+  {
+    pipeline: text("pipeline").notNull(),
+    path: text("path").notNull(),
+    /** sha256 of the file's bytes. */
+    fingerprint: text("fingerprint").notNull(),
+    runId: text("run_id").notNull(),
+    readAt: timestamp("read_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.pipeline, t.path, t.fingerprint] })],
+);

@@ -62,6 +62,8 @@ export interface PipelineTaskPlan {
   orchestratorTaskId: string;
   stages: StageTaskPlan[];
   schedule?: { taskId: string; cron: string; timezone: string };
+  /** A pipeline with `onNewRows`: the scheduled task that looks past its source's cursor and starts a run per new cursor value. */
+  sensor?: { taskId: string; cron: string };
   /** The upstream pipeline whose finished commit stage starts this one. */
   after?: string;
   /** Pipelines that declare `after: <this pipeline>`. */
@@ -79,6 +81,13 @@ export function stageTaskId(pipelineId: string, stageId: string): string {
 export function scheduleTaskId(pipelineId: string): string {
   return `sluice-${pipelineId}--schedule`;
 }
+
+export function sensorTaskId(pipelineId: string): string {
+  return `sluice-${pipelineId}--sensor`;
+}
+
+/** How often the Trigger.dev sensor task of an `onNewRows` pipeline looks for rows: every minute. */
+export const SENSOR_CRON = "* * * * *";
 
 /**
  * The provider a stage without `provider` calls: the one the provider preset
@@ -154,6 +163,7 @@ export function planTriggerTasks(pipelines: PipelineDef[], limits: RunnerLimits 
         concurrency: stageConcurrency(stage, limits, defaultProvider),
         batchable: isBatchable(stage),
       })),
+      ...(pipeline.onNewRows ? { sensor: { taskId: sensorTaskId(pipeline.id), cron: SENSOR_CRON } } : {}),
       schedule: pipeline.schedule
         ? { taskId: scheduleTaskId(pipeline.id), cron: pipeline.schedule.cron, timezone: pipeline.schedule.timezone ?? "UTC" }
         : undefined,

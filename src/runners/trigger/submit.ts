@@ -18,6 +18,10 @@ export interface SubmitRunOptions {
   allowEmbedded?: boolean;
   /** The run's budget in USD, recorded with it: every task run of the run reserves against it. */
   budgetUsd?: number;
+  /** What the orchestrator's trigger is keyed by (default: the run id): a sensor keys it by its new cursor. */
+  idempotencyKey?: string[];
+  /** Recorded in the run's options (a sensor's source and cursor range). */
+  runOptions?: Record<string, unknown>;
 }
 
 export interface SubmittedRun {
@@ -53,10 +57,10 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
     throw new SluiceError("the Trigger.dev runner needs a Postgres database the workers can reach: set DATABASE_URL");
   }
   const { db, pipeline, inputPath } = options;
-  const { run, continued } = await createOrContinueRun(db, pipeline, planStages(pipeline), inputPath, { fresh: options.fresh ?? false, runner: "trigger" });
+  const { run, continued } = await createOrContinueRun(db, pipeline, planStages(pipeline), inputPath, { ...options.runOptions, fresh: options.fresh ?? false, runner: "trigger" });
   const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id, budgetUsd: options.budgetUsd });
   const rowsRead = await ensureLoaded(ctx, run);
-  const idempotencyKey = await idempotencyKeys.create([run.id, "orchestrate"], { scope: "global" });
+  const idempotencyKey = await idempotencyKeys.create(options.idempotencyKey ?? [run.id, "orchestrate"], { scope: "global" });
   const handle = await tasks.trigger(orchestratorTaskId(pipeline.id), { runId: run.id }, { idempotencyKey, tags: runTags(run.id, pipeline.id) });
   return { runId: run.id, continued, rowsRead, triggerRunId: handle.id };
 }

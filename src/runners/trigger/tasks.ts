@@ -2,6 +2,8 @@ import { concurrencyLimit, idempotencyKeys, schedules, task, tasks, wait, type T
 import type { PipelineDef } from "../../core/types.ts";
 import { orchestrate, type OrchestratorDeps, type OrchestratorOutput, type OrchestratorPayload } from "./orchestrate.ts";
 import { planTriggerTasks, type PipelineTaskPlan, type RunnerLimits, type StageTaskPlan } from "./plan.ts";
+import { triggerRuntime } from "./runtime.ts";
+import { senseNewRows, type SensorTick } from "./sensors.ts";
 import { runStageChunk, type ChunkOutput, type ChunkPayload } from "./stage.ts";
 
 /**
@@ -49,6 +51,8 @@ export interface SluicePipelineTasks {
   orchestrator: Task<string, OrchestratorPayload, OrchestratorOutput>;
   stages: Task<string, ChunkPayload, ChunkOutput>[];
   schedule?: ScheduledTask;
+  /** For a pipeline with `onNewRows`: the scheduled task that starts a run per new cursor value. */
+  sensor?: ReturnType<typeof schedules.task<string, SensorTick, undefined>>;
   /** How the orchestrator dispatches and chains: exposed so a test can drive `orchestrate` or `dispatchRound` with the production calls. */
   deps: OrchestratorDeps;
 }
@@ -115,7 +119,15 @@ export function defineSluiceTasks(pipelines: PipelineDef[], options: DefineSluic
           },
         })
       : undefined;
-    out.set(pipeline.id, { plan, orchestrator, stages, schedule, deps });
+    const sensor = plan.sensor
+      ? schedules.task({
+          id: plan.sensor.taskId,
+          description: `sluice pipeline ${pipeline.id} when rows arrive past its ${pipeline.source.cursor} cursor`,
+          cron: { pattern: plan.sensor.cron },
+          run: async () => senseNewRows((await triggerRuntime()).db, pipeline),
+        })
+      : undefined;
+    out.set(pipeline.id, { plan, orchestrator, stages, schedule, sensor, deps });
   });
   return out;
 }

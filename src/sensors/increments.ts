@@ -1,0 +1,117 @@
+import { join } from "node:path";
+import { glob } from "tinyglobby";
+import { SluiceError } from "../core/errors.ts";
+import type { PipelineDef } from "../core/types.ts";
+import type { RunSummary } from "../inspect/summary.ts";
+import { checkInput, runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
+import { sourceFingerprint } from "../sources/index.ts";
+import { filesRead, hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
+import { cursorSourceId, rowSpec, snapshotNewRows } from "./snapshot.ts";
+
+export { cursorSourceId } from "./snapshot.ts";
+
+/**
+ * One increment of a pipeline's source: what it has not read yet. A table or
+ * query source reads the rows past the cursor its last finished run reached,
+ * writes them to a JSONL snapshot (the run's input, so `resume` reads exactly
+ * those rows again) and moves the cursor once that run finishes. A glob
+ * source runs once per file it has not read (by content). Nothing new: no run.
+ */
+
+export type SourceKind = "file" | "table" | "query" | "glob";
+
+export interface IncrementResult {
+  pipeline: string;
+  source: SourceKind;
+  /** The runs this increment made: none when nothing was new. */
+  runs: RunSummary[];
+  /** Rows past the cursor (table, query) or files (glob) read. */
+  read: number;
+  /** Table and query sources: the cursor before, and after the run (unchanged unless it finished). */
+  cursor?: { from: string | null; to: string | null };
+  /** Glob sources: files that could not be read, with why (recorded, so not tried again until they change). */
+  skipped?: { file: string; reason: string }[];
+}
+
+export interface IncrementOptions {
+  /** Where table snapshots are written. Default `.sluice/increments` under the working directory. */
+  snapshotDir?: string;
+  /** Where a glob is matched from. Default the working directory. */
+  cwd?: string;
+}
+
+export function sourceKind(pipeline: PipelineDef): SourceKind {
+  const s = pipeline.source;
+  return s.table !== undefined ? "table" : s.query !== undefined ? "query" : s.glob !== undefined ? "glob" : "file";
+}
+
+/**
+ * Read what is new in a table, query or glob source and run the pipeline over it.
+ *
+ * @example
+ * const result = await runIncrement({ db, pipeline, providers });
+ * if (result.runs.length === 0) console.log("nothing new");
+ */
+export async function runIncrement(opts: LocalRunOptions, options: IncrementOptions = {}): Promise<IncrementResult> {
+  const kind = sourceKind(opts.pipeline);
+  if (kind === "table" || kind === "query") return runRowIncrement(opts, kind, options);
+  if (kind === "glob") return runGlobIncrement(opts, options);
+  throw new SluiceError(`pipeline ${opts.pipeline.id} reads a file given with --input, not a table, query or glob source`);
+}
+
+async function runRowIncrement(opts: LocalRunOptions, kind: "table" | "query", options: IncrementOptions): Promise<IncrementResult> {
+  const { db, pipeline } = opts;
+  const { increment, from } = await snapshotNewRows(db, pipeline, options.snapshotDir ?? join(process.cwd(), ".sluice", "increments"));
+  if (!increment) return { pipeline: pipeline.id, source: kind, runs: [], read: 0, cursor: { from, to: from } };
+  const { source, to } = increment;
+  const summary = await runPipeline(opts, increment.snapshot, { source, cursorFrom: from, cursorTo: to });
+  const finished = summary.status === "finished";
+  if (finished) await saveSourceCursor(db, pipeline.id, source, to, summary.runId, increment.rows);
+  return { pipeline: pipeline.id, source: kind, runs: [summary], read: increment.rows, cursor: { from, to: finished ? to : from } };
+}
+
+/** Files of a glob source not read yet (by path and content), in name order. */
+export async function unreadFiles(db: LocalRunOptions["db"], pipeline: PipelineDef, cwd = process.cwd()): Promise<{ path: string; file: string; fingerprint: string }[]> {
+  const paths = (await glob(pipeline.source.glob!, { cwd, onlyFiles: true, expandDirectories: false })).sort();
+  const files = await Promise.all(paths.map(async (path) => ({ path, file: join(cwd, path), fingerprint: await sourceFingerprint(join(cwd, path)) })));
+  const read = await filesRead(db, pipeline.id, paths);
+  return files.filter((f) => !read.has(`${f.path}\0${f.fingerprint}`));
+}
+
+async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions): Promise<IncrementResult> {
+  const { db, pipeline } = opts;
+  const files = await unreadFiles(db, pipeline, options.cwd);
+  const runs: RunSummary[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  for (const f of files) {
+    try {
+      await checkInput(f.file, pipeline);
+    } catch (err) {
+      // A file that cannot be read at all (empty, not UTF-8) is recorded too: it is tried again only once its content changes.
+      if (!(err instanceof SluiceError)) throw err;
+      skipped.push({ file: f.path, reason: err.message });
+      await recordFileRead(db, pipeline.id, f.path, f.fingerprint, "unreadable");
+      continue;
+    }
+    const summary = await runPipeline(opts, f.file, { source: `glob:${pipeline.source.glob}`, sourceFile: f.path });
+    runs.push(summary);
+    if (summary.status === "finished") await recordFileRead(db, pipeline.id, f.path, f.fingerprint, summary.runId);
+    else break;
+  }
+  return { pipeline: pipeline.id, source: "glob", runs, read: files.length, skipped };
+}
+
+/** Whether a sensor of the pipeline would start a run now: rows past its cursor, or a file not read. */
+export async function hasNewInput(db: LocalRunOptions["db"], pipeline: PipelineDef, options: IncrementOptions = {}): Promise<{ due: boolean; why: string }> {
+  const kind = sourceKind(pipeline);
+  if (kind === "table" || kind === "query") {
+    const from = await sourceCursor(db, pipeline.id, cursorSourceId(pipeline));
+    const due = await hasRowsPast(db, rowSpec(pipeline), from);
+    return { due, why: `new rows past ${pipeline.source.cursor} ${from ?? "(first read)"}` };
+  }
+  if (kind === "glob") {
+    const files = await unreadFiles(db, pipeline, options.cwd);
+    return { due: files.length > 0, why: `${files.length} new file(s) matching ${pipeline.source.glob}` };
+  }
+  return { due: false, why: "" };
+}

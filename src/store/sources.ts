@@ -1,0 +1,162 @@
+import { and, eq, sql, type SQL } from "drizzle-orm";
+import { SluiceError } from "../core/errors.ts";
+import type { TargetColumn } from "../core/target.ts";
+import type { Database } from "./database.ts";
+import { sourceCursors, sourceFiles } from "./schema.ts";
+import { anyText } from "./sql.ts";
+import { targetColumnsOf, targetName } from "./targets.ts";
+
+/**
+ * Table, query and glob sources: reading a table or query past a cursor,
+ * the cursor each pipeline has reached (`source_cursors`), the files of a
+ * glob it has read (`source_files`), and loading seed rows into a source
+ * table (`loadSourceTable`, which `sluice table load` calls).
+ */
+
+/** Where a table or query source reads from, and the column it advances on. */
+export interface RowSourceSpec {
+  table?: string;
+  query?: string;
+  cursor: string;
+}
+
+export interface SourceRow {
+  row: Record<string, unknown>;
+  /** The cursor column's value as text (exact: a timestamp keeps its microseconds). */
+  cursor: string;
+}
+
+function fromOf(spec: RowSourceSpec): SQL {
+  if (spec.table) return sql`SELECT * FROM ${targetName(spec.table)}`;
+  if (spec.query) return sql.raw(spec.query.trim().replace(/;\s*$/, ""));
+  throw new SluiceError("a row source needs a table or a query");
+}
+
+/** Postgres types a cursor may be compared as: what `pg_typeof` says of a timestamp, date or integer column. */
+const CURSOR_TYPE = /^(timestamp (with|without) time zone|date|bigint|integer|smallint|numeric)$/;
+
+/**
+ * The cursor column's type, taken from the rows themselves (`pg_typeof`), so a
+ * stored cursor is cast back to it and compared as a timestamp or a number,
+ * not as text. Undefined when the source has no rows.
+ */
+async function cursorType(db: Database, spec: RowSourceSpec): Promise<string | undefined> {
+  const col = sql.identifier(spec.cursor);
+  let rows: { type: string }[];
+  try {
+    rows = await db.rows<{ type: string }>(sql`SELECT pg_typeof(s.${col})::text AS type FROM (${fromOf(spec)}) AS s LIMIT 1`);
+  } catch (err) {
+    throw new SluiceError(`cannot read the source ${spec.table ?? "query"}: ${(err as Error).message.split("\n")[0]}`);
+  }
+  const type = rows[0]?.type;
+  if (type !== undefined && !CURSOR_TYPE.test(type)) throw new SluiceError(`source cursor ${spec.cursor} is ${type}: use a timestamp (updated_at) or an increasing integer id`);
+  return type;
+}
+
+function pastCursor(spec: RowSourceSpec, type: string, after: string | null): SQL {
+  return after === null ? sql`TRUE` : sql`s.${sql.identifier(spec.cursor)} > CAST(${after} AS ${sql.raw(type)})`;
+}
+
+/**
+ * Rows past `after` (all of them when null), in cursor order. The cursor
+ * column is left out of each row unless it is `keep` (the item key).
+ */
+export async function readRowsPast(db: Database, spec: RowSourceSpec, after: string | null, keep?: string): Promise<SourceRow[]> {
+  const type = await cursorType(db, spec);
+  if (type === undefined) return [];
+  const col = sql.identifier(spec.cursor);
+  const row = keep === spec.cursor ? sql`to_jsonb(s)` : sql`to_jsonb(s) - ${spec.cursor}::text`;
+  const rows = await db.rows<{ row: Record<string, unknown>; cursor: string | null }>(sql`
+    SELECT ${row} AS row, s.${col}::text AS cursor FROM (${fromOf(spec)}) AS s
+    WHERE ${pastCursor(spec, type, after)} ORDER BY s.${col}`);
+  const missing = rows.findIndex((r) => r.cursor === null);
+  if (missing >= 0) throw new SluiceError(`source cursor ${spec.cursor} is null in a row (${JSON.stringify(rows[missing]!.row).slice(0, 120)}): every row needs one`);
+  return rows as SourceRow[];
+}
+
+/** Whether any row lies past `after`: what the `onNewRows` sensor polls, reading one row at most. */
+export async function hasRowsPast(db: Database, spec: RowSourceSpec, after: string | null): Promise<boolean> {
+  const type = await cursorType(db, spec);
+  if (type === undefined) return false;
+  const rows = await db.rows(sql`SELECT 1 FROM (${fromOf(spec)}) AS s WHERE ${pastCursor(spec, type, after)} LIMIT 1`);
+  return rows.length > 0;
+}
+
+/** The cursor a pipeline has reached on a source; null before its first finished run. */
+export async function sourceCursor(db: Database, pipeline: string, source: string): Promise<string | null> {
+  const [row] = await db.db.select({ cursor: sourceCursors.cursor }).from(sourceCursors).where(and(eq(sourceCursors.pipeline, pipeline), eq(sourceCursors.source, source)));
+  return row?.cursor ?? null;
+}
+
+/** Move a pipeline's cursor on a source to what its run read up to. */
+export async function saveSourceCursor(db: Database, pipeline: string, source: string, cursor: string, runId: string, rowsRead: number): Promise<void> {
+  await db.db
+    .insert(sourceCursors)
+    .values({ pipeline, source, cursor, runId, rowsRead })
+    .onConflictDoUpdate({ target: [sourceCursors.pipeline, sourceCursors.source], set: { cursor, runId, rowsRead, updatedAt: sql`now()` } });
+}
+
+/** Which of these `(path, fingerprint)` pairs the pipeline has read, as `path\0fingerprint` strings. */
+export async function filesRead(db: Database, pipeline: string, paths: readonly string[]): Promise<Set<string>> {
+  if (paths.length === 0) return new Set();
+  const rows = await db.rows<{ path: string; fingerprint: string }>(sql`
+    SELECT path, fingerprint FROM source_files WHERE pipeline = ${pipeline} AND path = ${anyText(paths)}`);
+  return new Set(rows.map((r) => `${r.path}\0${r.fingerprint}`));
+}
+
+/** Record a file of a glob source as read by a finished run. */
+export async function recordFileRead(db: Database, pipeline: string, path: string, fingerprint: string, runId: string): Promise<void> {
+  await db.db.insert(sourceFiles).values({ pipeline, path, fingerprint, runId }).onConflictDoNothing();
+}
+
+/**
+ * Create a source table (typed columns, a primary key, and `updated_at`
+ * set on insert and on every change) if absent, and upsert rows into it by
+ * key. A row whose columns are unchanged is left alone, its `updated_at`
+ * too, so loading the same file again moves no cursor. Returns the rows
+ * inserted and updated.
+ */
+export async function loadSourceTable(db: Database, table: string, key: string, columns: readonly TargetColumn[], rows: readonly Record<string, unknown>[]): Promise<{ inserted: number; updated: number }> {
+  const name = targetName(table);
+  const seen = new Set<string>();
+  for (const [i, r] of rows.entries()) {
+    const id = r[key];
+    if (id === undefined || id === null || id === "") throw new SluiceError(`row ${i + 1} has no ${key}`);
+    if (seen.has(String(id))) throw new SluiceError(`row ${i + 1}: ${key} ${JSON.stringify(id)} appears twice; a table holds one row per key`);
+    seen.add(String(id));
+  }
+  return db.transaction(async (tx) => {
+    await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:source:${table}`}))`);
+    if (table.includes(".")) await tx.rows(sql`CREATE SCHEMA IF NOT EXISTS ${sql.identifier(table.split(".")[0]!)}`);
+    const existing = await targetColumnsOf(tx, table);
+    if (existing.length === 0) {
+      const body = sql.join(columns.map((c) => sql`${sql.identifier(c.name)} ${sql.raw(c.sqlType)}${c.name === key ? sql` PRIMARY KEY` : sql``}`), sql`, `);
+      await tx.rows(sql`CREATE TABLE ${name} (${body}, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+    } else {
+      const have = new Set(existing.map((c) => c.column_name));
+      const missing = [...columns.map((c) => c.name), "updated_at"].filter((c) => !have.has(c));
+      if (missing.length) throw new SluiceError(`table ${table} exists without column(s) ${missing.join(", ")}: load into a new table, or add them by hand`);
+    }
+    let inserted = 0;
+    let updated = 0;
+    const cols = columns.map((c) => sql.identifier(c.name));
+    const others = columns.filter((c) => c.name !== key).map((c) => sql.identifier(c.name));
+    const CHUNK = 1000;
+    for (let at = 0; at < rows.length; at += CHUNK) {
+      const payload = JSON.stringify(rows.slice(at, at + CHUNK));
+      const changes = others.length
+        ? sql`ON CONFLICT (${sql.identifier(key)}) DO UPDATE SET ${sql.join(others.map((c) => sql`${c} = excluded.${c}`), sql`, `)}, updated_at = clock_timestamp()
+          WHERE (${sql.join(others.map((c) => sql`t.${c}`), sql`, `)}) IS DISTINCT FROM (${sql.join(others.map((c) => sql`excluded.${c}`), sql`, `)})`
+        : sql`ON CONFLICT DO NOTHING`;
+      const result = await tx.rows<{ inserted: boolean }>(sql`
+        INSERT INTO ${name} AS t (${sql.join(cols, sql`, `)})
+        SELECT ${sql.join(cols.map((c) => sql`(v).${c}`), sql`, `)}
+        FROM jsonb_array_elements(${payload}::jsonb) AS x(data)
+        CROSS JOIN LATERAL (SELECT jsonb_populate_record(NULL::${name}, x.data) AS v) p
+        ${changes}
+        RETURNING (xmax = 0) AS inserted`);
+      for (const r of result) r.inserted ? inserted++ : updated++;
+    }
+    return { inserted, updated };
+  });
+}

@@ -1,0 +1,129 @@
+import { idempotencyKeys } from "@trigger.dev/sdk";
+import { resourceCatalog } from "@trigger.dev/core/v3";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { definePipeline, defineStage } from "../../src/core/define.ts";
+import { targetColumns } from "../../src/core/target.ts";
+import type { JsonSchema } from "../../src/core/types.ts";
+import { configureTriggerRunner, defineSluiceTasks, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
+import { senseNewRows, type SensorTick } from "../../src/runners/trigger/sensors.ts";
+import { loadSourceTable, saveSourceCursor, sourceCursor } from "../../src/store/sources.ts";
+import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatabase } from "../../src/testing/index.ts";
+import { dumpTarget } from "../../src/store/reports.ts";
+import crm from "../../pipelines/crm-enrichment.ts";
+import companySchema from "../../schemas/company.schema.json" with { type: "json" };
+import { readFileSync } from "node:fs";
+import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
+
+/**
+ * On Trigger.dev, a pipeline with `onNewRows` gets a scheduled sensor task:
+ * each tick reads the rows past the cursor into a run in the shared store
+ * and triggers the orchestrator keyed by the new cursor, so one cursor value
+ * starts one run however often the tick is retried.
+ */
+
+installTaskCatalog();
+const columns = targetColumns({ type: "object", properties: { id: { type: "string" }, text: { type: "string" } } }, "id");
+const labelSchema: JsonSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["category", "confidence"],
+  properties: { category: { enum: ["billing", "bug", "other"] }, confidence: { type: "number" } },
+};
+const pipeline = definePipeline({
+  id: "sensed",
+  source: { key: "id", table: "sensed_src", cursor: "updated_at" },
+  onNewRows: true,
+  stages: [
+    defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: labelSchema } }),
+    defineStage({ id: "commit", kind: "commit", target: { table: "sensed_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
+  ],
+});
+const TASKS = defineSluiceTasks([pipeline, crm]);
+const row = (i: number, text = `invoice charged twice, case ${i}`) => ({ id: `s${i}`, text });
+const tick = (at: string) => ({ type: "DECLARATIVE", scheduleId: "sched_sensor", timestamp: new Date(at), timezone: "UTC", upcoming: [] });
+
+let db: TestDatabase;
+let harness: TriggerHarness;
+const provider = createInProcessProvider();
+
+beforeAll(async () => {
+  db = await memoryDatabase();
+  harness = await startTriggerHarness();
+  configureTriggerRunner({ db: db.db, providers: singleProvider(provider), chunkSize: 4 });
+});
+afterAll(async () => {
+  await harness?.close();
+  await db?.drop();
+});
+
+const orchestratorTriggers = (from: number) =>
+  harness.fake.requests.slice(from).filter((r) => r.path === "/api/v1/tasks/sluice-sensed/trigger").map((r) => JSON.parse(r.body) as { options: { idempotencyKey: string } });
+
+describe("the onNewRows sensor on Trigger.dev", () => {
+  test("is a scheduled task, and starts one run per new cursor value", async () => {
+    expect(TASKS.get("sensed")!.plan.sensor).toEqual({ taskId: "sluice-sensed--sensor", cron: "* * * * *" });
+    expect(resourceCatalog.listTaskManifests().find((t) => t.id === "sluice-sensed--sensor")).toMatchObject({ triggerSource: "schedule", schedule: { cron: "* * * * *" } });
+
+    await loadSourceTable(db.db, "sensed_src", "id", columns, Array.from({ length: 20 }, (_, i) => row(i)));
+    let from = harness.fake.requests.length;
+    const first = (await harness.runTask("sluice-sensed--sensor", tick("2025-03-03T02:00:00Z"), "run_sensor_1")) as SensorTick;
+    expect(first.from).toBeNull();
+    expect(first.started!.rows).toBe(20);
+    const triggers = orchestratorTriggers(from);
+    expect(triggers).toHaveLength(1);
+    expect(triggers[0]!.options.idempotencyKey).toBe(await idempotencyKeys.create(["sensed", "table:sensed_src", first.started!.to], { scope: "global" }));
+    await harness.drain();
+    const run = harness.fake.runs.get(first.started!.triggerRunId)!;
+    expect(run.status).toBe("COMPLETED");
+    expect((run.output as OrchestratorOutput).summary.items.byStatus).toEqual({ committed: 20 });
+
+    // The next tick finds nothing past the cursor: no run.
+    from = harness.fake.requests.length;
+    const quiet = (await harness.runTask("sluice-sensed--sensor", tick("2025-03-03T02:01:00Z"), "run_sensor_2")) as SensorTick;
+    expect(quiet).toEqual({ from: first.started!.to });
+    expect(orchestratorTriggers(from)).toHaveLength(0);
+
+    // Five new rows and two changed: one run of exactly those 7.
+    await loadSourceTable(db.db, "sensed_src", "id", columns, [...Array.from({ length: 5 }, (_, i) => row(20 + i)), row(0, "the app crashes"), row(1, "export is broken")]);
+    const second = (await harness.runTask("sluice-sensed--sensor", tick("2025-03-03T02:02:00Z"), "run_sensor_3")) as SensorTick;
+    expect(second.from).toBe(first.started!.to);
+    expect(second.started!.rows).toBe(7);
+    await harness.drain();
+    expect((harness.fake.runs.get(second.started!.triggerRunId)!.output as OrchestratorOutput).summary.items.total).toBe(7);
+    expect(provider.calls).toBe(27);
+  }, 180_000);
+
+  test("a tick that died before moving the cursor continues the same run under the same key", async () => {
+    await loadSourceTable(db.db, "sensed_src", "id", columns, Array.from({ length: 3 }, (_, i) => row(40 + i)));
+    const before = await sourceCursor(db.db, "sensed", "table:sensed_src");
+    const one = await senseNewRows(db.db, pipeline);
+    // As if the tick had died after triggering: the cursor is back where it was.
+    await saveSourceCursor(db.db, "sensed", "table:sensed_src", before!, "reset", 0);
+    const two = await senseNewRows(db.db, pipeline);
+    expect(two.started!.to).toBe(one.started!.to);
+    expect(two.started!.runId).toBe(one.started!.runId);
+    expect(two.started!.continued).toBe(true);
+    expect(two.started!.triggerRunId).toBe(one.started!.triggerRunId);
+    await harness.drain();
+    expect((harness.fake.runs.get(one.started!.triggerRunId)!.output as OrchestratorOutput).summary.items.total).toBe(3);
+  }, 180_000);
+});
+
+describe("crm-enrichment on the Trigger.dev harness", () => {
+  test("the sensor task picks up the loaded companies and the orchestrator enriches the ones that need it", async () => {
+    const companies = readFileSync("examples/data/companies.jsonl", "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown> & { notes: string });
+    await loadSourceTable(db.db, "crm_companies", "id", targetColumns(companySchema as JsonSchema, "id"), companies);
+    const calls = provider.calls;
+    const sensed = (await harness.runTask("sluice-crm-enrichment--sensor", tick("2025-03-03T03:00:00Z"), "run_crm_sensor_1")) as SensorTick;
+    expect(sensed.started!.rows).toBe(companies.length);
+    await harness.drain();
+    const summary = (harness.fake.runs.get(sensed.started!.triggerRunId)!.output as OrchestratorOutput).summary;
+    const needy = companies.filter((c) => /missing|unknown|outdated|stale|vague|new lead/i.test(c.notes)).length;
+    expect(summary.status).toBe("finished");
+    expect(summary.items.byStatus).toEqual({ committed: needy, gated_out: companies.length - needy });
+    expect(provider.calls - calls).toBe(companies.length + needy);
+    const rows = (await dumpTarget(db.db, "crm_enriched")).map((r) => JSON.parse(r) as { company_id: string; industry: string });
+    expect(rows).toHaveLength(needy);
+    expect(rows.find((r) => r.company_id === "C-1002")!.industry).toBe("fintech");
+  }, 180_000);
+});
