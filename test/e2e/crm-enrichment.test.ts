@@ -115,7 +115,8 @@ for (const driver of drivers) {
       }
     }, 600_000);
 
-    it.skipIf(driver.name === "pglite")("watch starts the run by itself when rows arrive, and stops on Ctrl-C", async () => {
+    // On Postgres only: embedded PGlite is opened by one process at a time, and here the test reads the store while watch runs.
+    if (driver.name === "postgres") it("watch starts the run by itself when rows arrive, and stops on Ctrl-C", async () => {
       const { env } = await driver.env();
       const watch = startCli(["watch", "crm-enrichment", "--poll", "500ms", "--json"], env);
       let watchOut = "";
