@@ -5,7 +5,7 @@ import { resumeRun, type LocalRunOptions } from "../runners/local/index.ts";
 import { loadPipeline, withStore } from "./common.ts";
 import { estimateRerunCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
-import { budgetExit, budgetFromEnv, parseBudget } from "./run.ts";
+import { budgetExit, budgetFromEnv, parseBudget, parseDeadline } from "./run.ts";
 
 /** The run summary of a rerun, plus what it was a rerun of. */
 export type RerunSummary = RunSummary & { rerun: { baseRunId: string; stage: string; only: boolean } };
@@ -55,6 +55,8 @@ export interface RerunCliOptions extends RerunRequest {
   json?: boolean;
   /** The rerun's budget in USD (`--budget`). */
   budget?: number;
+  /** The rerun's deadline from its start (`--deadline 6h`). */
+  deadline?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -75,7 +77,7 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
         banner: describeRerun(prepared),
         interrupted: `interrupted; run \`sluice resume ${prepared.run.id}\` (or the same rerun again) to continue`,
       },
-      (base) => driveRerun({ ...base, budgetUsd: options.budget ?? budgetFromEnv(env) }, request, prepared),
+      (base) => driveRerun({ ...base, budgetUsd: options.budget ?? budgetFromEnv(env), deadline: options.deadline }, request, prepared),
     );
   });
 }
@@ -89,8 +91,9 @@ export function rerunCommand(): Command {
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--dry-run", "print what the rerun would pay for (sluice estimate) and exit: nothing is paid or recorded")
     .option("--budget <usd>", "stop paying once the rerun has spent this much (USD); `resume --budget` with more goes on", parseBudget)
-    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean; budget?: number }) => {
+    .option("--deadline <duration>", "finish within this long from the rerun's start (6h, 90m): `auto` stages go by batch only when the provider's recent batches fit, and a late batch's rest goes realtime", parseDeadline)
+    .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean; budget?: number; deadline?: string }) => {
       if (opts.dryRun) await estimateRerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
-      else budgetExit(await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json, budget: opts.budget }));
+      else budgetExit(await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json, budget: opts.budget, deadline: opts.deadline }));
     });
 }

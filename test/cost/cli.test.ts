@@ -16,6 +16,8 @@ describe("the cost commands", () => {
       [["cost", "--since", "yesterday-ish"], 'sluice: --since must be a date or time (e.g. 2025-06-01), got "yesterday-ish"'],
       [["drift", "ticket-triage", "--last", "1"], 'sluice: --last must be at least 2 to compare runs, got "1"'],
       [["drift", "ticket-triage", "--js", "2"], 'sluice: --js must be a number above 0 and at most 1, got "2"'],
+      [["run", "ticket-triage", "--input", "examples/data/tickets.csv", "--deadline", "soon"], 'sluice: --deadline is a duration like 6h, 90m, 1h30m or 45s, got "soon"'],
+      [["rerun", "ticket-triage", "--stage", "extract", "--deadline", "0m"], 'sluice: --deadline must be longer than 0, got "0m"'],
     ];
     for (const [args, message] of cases) {
       const r = await runCli(args, env);
