@@ -1,6 +1,6 @@
 /**
  * Benchmark 3: what sluice costs on top of the provider calls. The demo
- * pipeline through sluice (store, queue, reuse checks, persistence) against a
+ * pipeline through sluice (on-disk store, queue, reuse checks, persistence) against a
  * bare loop making the same SDK calls to the same simulator with the same
  * concurrency (calls in flight per stage) and no persistence, in the same run.
  */
@@ -11,10 +11,12 @@ import { buildRequest, checkCompletion } from "../src/engine/llm-call.ts";
 import { costOf, createProvider } from "../src/providers/index.ts";
 import { startSimulator } from "../src/sim/index.ts";
 import { readSource } from "../src/sources/index.ts";
-import { memoryDatabase } from "../src/testing/databases.ts";
+import { openDatabase } from "../src/store/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import demo from "../pipelines/ticket-triage.ts";
 import { fmt, ratio, row } from "./report.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const DEMO = join(import.meta.dirname, "..", "examples", "data", "tickets.csv");
@@ -67,14 +69,17 @@ async function bareLoop(baseURL: string) {
 }
 
 async function sluiceRun(baseURL: string) {
-  const t = await memoryDatabase();
+  // The on-disk store `sluice run` uses, not an in-memory one.
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-overhead-"));
+  const db = await openDatabase({ dataDir: join(dir, "pglite") });
   const provider = createProvider({ provider: "openai", baseURL, env: {} });
   try {
     const started = performance.now();
-    const summary = await runPipeline({ db: t.db, pipeline, providers: { defaultProvider: "openai", get: () => provider, cost: costOf }, options: { concurrency: CONCURRENCY } }, DEMO, { fresh: true });
+    const summary = await runPipeline({ db, pipeline, providers: { defaultProvider: "openai", get: () => provider, cost: costOf }, options: { concurrency: CONCURRENCY } }, DEMO, { fresh: true });
     return { rows: summary.items.total, seconds: (performance.now() - started) / 1000 };
   } finally {
-    await t.drop();
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
