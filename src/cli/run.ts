@@ -61,11 +61,11 @@ export function runCommand(): Command {
  * it to the pipeline's orchestrator task on Trigger.dev. The pipeline code is
  * the same; only where it executes changes.
  */
-async function submitToTrigger(pipelineName: string, opts: { input: string; json?: boolean; fresh?: boolean; budget?: number }) {
+async function submitToTrigger(pipelineName: string, opts: { input: string; json?: boolean; fresh?: boolean; budget?: number; deadline?: string }) {
   const pipeline = await loadPipeline(pipelineName);
   if (!existsSync(opts.input)) throw new CliError(`cannot read input ${opts.input}: no such file`);
   const { submitFromEnv } = await import("../runners/trigger/submit.ts");
-  const submitted = await submitFromEnv(pipeline, opts.input, { fresh: opts.fresh, budgetUsd: opts.budget });
+  const submitted = await submitFromEnv(pipeline, opts.input, { fresh: opts.fresh, budgetUsd: opts.budget, deadline: opts.deadline });
   if (opts.json) printJson(submitted);
   else process.stdout.write(`submitted run ${submitted.runId} to Trigger.dev (orchestrator run ${submitted.triggerRunId}); follow it with sluice status ${submitted.runId}\n`);
 }

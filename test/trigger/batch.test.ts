@@ -4,6 +4,7 @@ import { isLlmStage } from "../../src/core/types.ts";
 import { costOf, createProvider } from "../../src/providers/index.ts";
 import { batchLimitName, configureTriggerRunner, defineSluiceTasks, providerLimitName, submitRun, type ChunkOutput, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
 import { startSimulator, type Simulator } from "../../src/sim/index.ts";
+import { requireRun } from "../../src/store/runs.ts";
 import { memoryDatabase, type TestDatabase } from "../../src/testing/index.ts";
 import { miniItems, miniVariant, tempDir } from "./data.ts";
 import { installTaskCatalog, recordSdkLogs, startTriggerHarness, type TriggerHarness } from "./harness.ts";
@@ -129,4 +130,17 @@ test("a batch-mode chunk run is suspended while its provider batch is in flight,
     harness.faults.onSuspend = undefined;
     sim.configure({ batch: { pollsToComplete: 0 } });
   }
+});
+
+test("a run submitted with a deadline records it, and every task run of it works to it", async () => {
+  sim.reset();
+  const submitted = await submitRun({ db: db.db, pipeline, inputPath: dir.file("batch-deadline.jsonl", miniItems("batch-deadline", 10)), allowEmbedded: true, deadline: "6h" });
+  const row = await requireRun(db.db, submitted.runId);
+  const deadlineAt = row.options.deadlineAt as string;
+  expect(Date.parse(deadlineAt) - Date.parse(row.created_at)).toBe(6 * 3_600_000);
+  await harness.drain();
+  const out = harness.fake.runs.get(submitted.triggerRunId)!.output as OrchestratorOutput;
+  // The orchestrator and its chunk runs opened the run without being told: the deadline came from the store.
+  expect(out.summary.deadlineAt).toBe(deadlineAt);
+  expect(out.summary.status).toBe("finished");
 });

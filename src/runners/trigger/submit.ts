@@ -18,6 +18,11 @@ export interface SubmitRunOptions {
   allowEmbedded?: boolean;
   /** The run's budget in USD, recorded with it: every task run of the run reserves against it. */
   budgetUsd?: number;
+  /**
+   * The run's deadline from its start (`6h`), recorded with it: every task run
+   * of the run reads it, and an `auto` stage's mode is chosen by it.
+   */
+  deadline?: string;
   /** What the orchestrator's trigger is keyed by (default: the run id): a sensor keys it by its new cursor. */
   idempotencyKey?: string[];
   /** Recorded in the run's options (a sensor's source and cursor range). */
@@ -58,7 +63,7 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
   }
   const { db, pipeline, inputPath } = options;
   const { run, continued } = await createOrContinueRun(db, pipeline, planStages(pipeline), inputPath, { ...options.runOptions, fresh: options.fresh ?? false, runner: "trigger" });
-  const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id, budgetUsd: options.budgetUsd });
+  const { ctx } = await openRun({ db, pipeline, providers: NO_PROVIDERS, runId: run.id, budgetUsd: options.budgetUsd, deadline: options.deadline });
   const rowsRead = await ensureLoaded(ctx, run);
   const idempotencyKey = await idempotencyKeys.create(options.idempotencyKey ?? [run.id, "orchestrate"], { scope: "global" });
   const handle = await tasks.trigger(orchestratorTaskId(pipeline.id), { runId: run.id }, { idempotencyKey, tags: runTags(run.id, pipeline.id) });
@@ -73,7 +78,7 @@ export async function submitRun(options: SubmitRunOptions): Promise<SubmittedRun
  * @example
  * const { runId, triggerRunId } = await submitFromEnv(ticketTriage, "examples/data/tickets.csv");
  */
-export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, options: { fresh?: boolean; budgetUsd?: number; env?: NodeJS.ProcessEnv } = {}): Promise<SubmittedRun> {
+export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, options: { fresh?: boolean; budgetUsd?: number; deadline?: string; env?: NodeJS.ProcessEnv } = {}): Promise<SubmittedRun> {
   const env = options.env ?? process.env;
   if (!env.DATABASE_URL) {
     throw new SluiceError("the Trigger.dev runner needs DATABASE_URL: the Postgres database your deployed tasks use (their DATABASE_URL)");
@@ -85,7 +90,7 @@ export async function submitFromEnv(pipeline: PipelineDef, inputPath: string, op
   configure({ secretKey, baseURL: env.TRIGGER_API_URL || undefined });
   const db = await openDatabase({ url: env.DATABASE_URL, prepare: env.SLUICE_PG_PREPARE !== "false" });
   try {
-    return await submitRun({ db, pipeline, inputPath, fresh: options.fresh, budgetUsd: options.budgetUsd });
+    return await submitRun({ db, pipeline, inputPath, fresh: options.fresh, budgetUsd: options.budgetUsd, deadline: options.deadline });
   } finally {
     await db.close();
   }
