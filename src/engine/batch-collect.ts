@@ -1,0 +1,282 @@
+import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
+import type { LlmStage } from "../core/types.ts";
+import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
+import { batchClaimant, markBatchCollected, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { releaseHolder } from "../store/budgets.ts";
+import { switchStageMode } from "../store/runs.ts";
+import { attemptsSpent, stillHeldBy } from "../store/work.ts";
+import type { RunContext, StagePlan } from "./context.ts";
+import { loadInputs, type LoadedInput } from "./inputs.ts";
+import { callLlm, checkCompletion, repairRequest, type AttemptRecord } from "./llm-call.ts";
+import { groupWriter, persistResults } from "./persist.ts";
+import { computed, failed, type ItemResult } from "./results.ts";
+import { sleep } from "./retry.ts";
+import pLimit from "p-limit";
+
+/**
+ * Collecting a provider batch (see `batch.ts` for deciding on one and
+ * submitting it): polling until it ends (cancelling it at a deadline's
+ * cutoff), then reading its results by custom id, judging each answer,
+ * repairing or sending realtime what needs it, and writing the results.
+ */
+
+export interface BatchEntry {
+  itemId: string;
+  inputHash: string;
+  requestHash: string;
+  /** The request as sent, so a quality failure can be repaired after a restart. */
+  request: CompletionRequest;
+}
+
+export type BatchRow = StoredBatch<BatchEntry>;
+
+export function at(ctx: RunContext, stage: StagePlan) {
+  return { runId: ctx.runId, stageIndex: stage.index };
+}
+
+export function attemptsSoFar(ctx: RunContext, stage: StagePlan, itemIds: string[]): Promise<Map<string, number>> {
+  return attemptsSpent(ctx.db, at(ctx, stage), itemIds);
+}
+
+/** An item whose request failed as a whole (submission, or a batch that could not be read): retry it later, or dead-letter it. */
+export function failure(ctx: RunContext, itemId: string, inputHash: string, err: unknown, tries: Map<string, number>, what: string): ItemResult {
+  const cls = failureClassOf(err);
+  const spent = (tries.get(itemId) ?? 0) + 1;
+  const retry = cls === "transient" && spent < ctx.options.maxAttempts;
+  const message = `${what}: ${errorMessage(err)}${cls === "transient" && !retry ? ` (gave up after ${spent} attempts)` : ""}`;
+  // One attempt row with no provider: it counts against the retry budget but was not a paid request.
+  const attempt: AttemptRecord = { attempt: spent, provider: "", model: "", mode: "batch", requestHash: "", inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, latencyMs: 0, errorClass: cls, errorMessage: message };
+  return failed(itemId, inputHash, cls, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] });
+}
+
+/** A batch's status, a transient failure to read it taken as still running. */
+export async function pollStatus(api: BatchApi, batchId: string): Promise<string> {
+  try {
+    return (await api.poll(batchId)).status;
+  } catch (err) {
+    if (failureClassOf(err) !== "transient") throw err;
+    return "in_progress";
+  }
+}
+
+/**
+ * Poll until the batch ends. Past `cutoff` (a deadline's), a batch still
+ * running is cancelled once, and polled until the provider says it stopped;
+ * `cut` says so.
+ */
+async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow, cutoff?: Date): Promise<{ status: string; cut: boolean }> {
+  let interval = ctx.options.batchPollMs;
+  let cut = false;
+  for (;;) {
+    const status = await pollStatus(api, row.batchId);
+    if (status !== "in_progress") {
+      await setBatchStatus(ctx.db, row.id, status);
+      return { status, cut };
+    }
+    if (cutoff && !cut && Date.now() >= cutoff.getTime()) {
+      cut = true;
+      ctx.logger.warn(`${row.provider} batch ${row.batchId} is still running at its cutoff for the deadline: cancelling it; what it finished is kept, the rest goes out realtime`);
+      try {
+        await api.cancel(row.batchId);
+      } catch (err) {
+        // Already past cancelling (it just ended): the next poll says how it ended.
+        if (failureClassOf(err) === "transient") cut = false;
+      }
+      interval = ctx.options.batchPollMs;
+      continue;
+    }
+    // Near a cutoff, poll no later than it.
+    const wait = cutoff && !cut ? Math.max(0, Math.min(interval, cutoff.getTime() - Date.now())) : interval;
+    await sleep(wait, ctx.signal);
+    interval = Math.min(ctx.options.batchPollMaxMs, Math.round(interval * 1.5));
+  }
+}
+
+/** Results of repairs are written in groups this size, as they complete. */
+const REPAIR_FLUSH = 50;
+
+/**
+ * Read a finished batch and write its results. Answers that need no repair
+ * are written at once; answers that fail their schema or rule get one
+ * realtime repair each, run concurrently and written as they complete. A
+ * batch collected again after a crash skips every item already written, so
+ * a repair that was written is never paid for twice.
+ */
+export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void, cutoff?: Date): Promise<ItemResult[]> {
+  const api = provider.batch!;
+  // Writes go through the batch's claim, checked even for a sole worker: an
+  // item already written (by an earlier or a concurrent collection of this
+  // batch) is no longer `processing` under it, and is not written again.
+  const owner: RunContext = { ...ctx, workerId: batchClaimant(row.id), soleWorker: false, lockedClaim: false };
+  const write = async (results: ItemResult[]) => {
+    if (results.length === 0) return;
+    await persistResults(owner, stage, results);
+    onPersisted?.(results);
+  };
+  // What is still to be written, read after the wait (which may be long).
+  const unwritten = async () => {
+    const pending = await stillHeld(ctx, stage, row);
+    const entries = Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId));
+    return { entries, tries: await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId)) };
+  };
+  let status: string;
+  let cut = false;
+  const got = new Map<string, BatchResult>();
+  try {
+    ({ status, cut } = await waitForBatch(ctx, api, row, cutoff));
+    for await (const result of api.results(row.batchId)) got.set(result.customId, result);
+  } catch (err) {
+    // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
+    if (ctx.signal?.aborted) throw ctx.signal.reason;
+    await releaseHolder(ctx.db, batchClaimant(row.id));
+    const { entries, tries } = await unwritten();
+    const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.batchId} could not be collected`));
+    await write(out);
+    await markCollected(ctx, row);
+    return out;
+  }
+  // The batch is paid for: its reservation is settled with what its answers cost (once, however often it is collected).
+  let paid = 0;
+  for (const r of got.values()) if (r.ok) paid += ctx.providers.cost(def.model, r.result.usage, "batch");
+  await releaseHolder(ctx.db, batchClaimant(row.id), paid);
+  const { entries, tries } = await unwritten();
+  const inputs = entries.length ? await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId)) : new Map<string, LoadedInput>();
+
+  const ready: ItemResult[] = [];
+  const repairs: (() => Promise<ItemResult>)[] = [];
+  const late: (() => Promise<ItemResult>)[] = [];
+  for (const [customId, entry] of entries) {
+    const input = inputs.get(entry.itemId);
+    const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.batchId} (${status})`) };
+    const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
+    if (!input) {
+      ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
+      continue;
+    }
+    if (!result.ok && cut && failureClassOf(result.error) === "transient") {
+      // Not run before the batch was cancelled for the deadline: sent realtime now (never paid in the batch).
+      late.push(() => realtimeInstead(ctx, def, provider, row.provider, entry, input));
+      continue;
+    }
+    if (!result.ok) {
+      const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
+      const spent = (tries.get(entry.itemId) ?? 0) + 1;
+      const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
+      const message = retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`;
+      ready.push(failed(entry.itemId, entry.inputHash, attempt.errorClass, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] }));
+      continue;
+    }
+    const judged = judge(ctx, def, entry, input, result.result, base);
+    if ("result" in judged) ready.push(judged.result);
+    else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
+  }
+  await write(ready);
+  if (cut) {
+    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline (${cutoff?.toISOString()}), cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
+    await switchStageMode(ctx.db, ctx.runId, stage.id, "realtime", why);
+    ctx.logger.warn(`stage ${stage.id}: ${why}`);
+  }
+  if (repairs.length) ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
+  repairs.push(...late);
+
+  const repaired: ItemResult[] = [];
+  if (repairs.length) {
+    const limit = pLimit(ctx.options.concurrency);
+    const writer = groupWriter(write, REPAIR_FLUSH);
+    // allSettled: repairs that did finish (and were paid) are written even if another throws.
+    const settled = await Promise.allSettled(
+      repairs.map((run) =>
+        limit(async () => {
+          // Once results cannot be written, no more repairs are paid for.
+          if (writer.failed) throw writer.failed;
+          const result = await run();
+          repaired.push(result);
+          await writer.add(result);
+        }),
+      ),
+    );
+    await writer.close();
+    const failed = settled.find((x): x is PromiseRejectedResult => x.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+  await markCollected(ctx, row);
+  return [...ready, ...repaired];
+}
+
+/** Items of the batch not yet written: still held by it, in `processing`. */
+function stillHeld(ctx: RunContext, stage: StagePlan, row: BatchRow): Promise<Set<string>> {
+  return stillHeldBy(ctx.db, at(ctx, stage), batchClaimant(row.id), Object.values(row.requests).map((e) => e.itemId));
+}
+
+async function markCollected(ctx: RunContext, row: BatchRow): Promise<void> {
+  await markBatchCollected(ctx.db, row.id);
+}
+
+type AttemptBase = Omit<AttemptRecord, "inputTokens" | "outputTokens" | "cachedTokens" | "costUsd" | "listCostUsd">;
+
+interface NeedsRepair {
+  attempt: AttemptRecord;
+  error: Parameters<typeof repairRequest>[1];
+}
+
+/** A batch answer: accepted or refused as it is, or in need of one repair. */
+function judge(ctx: RunContext, def: LlmStage, entry: BatchEntry, input: LoadedInput, result: CompletionResult, base: AttemptBase): { result: ItemResult } | NeedsRepair {
+  const attempt: AttemptRecord = {
+    ...base,
+    inputTokens: result.usage.inputTokens,
+    outputTokens: result.usage.outputTokens,
+    cachedTokens: result.usage.cachedInputTokens ?? 0,
+    costUsd: ctx.providers.cost(def.model, result.usage, "batch"),
+    listCostUsd: ctx.providers.cost(def.model, result.usage, "realtime"),
+  };
+  const checked = checkCompletion(def, input.input, result);
+  if (checked.ok) {
+    return {
+      result: computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", checked.value, {
+        costUsd: attempt.costUsd,
+        attempts: [attempt],
+        cache: { requestHash: entry.requestHash, provider: base.provider, model: def.model, response: result },
+      }),
+    };
+  }
+  attempt.errorClass = "quality";
+  attempt.errorMessage = checked.error.message;
+  if (checked.threw) {
+    // The stage's own check threw: the item is at fault, a repair cannot help.
+    return { result: failed(entry.itemId, entry.inputHash, "deterministic", checked.error.message, { attempts: [attempt] }) };
+  }
+  return { attempt, error: checked.error };
+}
+
+/** A request a late batch never ran, sent realtime under the usual retry policy and one repair. */
+async function realtimeInstead(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput): Promise<ItemResult> {
+  const outcome = await callLlm(ctx, def, provider, providerName, entry.request, input.input, entry.requestHash, (fn) => fn());
+  if (outcome.status !== "succeeded") return failed(entry.itemId, entry.inputHash, outcome.errorClass, outcome.message, { status: outcome.status, attempts: outcome.attempts });
+  const cache = { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response };
+  if (!outcome.journaled) ctx.journal?.record(cache);
+  return computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", outcome.value, { costUsd: outcome.attempts.reduce((a, x) => a + x.costUsd, 0), attempts: outcome.attempts, cache });
+}
+
+/**
+ * One realtime repair showing the model its error, under the same retry
+ * policy as any realtime call (a 429 on the repair is retried, not fatal).
+ */
+async function repair(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput, need: NeedsRepair): Promise<ItemResult> {
+  const first = need.attempt;
+  const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, need.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
+  const attempts = [first, ...outcome.attempts.map((a) => ({ ...a, attempt: first.attempt + a.attempt }))];
+  if (outcome.status === "succeeded") {
+    return computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", outcome.value, {
+      costUsd: attempts.reduce((a, x) => a + x.costUsd, 0),
+      attempts,
+      // The usable answer to this request, as a realtime call with a repair caches it
+      // (duplicates of the item copy it from here).
+      cache: { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response },
+    });
+  }
+  const last = attempts[attempts.length - 1]!;
+  return failed(entry.itemId, entry.inputHash, last.errorClass ?? "quality", `${last.errorMessage ?? "unusable answer"} (after one repair attempt)`, {
+    status: outcome.status === "needs_review" ? "needs_review" : "failed_terminal",
+    attempts,
+  });
+}
