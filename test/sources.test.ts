@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -6,9 +6,12 @@ import { definePipeline, defineStage } from "../src/core/define.ts";
 import { targetColumns } from "../src/core/target.ts";
 import type { JsonSchema, PipelineDef } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
+import { prepareRerun } from "../src/engine/rerun.ts";
+import { resumeRun } from "../src/runners/local/index.ts";
 import { runIncrement } from "../src/sensors/increments.ts";
+import { pruneSnapshots, snapshotNewRows } from "../src/sensors/snapshot.ts";
 import { dumpTarget } from "../src/store/reports.ts";
-import { loadSourceTable, sourceCursor } from "../src/store/sources.ts";
+import { loadSourceTable, readRowsPast, sourceCursor } from "../src/store/sources.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import { singleProvider } from "../src/testing/harness.ts";
 
@@ -20,7 +23,7 @@ import { singleProvider } from "../src/testing/harness.ts";
 
 const rowSchema: JsonSchema = {
   type: "object",
-  properties: { id: { type: "string" }, text: { type: "string" }, rank: { type: "integer" } },
+  properties: { id: { type: "string" }, text: { type: "string" }, rank: { type: "integer" }, wave: { type: "integer" } },
 };
 const columns = targetColumns(rowSchema, "id");
 
@@ -126,6 +129,111 @@ for (const driver of testDrivers()) {
       expect(second.read).toBe(8);
       expect(second.runs[0]!.items.total).toBe(8);
       expect(provider.calls).toBe(32);
+    }, 120_000);
+  });
+
+  describe.skipIf(driver.skip)(`a table source read a page at a time, on ${driver.name}`, () => {
+    let t: TestDatabase;
+    let dir: string;
+    afterEach(async () => {
+      await t?.drop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("holds one page at a time, splits no tie on the cursor, and writes every row past it once", async () => {
+      t = await driver.open();
+      dir = mkdtempSync(join(tmpdir(), "sluice-pages-"));
+      // 50 rows in waves of 3 sharing a cursor value: pages of 7 end in the middle of a wave.
+      const waved = (i: number) => ({ ...row(i), wave: Math.floor(i / 3) });
+      await loadSourceTable(t.db, "paged_src", "id", columns, Array.from({ length: 50 }, (_, i) => waved(i)));
+      const pipeline = pipelineOver({ key: "id", query: "SELECT id, text, wave FROM paged_src", cursor: "wave" }, "paged");
+
+      const pages: number[] = [];
+      const seen: string[] = [];
+      const read = await readRowsPast(t.db, { query: "SELECT id, text, wave FROM paged_src", cursor: "wave" }, null, (page) => {
+        pages.push(page.length);
+        seen.push(...page.map((r) => String(r.row.id)));
+      }, { pageRows: 7 });
+      expect(read).toBe(50);
+      expect(pages).toEqual([7, 7, 7, 7, 7, 7, 7, 1]);
+      expect(new Set(seen).size).toBe(50);
+
+      const { increment } = await snapshotNewRows(t.db, pipeline, dir, { pageRows: 7 });
+      expect(increment).toMatchObject({ rows: 50, from: null, to: "16" });
+      const lines = readFileSync(increment!.snapshot, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { id: string; wave?: number });
+      expect(lines.map((l) => l.id).sort()).toEqual(Array.from({ length: 50 }, (_, i) => row(i).id));
+      // The cursor column is not part of the item (it is not the key).
+      expect(lines.every((l) => l.wave === undefined)).toBe(true);
+      // Only the finished snapshot is in the folder: the partial file it was streamed into was renamed.
+      expect(readdirSync(join(dir, "paged"))).toEqual([increment!.snapshot.split("/").pop()]);
+
+      // The same rows past the same cursor make the same file, whatever the page size.
+      const again = await snapshotNewRows(t.db, pipeline, dir, { pageRows: 1000 });
+      expect(again.increment!.snapshot).toBe(increment!.snapshot);
+
+      const provider = createInProcessProvider();
+      const opts = { db: t.db, pipeline, providers: priced(provider) };
+      const first = await runIncrement(opts, { snapshotDir: dir, pageRows: 7 });
+      expect(first.runs[0]!.items.total).toBe(50);
+      await loadSourceTable(t.db, "paged_src", "id", columns, Array.from({ length: 10 }, (_, i) => waved(51 + i)));
+      const second = await runIncrement(opts, { snapshotDir: dir, pageRows: 7 });
+      expect(second.read).toBe(10);
+      expect(second.cursor).toEqual({ from: "16", to: "20" });
+      expect(provider.calls).toBe(60);
+    }, 120_000);
+
+    it("deletes a snapshot once its run has finished, keeps an unfinished run's, and a rerun reads its items from the store", async () => {
+      t = await driver.open();
+      dir = mkdtempSync(join(tmpdir(), "sluice-prune-"));
+      await loadSourceTable(t.db, "kept_src", "id", columns, Array.from({ length: 12 }, (_, i) => row(i)));
+      const pipeline = pipelineOver({ key: "id", table: "kept_src", cursor: "updated_at" }, "kept");
+      const provider = createInProcessProvider();
+      const opts = { db: t.db, pipeline, providers: priced(provider) };
+      const snapshots = () => readdirSync(join(dir, "kept")).filter((n) => n.endsWith(".jsonl"));
+
+      // A budget too small for one call: the run stops unfinished, the cursor stays, its snapshot is kept.
+      const stopped = await runIncrement({ ...opts, budgetUsd: 1e-9 }, { snapshotDir: dir });
+      expect(stopped.runs[0]!.status).toBe("budget_exhausted");
+      expect(stopped.cursor!.to).toBeNull();
+      expect(stopped.pruned).toBe(0);
+      expect(snapshots()).toHaveLength(1);
+
+      // Resumed with a budget, it finishes; the next increment reads the same rows (the cursor had not moved),
+      // its run reuses every output, the cursor moves, and both runs' snapshot (one file) goes.
+      const resumed = await resumeRun({ ...opts, budgetUsd: 10 }, stopped.runs[0]!.runId);
+      expect(resumed.status).toBe("finished");
+      const calls = provider.calls;
+      const next = await runIncrement(opts, { snapshotDir: dir });
+      expect(next.read).toBe(12);
+      expect(next.runs[0]!.status).toBe("finished");
+      expect(provider.calls).toBe(calls);
+      expect(next.pruned).toBe(1);
+      expect(snapshots()).toEqual([]);
+
+      // A finished run's increment: its snapshot is deleted as soon as the run finishes.
+      await loadSourceTable(t.db, "kept_src", "id", columns, Array.from({ length: 4 }, (_, i) => row(20 + i)));
+      const more = await runIncrement(opts, { snapshotDir: dir });
+      expect(more.read).toBe(4);
+      expect(more.pruned).toBe(1);
+      expect(snapshots()).toEqual([]);
+
+      // A rerun of that run with its snapshot gone: its items come from the store.
+      const changed = pipelineOver({ key: "id", table: "kept_src", cursor: "updated_at" }, "kept");
+      (changed.stages[0] as { prompt: { user: string } }).prompt = { user: "Label this: {{item.text}}" };
+      const { run } = await prepareRerun(t.db, changed, { stage: "classify", from: more.runs[0]!.runId });
+      const rerun = await resumeRun({ ...opts, pipeline: changed }, run.id);
+      expect(rerun.status).toBe("finished");
+      expect(rerun.items.total).toBe(4);
+      expect(rerun.stages.find((s) => s.id === "classify")!.providerCalls).toBe(4);
+
+      // A snapshot no run was recorded over: kept while fresh (its run may be starting), deleted once a day old.
+      const orphan = join(dir, "kept", "0123456789abcdef.jsonl");
+      writeFileSync(orphan, `${JSON.stringify(row(99))}\n`);
+      expect(await pruneSnapshots(t.db, pipeline, dir)).toEqual([]);
+      const twoDaysAgo = new Date(Date.now() - 48 * 3_600_000);
+      utimesSync(orphan, twoDaysAgo, twoDaysAgo);
+      expect(await pruneSnapshots(t.db, pipeline, dir)).toEqual([orphan]);
+      expect(existsSync(orphan)).toBe(false);
     }, 120_000);
   });
 

@@ -1,20 +1,21 @@
 import { join } from "node:path";
-import { glob } from "tinyglobby";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 import { checkInput, runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
-import { sourceFingerprint } from "../sources/index.ts";
-import { filesRead, hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
-import { cursorSourceId, rowSpec, snapshotNewRows } from "./snapshot.ts";
+import { hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
+import { unreadFiles } from "./files.ts";
+import { cursorSourceId, pruneSnapshots, rowSpec, snapshotNewRows } from "./snapshot.ts";
 
 export { cursorSourceId } from "./snapshot.ts";
+export { unreadFiles } from "./files.ts";
 
 /**
  * One increment of a pipeline's source: what it has not read yet. A table or
  * query source reads the rows past the cursor its last finished run reached,
- * writes them to a JSONL snapshot (the run's input, so `resume` reads exactly
- * those rows again) and moves the cursor once that run finishes. A glob
+ * writes them, a page at a time, to a JSONL snapshot (the run's input) and
+ * moves the cursor once that run finishes; snapshots whose runs have finished
+ * are deleted (the store holds their items). A glob
  * source runs once per file it has not read (by content). Nothing new: no run.
  */
 
@@ -29,6 +30,8 @@ export interface IncrementResult {
   read: number;
   /** Table and query sources: the cursor before, and after the run (unchanged unless it finished). */
   cursor?: { from: string | null; to: string | null };
+  /** Table and query sources: snapshots of finished runs deleted by this increment. */
+  pruned?: number;
   /** Glob sources: files that could not be read, with why (recorded, so not tried again until they change). */
   skipped?: { file: string; reason: string }[];
 }
@@ -38,6 +41,8 @@ export interface IncrementOptions {
   snapshotDir?: string;
   /** Where a glob is matched from. Default the working directory. */
   cwd?: string;
+  /** Rows of a table or query source read per page (held in memory at once). Default 1,000. */
+  pageRows?: number;
 }
 
 export function sourceKind(pipeline: PipelineDef): SourceKind {
@@ -61,21 +66,18 @@ export async function runIncrement(opts: LocalRunOptions, options: IncrementOpti
 
 async function runRowIncrement(opts: LocalRunOptions, kind: "table" | "query", options: IncrementOptions): Promise<IncrementResult> {
   const { db, pipeline } = opts;
-  const { increment, from } = await snapshotNewRows(db, pipeline, options.snapshotDir ?? join(process.cwd(), ".sluice", "increments"));
-  if (!increment) return { pipeline: pipeline.id, source: kind, runs: [], read: 0, cursor: { from, to: from } };
+  const dir = options.snapshotDir ?? join(process.cwd(), ".sluice", "increments");
+  const { increment, from } = await snapshotNewRows(db, pipeline, dir, { pageRows: options.pageRows });
+  if (!increment) {
+    const pruned = (await pruneSnapshots(db, pipeline, dir)).length;
+    return { pipeline: pipeline.id, source: kind, runs: [], read: 0, cursor: { from, to: from }, pruned };
+  }
   const { source, to } = increment;
   const summary = await runPipeline(opts, increment.snapshot, { source, cursorFrom: from, cursorTo: to });
   const finished = summary.status === "finished";
   if (finished) await saveSourceCursor(db, pipeline.id, source, to, summary.runId, increment.rows);
-  return { pipeline: pipeline.id, source: kind, runs: [summary], read: increment.rows, cursor: { from, to: finished ? to : from } };
-}
-
-/** Files of a glob source not read yet (by path and content), in name order. */
-export async function unreadFiles(db: LocalRunOptions["db"], pipeline: PipelineDef, cwd = process.cwd()): Promise<{ path: string; file: string; fingerprint: string }[]> {
-  const paths = (await glob(pipeline.source.glob!, { cwd, onlyFiles: true, expandDirectories: false })).sort();
-  const files = await Promise.all(paths.map(async (path) => ({ path, file: join(cwd, path), fingerprint: await sourceFingerprint(join(cwd, path)) })));
-  const read = await filesRead(db, pipeline.id, paths);
-  return files.filter((f) => !read.has(`${f.path}\0${f.fingerprint}`));
+  const pruned = (await pruneSnapshots(db, pipeline, dir)).length;
+  return { pipeline: pipeline.id, source: kind, runs: [summary], read: increment.rows, cursor: { from, to: finished ? to : from }, pruned };
 }
 
 async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions): Promise<IncrementResult> {

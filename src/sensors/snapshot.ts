@@ -1,15 +1,22 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { hashValue, sha256 } from "../core/hash.ts";
+import { hashValue } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
-import { readRowsPast, sourceCursor, type RowSourceSpec } from "../store/sources.ts";
+import { readRowsPast, snapshotRuns, sourceCursor, type RowSourceSpec } from "../store/sources.ts";
 
 /**
  * The rows of a table or query source past the pipeline's cursor, written to
- * a JSONL file: the input of the run that takes them. Only store reads and a
- * file write, so both the local sensors (`increments.ts`) and the Trigger.dev
+ * a JSONL file: the input of the run that takes them. Only store reads and
+ * file writes, so both the local sensors (`increments.ts`) and the Trigger.dev
  * sensor task use it.
+ *
+ * A snapshot is the run's input until the run is loaded: from then on
+ * `resume` and `rerun` read the run's items from the store (`run_items`), not
+ * the file. `pruneSnapshots` deletes the snapshots of finished runs; those of
+ * unfinished runs stay until they finish.
  */
 
 export interface RowIncrement {
@@ -33,20 +40,94 @@ export function rowSpec(pipeline: PipelineDef): RowSourceSpec {
   return { table: s.table, query: s.query, cursor: s.cursor! };
 }
 
+export interface SnapshotOptions {
+  /** Rows read from the source per page (what is held in memory at once); the store's default when absent. */
+  pageRows?: number;
+}
+
 /**
- * Read the rows past the cursor into a snapshot under `dir/<pipeline>/`; the
- * cursor itself is not moved (the caller does, once the run is safe).
- * Undefined when there is nothing new.
+ * Read the rows past the cursor into a snapshot under `dir/<pipeline>/`, a
+ * page at a time: each page is appended to the file as it arrives, so memory
+ * holds one page however many rows are new. The file is written under a
+ * temporary name and renamed once complete, so a snapshot is never seen half
+ * written. The cursor itself is not moved (the caller does, once the run is
+ * safe). Undefined when there is nothing new.
  */
-export async function snapshotNewRows(db: Database, pipeline: PipelineDef, dir: string): Promise<{ increment?: RowIncrement; from: string | null }> {
+export async function snapshotNewRows(db: Database, pipeline: PipelineDef, dir: string, options: SnapshotOptions = {}): Promise<{ increment?: RowIncrement; from: string | null }> {
   const source = cursorSourceId(pipeline);
   const from = await sourceCursor(db, pipeline.id, source);
-  const rows = await readRowsPast(db, rowSpec(pipeline), from, pipeline.source.key);
-  if (rows.length === 0) return { from };
-  const text = `${rows.map((r) => JSON.stringify(r.row)).join("\n")}\n`;
   const folder = join(dir, pipeline.id);
   mkdirSync(folder, { recursive: true });
-  const snapshot = join(folder, `${sha256(`${source}\n${from}\n${text}`).slice(0, 16)}.jsonl`);
-  writeFileSync(snapshot, text);
-  return { from, increment: { source, from, to: rows[rows.length - 1]!.cursor, rows: rows.length, snapshot } };
+  const partial = join(folder, `.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const hash = createHash("sha256").update(`${source}\n${from}\n`);
+  const file = await open(partial, "w");
+  let to: string | undefined;
+  let rows: number;
+  try {
+    rows = await readRowsPast(
+      db,
+      rowSpec(pipeline),
+      from,
+      async (page) => {
+        const text = `${page.map((r) => JSON.stringify(r.row)).join("\n")}\n`;
+        hash.update(text);
+        await file.write(text);
+        to = page[page.length - 1]!.cursor;
+      },
+      { keep: pipeline.source.key, pageRows: options.pageRows },
+    );
+  } catch (err) {
+    await file.close();
+    rmSync(partial, { force: true });
+    throw err;
+  }
+  await file.close();
+  if (rows === 0 || to === undefined) {
+    rmSync(partial, { force: true });
+    return { from };
+  }
+  const snapshot = join(folder, `${hash.digest("hex").slice(0, 16)}.jsonl`);
+  renameSync(partial, snapshot);
+  return { from, increment: { source, from, to, rows, snapshot } };
+}
+
+/** A snapshot no run was recorded over (its process died first) is deleted once it is this old. */
+export const ORPHAN_SNAPSHOT_MS = 24 * 3_600_000;
+
+/**
+ * Delete the pipeline's snapshots under `dir/<pipeline>/` that no run needs:
+ * those every run over which has finished (`resume` has nothing to continue,
+ * and `rerun` copies the items from the store), and those no run was ever
+ * recorded over that are older than a day (written by a process that died
+ * before starting its run; a fresh one may be about to start). Snapshots of
+ * unfinished runs stay. Returns the files deleted.
+ */
+export async function pruneSnapshots(db: Database, pipeline: PipelineDef, dir: string, now = Date.now()): Promise<string[]> {
+  const folder = join(dir, pipeline.id);
+  let names: string[];
+  try {
+    names = readdirSync(folder).filter((n) => n.endsWith(".jsonl"));
+  } catch {
+    return [];
+  }
+  if (names.length === 0) return [];
+  const paths = names.map((n) => join(folder, n));
+  const runs = await snapshotRuns(db, pipeline.id, paths);
+  const pruned: string[] = [];
+  for (const path of paths) {
+    const statuses = runs.get(path);
+    const done = statuses ? statuses.every((s) => s === "finished") : isOlderThan(path, now - ORPHAN_SNAPSHOT_MS);
+    if (!done) continue;
+    rmSync(path, { force: true });
+    pruned.push(path);
+  }
+  return pruned;
+}
+
+function isOlderThan(path: string, at: number): boolean {
+  try {
+    return statSync(path).mtimeMs < at;
+  } catch {
+    return false;
+  }
 }

@@ -57,21 +57,46 @@ function pastCursor(spec: RowSourceSpec, type: string, after: string | null): SQ
   return after === null ? sql`TRUE` : sql`s.${sql.identifier(spec.cursor)} > CAST(${after} AS ${sql.raw(type)})`;
 }
 
+/** Rows per page when a table or query source is read: what is held in memory at once. */
+export const SOURCE_PAGE_ROWS = 1000;
+
 /**
- * Rows past `after` (all of them when null), in cursor order. The cursor
- * column is left out of each row unless it is `keep` (the item key).
+ * Rows past `after` (all of them when null), in cursor order, handed to
+ * `onPage` a page of at most `pageRows` at a time: a server-side cursor
+ * (`DECLARE ... CURSOR`, `FETCH`) in one transaction, so every page comes
+ * from one snapshot of the source (rows tied on the cursor are neither split
+ * nor read twice) and memory holds one page. The cursor column is left out
+ * of each row unless it is `keep` (the item key). Returns the rows read.
  */
-export async function readRowsPast(db: Database, spec: RowSourceSpec, after: string | null, keep?: string): Promise<SourceRow[]> {
-  const type = await cursorType(db, spec);
-  if (type === undefined) return [];
-  const col = sql.identifier(spec.cursor);
-  const row = keep === spec.cursor ? sql`to_jsonb(s)` : sql`to_jsonb(s) - ${spec.cursor}::text`;
-  const rows = await db.rows<{ row: Record<string, unknown>; cursor: string | null }>(sql`
-    SELECT ${row} AS row, s.${col}::text AS cursor FROM (${fromOf(spec)}) AS s
-    WHERE ${pastCursor(spec, type, after)} ORDER BY s.${col}`);
-  const missing = rows.findIndex((r) => r.cursor === null);
-  if (missing >= 0) throw new SluiceError(`source cursor ${spec.cursor} is null in a row (${JSON.stringify(rows[missing]!.row).slice(0, 120)}): every row needs one`);
-  return rows as SourceRow[];
+export async function readRowsPast(
+  db: Database,
+  spec: RowSourceSpec,
+  after: string | null,
+  onPage: (rows: SourceRow[]) => Promise<void> | void,
+  options: { keep?: string; pageRows?: number } = {},
+): Promise<number> {
+  const pageRows = options.pageRows ?? SOURCE_PAGE_ROWS;
+  if (!Number.isInteger(pageRows) || pageRows < 1) throw new SluiceError(`a source page holds at least one row, got ${pageRows}`);
+  return db.transaction(async (tx) => {
+    const type = await cursorType(tx, spec);
+    if (type === undefined) return 0;
+    const col = sql.identifier(spec.cursor);
+    const row = options.keep === spec.cursor ? sql`to_jsonb(s)` : sql`to_jsonb(s) - ${spec.cursor}::text`;
+    await tx.rows(sql`DECLARE sluice_source_rows NO SCROLL CURSOR FOR
+      SELECT ${row} AS row, s.${col}::text AS cursor FROM (${fromOf(spec)}) AS s
+      WHERE ${pastCursor(spec, type, after)} ORDER BY s.${col}`);
+    let read = 0;
+    for (;;) {
+      const page = await tx.rows<{ row: Record<string, unknown>; cursor: string | null }>(sql`FETCH FORWARD ${sql.raw(String(pageRows))} FROM sluice_source_rows`);
+      const missing = page.find((r) => r.cursor === null);
+      if (missing) throw new SluiceError(`source cursor ${spec.cursor} is null in a row (${JSON.stringify(missing.row).slice(0, 120)}): every row needs one`);
+      if (page.length > 0) await onPage(page as SourceRow[]);
+      read += page.length;
+      if (page.length < pageRows) break;
+    }
+    await tx.rows(sql`CLOSE sluice_source_rows`);
+    return read;
+  });
 }
 
 /** Whether any row lies past `after`: what the `onNewRows` sensor polls, reading one row at most. */
@@ -94,6 +119,19 @@ export async function saveSourceCursor(db: Database, pipeline: string, source: s
     .insert(sourceCursors)
     .values({ pipeline, source, cursor, runId, rowsRead })
     .onConflictDoUpdate({ target: [sourceCursors.pipeline, sourceCursors.source], set: { cursor, runId, rowsRead, updatedAt: sql`now()` } });
+}
+
+/**
+ * The statuses of the pipeline's runs over each of these input files (a
+ * sensor's snapshots), by path; a path no run was recorded over is absent.
+ */
+export async function snapshotRuns(db: Database, pipeline: string, paths: readonly string[]): Promise<Map<string, string[]>> {
+  if (paths.length === 0) return new Map();
+  const rows = await db.rows<{ input_path: string; status: string }>(sql`
+    SELECT input_path, status FROM runs WHERE pipeline = ${pipeline} AND input_path = ${anyText(paths)}`);
+  const out = new Map<string, string[]>();
+  for (const r of rows) out.set(r.input_path, [...(out.get(r.input_path) ?? []), r.status]);
+  return out;
 }
 
 /** Which of these `(path, fingerprint)` pairs the pipeline has read, as `path\0fingerprint` strings. */
