@@ -14,8 +14,10 @@ export interface ScheduleListing {
   tasks: {
     orchestrator: string;
     schedule: string | null;
-    /** The scheduled task that starts an `onNewRows` pipeline once per new cursor value. */
+    /** The scheduled task that starts an `onNewRows` pipeline once per new cursor value, or an `onNewFiles` one once per new file. */
     sensor: string | null;
+    /** What the sensor task looks for: rows past the cursor, or files not read. */
+    senses: "rows" | "files" | null;
     stages: { stage: string; task: string; concurrency: string }[];
   };
 }
@@ -47,6 +49,7 @@ export async function listSchedules(cwd = process.cwd(), env: NodeJS.ProcessEnv 
       orchestrator: plan.orchestratorTaskId,
       schedule: plan.schedule?.taskId ?? null,
       sensor: plan.sensor?.taskId ?? null,
+      senses: plan.sensor?.watches ?? null,
       stages: plan.stages.map((s) => ({
         stage: s.stageId,
         task: s.taskId,
@@ -73,10 +76,10 @@ export async function loadAllPipelines(cwd: string): Promise<PipelineDef[]> {
 export function formatSchedules(listing: ScheduleListing[]): string {
   const lines: string[] = [];
   for (const p of listing) {
-    const when = [p.schedule ? `cron "${p.schedule.cron}" (${p.schedule.timezone})` : undefined, p.after ? `after ${p.after} commits` : undefined, p.tasks.sensor ? "when new rows arrive" : undefined].filter(Boolean);
+    const when = [p.schedule ? `cron "${p.schedule.cron}" (${p.schedule.timezone})` : undefined, p.after ? `after ${p.after} commits` : undefined, p.tasks.sensor ? (p.tasks.senses === "files" ? "when new files arrive" : "when new rows arrive") : undefined].filter(Boolean);
     lines.push(`${p.pipeline}: ${when.length ? when.join(", ") : "on demand only"}`);
     if (p.tasks.schedule) lines.push(`  scheduled task  ${p.tasks.schedule}`);
-    if (p.tasks.sensor) lines.push(`  sensor task     ${p.tasks.sensor} (every minute: a run per new cursor value)`);
+    if (p.tasks.sensor) lines.push(`  sensor task     ${p.tasks.sensor} (every minute: a run per new ${p.tasks.senses === "files" ? "file fingerprint" : "cursor value"})`);
     lines.push(`  orchestrator    ${p.tasks.orchestrator}`);
     const stageWidth = Math.max(...p.tasks.stages.map((s) => s.stage.length));
     const taskWidth = Math.max(...p.tasks.stages.map((s) => s.task.length));

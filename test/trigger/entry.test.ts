@@ -99,14 +99,14 @@ describe("sluice schedule list", () => {
     expect(listing).toEqual([
       {
         pipeline: "follow-up", schedule: null, after: "nightly", downstream: [],
-        tasks: { orchestrator: "sluice-follow-up", schedule: null, sensor: null, stages: [
+        tasks: { orchestrator: "sluice-follow-up", schedule: null, sensor: null, senses: null, stages: [
           { stage: "label", task: "sluice-follow-up--label", concurrency: "2 (shared sluice-provider-openai)" },
           { stage: "commit", task: "sluice-follow-up--commit", concurrency: "10" },
         ] },
       },
       {
         pipeline: "nightly", schedule: { cron: "0 2 * * *", timezone: "America/New_York" }, after: null, downstream: ["follow-up"],
-        tasks: { orchestrator: "sluice-nightly", schedule: "sluice-nightly--schedule", sensor: null, stages: [
+        tasks: { orchestrator: "sluice-nightly", schedule: "sluice-nightly--schedule", sensor: null, senses: null, stages: [
           { stage: "label", task: "sluice-nightly--label", concurrency: "2 (shared sluice-provider-openai)" },
           { stage: "commit", task: "sluice-nightly--commit", concurrency: "10" },
         ] },
@@ -135,6 +135,6 @@ describe("sluice schedule list", () => {
     const json = JSON.parse(out.join("").trim().split("\n").at(-1)!);
     expect(json.pipelines.map((p: { pipeline: string }) => p.pipeline)).toContain("ticket-triage");
     expect(json.pipelines.find((p: { pipeline: string }) => p.pipeline === "ticket-triage").tasks.orchestrator).toBe("sluice-ticket-triage");
-    expect(json.pipelines.find((p: { pipeline: string }) => p.pipeline === "crm-enrichment").tasks.sensor).toBe("sluice-crm-enrichment--sensor");
+    expect(json.pipelines.find((p: { pipeline: string }) => p.pipeline === "crm-enrichment").tasks).toMatchObject({ sensor: "sluice-crm-enrichment--sensor", senses: "rows" });
   });
 });

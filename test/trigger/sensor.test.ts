@@ -5,13 +5,15 @@ import { definePipeline, defineStage } from "../../src/core/define.ts";
 import { targetColumns } from "../../src/core/target.ts";
 import type { JsonSchema } from "../../src/core/types.ts";
 import { configureTriggerRunner, defineSluiceTasks, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
-import { senseNewRows, type SensorTick } from "../../src/runners/trigger/sensors.ts";
+import { senseNewRows, type FilesTick, type SensorTick } from "../../src/runners/trigger/sensors.ts";
 import { loadSourceTable, saveSourceCursor, sourceCursor } from "../../src/store/sources.ts";
 import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatabase } from "../../src/testing/index.ts";
 import { dumpTarget } from "../../src/store/reports.ts";
 import crm from "../../pipelines/crm-enrichment.ts";
 import companySchema from "../../schemas/company.schema.json" with { type: "json" };
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
 
 /**
@@ -38,7 +40,16 @@ const pipeline = definePipeline({
     defineStage({ id: "commit", kind: "commit", target: { table: "sensed_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
   ],
 });
-const TASKS = defineSluiceTasks([pipeline, crm]);
+const dropped = definePipeline({
+  id: "dropped",
+  source: { key: "id", glob: "drop/*.jsonl" },
+  onNewFiles: true,
+  stages: [
+    pipeline.stages[0]!,
+    defineStage({ id: "commit", kind: "commit", target: { table: "dropped_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
+  ],
+});
+const TASKS = defineSluiceTasks([pipeline, crm, dropped]);
 const row = (i: number, text = `invoice charged twice, case ${i}`) => ({ id: `s${i}`, text });
 const tick = (at: string) => ({ type: "DECLARATIVE", scheduleId: "sched_sensor", timestamp: new Date(at), timezone: "UTC", upcoming: [] });
 
@@ -56,12 +67,12 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const orchestratorTriggers = (from: number) =>
-  harness.fake.requests.slice(from).filter((r) => r.path === "/api/v1/tasks/sluice-sensed/trigger").map((r) => JSON.parse(r.body) as { options: { idempotencyKey: string } });
+const orchestratorTriggers = (from: number, task = "sluice-sensed") =>
+  harness.fake.requests.slice(from).filter((r) => r.path === `/api/v1/tasks/${task}/trigger`).map((r) => JSON.parse(r.body) as { payload: string; options: { idempotencyKey: string } });
 
 describe("the onNewRows sensor on Trigger.dev", () => {
   test("is a scheduled task, and starts one run per new cursor value", async () => {
-    expect(TASKS.get("sensed")!.plan.sensor).toEqual({ taskId: "sluice-sensed--sensor", cron: "* * * * *" });
+    expect(TASKS.get("sensed")!.plan.sensor).toEqual({ taskId: "sluice-sensed--sensor", cron: "* * * * *", watches: "rows" });
     expect(resourceCatalog.listTaskManifests().find((t) => t.id === "sluice-sensed--sensor")).toMatchObject({ triggerSource: "schedule", schedule: { cron: "* * * * *" } });
 
     await loadSourceTable(db.db, "sensed_src", "id", columns, Array.from({ length: 20 }, (_, i) => row(i)));
@@ -106,6 +117,66 @@ describe("the onNewRows sensor on Trigger.dev", () => {
     expect(two.started!.triggerRunId).toBe(one.started!.triggerRunId);
     await harness.drain();
     expect((harness.fake.runs.get(one.started!.triggerRunId)!.output as OrchestratorOutput).summary.items.total).toBe(3);
+  }, 180_000);
+});
+
+describe("the onNewFiles sensor on Trigger.dev", () => {
+  let dir: string;
+  afterAll(() => {
+    delete process.env.SLUICE_GLOB_DIR;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("is a scheduled task, and starts one run per new file fingerprint, keyed by it", async () => {
+    expect(TASKS.get("dropped")!.plan.sensor).toEqual({ taskId: "sluice-dropped--sensor", cron: "* * * * *", watches: "files" });
+    expect(resourceCatalog.listTaskManifests().find((t) => t.id === "sluice-dropped--sensor")).toMatchObject({ triggerSource: "schedule", schedule: { cron: "* * * * *" } });
+    dir = mkdtempSync(join(tmpdir(), "sluice-dropped-"));
+    process.env.SLUICE_GLOB_DIR = dir;
+    const write = (name: string, rows: Record<string, unknown>[]) => writeFileSync(join(dir, "drop", name), rows.map((r) => JSON.stringify(r)).join("\n"));
+    mkdirSync(join(dir, "drop"));
+    write("a.jsonl", Array.from({ length: 3 }, (_, i) => row(100 + i)));
+    write("b.jsonl", Array.from({ length: 2 }, (_, i) => row(110 + i)));
+    writeFileSync(join(dir, "drop", "empty.jsonl"), "");
+    writeFileSync(join(dir, "drop", "notes.txt"), "not matched");
+    const calls = provider.calls;
+
+    let from = harness.fake.requests.length;
+    const first = (await harness.runTask("sluice-dropped--sensor", tick("2025-03-03T04:00:00Z"), "run_drop_sensor_1")) as FilesTick;
+    expect(first.files.map((f) => f.path)).toEqual(["drop/a.jsonl", "drop/b.jsonl", "drop/empty.jsonl"]);
+    const [a, b, empty] = first.files as [Extract<FilesTick["files"][number], { started: unknown }>, Extract<FilesTick["files"][number], { started: unknown }>, Extract<FilesTick["files"][number], { skipped: string }>];
+    expect(empty.skipped).toMatch(/has no rows/);
+    expect(a.started.rowsRead).toBe(3);
+    expect(b.started.rowsRead).toBe(2);
+    const keys = orchestratorTriggers(from, "sluice-dropped").map((t) => t.options.idempotencyKey);
+    expect(keys).toEqual([
+      await idempotencyKeys.create(["dropped", "file", "drop/a.jsonl", a.fingerprint], { scope: "global" }),
+      await idempotencyKeys.create(["dropped", "file", "drop/b.jsonl", b.fingerprint], { scope: "global" }),
+    ]);
+    await harness.drain();
+    for (const [f, n] of [[a, 3], [b, 2]] as const) {
+      const run = harness.fake.runs.get(f.started.triggerRunId)!;
+      expect(run.status).toBe("COMPLETED");
+      expect((run.output as OrchestratorOutput).summary.items.byStatus).toEqual({ committed: n });
+    }
+    expect(provider.calls - calls).toBe(5);
+
+    // Nothing new (the empty file is recorded with why): no run.
+    from = harness.fake.requests.length;
+    expect(await harness.runTask("sluice-dropped--sensor", tick("2025-03-03T04:01:00Z"), "run_drop_sensor_2")).toEqual({ files: [] });
+    expect(orchestratorTriggers(from, "sluice-dropped")).toHaveLength(0);
+
+    // b.jsonl gains a row, c.jsonl arrives: a run each; b's two unchanged rows are reused, so 2 calls in all.
+    write("b.jsonl", [...Array.from({ length: 2 }, (_, i) => row(110 + i)), row(112)]);
+    write("c.jsonl", [row(120)]);
+    from = harness.fake.requests.length;
+    const third = (await harness.runTask("sluice-dropped--sensor", tick("2025-03-03T04:02:00Z"), "run_drop_sensor_3")) as FilesTick;
+    expect(third.files.map((f) => [f.path, "started" in f ? f.started.rowsRead : f.skipped])).toEqual([["drop/b.jsonl", 3], ["drop/c.jsonl", 1]]);
+    expect(third.files[0]!.fingerprint).not.toBe(b.fingerprint);
+    expect(orchestratorTriggers(from, "sluice-dropped")).toHaveLength(2);
+    await harness.drain();
+    expect(provider.calls - calls).toBe(7);
+    const committed = (await dumpTarget(db.db, "dropped_out")).map((r) => JSON.parse(r) as { key: string; status: string });
+    expect(committed.filter((r) => r.status === "active").map((r) => r.key).sort()).toEqual(["s100", "s101", "s102", "s110", "s111", "s112", "s120"]);
   }, 180_000);
 });
 

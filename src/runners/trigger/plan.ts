@@ -62,8 +62,12 @@ export interface PipelineTaskPlan {
   orchestratorTaskId: string;
   stages: StageTaskPlan[];
   schedule?: { taskId: string; cron: string; timezone: string };
-  /** A pipeline with `onNewRows`: the scheduled task that looks past its source's cursor and starts a run per new cursor value. */
-  sensor?: { taskId: string; cron: string };
+  /**
+   * A pipeline with `onNewRows` or `onNewFiles`: the scheduled task that looks
+   * past its source's cursor (a run per new cursor value) or for files its glob
+   * matches that it has not read (a run per new file fingerprint).
+   */
+  sensor?: { taskId: string; cron: string; watches: "rows" | "files" };
   /** The upstream pipeline whose finished commit stage starts this one. */
   after?: string;
   /** Pipelines that declare `after: <this pipeline>`. */
@@ -86,7 +90,7 @@ export function sensorTaskId(pipelineId: string): string {
   return `sluice-${pipelineId}--sensor`;
 }
 
-/** How often the Trigger.dev sensor task of an `onNewRows` pipeline looks for rows: every minute. */
+/** How often the Trigger.dev sensor task of an `onNewRows` or `onNewFiles` pipeline looks: every minute. */
 export const SENSOR_CRON = "* * * * *";
 
 /**
@@ -163,7 +167,7 @@ export function planTriggerTasks(pipelines: PipelineDef[], limits: RunnerLimits 
         concurrency: stageConcurrency(stage, limits, defaultProvider),
         batchable: isBatchable(stage),
       })),
-      ...(pipeline.onNewRows ? { sensor: { taskId: sensorTaskId(pipeline.id), cron: SENSOR_CRON } } : {}),
+      ...(pipeline.onNewRows || pipeline.onNewFiles ? { sensor: { taskId: sensorTaskId(pipeline.id), cron: SENSOR_CRON, watches: pipeline.onNewRows ? ("rows" as const) : ("files" as const) } } : {}),
       schedule: pipeline.schedule
         ? { taskId: scheduleTaskId(pipeline.id), cron: pipeline.schedule.cron, timezone: pipeline.schedule.timezone ?? "UTC" }
         : undefined,

@@ -3,7 +3,7 @@ import type { PipelineDef } from "../../core/types.ts";
 import { orchestrate, type OrchestratorDeps, type OrchestratorOutput, type OrchestratorPayload } from "./orchestrate.ts";
 import { planTriggerTasks, type PipelineTaskPlan, type RunnerLimits, type StageTaskPlan } from "./plan.ts";
 import { triggerRuntime } from "./runtime.ts";
-import { senseNewRows, type SensorTick } from "./sensors.ts";
+import { senseNewFiles, senseNewRows, type FilesTick, type SensorTick } from "./sensors.ts";
 import { runStageChunk, type ChunkOutput, type ChunkPayload } from "./stage.ts";
 
 /**
@@ -51,8 +51,8 @@ export interface SluicePipelineTasks {
   orchestrator: Task<string, OrchestratorPayload, OrchestratorOutput>;
   stages: Task<string, ChunkPayload, ChunkOutput>[];
   schedule?: ScheduledTask;
-  /** For a pipeline with `onNewRows`: the scheduled task that starts a run per new cursor value. */
-  sensor?: ReturnType<typeof schedules.task<string, SensorTick, undefined>>;
+  /** For a pipeline with `onNewRows` (a run per new cursor value) or `onNewFiles` (a run per new file fingerprint): its scheduled sensor task. */
+  sensor?: ReturnType<typeof schedules.task<string, SensorTick | FilesTick, undefined>>;
   /** How the orchestrator dispatches and chains: exposed so a test can drive `orchestrate` or `dispatchRound` with the production calls. */
   deps: OrchestratorDeps;
 }
@@ -62,7 +62,8 @@ type ScheduledTask = ReturnType<typeof schedules.task<string, { orchestratorRunI
 /**
  * Turn pipeline definitions into Trigger.dev tasks: an orchestrator per
  * pipeline, a task per stage that executes one chunk of items through the
- * engine, and a scheduled task for a pipeline that declares `schedule`.
+ * engine, a scheduled task for a pipeline that declares `schedule`, and a
+ * scheduled sensor task for one that declares `onNewRows` or `onNewFiles`.
  * Call it at the top level of a file under `trigger/` with pipelines imported
  * statically, so the bundler includes them and every import of the file
  * defines the same task ids.
@@ -122,14 +123,25 @@ export function defineSluiceTasks(pipelines: PipelineDef[], options: DefineSluic
     const sensor = plan.sensor
       ? schedules.task({
           id: plan.sensor.taskId,
-          description: `sluice pipeline ${pipeline.id} when rows arrive past its ${pipeline.source.cursor} cursor`,
+          description:
+            plan.sensor.watches === "rows"
+              ? `sluice pipeline ${pipeline.id} when rows arrive past its ${pipeline.source.cursor} cursor`
+              : `sluice pipeline ${pipeline.id} when a file matching ${pipeline.source.glob} arrives or changes`,
           cron: { pattern: plan.sensor.cron },
-          run: async () => senseNewRows((await triggerRuntime()).db, pipeline),
+          run: async (): Promise<SensorTick | FilesTick> => {
+            const { db } = await triggerRuntime();
+            return plan.sensor!.watches === "rows" ? senseNewRows(db, pipeline) : senseNewFiles(db, pipeline, globCwd());
+          },
         })
       : undefined;
     out.set(pipeline.id, { plan, orchestrator, stages, schedule, sensor, deps });
   });
   return out;
+}
+
+/** Where a glob source's pattern is matched on a worker: `SLUICE_GLOB_DIR` (a mounted folder), else the working directory. */
+function globCwd(): string {
+  return process.env.SLUICE_GLOB_DIR || process.cwd();
 }
 
 function defineStageTask(pipeline: PipelineDef, plan: StageTaskPlan, sharedLimit: (name: string, total: number) => ReturnType<typeof concurrencyLimit>) {
