@@ -10,7 +10,9 @@ import { checkInput, runPipeline } from "../runners/local/index.ts";
 import { readSource, sourceFingerprint } from "../sources/index.ts";
 import type { Database } from "../store/database.ts";
 import { itemsOfRun } from "../store/spend.ts";
-import { loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
+import { sourceKind } from "../sensors/increments.ts";
+import { withPendingRows } from "../sensors/snapshot.ts";
+import { CliError, loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
 import { createCliLogger } from "./logger.ts";
 import { engineOptionsFromEnv } from "./session.ts";
 
@@ -19,7 +21,8 @@ export type EstimateResult = CostEstimate & { sample?: { runId: string; items: n
 
 export interface EstimateCliOptions {
   pipeline: string;
-  input: string;
+  /** The file of items; for a table or query source, absent: the rows past its cursor are estimated. */
+  input?: string;
   /** Run this many items of the input for real first (recorded like any run), so the estimate rests on their answers. */
   sample?: number;
   seed?: string;
@@ -27,32 +30,62 @@ export interface EstimateCliOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** `sluice estimate` (and `sluice run --dry-run`): what running the input would cost, as a range. */
+/**
+ * `sluice estimate` (and `sluice run --dry-run`): what running the input would
+ * cost, as a range. Without `--input`, a pipeline reading a table or query
+ * source is estimated over the rows past its cursor, as its next
+ * `sluice trigger` would read them; the cursor does not move.
+ */
 export async function estimateCli(options: EstimateCliOptions): Promise<EstimateResult> {
   const env = options.env ?? process.env;
   const pipeline = await loadPipeline(options.pipeline);
-  await checkInput(options.input, pipeline);
-  const { items, rejected } = await readItems(options.input, pipeline);
-  return withStore(env, async (db) => {
-    const preset = await createProviders(env);
-    try {
-      process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
-      let sample: EstimateResult["sample"];
-      if (options.sample !== undefined) {
-        const path = await writeSample(env, pipeline, options.input, items, options.sample, options.seed ?? "sluice");
-        const summary = await runPipeline({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), logger: createCliLogger(env) }, path);
-        sample = { runId: summary.runId, items: summary.items.total, costUsd: summary.costUsd };
-        process.stderr.write(`sample: run ${summary.runId} over ${summary.items.total} items of the input paid ${usd(summary.costUsd)} (recorded; a full run reuses its outputs)\n`);
-      }
-      const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) }, { source: options.input, items });
-      if (rejected) est.notes.unshift(`${rejected} row${rejected === 1 ? "" : "s"} of the input would be quarantined or deduplicated: never sent to a model`);
-      const result: EstimateResult = sample ? { ...est, sample } : est;
-      print(result, options.json);
-      return result;
-    } finally {
-      await preset.close();
+  if (options.input !== undefined) {
+    const input = options.input;
+    await checkInput(input, pipeline);
+    const read = await readItems(input, pipeline);
+    return withStore(env, (db) => estimateOver(db, pipeline, { path: input, label: input, ...read }, options, env));
+  }
+  const kind = sourceKind(pipeline);
+  if (kind === "file") throw new CliError(`pipeline ${pipeline.id} reads a file: give it with --input`);
+  if (kind === "glob") throw new CliError(`pipeline ${pipeline.id} reads the files matching ${pipeline.source.glob}: give one with --input`);
+  return withStore(env, (db) =>
+    withPendingRows(db, pipeline, async (pending) => {
+      const read = pending.snapshot ? await readItems(pending.snapshot, pipeline) : { items: [], rejected: 0 };
+      const label = `${pending.rows} row${pending.rows === 1 ? "" : "s"} of ${pipeline.source.table ?? "its query"} past cursor ${pipeline.source.cursor} ${pending.from ?? "(none yet: every row)"}`;
+      if (!pending.snapshot && options.sample !== undefined) throw new CliError(`no rows past the cursor of ${pipeline.id}: nothing to sample`);
+      return estimateOver(db, pipeline, { path: pending.snapshot, label, ...read }, options, env);
+    }),
+  );
+}
+
+/** What an estimate is over: the file (for `--sample`), how it is named, its items and rows it would reject. */
+interface EstimateSource {
+  path?: string;
+  label: string;
+  items: EstimateItem[];
+  rejected: number;
+}
+
+async function estimateOver(db: Database, pipeline: PipelineDef, source: EstimateSource, options: EstimateCliOptions, env: NodeJS.ProcessEnv): Promise<EstimateResult> {
+  const { items, rejected } = source;
+  const preset = await createProviders(env);
+  try {
+    process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
+    let sample: EstimateResult["sample"];
+    if (options.sample !== undefined && source.path !== undefined) {
+      const path = await writeSample(env, pipeline, source.path, items, options.sample, options.seed ?? "sluice");
+      const summary = await runPipeline({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), logger: createCliLogger(env) }, path);
+      sample = { runId: summary.runId, items: summary.items.total, costUsd: summary.costUsd };
+      process.stderr.write(`sample: run ${summary.runId} over ${summary.items.total} items of the input paid ${usd(summary.costUsd)} (recorded; a full run reuses its outputs)\n`);
     }
-  });
+    const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) }, { source: source.label, items });
+    if (rejected) est.notes.unshift(`${rejected} row${rejected === 1 ? "" : "s"} of the input would be quarantined or deduplicated: never sent to a model`);
+    const result: EstimateResult = sample ? { ...est, sample } : est;
+    print(result, options.json);
+    return result;
+  } finally {
+    await preset.close();
+  }
 }
 
 export interface RerunEstimateCliOptions extends RerunRequest {
@@ -162,11 +195,11 @@ export function formatEstimate(est: EstimateResult | CostEstimate): string {
 export function estimateCommand(): Command {
   return new Command("estimate")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
-    .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
+    .option("-i, --input <file>", "CSV or JSONL file of items (a pipeline reading a table or query: default the rows past its cursor)")
     .option("--sample <n>", "first run a reproducible sample of n items for real (recorded like any run) and estimate from its answers")
     .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
     .option("--json", "print the estimate as one JSON object")
-    .action(async (pipeline: string, opts: { input: string; sample?: string; seed: string; json?: boolean }) => {
+    .action(async (pipeline: string, opts: { input?: string; sample?: string; seed: string; json?: boolean }) => {
       const sample = opts.sample === undefined ? undefined : parsePositiveInt(opts.sample, "--sample");
       await estimateCli({ pipeline, input: opts.input, sample, seed: opts.seed, json: opts.json });
     });

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashValue } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
@@ -129,5 +130,36 @@ function isOlderThan(path: string, at: number): boolean {
     return statSync(path).mtimeMs < at;
   } catch {
     return false;
+  }
+}
+
+/** The rows a table or query source has past the pipeline's cursor, as a snapshot that lasts for one callback. */
+export interface PendingRows {
+  /** The name the cursor is kept under. */
+  source: string;
+  /** The cursor the pipeline has reached (null before its first finished run). */
+  from: string | null;
+  /** Rows past it: 0 when nothing is new. */
+  rows: number;
+  /** The JSONL file of those rows; absent when there are none. */
+  snapshot?: string;
+}
+
+/**
+ * Hand `fn` the rows past the pipeline's cursor as a snapshot file in a
+ * folder of its own, deleted when `fn` settles: what `sluice estimate` reads
+ * for a table or query source. The cursor does not move, and no run is
+ * recorded.
+ *
+ * @example
+ * const est = await withPendingRows(db, pipeline, (pending) => estimateOver(pending.snapshot));
+ */
+export async function withPendingRows<T>(db: Database, pipeline: PipelineDef, fn: (pending: PendingRows) => Promise<T>, options: SnapshotOptions = {}): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-pending-"));
+  try {
+    const { increment, from } = await snapshotNewRows(db, pipeline, dir, options);
+    return await fn(increment ? { source: increment.source, from, rows: increment.rows, snapshot: increment.snapshot } : { source: cursorSourceId(pipeline), from, rows: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -12,6 +12,7 @@ describe("the cost commands", () => {
     const cases: [string[], string][] = [
       [["estimate", "ticket-triage", "--input", "examples/data/tickets.csv", "--sample", "0"], 'sluice: --sample must be a positive integer, got "0"'],
       [["estimate", "ticket-triage", "--input", "nope.csv"], "sluice: cannot read input nope.csv: no such file"],
+      [["estimate", "ticket-triage"], "sluice: pipeline ticket-triage reads a file: give it with --input"],
       [["cost", "--by", "week"], 'sluice: --by must be a list of pipeline, stage, run, day, model; got "week"'],
       [["cost", "--since", "yesterday-ish"], 'sluice: --since must be a date or time (e.g. 2025-06-01), got "yesterday-ish"'],
       [["drift", "ticket-triage", "--last", "1"], 'sluice: --last must be at least 2 to compare runs, got "1"'],

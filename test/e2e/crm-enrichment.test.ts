@@ -12,7 +12,9 @@ import { cliEnv, lastJson, runCli, startCli, type CliResult } from "./cli.ts";
  * companies into a table, `sluice trigger crm-enrichment` (the cheap model
  * picks records, the larger one enriches them through the Anthropic SDK
  * against the simulator, rows land in a typed table), load the update file,
- * trigger again: only the 15 new or changed records are read and paid for.
+ * estimate what the next trigger would read (the rows past the cursor, which
+ * stays put), trigger again: only the 15 new or changed records are read and
+ * paid for.
  * On Postgres, `sluice watch` does the second run by itself.
  */
 
@@ -87,6 +89,14 @@ for (const driver of drivers) {
       ok(loadedAgain);
       const newOnes = updates.filter((u) => !companies.some((c) => c.id === u.id)).length;
       expect(lastJson(loadedAgain.stdout)).toMatchObject({ inserted: newOnes, updated: updates.length - newOnes });
+
+      // The estimate reads the same rows past the cursor, and leaves the cursor where it is.
+      const estimate = await runCli(["estimate", "crm-enrichment", "--json"], env);
+      ok(estimate);
+      const est = lastJson<{ items: number; source: string; stages: { id: string; calls: { mid: number } }[] }>(estimate.stdout);
+      expect(est.items).toBe(updates.length);
+      expect(est.source).toBe(`${updates.length} rows of crm_companies past cursor updated_at ${one.cursor.to}`);
+      expect(est.stages.find((s) => s.id === "triage")!.calls.mid).toBe(updates.length);
 
       const second = await runCli(["trigger", "crm-enrichment", "--json"], env);
       ok(second);
