@@ -62,20 +62,24 @@ for (const driver of testDrivers()) {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it("runs once per move of the cursor, in the poll after the rows arrive", async () => {
+    it("first reads N rows; after 50 inserted and 10 updated, starts one run of exactly those 60 in the next poll, and not again until the cursor moves", async () => {
       t = await driver.open();
       dir = mkdtempSync(join(tmpdir(), "sluice-watch-"));
       await loadSourceTable(t.db, "watched_src", "id", columns, Array.from({ length: 20 }, (_, i) => row(i)));
       const provider = createInProcessProvider();
       const events: WatchEvent[] = [];
       const stop = new AbortController();
-      const watching = watchPipelines({ db: t.db, pipelines: [pipeline], providers: singleProvider(provider), pollMs: 100, signal: stop.signal, snapshotDir: dir, onEvent: (e) => events.push(e) });
+      // A dollar per million tokens: enough for costs to tell which items were paid for.
+      const priced = singleProvider(provider, (_model, usage) => (usage.inputTokens + usage.outputTokens) / 1e6);
+      const watching = watchPipelines({ db: t.db, pipelines: [pipeline], providers: priced, pollMs: 100, signal: stop.signal, snapshotDir: dir, onEvent: (e) => events.push(e) });
       try {
         // The rows are there before watching starts: the first poll runs them.
         await eventsUntil(events, (e) => count(e, "finished") === 1);
         const first = events.find((e) => e.kind === "finished") as Extract<WatchEvent, { kind: "finished" }>;
         expect(first.result.read).toBe(20);
         expect(first.result.runs[0]!.items.byStatus.committed).toBe(20);
+        const firstCost = first.result.runs[0]!.costUsd;
+        expect(firstCost).toBeGreaterThan(0);
         expect(events.findIndex((e) => e.kind === "started")).toBeLessThan(events.findIndex((e) => e.kind === "polled"));
 
         // Three more polls with nothing new: no run.
@@ -84,16 +88,30 @@ for (const driver of testDrivers()) {
         expect(count(events, "started")).toBe(1);
         expect(provider.calls).toBe(20);
 
-        // Five new rows and two changed: the next poll (at most one poll that began before they landed) runs exactly those.
-        await loadSourceTable(t.db, "watched_src", "id", columns, [...Array.from({ length: 5 }, (_, i) => row(20 + i)), row(0, "the app crashes"), row(1, "the app crashes too")]);
+        // 50 new rows, 10 changed and 5 loaded again unchanged: the next poll (at most one poll that began
+        // before they landed) starts a run that queues exactly the 60 and pays for those 60 calls only.
+        const reloaded = await loadSourceTable(t.db, "watched_src", "id", columns, [
+          ...Array.from({ length: 50 }, (_, i) => row(20 + i)),
+          ...Array.from({ length: 10 }, (_, i) => row(i, `the app crashes, case ${i}`)),
+          ...Array.from({ length: 5 }, (_, i) => row(10 + i)),
+        ]);
+        expect(reloaded).toEqual({ inserted: 50, updated: 10 });
         const landed = count(events, "polled");
         await eventsUntil(events, (e) => count(e, "finished") === 2);
         const startedAt = events.findIndex((e, i) => e.kind === "started" && i > events.findIndex((x) => x === first));
         expect(events.slice(0, startedAt).filter((e) => e.kind === "polled").length - landed).toBeLessThanOrEqual(1);
         const second = events.filter((e) => e.kind === "finished")[1] as Extract<WatchEvent, { kind: "finished" }>;
-        expect(second.result.read).toBe(7);
-        expect(second.result.runs[0]!.items.total).toBe(7);
-        expect(provider.calls).toBe(27);
+        expect(second.result.read).toBe(60);
+        const run = second.result.runs[0]!;
+        expect(run.items.total).toBe(60);
+        expect(run.items.byStatus).toEqual({ committed: 60 });
+        const classify = run.stages.find((s) => s.id === "classify")!;
+        expect(classify.processed).toBe(60);
+        expect(classify.providerCalls).toBe(60);
+        expect(provider.calls).toBe(80);
+        // Paid for 60 items of about the first run's size: three times what its 20 cost, give or take their texts.
+        expect(run.costUsd).toBeGreaterThan(firstCost * 2.4);
+        expect(run.costUsd).toBeLessThan(firstCost * 3.6);
 
         const after = count(events, "polled");
         await eventsUntil(events, (e) => count(e, "polled") >= after + 3);
