@@ -11,6 +11,7 @@ import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
 import { benchRerun } from "./rerun.ts";
 import { benchScale } from "./scale.ts";
+import { benchSources } from "./sources.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<void>> = {
   cost: benchCost,
   cli: benchCli,
   scale: benchScale,
+  sources: benchSources,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {
