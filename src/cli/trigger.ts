@@ -24,6 +24,7 @@ export function formatIncrement(result: IncrementResult): string {
   const lines: string[] = [];
   if (result.cursor) {
     lines.push(result.read === 0 ? `${result.pipeline}: no rows past cursor ${result.cursor.from ?? "(none yet)"}: nothing to run` : `${result.pipeline}: read ${result.read} new or changed row(s); cursor ${result.cursor.from ?? "(start)"} -> ${result.cursor.to}`);
+    if (result.pruned) lines.push(`  deleted ${result.pruned} snapshot(s) of finished runs (their items are in the store)`);
   } else if (result.source === "glob") {
     lines.push(result.read === 0 ? `${result.pipeline}: no new files: nothing to run` : `${result.pipeline}: ${result.read} new file(s)`);
     for (const s of result.skipped ?? []) lines.push(`  skipped ${s.file}: ${s.reason}`);

@@ -116,6 +116,9 @@ export async function pruneSnapshots(db: Database, pipeline: PipelineDef, dir: s
   const runs = await snapshotRuns(db, pipeline.id, paths);
   const pruned: string[] = [];
   for (const path of paths) {
+    // Another increment of the pipeline may be writing this very file again (the same rows past the
+    // same cursor, before the cursor moved): those rows are the finished run's, so if its run then
+    // finds the file gone it stops in one line, and nothing is left unread.
     const statuses = runs.get(path);
     const done = statuses ? statuses.every((s) => s === "finished") : isOlderThan(path, now - ORPHAN_SNAPSHOT_MS);
     if (!done) continue;
