@@ -7,11 +7,12 @@ import type { JsonSchema } from "../../src/core/types.ts";
 import { configureTriggerRunner, defineSluiceTasks, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
 import { senseNewRows, type FilesTick, type SensorTick } from "../../src/runners/trigger/sensors.ts";
 import { loadSourceTable, saveSourceCursor, sourceCursor } from "../../src/store/sources.ts";
+import { getRun } from "../../src/store/runs.ts";
 import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatabase } from "../../src/testing/index.ts";
 import { dumpTarget } from "../../src/store/reports.ts";
 import crm from "../../pipelines/crm-enrichment.ts";
 import companySchema from "../../schemas/company.schema.json" with { type: "json" };
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
@@ -88,11 +89,16 @@ describe("the onNewRows sensor on Trigger.dev", () => {
     expect(run.status).toBe("COMPLETED");
     expect((run.output as OrchestratorOutput).summary.items.byStatus).toEqual({ committed: 20 });
 
-    // The next tick finds nothing past the cursor: no run.
+    // The tick's snapshot was the run's input; the run has loaded it and finished since.
+    const snapshot = (await getRun(db.db, first.started!.runId))!.input_path!;
+    expect(existsSync(snapshot)).toBe(true);
+
+    // The next tick finds nothing past the cursor: no run; it deletes the finished run's snapshot.
     from = harness.fake.requests.length;
     const quiet = (await harness.runTask("sluice-sensed--sensor", tick("2025-03-03T02:01:00Z"), "run_sensor_2")) as SensorTick;
     expect(quiet).toEqual({ from: first.started!.to });
     expect(orchestratorTriggers(from)).toHaveLength(0);
+    expect(existsSync(snapshot)).toBe(false);
 
     // Five new rows and two changed: one run of exactly those 7.
     await loadSourceTable(db.db, "sensed_src", "id", columns, [...Array.from({ length: 5 }, (_, i) => row(20 + i)), row(0, "the app crashes"), row(1, "export is broken")]);
