@@ -31,10 +31,11 @@ import { at, attemptsSoFar, collectBatch, cutBatch, failure, pollStatus, type Ba
  * out realtime at full price.
  */
 export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, calls: number, endpoint: string): Promise<boolean> {
-  if (!provider.batch || calls === 0) return false;
-  if (def.mode === "batch") return true;
+  if (calls === 0) return false;
+  if (def.mode === "batch") return Boolean(provider.batch);
   if (def.mode !== "auto") return false;
-  const decided = await decideMode(ctx, def, endpoint, calls);
+  // Recorded too, so the run (its summary, its report) says why an auto stage went realtime.
+  const decided = provider.batch ? await decideMode(ctx, def, endpoint, calls) : { mode: "realtime" as const, why: `${endpoint} has no batch API` };
   const mode = await settleStageMode(ctx.db, ctx.runId, stage.id, decided.mode, decided.why);
   if (mode === decided.mode) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
   return mode === "batch";
