@@ -28,8 +28,11 @@ const base = miniVariant("deadline");
 const pipeline = definePipeline({ ...base, stages: base.stages.map((s) => (isLlmStage(s) ? { ...s, provider: "openai" as const, mode: "auto" as const } : s)) });
 defineSluiceTasks([pipeline]);
 
-/** The realtime rest and the later stages take a second or two here; the cutoff leaves 6 s (a tenth of the run's time). */
-const DEADLINE = "60s";
+/**
+ * The cutoff leaves a tenth of the run's time, 12 s: after it, a wait of a second, the realtime rest
+ * and the later stages (each a task run through the fake) took 2-4 s here on a loaded machine.
+ */
+const DEADLINE = "120s";
 /** Items of each run; every ninth is empty and filtered out, so 27 of 30 reach classify. */
 const ITEMS = 30;
 const CLASSIFIED = 27;
@@ -72,10 +75,10 @@ test("a batch still running at its cutoff is cancelled by the resumed chunk run;
   const fast = await run("fast", ITEMS);
   expect(fast.out.summary.stages.find((s) => s.id === "classify")!.batchCalls).toBe(CLASSIFIED);
 
-  // This time a batch moves an eighth of the way per poll. Polls are at least 10 s apart (a deployed
-  // run's shortest wait) until the cutoff, 54 s in: at most five polls, so it cannot finish in time.
+  // This time a batch moves a 24th of the way per poll. Polls are at least 10 s apart (a deployed
+  // run's shortest wait) until the cutoff, 108 s in: at most thirteen polls, so it cannot finish in time.
   sim.reset();
-  sim.configure({ batch: { processingMs: 0, pollsToComplete: 8 } });
+  sim.configure({ batch: { processingMs: 0, pollsToComplete: 24 } });
   harness.faults.onSuspend = async (r) => {
     const until = r.waits.at(-1)?.until;
     if (until) await sleep(Math.min(15_000, Math.max(0, Date.parse(until) - Date.now())));
