@@ -1,4 +1,12 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { definePipeline } from "../src/core/define.ts";
+import { isLlmStage } from "../src/core/types.ts";
+import { costOf as priceOf, createProvider } from "../src/providers/index.ts";
+import { runPipeline } from "../src/runners/local/index.ts";
+import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { buildRunReport, reasonKind, type RunReport } from "../src/inspect/report.ts";
 import { summarizeRun } from "../src/inspect/summary.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
@@ -6,6 +14,7 @@ import { costOf } from "../src/providers/prices.ts";
 import { reportDocument } from "../src/report/page.ts";
 import { runPipelineForTest, singleProvider, testDrivers, type TestDatabase, type TestRun } from "../src/testing/index.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
+import mini from "./fixtures/pipelines/mini.ts";
 import { demoSlice } from "./e2e/data.ts";
 
 /** Every `data-metric` figure of a page, by its path in the run summary. */
@@ -28,6 +37,16 @@ function at(summary: unknown, path: string): unknown {
     }
   }
   return node;
+}
+
+/** Text as the page escapes it. */
+const escaped = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+
+/** The row of the report's mode table for one stage. */
+function modeRow(page: string, stage: string): string {
+  const row = page.match(new RegExp(`<tr data-stage-mode="${stage}">.*?</tr>`, "s"));
+  expect(row, `a mode row for ${stage}`).not.toBeNull();
+  return row![0];
 }
 
 describe("reasonKind", () => {
@@ -91,11 +110,79 @@ for (const driver of testDrivers()) {
       expect(found.get("costUsd")!.text).toBe(`$${run.summary.costUsd.toFixed(6).replace(/0+$/, "")}`);
     });
 
+    it("says per model stage whether it went realtime or by batch, and why", () => {
+      // Classify is realtime by its definition; extract is auto, on a provider without a batch API.
+      expect(report.modes.map((m) => [m.stage, m.mode, m.chosenBy])).toEqual([["classify", "realtime", "definition"], ["extract", "realtime", "auto"]]);
+      const extract = report.summary.stages.find((s) => s.id === "extract")!;
+      expect(report.modes[1]!.reasons).toEqual([extract.mode!.why]);
+      expect(extract.mode!.why).toBe("inprocess has no batch API");
+      const row = modeRow(reportDocument(report), "extract");
+      expect(row).toContain("<b>realtime</b>");
+      expect(row).toContain(`<td>${extract.mode!.why}</td>`);
+    });
+
     it("escapes what comes from the data", () => {
       const hostile = { ...report, run: { ...report.run, inputPath: "<img src=x onerror=alert(1)>.csv" } };
       const page = reportDocument(hostile);
       expect(page).not.toContain("<img src=x");
       expect(page).toContain("&lt;img src=x onerror=alert(1)&gt;.csv");
     });
+  });
+}
+
+/**
+ * A late batch in the report: the provider's batches came back at once
+ * before, so a run with a short deadline sends classify by batch; this time
+ * the batch is slow, is cancelled at its cutoff, and the stage switches to
+ * realtime. The report shows the choice and the switch, each with its reason.
+ */
+const auto = definePipeline({ ...mini, id: "mini-report-modes", stages: mini.stages.map((s) => (isLlmStage(s) ? { ...s, provider: "openai" as const, mode: "auto" as const } : s)) });
+
+function items(tag: string, n: number): string {
+  const path = join(mkdtempSync(join(tmpdir(), "sluice-report-modes-")), `${tag}.jsonl`);
+  writeFileSync(path, Array.from({ length: n }, (_, i) => JSON.stringify({ id: `${tag}-${i}`, text: `invoice charged twice, ${tag} #${i}` })).join("\n"));
+  return path;
+}
+
+for (const driver of testDrivers()) {
+  describe.skipIf(driver.skip)(`the report of a run whose batch was cut for its deadline, on ${driver.name}${driver.skip ? ` (${driver.skip})` : ""}`, () => {
+    let sim: Simulator;
+    let store: TestDatabase;
+    beforeAll(async () => {
+      [sim, store] = await Promise.all([startSimulator({ port: 0 }), driver.open()]);
+    });
+    afterAll(async () => {
+      await Promise.all([sim?.close(), store?.drop()]);
+    });
+
+    it("shows batch, then realtime, with why it chose batch and why it switched", async () => {
+      const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
+      const providers = { defaultProvider: "openai", get: () => openai, cost: priceOf, endpointOf: () => "openai@simulator" };
+      const options = { batchPollMs: 20, batchPollMaxMs: 500, autoBatchMinItems: 20 };
+      const run = (input: string, deadline?: string) => runPipeline({ db: store.db, pipeline: auto, providers, options, deadline }, input);
+      sim.configure({ batch: { processingMs: 0, pollsToComplete: 0 } });
+      const warmup = await run(items("warmup", 5));
+      await run(items("fast", 30));
+      // A batch a hundredth done per poll: polls at most half a second apart reach a few percent by the cutoff, 5 s in.
+      sim.configure({ batch: { processingMs: 0, pollsToComplete: 100 } });
+      const late = await run(items("late", 40), "10s");
+      expect(sim.stats().batches.cancelled).toBe(1);
+
+      const report = await buildRunReport(store.db, late.runId);
+      const classify = late.stages.find((s) => s.id === "classify")!;
+      const [mode] = report.modes;
+      expect(mode).toMatchObject({ stage: "classify", mode: "realtime", chosenBy: "auto", switchedFrom: "batch" });
+      expect(mode!.reasons).toHaveLength(2);
+      expect(mode!.reasons[0]).toMatch(/^40 calls; the slowest of openai@simulator's last 1 batch took \S+, within the \S+ before the batch would be cut for the deadline/);
+      expect(mode!.reasons[1]).toMatch(new RegExp(`^openai batch \\S+ still running at its cutoff for the deadline .*, cancelled: ${classify.batchCalls} of 40 answers kept at the batch price, ${40 - classify.batchCalls} sent realtime$`));
+      const row = modeRow(reportDocument(report), "classify");
+      expect(row).toContain("<b>batch → realtime</b>");
+      expect(row).toContain(`<li>${escaped(mode!.reasons[0]!)}</li>`);
+      expect(row).toContain(`<li>${escaped(mode!.reasons[1]!)}</li>`);
+
+      // A run with too few calls for a batch says so, as chosen (auto), with no switch.
+      const small = await buildRunReport(store.db, warmup.runId);
+      expect(small.modes).toEqual([{ stage: "classify", mode: "realtime", chosenBy: "auto", reasons: ["5 calls to make, fewer than the 20 a batch is worth"] }]);
+    }, 180_000);
   });
 }

@@ -1,3 +1,4 @@
+import { parseDuration } from "../core/duration.ts";
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { SluiceError } from "../core/errors.ts";
@@ -56,6 +57,16 @@ export async function withStore<T>(env: NodeJS.ProcessEnv | undefined, fn: (db: 
 /** Print the machine-readable summary as the last stdout line. */
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** `--deadline <duration>`: 6h, 90m, 1h30m, 45s. */
+export function parseDeadline(value: string): string {
+  try {
+    parseDuration(value, "--deadline");
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  return value;
 }
 
 export function parsePositiveInt(value: string, name: string): number {

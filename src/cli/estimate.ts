@@ -12,7 +12,7 @@ import type { Database } from "../store/database.ts";
 import { itemsOfRun } from "../store/spend.ts";
 import { sourceKind } from "../sensors/increments.ts";
 import { withPendingRows } from "../sensors/snapshot.ts";
-import { CliError, loadPipeline, parsePositiveInt, printJson, withStore } from "./common.ts";
+import { CliError, loadPipeline, parseDeadline, parsePositiveInt, printJson, withStore } from "./common.ts";
 import { createCliLogger } from "./logger.ts";
 import { engineOptionsFromEnv } from "./session.ts";
 
@@ -26,6 +26,8 @@ export interface EstimateCliOptions {
   /** Run this many items of the input for real first (recorded like any run), so the estimate rests on their answers. */
   sample?: number;
   seed?: string;
+  /** The run's deadline from now (`--deadline 6h`): `auto` stages are priced as the engine would choose under it. */
+  deadline?: string;
   json?: boolean;
   env?: NodeJS.ProcessEnv;
 }
@@ -78,7 +80,7 @@ async function estimateOver(db: Database, pipeline: PipelineDef, source: Estimat
       sample = { runId: summary.runId, items: summary.items.total, costUsd: summary.costUsd };
       process.stderr.write(`sample: run ${summary.runId} over ${summary.items.total} items of the input paid ${usd(summary.costUsd)} (recorded; a full run reuses its outputs)\n`);
     }
-    const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) }, { source: source.label, items });
+    const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), deadline: options.deadline }, { source: source.label, items });
     if (rejected) est.notes.unshift(`${rejected} row${rejected === 1 ? "" : "s"} of the input would be quarantined or deduplicated: never sent to a model`);
     const result: EstimateResult = sample ? { ...est, sample } : est;
     print(result, options.json);
@@ -90,6 +92,7 @@ async function estimateOver(db: Database, pipeline: PipelineDef, source: Estimat
 
 export interface RerunEstimateCliOptions extends RerunRequest {
   pipeline: string;
+  deadline?: string;
   json?: boolean;
   env?: NodeJS.ProcessEnv;
 }
@@ -106,7 +109,7 @@ export async function estimateRerunCli(options: RerunEstimateCliOptions): Promis
     try {
       process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
       const est = await estimateCost(
-        { db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env) },
+        { db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), deadline: options.deadline },
         { source: `rerun of ${base.id} from stage ${options.stage}${options.only ? " (only)" : ""}`, items, stopAfter: options.only ? stageIndex : undefined },
       );
       print(est, options.json);
@@ -179,13 +182,17 @@ export function formatEstimate(est: EstimateResult | CostEstimate): string {
     );
   }
   lines.push("", `total        ${usd(est.costUsd.mid)}   range ${usd(est.costUsd.low)} – ${usd(est.costUsd.high)}`);
-  if (Math.abs(est.plans.batchUsd - est.plans.realtimeUsd) > 1e-9) lines.push(`plans        ${usd(est.plans.realtimeUsd)} all realtime, ${usd(est.plans.batchUsd)} with batch where a stage allows it (auto stages choose by deadline and the provider's batch turnaround)`);
+  const by = est.deadlineAt ? `the deadline (${est.deadlineAt})` : "a deadline";
+  const batchable = est.stages.some((s) => s.batchAllowed);
+  if (batchable) lines.push(`plans        ${usd(est.plans.realtimeUsd)} all realtime, ${usd(est.plans.batchUsd)} with batch where a stage and ${by} allow it`);
+  else if (est.deadlineAt) lines.push(`plans        ${usd(est.plans.realtimeUsd)} all realtime; no stage can go by batch before ${by}`);
   lines.push(`saved        ${usd(est.savedUsd.reuse)} by stored outputs (reuse rule), ${usd(est.savedUsd.cache)} by the request cache and identical requests`);
   for (const s of est.stages.filter((x) => x.model !== undefined)) {
     const price = s.price ? `$${s.price.input}/$${s.price.output} per 1M tokens in/out (${s.price.asOf}), batch x${s.price.batchFactor}` : "no price";
     const mode = s.mode!.low === s.mode!.high ? s.mode!.mid : `${s.mode!.mid} (${s.mode!.low} at the low end, ${s.mode!.high} at the high end)`;
     lines.push("", `${s.id}: ${s.model}, ${price}; priced ${mode}: realtime ${usd(s.realtimeUsd)}, batch ${usd(s.batchUsd)}`);
     lines.push(`  tokens in ${span(s.inputTokens, num)}, out ${span(s.outputTokens, num)}`);
+    if (s.mode!.auto) lines.push(`  auto chooses ${s.mode!.auto.mode}: ${s.mode!.auto.why}`);
     for (const b of s.basis) lines.push(`  ${b}`);
   }
   if (est.notes.length) lines.push("", ...est.notes.map((n) => `note: ${n}`));
@@ -198,9 +205,10 @@ export function estimateCommand(): Command {
     .option("-i, --input <file>", "CSV or JSONL file of items (a pipeline reading a table or query: default the rows past its cursor)")
     .option("--sample <n>", "first run a reproducible sample of n items for real (recorded like any run) and estimate from its answers")
     .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
+    .option("--deadline <duration>", "price `auto` stages as a run with this deadline from now would choose (6h, 90m): both plans, and the choice per stage", parseDeadline)
     .option("--json", "print the estimate as one JSON object")
-    .action(async (pipeline: string, opts: { input?: string; sample?: string; seed: string; json?: boolean }) => {
+    .action(async (pipeline: string, opts: { input?: string; sample?: string; seed: string; deadline?: string; json?: boolean }) => {
       const sample = opts.sample === undefined ? undefined : parsePositiveInt(opts.sample, "--sample");
-      await estimateCli({ pipeline, input: opts.input, sample, seed: opts.seed, json: opts.json });
+      await estimateCli({ pipeline, input: opts.input, sample, seed: opts.seed, deadline: opts.deadline, json: opts.json });
     });
 }

@@ -93,7 +93,7 @@ export function rerunCommand(): Command {
     .option("--budget <usd>", "stop paying once the rerun has spent this much (USD); `resume --budget` with more goes on", parseBudget)
     .option("--deadline <duration>", "finish within this long from the rerun's start (6h, 90m): `auto` stages go by batch only when the provider's recent batches fit, and a late batch's rest goes realtime", parseDeadline)
     .action(async (pipeline: string, opts: { stage: string; from?: string; only?: boolean; json?: boolean; dryRun?: boolean; budget?: number; deadline?: string }) => {
-      if (opts.dryRun) await estimateRerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json });
+      if (opts.dryRun) await estimateRerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, deadline: opts.deadline, json: opts.json });
       else budgetExit(await rerunCli({ pipeline, stage: opts.stage, from: opts.from, only: opts.only, json: opts.json, budget: opts.budget, deadline: opts.deadline }));
     });
 }

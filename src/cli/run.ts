@@ -1,9 +1,8 @@
 import { Command } from "commander";
-import { parseDuration } from "../core/duration.ts";
 import { existsSync } from "node:fs";
 import { checkInput, runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../inspect/summary.ts";
-import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
+import { CliError, loadPipeline, parseDeadline, printJson, withStore } from "./common.ts";
 import { estimateCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
 
@@ -49,7 +48,7 @@ export function runCommand(): Command {
     .option("--deadline <duration>", "finish within this long from the run's start (6h, 90m): `auto` stages go by batch only when the provider's recent batches fit, and a late batch's rest goes realtime", parseDeadline)
     .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
     .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number; deadline?: string }) => {
-      if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, json: opts.json });
+      if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, deadline: opts.deadline, json: opts.json });
       else if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
       else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget, deadline: opts.deadline }));
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
@@ -97,12 +96,4 @@ export function budgetExit(summary: RunSummary): void {
   process.exitCode = 3;
 }
 
-/** `--deadline <duration>`: 6h, 90m, 1h30m, 45s. */
-export function parseDeadline(value: string): string {
-  try {
-    parseDuration(value, "--deadline");
-  } catch (err) {
-    throw new CliError((err as Error).message);
-  }
-  return value;
-}
+export { parseDeadline };

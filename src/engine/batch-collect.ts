@@ -1,7 +1,7 @@
 import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
-import { batchClaimant, markBatchCollected, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { BATCH_CUTTING, batchClaimant, markBatchCollected, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { switchStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
@@ -60,13 +60,32 @@ export async function pollStatus(api: BatchApi, batchId: string): Promise<string
 }
 
 /**
+ * Cancel a batch still running at its cutoff for a deadline, and record it
+ * (`cancelling`) so the process that collects it knows. False when the
+ * cancel could not be sent (a transient failure): try again at the next poll.
+ */
+export async function cutBatch(ctx: RunContext, api: BatchApi, row: BatchRow): Promise<boolean> {
+  ctx.logger.warn(`${row.provider} batch ${row.batchId} is still running at its cutoff for the deadline: cancelling it; what it finished is kept, the rest goes out realtime`);
+  try {
+    await api.cancel(row.batchId);
+  } catch (err) {
+    // Already past cancelling (it just ended): the next poll says how it ended.
+    if (failureClassOf(err) === "transient") return false;
+  }
+  await setBatchStatus(ctx.db, row.id, BATCH_CUTTING);
+  row.status = BATCH_CUTTING;
+  return true;
+}
+
+/**
  * Poll until the batch ends. Past `cutoff` (a deadline's), a batch still
  * running is cancelled once, and polled until the provider says it stopped;
- * `cut` says so.
+ * `cut` says so (also for a batch an earlier poll, in this process or
+ * another, cancelled).
  */
 async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow, cutoff?: Date): Promise<{ status: string; cut: boolean }> {
   let interval = ctx.options.batchPollMs;
-  let cut = false;
+  let cut = row.status === BATCH_CUTTING;
   for (;;) {
     const status = await pollStatus(api, row.batchId);
     if (status !== "in_progress") {
@@ -74,14 +93,7 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow, cutof
       return { status, cut };
     }
     if (cutoff && !cut && Date.now() >= cutoff.getTime()) {
-      cut = true;
-      ctx.logger.warn(`${row.provider} batch ${row.batchId} is still running at its cutoff for the deadline: cancelling it; what it finished is kept, the rest goes out realtime`);
-      try {
-        await api.cancel(row.batchId);
-      } catch (err) {
-        // Already past cancelling (it just ended): the next poll says how it ended.
-        if (failureClassOf(err) === "transient") cut = false;
-      }
+      cut = await cutBatch(ctx, api, row);
       interval = ctx.options.batchPollMs;
       continue;
     }
@@ -172,7 +184,7 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   }
   await write(ready);
   if (cut) {
-    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline (${cutoff?.toISOString()}), cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
+    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline${cutoff ? ` (${cutoff.toISOString()})` : ""}, cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
     await switchStageMode(ctx.db, ctx.runId, stage.id, "realtime", why);
     ctx.logger.warn(`stage ${stage.id}: ${why}`);
   }

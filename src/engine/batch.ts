@@ -3,7 +3,7 @@ import { BudgetExhaustedError, DeterministicError, errorMessage } from "../core/
 import type { LlmStage } from "../core/types.ts";
 import { CLOCK_SKEW_S, packBatches } from "../providers/batching.ts";
 import type { Provider } from "../providers/types.ts";
-import { adoptOrphanBatches, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
+import { adoptOrphanBatches, BATCH_CUTTING, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
 import { settleStageMode } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { batchCutoff, deadlineOf, decideMode } from "./deadline.ts";
@@ -11,7 +11,7 @@ import { endpointOf, stageHalted } from "./llm-call.ts";
 import { persistResults } from "./persist.ts";
 import { failed, type ItemResult } from "./results.ts";
 import type { Call } from "./reuse.ts";
-import { at, attemptsSoFar, collectBatch, failure, pollStatus, type BatchEntry, type BatchRow } from "./batch-collect.ts";
+import { at, attemptsSoFar, collectBatch, cutBatch, failure, pollStatus, type BatchEntry, type BatchRow } from "./batch-collect.ts";
 
 /**
  * Batch mode: requests go to the provider's native batch API at half price.
@@ -31,10 +31,11 @@ import { at, attemptsSoFar, collectBatch, failure, pollStatus, type BatchEntry, 
  * out realtime at full price.
  */
 export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, calls: number, endpoint: string): Promise<boolean> {
-  if (!provider.batch || calls === 0) return false;
-  if (def.mode === "batch") return true;
+  if (calls === 0) return false;
+  if (def.mode === "batch") return Boolean(provider.batch);
   if (def.mode !== "auto") return false;
-  const decided = await decideMode(ctx, def, endpoint, calls);
+  // Recorded too, so the run (its summary, its report) says why an auto stage went realtime.
+  const decided = provider.batch ? await decideMode(ctx, def, endpoint, calls) : { mode: "realtime" as const, why: `${endpoint} has no batch API` };
   const mode = await settleStageMode(ctx.db, ctx.runId, stage.id, decided.mode, decided.why);
   if (mode === decided.mode) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
   return mode === "batch";
@@ -119,8 +120,7 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     if (stopped) throw stopped;
     return refused;
   }
-  const deadline = deadlineOf(ctx, def);
-  const cutoff = deadline && (await batchCutoff(ctx, def, calls.length, deadline));
+  const cutoff = await cutoffOf(ctx, def, calls.length);
   const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)));
   // What was sent is collected (it is paid for); the items that did not fit stay queued.
   if (stopped) throw stopped;
@@ -139,39 +139,59 @@ export async function resumeBatches(ctx: RunContext, stage: StagePlan, provider:
   for (const row of orphans) {
     if (row.status === "submitting" && !(await findSubmission(ctx, stage, provider(row.provider), row, undefined))) continue;
     ctx.logger.info(`stage ${stage.id}: resuming ${row.provider} batch ${row.batchId} (polling, not resubmitting)`);
-    await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted);
+    await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted, await cutoffOf(ctx, def, Object.keys(row.requests).length));
   }
   return orphans.length;
+}
+
+/** When a batch of `calls` requests of this stage is cut for the deadline; none without one. */
+async function cutoffOf(ctx: RunContext, def: LlmStage, calls: number): Promise<Date | undefined> {
+  const deadline = deadlineOf(ctx, def);
+  return deadline && (await batchCutoff(ctx, def, calls, deadline));
 }
 
 /**
  * Poll once each provider batch of this stage that this worker holds, or
  * whose worker is gone, and collect those that have ended. Nothing waits
  * here: the caller decides how long to wait before the next look (a
- * Trigger.dev task run suspends, billed nothing). Returns how many are still
- * in flight, how many were collected, and the results they wrote.
+ * Trigger.dev task run suspends, billed nothing), no later than `pollBy`.
+ * With a deadline, a batch still running at its cutoff is cancelled here, as
+ * `waitForBatch` does in one process: `pollBy` is then soon, and when the
+ * provider says it stopped, what it finished is kept and the rest is sent
+ * realtime. Returns how many are still in flight, how many were collected,
+ * and the results they wrote.
  */
-export async function collectReadyBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<{ inFlight: number; collected: number; results: ItemResult[] }> {
+export async function collectReadyBatches(ctx: RunContext, stage: StagePlan, provider: (name: string) => Provider, onPersisted?: (r: ItemResult[]) => void): Promise<{ inFlight: number; collected: number; results: ItemResult[]; pollBy?: Date }> {
   const def = ctx.pipeline.stages[stage.index] as LlmStage;
   const results: ItemResult[] = [];
   const mine = await uncollectedBatchesOf<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId);
   const orphans = await adoptOrphanBatches<BatchEntry>(ctx.db, at(ctx, stage), ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
   let inFlight = 0;
   let collected = 0;
+  let pollBy: number | undefined;
+  const pollNoLaterThan = (t: number) => (pollBy = Math.min(pollBy ?? t, t));
   for (const row of [...mine, ...orphans]) {
     if (row.status === "submitting" && !(await findSubmission(ctx, stage, provider(row.provider), row, undefined))) continue;
     const api = provider(row.provider).batch!;
     const status = await pollStatus(api, row.batchId);
+    const cutoff = await cutoffOf(ctx, def, Object.keys(row.requests).length);
     if (status === "in_progress") {
       inFlight++;
+      if (!cutoff || row.status === BATCH_CUTTING) continue;
+      if (Date.now() < cutoff.getTime()) pollNoLaterThan(cutoff.getTime());
+      else {
+        // Cancelled: polled again soon, until the provider says it stopped (a cancel not sent is sent at that poll).
+        await cutBatch(ctx, api, row);
+        pollNoLaterThan(Date.now() + ctx.options.batchPollMs);
+      }
       continue;
     }
     await setBatchStatus(ctx.db, row.id, status);
     ctx.logger.info(`stage ${stage.id}: ${row.provider} batch ${row.batchId} ended (${status}); collecting`);
-    results.push(...(await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted)));
+    results.push(...(await collectBatch(ctx, stage, def, provider(row.provider), row, onPersisted, cutoff)));
     collected++;
   }
-  return { inFlight, collected, results };
+  return { inFlight, collected, results, ...(pollBy !== undefined ? { pollBy: new Date(pollBy) } : {}) };
 }
 
 /**

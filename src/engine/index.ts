@@ -154,9 +154,11 @@ export function resumeBatches(ctx: RunContext, stageIndex: number): Promise<numb
  * Poll, once each, the provider batches of this stage that this worker holds
  * or whose worker is gone, and collect those that ended (with
  * `deferBatchCollection`, a chunk submits and returns; this collects).
- * Returns how many are still in flight, how many were collected, and the results written.
+ * Returns how many are still in flight, how many were collected, the results
+ * written, and `pollBy`: when to look again at the latest (a batch's cutoff
+ * for the run's deadline, or soon after one was cancelled at it).
  */
-export function collectBatches(ctx: RunContext, stageIndex: number): Promise<{ inFlight: number; collected: number; results: ItemResult[] }> {
+export function collectBatches(ctx: RunContext, stageIndex: number): Promise<{ inFlight: number; collected: number; results: ItemResult[]; pollBy?: Date }> {
   return collectReadyBatches(ctx, stageAt(ctx, stageIndex), (name) => ctx.providers.get(name));
 }
 

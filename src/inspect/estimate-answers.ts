@@ -5,8 +5,7 @@
  */
 import type { LlmStage } from "../core/types.ts";
 import type { RunContext, StagePlan } from "../engine/context.ts";
-import { BATCH_WINDOW_MS } from "../engine/deadline.ts";
-import { parseDuration } from "../core/duration.ts";
+import { decideMode, type ModeDecision } from "../engine/deadline.ts";
 import type { CompletionResult } from "../providers/types.ts";
 import { cachedResponses } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
@@ -58,10 +57,14 @@ export async function tokenizerFit(db: Database, requests: { hash: string; token
 }
 
 /**
- * Realtime or batch price at each end of the range, as the engine decides:
- * `batch` stages use the batch API when the provider has one; `auto` stages
- * when the first chunk holds at least `autoBatchMinItems` calls and the
- * deadline leaves room for the batch window.
+ * Whether the engine calls the provider's batch API for this stage, at each
+ * end of the range, and, for an `auto` stage, what it would choose and why:
+ * `batch` stages use it when the provider has one; `auto` stages decide as
+ * `engine/deadline.ts` does when a chunk is about to make its calls (enough
+ * calls in the first chunk, and with a deadline, the provider's recent batch
+ * turnaround against the time before the batch would be cut), the run taken
+ * to start now. `deadlineAllows`: a batch would come back in time (or there is
+ * no deadline), however many calls there are.
  */
 export function hasBatchApi(ctx: RunContext, providerName: string): boolean {
   try {
@@ -71,19 +74,28 @@ export function hasBatchApi(ctx: RunContext, providerName: string): boolean {
   }
 }
 
-export function modeOf(ctx: RunContext, def: LlmStage, providerName: string, calls: Range, reach: Range): { low: PriceMode; mid: PriceMode; high: PriceMode } {
-  const hasBatch = hasBatchApi(ctx, providerName);
-  const fixed = (m: PriceMode) => ({ low: m, mid: m, high: m });
-  if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime");
-  if (def.mode === "batch") return fixed("batch");
-  // A deadline inside the provider's promised window: the run goes by batch only if recent batches were quick; priced realtime here.
-  const deadlineMs = def.deadline !== undefined ? parseDuration(def.deadline) : def.deadlineMinutes !== undefined ? def.deadlineMinutes * 60_000 : undefined;
-  if (deadlineMs !== undefined && deadlineMs < BATCH_WINDOW_MS) return fixed("realtime");
-  const inFirstChunk = (c: number, r: number) => (r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
-  const batchAt = (c: number, r: number): PriceMode => (inFirstChunk(c, r) >= ctx.options.autoBatchMinItems ? "batch" : "realtime");
-  return { low: batchAt(calls.high, reach.high), mid: batchAt(calls.mid, reach.mid), high: batchAt(calls.low, reach.low) };
+export interface StageMode {
+  low: PriceMode;
+  mid: PriceMode;
+  high: PriceMode;
+  /** `auto` stages: the mode the engine would choose for the midpoint's calls, and why (as a run records it). */
+  auto?: ModeDecision;
+  /** A batch is possible for this stage and the deadline leaves it room. */
+  deadlineAllows: boolean;
 }
 
+export async function modeOf(ctx: RunContext, def: LlmStage, providerName: string, endpoint: string, calls: Range, reach: Range): Promise<StageMode> {
+  const hasBatch = hasBatchApi(ctx, providerName);
+  const fixed = (m: PriceMode, deadlineAllows: boolean): StageMode => ({ low: m, mid: m, high: m, deadlineAllows });
+  if (!hasBatch || !def.mode || def.mode === "realtime") return fixed("realtime", false);
+  if (def.mode === "batch") return fixed("batch", true);
+  const inFirstChunk = (c: number, r: number) => Math.round(r > ctx.options.batchChunkSize ? (c * ctx.options.batchChunkSize) / r : c);
+  const at = (c: number, r: number) => decideMode(ctx, def, endpoint, inFirstChunk(c, r));
+  const [low, mid, high] = [await at(calls.high, reach.high), await at(calls.mid, reach.mid), await at(calls.low, reach.low)];
+  // Enough calls for a batch, whatever this input holds: what the deadline alone says.
+  const enough = await decideMode(ctx, def, endpoint, Math.max(ctx.options.autoBatchMinItems, inFirstChunk(calls.mid, reach.mid)));
+  return { low: low.mode, mid: mid.mode, high: high.mode, auto: mid, deadlineAllows: enough.mode === "batch" };
+}
 
 export async function storedFor(db: Database, pipelineId: string, stage: StagePlan, itemIds: string[]) {
   const byItem = new Map<string, { inputHash: string; status: string; value: unknown; hash: string }[]>();

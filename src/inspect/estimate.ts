@@ -30,7 +30,8 @@ import { learnGateOdds } from "./gate-odds.ts";
  * range its low and high ends; the midpoint is the best guess.
  */
 
-import { attemptsPerCall, cachedIn, hasBatchApi, modeOf, outputTokens, storedFor, TOKENIZER_MARGIN, tokenizerFit } from "./estimate-answers.ts";
+import { parseDuration } from "../core/duration.ts";
+import { attemptsPerCall, cachedIn, modeOf, outputTokens, storedFor, TOKENIZER_MARGIN, tokenizerFit } from "./estimate-answers.ts";
 import { describeOdds, GATE_EXAMPLES, gateSelection, historyOf, itemRate } from "./estimate-gates.ts";
 import { describeRate, EXACT, fmtRange, rate, sumRange, times, zero, type PriceMode, type Range } from "./estimate-ranges.ts";
 
@@ -52,14 +53,20 @@ export interface StageEstimate {
   calls: Range;
   inputTokens: Range;
   outputTokens: Range;
-  /** How the calls are priced at each end of the range (`auto` stages go to the batch API above a size). */
-  mode?: { low: PriceMode; mid: PriceMode; high: PriceMode };
+  /**
+   * How the calls are priced at each end of the range; for an `auto` stage,
+   * what the engine would choose (by the calls in a chunk, the deadline and
+   * the provider's recent batch turnaround) and why, as a run records it.
+   */
+  mode?: { low: PriceMode; mid: PriceMode; high: PriceMode; auto?: { mode: PriceMode; why: string } };
   /** USD per million tokens, from `src/providers/prices.ts`; null when the model has no price (counted at $0). */
   price?: { input: number; output: number; batchFactor: number; asOf: string } | null;
   costUsd: Range;
   /** The midpoint at the realtime and at the batch price. */
   realtimeUsd: number;
   batchUsd: number;
+  /** The stage may use a batch API (`batch`, or `auto` on a provider with one) and the deadline, if any, leaves a batch room. */
+  batchAllowed?: boolean;
   /** What the reuse rule and the request cache (with identical requests) save, at this stage's price. */
   savedUsd: { reuse: number; cache: number };
   /** Where the figures come from, in words. */
@@ -77,11 +84,13 @@ export interface CostEstimate {
   costUsd: Range;
   /**
    * The midpoint under each plan: every model stage realtime, and every stage
-   * that may use a batch API (`batch` or `auto`, on a provider that has one) by
-   * batch. Which one an `auto` stage takes depends on its deadline and the
-   * provider's recent batch turnaround (see `engine/deadline.ts`).
+   * that may use a batch API (`batch` or `auto`, on a provider that has one)
+   * by batch where the deadline leaves a batch room. Which one an `auto` stage
+   * takes is in its `mode.auto` (see `engine/deadline.ts`).
    */
   plans: { realtimeUsd: number; batchUsd: number };
+  /** The deadline the estimate assumed (`--deadline`, from now), if any. */
+  deadlineAt?: string;
   savedUsd: { reuse: number; cache: number };
   notes: string[];
 }
@@ -108,6 +117,8 @@ export interface EstimateOptions {
   options?: Partial<EngineOptions>;
   /** Width of the range in standard errors. Default 1.96. */
   z?: number;
+  /** A run's deadline from now (`--deadline 6h`): `auto` stages are priced as the engine would choose under it. */
+  deadline?: string;
 }
 
 /** Answers read from the store for output-token statistics. */
@@ -124,6 +135,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   const { db, pipeline } = opts;
   const z = opts.z ?? 1.96;
   const plan = planStages(pipeline);
+  const now = new Date();
   const ctx: RunContext = {
     db,
     pipeline,
@@ -133,6 +145,8 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     plan,
     options: { ...DEFAULT_OPTIONS, ...opts.options },
     logger: silentLogger,
+    runStartedAt: now,
+    ...(opts.deadline !== undefined ? { deadlineAt: new Date(now.getTime() + parseDuration(opts.deadline, "--deadline")) } : {}),
   };
   const history = await historyOf(db, pipeline, plan);
   const notes: string[] = [];
@@ -279,9 +293,10 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
       high: est.calls.high * tries.high * out.high + outSpread(est.calls.high),
     };
 
-    const mode = modeOf(ctx, def, providerName, est.calls, est.reach);
-    est.mode = mode;
-    if ((def.mode === "batch" || def.mode === "auto") && hasBatchApi(ctx, providerName)) batchable.add(stage.id);
+    const mode = await modeOf(ctx, def, providerName, endpoint, est.calls, est.reach);
+    est.mode = { low: mode.low, mid: mode.mid, high: mode.high, ...(mode.auto ? { auto: mode.auto } : {}) };
+    est.batchAllowed = mode.deadlineAllows;
+    if (mode.deadlineAllows) batchable.add(stage.id);
     const p = priceOf(def.model);
     est.price = p ? { input: p.input, output: p.output, batchFactor: p.batchFactor ?? 0.5, asOf: p.asOf } : null;
     if (!p) notes.push(`no price for model ${def.model}: stage ${stage.id} is counted at $0`);
@@ -319,6 +334,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     plans: { realtimeUsd: stages.reduce((t, s) => t + s.realtimeUsd, 0), batchUsd: stages.reduce((t, s) => t + (batchable.has(s.id) ? s.batchUsd : s.realtimeUsd), 0) },
     savedUsd: { reuse: stages.reduce((s, x) => s + x.savedUsd.reuse, 0), cache: stages.reduce((s, x) => s + x.savedUsd.cache, 0) },
     notes,
+    ...(ctx.deadlineAt ? { deadlineAt: ctx.deadlineAt.toISOString() } : {}),
   };
 }
 

@@ -43,4 +43,20 @@ describe("a gate's odds per item", () => {
     expect(Math.abs(odds.odds({ subject: "zzz qqq", body: "" }) - odds.prior)).toBeLessThan(0.15);
     expect(learnGateOdds([]).odds({ subject: "anything" })).toBe(0.5);
   });
+
+  it("keeps a short item of mostly unseen words near the run's rate, though one of its words always went with a pass", () => {
+    // Long tickets; "quarterly" happens to be in 24 of them, all of which passed for their other words.
+    const long = Array.from({ length: 400 }, (_, i) => {
+      const kind = kinds[i % kinds.length]!;
+      const extra = kind.passed && i % 8 < 2 ? " quarterly" : "";
+      return { data: { subject: `${kind.words} ${fillers[i % fillers.length]}${extra}`, body: `ticket ${i} ${fillers.join(" ")}` }, passed: kind.passed };
+    });
+    expect(long.filter((t) => t.data.subject.includes("quarterly")).length).toBeGreaterThan(20);
+    const learned = learnGateOdds(long);
+    // As the examples had it, among many words, it says little; alone with words never seen, it does not decide.
+    const short = learned.odds({ subject: "quarterly line ends", body: "" });
+    expect(Math.abs(short - learned.prior)).toBeLessThan(0.2);
+    // Words seen often still decide, in a short item as in a long one.
+    expect(learned.odds({ subject: "refund my order please", body: "" })).toBeGreaterThan(0.8);
+  });
 });

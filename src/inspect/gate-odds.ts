@@ -12,7 +12,10 @@
  * penalty that keeps a word seen in a few items from deciding alone, its
  * scores calibrated (Platt scaling) on items held out of the fit: with few
  * items to learn from, or words that say little, the odds stay near the
- * run's pass rate.
+ * run's pass rate. Items unlike the examples (a short line where the run saw
+ * long tickets, words it never saw) are calibrated nowhere: their odds are
+ * drawn toward the run's rate by the share of their words the examples lacked,
+ * and their few words are not scaled up to weigh more than in any example.
  */
 
 export interface GateExample {
@@ -43,7 +46,13 @@ export function learnGateOdds(examples: readonly GateExample[]): GateOdds {
   const n = examples.length;
   const passes = examples.filter((e) => e.passed).length;
   if (n === 0) return { prior: 0.5, n, odds: () => 0.5 };
-  const docs = examples.map((e) => features(e.data));
+  const words = examples.map((e) => wordsOf(e.data));
+  // Texts are scaled as if no shorter than the examples' median (see `features`).
+  const floor = median(words.map((w) => w.size));
+  // How many examples each word was seen in: the odds are only as informed as the share of an item's words seen often.
+  const seen = new Map<string, number>();
+  for (const w of words) for (const t of w) seen.set(t, (seen.get(t) ?? 0) + 1);
+  const docs = words.map((w) => features(w, floor));
   const labels = examples.map((e) => (e.passed ? 1 : 0));
   // A model scores the items it learned from better than it will score new
   // ones: its scores are calibrated on items each fold did not learn from.
@@ -55,8 +64,24 @@ export function learnGateOdds(examples: readonly GateExample[]): GateOdds {
   }
   const { a, b } = held.length ? platt(held) : { a: 0, b: logit((passes + 0.5) / (n + 1)) };
   const score = fit(docs, labels);
-  return { prior: passes / n, n, odds: (item: unknown) => sigmoid(a * score(features(item)) + b) };
+  const prior = logit((passes + 0.5) / (n + 1));
+  return {
+    prior: passes / n,
+    n,
+    odds: (item: unknown) => {
+      const w = wordsOf(item);
+      const z = a * score(features(w, floor)) + b;
+      const known = [...w].filter((t) => (seen.get(t) ?? 0) >= MIN_SEEN).length;
+      // An item of words no example had gets the run's rate; one whose words
+      // were each seen in several, the model's odds; in between, in between (on the log-odds scale).
+      const c = w.size ? known / w.size : 0;
+      return sigmoid(c * z + (1 - c) * prior);
+    },
+  };
 }
+
+/** Examples a word must have been seen in to count as known to the model. */
+const MIN_SEEN = 3;
 
 /** Folds of the cross-validation that calibrates the scores. */
 const FOLDS = 5;
@@ -129,8 +154,29 @@ function sigmoid(z: number): number {
   return 1 / (1 + Math.exp(-z));
 }
 
-/** Words of an item's text fields, each present once, scaled so a long text weighs no more than a short one. */
-function features(data: unknown): Map<string, number> {
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : 0;
+}
+
+/**
+ * An item's words as features, scaled to unit length so a long text weighs no
+ * more than a short one, but never scaled as if shorter than `floor` words
+ * (the median text the odds were learned from): scaling up a short text
+ * (a subject, "Crash log", and a line) would make each of its few words weigh
+ * several times what it did in any example, and a word that happened to go
+ * with the gate's answer in a few dozen examples ("end") decide alone.
+ */
+function features(words: Set<string>, floor: number): Map<string, number> {
+  const x = new Map<string, number>();
+  const n = Math.max(words.size, floor);
+  const v = n ? 1 / Math.sqrt(n) : 0;
+  for (const t of words) x.set(t, v);
+  return x;
+}
+
+/** Words of an item's text fields, each present once. */
+function wordsOf(data: unknown): Set<string> {
   const words = new Set<string>();
   const visit = (v: unknown) => {
     if (typeof v === "string") {
@@ -139,8 +185,5 @@ function features(data: unknown): Map<string, number> {
     else if (v && typeof v === "object") Object.values(v).forEach(visit);
   };
   visit(data);
-  const x = new Map<string, number>();
-  const v = words.size ? 1 / Math.sqrt(words.size) : 0;
-  for (const t of words) x.set(t, v);
-  return x;
+  return words;
 }

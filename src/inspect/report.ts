@@ -64,11 +64,30 @@ export interface ReasonGroup {
   exampleAt: string;
 }
 
+/**
+ * How a model stage's calls went out. An `auto` stage's mode is chosen when
+ * its first chunk makes calls and recorded in the run with why
+ * (`settleStageMode`); a batch cut at a deadline's cutoff switches the stage
+ * to realtime, the reason appended (`switchStageMode`).
+ */
+export interface StageModeRow {
+  stage: string;
+  /** The mode at the end of the run. */
+  mode: "batch" | "realtime";
+  /** `auto`: chosen by the run (by calls, deadline, batch turnaround); `definition`: the stage's own `mode`. */
+  chosenBy: "auto" | "definition";
+  /** The mode chosen first, when the run switched from it. */
+  switchedFrom?: "batch" | "realtime";
+  /** Why, in order: the choice, then each switch. */
+  reasons: string[];
+}
+
 export interface RunReport {
   summary: RunSummary;
   run: { inputPath: string | null; error: string | null; mode: string; rowsRead: number };
   funnel: { rowsRead: number; quarantined: number; deduplicated: number; items: number; stages: FunnelStage[]; committed: number };
   costs: ModelCost[];
+  modes: StageModeRow[];
   savings: {
     gateUsd: number;
     /** Outputs made by earlier runs, at what they cost then. */
@@ -191,6 +210,19 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
     rerun = { baseRunId: options.baseRunId, stage: options.stage ?? "", diff: await diffRuns(db, options.baseRunId, runId, { sample: 5 }) };
   }
 
+  const modes: StageModeRow[] = [];
+  for (const st of summary.stages) {
+    if (st.mode) {
+      const reasons = (st.mode.why ?? "").split("; then ").filter((x) => x !== "");
+      // A switch is only ever from batch to realtime (a late batch), and appends its reason.
+      const switched = reasons.length > 1 && st.mode.mode === "realtime";
+      modes.push({ stage: st.id, mode: st.mode.mode, chosenBy: "auto", ...(switched ? { switchedFrom: "batch" as const } : {}), reasons });
+    } else if (st.providerCalls > 0) {
+      const mode = st.batchCalls > 0 ? "batch" : "realtime";
+      modes.push({ stage: st.id, mode, chosenBy: "definition", reasons: [`the stage's mode is ${mode}${mode === "batch" ? " (its repairs go realtime)" : ""}`] });
+    }
+  }
+
   const byStatus = summary.items.byStatus;
   return {
     summary,
@@ -204,6 +236,7 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
       committed: byStatus.committed ?? 0,
     },
     costs,
+    modes,
     savings: {
       gateUsd: summary.savings.gateUsd,
       reuse: { items: earlier.reduce((a, r) => a + r.n, 0), usd: round(earlier.reduce((a, r) => a + r.cost, 0)) },

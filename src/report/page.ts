@@ -87,6 +87,7 @@ function costs(r: RunReport): Html {
           ${r.costs.map((c) => html`<tr><td>${c.stage}</td><td>${c.provider}</td><td><code>${c.model}</code></td><td>${c.mode}</td><td class="num">${int(c.calls)}</td><td class="num">${int(c.errors)}</td><td class="num">${int(c.inputTokens)} (${int(c.cachedTokens)})</td><td class="num">${int(c.outputTokens)}</td><td class="num">${usd(c.listCostUsd)}</td><td class="num">${usd(c.costUsd)}</td></tr>`)}
         </table>`
       : ""}
+    ${modes(r)}
     <h3 id="savings">What was not spent</h3>
     <figure>${savingsChart(r)}</figure>
     <ul>
@@ -97,6 +98,22 @@ function costs(r: RunReport): Html {
     </ul>
     <h2 id="tokens">Tokens</h2>
     ${chart(tokenChart(r), "No tokens: no provider calls in this run.")}`;
+}
+
+/** Realtime or batch, per model stage, and why (the choice an `auto` stage made, and a switch after a late batch). */
+function modes(r: RunReport): Html {
+  if (r.modes.length === 0) return html``;
+  const deadline = r.summary.deadlineAt ? html` The run's deadline was ${r.summary.deadlineAt.replace("T", " ").slice(0, 19)} UTC.` : "";
+  return html`<h3 id="modes">Realtime or batch</h3>
+    <p class="note">An <code>auto</code> stage goes through the provider's batch API (half price) when it has enough calls and, with a deadline, the provider's recent batches would come back in time; a batch still running at its cutoff is cancelled, and the rest goes realtime.${deadline}</p>
+    <table>
+      <tr><th>stage</th><th>mode</th><th>chosen by</th><th>why</th></tr>
+      ${r.modes.map(
+        (m) => html`<tr data-stage-mode="${m.stage}"><td>${m.stage}</td><td><b>${m.switchedFrom ? `${m.switchedFrom} → ${m.mode}` : m.mode}</b></td><td>${m.chosenBy === "auto" ? "auto" : "the stage's definition"}</td><td>${
+          m.reasons.length === 1 ? m.reasons[0] : html`<ol class="reasons">${m.reasons.map((why) => html`<li>${why}</li>`)}</ol>`
+        }</td></tr>`,
+      )}
+    </table>`;
 }
 
 function timing(r: RunReport): Html {

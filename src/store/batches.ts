@@ -100,7 +100,13 @@ export async function adoptOrphanBatches<E>(db: Database, at: StageRef, workerId
     RETURNING b.id, coalesce(b.batch_id, b.id) AS "batchId", b.provider, b.status, b.requests, b.created_at AS "createdAt"`);
 }
 
-/** The provider's status of a batch (`collected` once its results are written). */
+/**
+ * The status of a batch cancelled at its cutoff for a deadline while still
+ * running: kept until it ends, so whichever process collects it (after a
+ * wait, or a crash) sends the requests it never ran realtime.
+ */
+export const BATCH_CUTTING = "cancelling";
+
 /** Batches of a stage that this worker submitted or took over and has not collected yet (a task run resumed after a wait looks for them). */
 export async function uncollectedBatchesOf<E>(db: Database, at: StageRef, workerId: string): Promise<BatchRow<E>[]> {
   return db.rows<BatchRow<E>>(sql`
@@ -111,8 +117,9 @@ export async function uncollectedBatchesOf<E>(db: Database, at: StageRef, worker
 }
 
 export async function setBatchStatus(db: Database, batchId: string, status: string): Promise<void> {
-  // The first status past in-progress marks when the provider was done with it (its turnaround).
-  const ended = status !== "collected" && status !== "submitted" && status !== "submitting";
+  // The first status past in-progress marks when the provider was done with it (its turnaround);
+  // `cancelling` (cancelled at a deadline's cutoff, still running) is not past it.
+  const ended = status !== "collected" && status !== "submitted" && status !== "submitting" && status !== BATCH_CUTTING;
   await db.db
     .update(providerBatches)
     .set({ status, updatedAt: sql`now()`, ...(ended ? { endedAt: sql`coalesce(${providerBatches.endedAt}, now())` } : {}) })

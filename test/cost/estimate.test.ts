@@ -8,7 +8,7 @@ import { runCli } from "../../src/cli/run.ts";
 import type { CostEstimate } from "../../src/inspect/estimate.ts";
 import { freshPostgres, type TestDatabase } from "../../src/testing/databases.ts";
 import { writeMessyCsv } from "../fixtures/messy.ts";
-import { tempDataDir } from "../e2e/cli.ts";
+import { ROOT, tempDataDir } from "../e2e/cli.ts";
 import { demoSlice } from "../e2e/data.ts";
 import { EXTRACT_SYSTEM_V2, writeDemoVariant } from "../rerun/helpers.ts";
 
@@ -98,17 +98,71 @@ for (const driver of drivers) {
 }
 
 describe("sluice estimate on the messy fixture", () => {
-  it("brackets what the run costs, with pass rates from an earlier run of the demo", async () => {
-    const env = { ...process.env, OPENAI_API_KEY: "", ANTHROPIC_API_KEY: "", SLUICE_PROVIDER: "inprocess", DATABASE_URL: "", SLUICE_DATA_DIR: tempDataDir() };
-    await runCli({ pipeline: "ticket-triage", input: demoSlice(200), env, ...quiet });
-    const messy = await writeMessyCsv(mkdtempSync(join(tmpdir(), "sluice-messy-")));
-    const est = await estimateCli({ pipeline: "ticket-triage", input: messy.path, env, ...quiet });
-    expect(est.items).toBe(messy.expected.items);
-    expect(est.notes[0]).toMatch(new RegExp(`^${messy.expected.quarantined + messy.expected.duplicates} rows of the input would be quarantined`));
-    const run = await runCli({ pipeline: "ticket-triage", input: messy.path, env, ...quiet });
-    // Seven tickets reach classify; the demo's pass rate at extract's gate would expect nearly four of them to go on where
-    // three do. Each ticket's own odds (its words against the demo's tickets that met the gate) bring the midpoint close.
-    expect(est.stages.find((s) => s.id === "extract")!.basis.join("\n")).toMatch(/gate odds per item/);
-    expectWithin(est, run.costUsd, 0.15);
-  });
+  // Seven tickets reach classify; the demo's pass rate at extract's gate would expect nearly four of them to go on where
+  // three do. Each ticket's own odds (its words against the demo's tickets that met the gate) bring the midpoint close,
+  // also for these short tickets against the demo's long ones, learned from a slice of the demo or from all of it.
+  const histories = [
+    { name: "a 200-ticket slice of the demo", input: () => demoSlice(200), timeout: 60_000 },
+    // About 5,000 tickets run in-process: some ten seconds here, minutes on a slow machine.
+    { name: "the whole demo", input: () => join(ROOT, "examples/data/tickets.csv"), timeout: 600_000 },
+  ];
+  for (const history of histories) {
+    it(`brackets what the run costs, with pass rates from an earlier run of ${history.name}`, async () => {
+      const env = { ...process.env, OPENAI_API_KEY: "", ANTHROPIC_API_KEY: "", SLUICE_PROVIDER: "inprocess", DATABASE_URL: "", SLUICE_DATA_DIR: tempDataDir() };
+      await runCli({ pipeline: "ticket-triage", input: history.input(), env, ...quiet });
+      const messy = await writeMessyCsv(mkdtempSync(join(tmpdir(), "sluice-messy-")));
+      const est = await estimateCli({ pipeline: "ticket-triage", input: messy.path, env, ...quiet });
+      expect(est.items).toBe(messy.expected.items);
+      expect(est.notes[0]).toMatch(new RegExp(`^${messy.expected.quarantined + messy.expected.duplicates} rows of the input would be quarantined`));
+      const run = await runCli({ pipeline: "ticket-triage", input: messy.path, env, ...quiet });
+      expect(est.stages.find((s) => s.id === "extract")!.basis.join("\n")).toMatch(/gate odds per item/);
+      expectWithin(est, run.costUsd, 0.15);
+    }, history.timeout);
+  }
+});
+
+describe("sluice estimate --deadline", () => {
+  it("prices both plans per stage and says what auto would choose, by the provider's batches seen and the deadline", async () => {
+    // The simulator over HTTP (no key, no in-process provider): it has a batch API.
+    const env = { ...process.env, OPENAI_API_KEY: "", ANTHROPIC_API_KEY: "", SLUICE_PROVIDER: "", DATABASE_URL: "", SLUICE_DATA_DIR: tempDataDir(), SLUICE_BATCH_POLL_MS: "50", SLUICE_JOURNAL_DIR: mkdtempSync(join(tmpdir(), "sluice-journal-")) };
+    const input = demoSlice(1200);
+    const extractOf = (est: CostEstimate) => est.stages.find((s) => s.id === "extract")!;
+
+    // No batch of the provider seen yet: its 24 h window does not fit in 6 hours.
+    const unseen = await estimateCli({ pipeline: "ticket-triage", input, deadline: "6h", env, ...quiet });
+    expect(Date.parse(unseen.deadlineAt!) - Date.now()).toBeGreaterThan(5 * 3_600_000);
+    expect(extractOf(unseen).mode!.auto).toMatchObject({ mode: "realtime", why: expect.stringMatching(/no batch of openai@simulator seen to end, so its 24h window, too long/) });
+    expect(extractOf(unseen).batchAllowed).toBe(false);
+    expect(unseen.plans.batchUsd).toBeCloseTo(unseen.plans.realtimeUsd, 9);
+
+    // A run with no deadline sends extract as a batch, which comes back at once.
+    const first = await runCli({ pipeline: "ticket-triage", input: demoSlice(600), env, ...quiet });
+    expect(first.stages.find((s) => s.id === "extract")!.batchCalls).toBeGreaterThan(0);
+
+    const roomy = await estimateCli({ pipeline: "ticket-triage", input, deadline: "6h", env, ...quiet });
+    const extract = extractOf(roomy);
+    expect(extract.mode!.auto).toMatchObject({ mode: "batch", why: expect.stringMatching(/^\d+ calls; the slowest of openai@simulator's last 1 batch took \S+, within the .* before the batch would be cut for the deadline/) });
+    expect(extract.batchAllowed).toBe(true);
+    expect(extract.costUsd.mid).toBeCloseTo(extract.batchUsd, 9);
+    expect(extract.batchUsd).toBeLessThan(extract.realtimeUsd);
+    // Classify is realtime whatever the deadline: it has no say in the plans' difference.
+    const classify = roomy.stages.find((s) => s.id === "classify")!;
+    expect(classify.mode!.auto).toBeUndefined();
+    expect(roomy.plans.realtimeUsd - roomy.plans.batchUsd).toBeCloseTo(extract.realtimeUsd - extract.batchUsd, 9);
+    const text = formatEstimate(roomy);
+    expect(text).toMatch(/^plans +\$\S+ all realtime, \$\S+ with batch where a stage and the deadline \(\S+\) allow it$/m);
+    expect(text).toMatch(/^ {2}auto chooses batch: \d+ calls; the slowest of openai@simulator's last 1 batch took/m);
+
+    // Five seconds leave a batch no room before its cutoff: realtime, and the batch plan is the realtime one.
+    const tight = await estimateCli({ pipeline: "ticket-triage", input, deadline: "5s", env, ...quiet });
+    expect(extractOf(tight).mode!.auto).toMatchObject({ mode: "realtime", why: expect.stringMatching(/too long for any batch/) });
+    expect(extractOf(tight).costUsd.mid).toBeCloseTo(extractOf(tight).realtimeUsd, 9);
+    expect(tight.plans.batchUsd).toBeCloseTo(tight.plans.realtimeUsd, 9);
+    expect(formatEstimate(tight)).toMatch(/^plans +\$\S+ all realtime; no stage can go by batch before the deadline \(\S+\)$/m);
+
+    // Without a deadline, auto goes by batch for a batch's worth of calls, as a run would.
+    const open = await estimateCli({ pipeline: "ticket-triage", input, env, ...quiet });
+    expect(open.deadlineAt).toBeUndefined();
+    expect(extractOf(open).mode!.auto).toMatchObject({ mode: "batch", why: expect.stringMatching(/calls and no deadline/) });
+  }, 300_000);
 });

@@ -189,8 +189,10 @@ async function submitWaitCollect(ctx: RunContext, payload: ChunkPayload, options
       // Dated ahead: a suspended run cannot beat, and its batches must not look orphaned meanwhile.
       beat.stop();
       await heartbeat(ctx.db, ctx.workerId, ctx.runId, interval);
-      ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}: ${polled.inFlight} provider batch(es) in flight; next poll in ${Math.round(interval / 100) / 10} s`);
-      await wait(interval);
+      // No later than a batch's cutoff for the deadline (or the poll after it was cancelled there), even if that is a short wait.
+      const ms = polled.pollBy ? Math.max(0, Math.min(interval, polled.pollBy.getTime() - Date.now())) : interval;
+      ctx.logger.info(`stage ${payload.stageId} chunk ${payload.chunk}: ${polled.inFlight} provider batch(es) in flight; next poll in ${Math.round(ms / 100) / 10} s`);
+      await wait(ms);
       waits++;
       interval = Math.max(min, Math.min(ctx.options.batchPollMaxMs, Math.round(interval * BATCH_WAIT_GROWTH)));
       // Restored in this process (memory kept), the run beats again; resumed in a new one, this line runs there.

@@ -34,7 +34,7 @@ const MIN_BATCH_WAIT_S = 10;
  * slot, and possibly resumed in another process (the chunk finds its batches
  * in the store). A 24 h provider batch costs the compute of its polls.
  */
-const batchWait = (ms: number) => wait.for({ seconds: Math.ceil(ms / 1000) });
+const batchWait = (ms: number) => wait.for({ seconds: Math.max(1, Math.ceil(ms / 1000)) });
 
 /** Compute seconds per orchestrator run. Time spent waiting on a batch is checkpointed and does not count. */
 const ORCHESTRATOR_MAX_DURATION = 3_600;
