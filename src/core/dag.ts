@@ -57,3 +57,18 @@ export function carriedPairs(reads: readonly (readonly number[])[]): [number, nu
 export function recordedReads(stages: readonly { index: number; reads?: readonly number[] }[]): number[][] {
   return stages.map((s) => [...(s.reads ?? Array.from({ length: s.index }, (_, i) => i))]);
 }
+
+/**
+ * The stages in waves: each wave holds the stages whose dependencies are all
+ * in earlier waves (wave n: the longest chain of reads below a stage is n).
+ * The stages of one wave read nothing of each other. One stage per wave for a chain.
+ */
+export function wavesOf(reads: readonly (readonly number[])[]): number[][] {
+  const depth: number[] = [];
+  const waves: number[][] = [];
+  reads.forEach((r, i) => {
+    depth[i] = r.length === 0 ? 0 : 1 + Math.max(...r.map((d) => depth[d]!));
+    (waves[depth[i]!] ??= []).push(i);
+  });
+  return waves.filter((w) => w !== undefined);
+}
