@@ -63,7 +63,7 @@ export interface StageInput<Item = JsonObject, Outputs = Record<string, unknown>
   outputs: Outputs;
 }
 
-/** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+/** A gate: an item for which it returns false is `gated_out` for this stage and the stages that go on only from it (another branch may still carry it; see `core/dag.ts`). */
 export type Gate<Item = JsonObject, Outputs = Record<string, unknown>> = (input: StageInput<Item, Outputs>) => boolean;
 
 interface StageBase<Item, Outputs, Id extends string> {
@@ -71,7 +71,7 @@ interface StageBase<Item, Outputs, Id extends string> {
   kind: StageKind;
   /** Bump when the code behind a deterministic stage changes; part of the stage version. */
   codeVersion?: string;
-  /** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+  /** A gate: an item for which it returns false is `gated_out` for this stage and the stages that go on only from it (another branch may still carry it; see `core/dag.ts`). */
   when?(input: StageInput<Item, Outputs>): boolean;
   /**
    * Upstream stages whose outputs this stage reads (and whose outputs enter its
