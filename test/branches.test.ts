@@ -13,6 +13,8 @@ import { targetRows, workOutputs } from "../src/store/reports.ts";
 import type { Database } from "../src/store/database.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import branches from "./fixtures/pipelines/branches.ts";
+import { stagesFor } from "../stages/index.ts";
+import { runPipelineForTest } from "../src/testing/harness.ts";
 import { demoSlice } from "./e2e/data.ts";
 
 /**
@@ -156,6 +158,37 @@ for (const driver of testDrivers()) {
       expect(sim.stats().callsByModel).toEqual({ "gpt-4o": bugIds.length });
       expect(rerun.items.byStatus).toEqual(first.items.byStatus);
     }, 300_000);
+
+    it("counts an item where it ended: carried past a gate or a failure by the other branch, else where it stopped", async () => {
+      t = await driver.open();
+      // left takes even numbers and fails on 4 and 6; right takes multiples of 3. 6 fails on
+      // the left but the right carries it on; 4 fails with nowhere else to go; 1, 5, 7, 11 neither.
+      const { functionStage, upsertCommit } = stagesFor<{ id: string; n: number }>();
+      const tag = functionStage({ id: "tag", kind: "map", codeVersion: "1", run: ({ item }) => ({ even: item.n % 2 === 0, third: item.n % 3 === 0 }) });
+      const left = functionStage({
+        id: "left", kind: "map", codeVersion: "1", reads: [tag],
+        when: ({ outputs }) => outputs.tag.even,
+        run: ({ item }) => {
+          if (item.n === 4 || item.n === 6) throw new Error(`no left side for ${item.n}`);
+          return { side: "left" };
+        },
+      });
+      const right = functionStage({ id: "right", kind: "map", codeVersion: "1", reads: [tag], when: ({ outputs }) => outputs.tag.third, run: () => ({ side: "right" }) });
+      const commit = upsertCommit({
+        id: "commit", table: "sides", key: "id", codeVersion: "1", reads: [tag, left, right],
+        row: ({ itemId, outputs }) => ({ id: itemId, sides: [outputs.left?.side, outputs.right?.side].filter(Boolean).join("+") }),
+      });
+      const pipeline = definePipeline({ id: "sides", source: { key: "id" }, stages: [tag, left, right, commit] });
+      const items = Array.from({ length: 12 }, (_, n) => ({ id: `n${String(n).padStart(2, "0")}`, n }));
+      const run = await runPipelineForTest(pipeline, { items, db: t.db });
+      expect(run.summary.items.byStatus).toEqual({ committed: 7, failed_terminal: 1, gated_out: 4 });
+      const rows = await run.target("sides");
+      expect(Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, (v.data as { sides: string }).sides]))).toEqual({
+        n00: "left+right", n02: "left", n03: "right", n06: "right", n08: "left", n09: "right", n10: "left",
+      });
+      const left6 = (await run.statuses("left")).n06;
+      expect(left6).toBe("failed_terminal");
+    }, 120_000);
 
     it("resumes a run stopped while both branches were running, and ends as an uninterrupted run does", async () => {
       t = await driver.open();

@@ -37,9 +37,10 @@ export function isChain(reads: readonly (readonly number[])[]): boolean {
 }
 
 /**
- * Pairs `[gated, other]`: an item gated out at stage `gated` that advanced at
- * stage `other` went on along another branch (`other` is neither `gated` nor
- * one of its ancestors), so the gate did not stop it. Empty for a chain.
+ * Pairs `[stopped, other]`: an item that stopped at stage `stopped` (gated
+ * out, failed, held for review) and advanced at stage `other` went on along
+ * another branch (`other` is neither `stopped` nor one of its ancestors), so
+ * it did not end there. Empty for a chain.
  */
 export function carriedPairs(reads: readonly (readonly number[])[]): [number, number][] {
   if (isChain(reads)) return [];

@@ -17,18 +17,18 @@ import { targetName } from "./targets.ts";
 /**
  * The work row that says where each item ended, for `DISTINCT ON (w.item_id)`:
  * its last row in a list of stages. With branches (`carried`, pairs from
- * `core/dag.ts` `carriedPairs`), a row that stopped the item (failed, held
- * for review) comes first, and a gate that kept it out of one branch while
- * another carried it on does not count.
+ * `core/dag.ts` `carriedPairs`), a row where the item stopped on one branch
+ * (gated out, failed, held for review) while another branch carried it on
+ * does not count; of the rest, a failure or a review comes before a gate.
  */
 function endingRowOrder(carried: readonly (readonly [number, number])[]): SQL {
   if (carried.length === 0) return sql`w.item_id, w.stage_index DESC`;
   const pairs = carried.map(([s, t]) => `${s}:${t}`);
   return sql`w.item_id,
     CASE WHEN w.status = ${anyText(ADVANCING)} THEN 1
-      WHEN w.status <> 'gated_out' THEN 0
       WHEN EXISTS (SELECT 1 FROM work a WHERE a.run_id = w.run_id AND a.item_id = w.item_id AND a.status = ${anyText(ADVANCING)}
         AND (w.stage_index::text || ':' || a.stage_index::text) = ${anyText(pairs)}) THEN 2
+      WHEN w.status <> 'gated_out' THEN 0
       ELSE 1 END,
     w.stage_index DESC`;
 }
