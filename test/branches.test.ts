@@ -15,6 +15,8 @@ import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import branches from "./fixtures/pipelines/branches.ts";
 import { stagesFor } from "../stages/index.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
+import { itemPage } from "../src/store/run-details.ts";
+import { carriedPairs, recordedReads } from "../src/core/dag.ts";
 import { demoSlice } from "./e2e/data.ts";
 
 /**
@@ -188,6 +190,12 @@ for (const driver of testDrivers()) {
       });
       const left6 = (await run.statuses("left")).n06;
       expect(left6).toBe("failed_terminal");
+      // The console's item list says the same, item by item.
+      const page = await itemPage(t.db, run.summary.runId, { limit: 100 }, carriedPairs(recordedReads(planStages(pipeline))));
+      const tally: Record<string, number> = {};
+      for (const r of page) tally[r.status] = (tally[r.status] ?? 0) + 1;
+      expect(tally).toEqual(run.summary.items.byStatus);
+      expect(page.find((r) => r.item_id === "n06")).toMatchObject({ status: "committed", stage_id: "commit" });
     }, 120_000);
 
     it("resumes a run stopped while both branches were running, and ends as an uninterrupted run does", async () => {

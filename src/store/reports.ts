@@ -21,7 +21,7 @@ import { targetName } from "./targets.ts";
  * (gated out, failed, held for review) while another branch carried it on
  * does not count; of the rest, a failure or a review comes before a gate.
  */
-function endingRowOrder(carried: readonly (readonly [number, number])[]): SQL {
+export function endingRowOrder(carried: readonly (readonly [number, number])[]): SQL {
   if (carried.length === 0) return sql`w.item_id, w.stage_index DESC`;
   const pairs = carried.map(([s, t]) => `${s}:${t}`);
   return sql`w.item_id,
