@@ -153,10 +153,13 @@ for (const driver of testDrivers()) {
       // `rerun --stage bugs` after a change to its prompt: only bug tickets are asked again.
       sim.reset();
       const bugsChanged = withPrompt(billingChanged, "bugs", "Product, severity and a summary of this bug:\n{{item.body}}");
-      const { run } = await prepareRerun(t.db, bugsChanged, { stage: "bugs" });
+      const { run, stages } = await prepareRerun(t.db, bugsChanged, { stage: "bugs" });
+      // Only classify is upstream of bugs: billing, on the other branch, runs again and is reused.
+      expect(stages.map((s) => [s.id, s.role])).toEqual([["classify", "upstream"], ["billing", "beside"], ["bugs", "target"], ["validate", "downstream"], ["commit", "downstream"]]);
       const rerun = await resumeRun({ db: t.db, pipeline: bugsChanged, providers }, run.id);
       expect(rerun.status).toBe("finished");
       expect(callsOf(rerun)).toMatchObject({ classify: 0, billing: 0, bugs: bugIds.length });
+      expect(rerun.stages.find((s) => s.id === "billing")!.reused).toBe(billingIds.length);
       expect(sim.stats().callsByModel).toEqual({ "gpt-4o": bugIds.length });
       expect(rerun.items.byStatus).toEqual(first.items.byStatus);
     }, 300_000);

@@ -292,15 +292,16 @@ export async function stillHeldBy(db: Database, at: StageRef, claimant: string, 
 }
 
 /**
- * Take over a base run's finished results for the stages before `beforeStage`
+ * Take over a base run's finished results for the stages `stages` (indexes)
  * into a new run (a rerun whose upstream stages are the base run's), marked
  * reused and with no attempts of their own.
  */
-export async function copyFinishedWork(tx: Database, fromRunId: string, toRunId: string, beforeStage: number): Promise<void> {
+export async function copyFinishedWork(tx: Database, fromRunId: string, toRunId: string, stages: readonly number[]): Promise<void> {
+  if (stages.length === 0) return;
   await tx.rows(sql`
     INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, attempts, error_class, error_message)
     SELECT ${toRunId}, stage_index, item_id, stage_id, status, input_hash, output_id, true, 0, error_class, error_message
-    FROM work WHERE run_id = ${fromRunId} AND stage_index < ${beforeStage}
+    FROM work WHERE run_id = ${fromRunId} AND stage_index = ${anyInt(stages)}
       AND status NOT IN ('queued', 'processing', 'failed_retryable')`);
 }
 
