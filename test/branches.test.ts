@@ -16,6 +16,8 @@ import branches from "./fixtures/pipelines/branches.ts";
 import { stagesFor } from "../stages/index.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
 import { itemPage } from "../src/store/run-details.ts";
+import { itemsOfRun } from "../src/store/spend.ts";
+import { estimateCost } from "../src/inspect/estimate.ts";
 import { carriedPairs, recordedReads } from "../src/core/dag.ts";
 import { demoSlice } from "./e2e/data.ts";
 
@@ -129,6 +131,13 @@ for (const driver of testDrivers()) {
       const rows = await targetRows(t.db, "ticket_branches");
       for (const id of billingIds) if (rows.find((r) => r.key === id)) expect(rows.find((r) => r.key === id)!.data).toMatchObject({ branch: "billing", product: null, severity: null });
       for (const id of bugIds) if (rows.find((r) => r.key === id)) expect(rows.find((r) => r.key === id)!.data).toMatchObject({ branch: "bugs", order_id: null, amount: null });
+      // An estimate over the same items walks the branches as the run did: nothing left to pay.
+      const items = (await itemsOfRun(t.db, first.runId)).map((r) => ({ itemId: r.item_id, item: r.data, contentHash: r.content_hash }));
+      const est = await estimateCost({ db: t.db, pipeline: branches, providers }, { source: "first run", items });
+      expect(Object.fromEntries(est.stages.map((s) => [s.id, s.reach.mid]))).toEqual({
+        classify: Object.keys(classify).length, billing: billingIds.length, bugs: bugIds.length, validate: billingIds.length + bugIds.length, commit: expect.any(Number),
+      });
+      expect(est.costUsd.mid).toBe(0);
       // Every request sent is one the simulator answered.
       const calls = callsOf(first);
       expect(sim.stats().callsByModel).toEqual({ "gpt-4o-mini": calls.classify, "gpt-4o": calls.billing! + calls.bugs! });
