@@ -30,7 +30,7 @@ function branches(summaryPrompt: string) {
     table: "branch_notes",
     key: "id",
     reads: [classify, summary, tags],
-    row: ({ itemId, outputs }) => ({ id: itemId, category: outputs.classify.category, summary: outputs.summary.summary, tags: outputs.tags.tags }),
+    row: ({ itemId, outputs }) => ({ id: itemId, category: outputs.classify.category, summary: outputs.summary?.summary ?? null, tags: outputs.tags?.tags ?? null }),
   });
   return definePipeline({ id: "branch-notes", source: { key: "id" }, stages: [classify, summary, tags, commit] });
 }

@@ -40,6 +40,8 @@ export function describeRerun(prepared: PreparedRerun): string {
         ? "unchanged, outputs reused"
         : s.role === "skipped"
           ? "not run (--only)"
+          : s.role === "beside" && !changed
+            ? "on another branch, unchanged: only items whose inputs changed are computed"
           : !changed
             ? "unchanged: only items whose inputs changed are computed"
             : s.baseVersion

@@ -46,13 +46,65 @@ export type OutputOf<S> = S extends string
           : unknown;
 
 /**
+ * The ids of the stages `S` depends on through chains of typed reads. A stage
+ * without typed `reads` (it reads every stage before it, which the types do
+ * not know) adds none.
+ */
+type KnownAncestors<S, Depth extends unknown[] = []> = Depth["length"] extends 12
+  ? never
+  : S extends { reads?: infer R }
+    ? R extends readonly unknown[]
+      ? number extends R["length"]
+        ? never
+        : IdOf<R[number]> | (R[number] extends infer X ? (X extends unknown ? KnownAncestors<X, [...Depth, 0]> : never) : never)
+      : never
+    : never;
+
+/** The reads among `R` that no other read of `R` depends on (through typed reads): the frontier of `core/dag.ts`. */
+type FrontierOf<R extends readonly unknown[]> = R[number] extends infer X
+  ? X extends unknown
+    ? IdOf<X> extends (R[number] extends infer Y ? (Y extends unknown ? KnownAncestors<Y> : never) : never) ? never : X
+    : never
+  : never;
+
+/**
+ * Whether every item that reached `X` went through `S`: `X` is `S`, or every
+ * stage of `X`'s frontier is reached only through `S`. Not when `X` comes
+ * before `S`. A stage without typed `reads` reads the one before it, which
+ * the types do not know: taken as reached through `S`.
+ */
+type ThroughOnly<S, X, Depth extends unknown[] = []> = IdOf<X> extends IdOf<S>
+  ? true
+  : IdOf<X> extends KnownAncestors<S>
+    ? false
+    : Depth["length"] extends 12
+      ? true
+      : X extends { reads?: infer R }
+        ? R extends readonly unknown[]
+          ? number extends R["length"]
+            ? true
+            : [FrontierOf<R> extends infer F ? (F extends unknown ? (ThroughOnly<S, F, [...Depth, 0]> extends true ? never : F) : never) : never] extends [never]
+              ? true
+              : false
+          : true
+        : true;
+
+/** True when every item reaching a stage that reads `R` went through `S` (it is not a branch the item may have skipped). */
+type AlwaysRead<S, R extends readonly unknown[]> = [FrontierOf<R> extends infer F ? (F extends unknown ? (ThroughOnly<S, F> extends true ? never : F) : never) : never] extends [never] ? true : false;
+
+/**
  * The `outputs` a stage sees, from its `reads`: each stage read by reference
  * under its id, with its output type. Stages read by id, or a stage without
- * `reads` (it reads every upstream stage), see `unknown` values.
+ * `reads` (it reads every upstream stage), see `unknown` values. Where
+ * branches meet, a branch an item may have skipped (validate reading
+ * `[classify, billing, bugs]`: `billing` and `bugs`) is optional: its output
+ * is `undefined` for an item the other branch carried.
  */
 export type ReadOutputs<R extends readonly StageRead[]> = number extends R["length"]
   ? { readonly [id: string]: unknown }
-  : { readonly [S in R[number] as IdOf<S>]: OutputOf<S> };
+  : Flat<{ readonly [S in R[number] as AlwaysRead<S, R> extends true ? IdOf<S> : never]: OutputOf<S> } & { readonly [S in R[number] as AlwaysRead<S, R> extends true ? never : IdOf<S>]?: OutputOf<S> }>;
+
+type Flat<T> = { [K in keyof T]: T[K] } & {};
 
 /** What every stage function and gate sees for one item. */
 export interface StageInput<Item = JsonObject, Outputs = Record<string, unknown>> {
@@ -63,7 +115,7 @@ export interface StageInput<Item = JsonObject, Outputs = Record<string, unknown>
   outputs: Outputs;
 }
 
-/** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+/** A gate: an item for which it returns false is `gated_out` for this stage and the stages that go on only from it (another branch may still carry it; see `core/dag.ts`). */
 export type Gate<Item = JsonObject, Outputs = Record<string, unknown>> = (input: StageInput<Item, Outputs>) => boolean;
 
 interface StageBase<Item, Outputs, Id extends string> {
@@ -71,7 +123,7 @@ interface StageBase<Item, Outputs, Id extends string> {
   kind: StageKind;
   /** Bump when the code behind a deterministic stage changes; part of the stage version. */
   codeVersion?: string;
-  /** A gate: an item for which it returns false is `gated_out` for this stage and everything after. */
+  /** A gate: an item for which it returns false is `gated_out` for this stage and the stages that go on only from it (another branch may still carry it; see `core/dag.ts`). */
   when?(input: StageInput<Item, Outputs>): boolean;
   /**
    * Upstream stages whose outputs this stage reads (and whose outputs enter its

@@ -1,3 +1,4 @@
+import { ancestorsOf } from "../core/dag.ts";
 import { SluiceError } from "../core/errors.ts";
 import { stableStringify } from "../core/hash.ts";
 import type { PipelineDef } from "../core/types.ts";
@@ -10,8 +11,10 @@ import { newRunId, versionsOf } from "./runs.ts";
 
 /**
  * A rerun is an ordinary run whose items are copied from a base run instead of
- * read from a file, and whose stages before the named one start out as the
- * base run left them (same versions, so the same outputs). From the named
+ * read from a file, and whose stages the named one depends on (every stage
+ * before it, in a list of stages) start out as the base run left them (same
+ * versions, so the same outputs). A stage before it on another branch runs
+ * again, and the reuse rule computes it only where its inputs changed. From the named
  * stage on, the reuse rule does the rest: the stage is computed where no
  * output of its current version exists for an item's input, and a change is
  * carried downstream only where an output hash changed. Any runner can then
@@ -34,8 +37,13 @@ export interface RerunStagePlan {
   version: string;
   /** The version the base run used, or null when the base run had no such stage. */
   baseVersion: string | null;
-  /** `upstream` (reused from the base run), `target` (the named stage), `downstream`, or `skipped` (after `--only`). */
-  role: "upstream" | "target" | "downstream" | "skipped";
+  /**
+   * `upstream` (a stage the named one depends on: reused from the base run),
+   * `target` (the named stage), `downstream`, `beside` (a stage before it on
+   * another branch: run again, computed only where its inputs changed), or
+   * `skipped` (after `--only`).
+   */
+  role: "upstream" | "target" | "downstream" | "beside" | "skipped";
 }
 
 export interface PreparedRerun {
@@ -79,11 +87,13 @@ export function planRerun(pipeline: PipelineDef, base: RunRow, request: RerunReq
   const stageIndex = plan.findIndex((s) => s.id === request.stage);
   if (stageIndex < 0) throw new SluiceError(`pipeline ${pipeline.id} has no stage "${request.stage}" (stages: ${plan.map((s) => s.id).join(", ")})`);
   const baseVersions = new Map(base.stages.map((s) => [s.id, s.version]));
+  // In a list of stages every stage before the named one is upstream; with branches, only those it depends on.
+  const upstream = ancestorsOf(plan.map((s) => s.reads))[stageIndex]!;
   const stages = plan.map((s): RerunStagePlan => ({
     id: s.id,
     version: s.version,
     baseVersion: baseVersions.get(s.id) ?? null,
-    role: s.index < stageIndex ? "upstream" : s.index === stageIndex ? "target" : request.only ? "skipped" : "downstream",
+    role: upstream.has(s.index) ? "upstream" : s.index === stageIndex ? "target" : s.index < stageIndex ? "beside" : request.only ? "skipped" : "downstream",
   }));
   const changed = stages.filter((s) => s.role === "upstream" && s.version !== s.baseVersion);
   if (changed.length) {
@@ -94,9 +104,9 @@ export function planRerun(pipeline: PipelineDef, base: RunRow, request: RerunReq
   return { stageIndex, stages };
 }
 
-/** True when the base run planned the stages before `stageIndex` exactly as the pipeline does now. */
-function sameUpstream(base: RunRow, plan: StagePlan[], stageIndex: number): boolean {
-  return plan.slice(0, stageIndex).every((p) => {
+/** True when the base run planned the `upstream` stages exactly as the pipeline does now. */
+function sameUpstream(base: RunRow, plan: StagePlan[], upstream: readonly number[]): boolean {
+  return upstream.map((i) => plan[i]!).every((p) => {
     const b = base.stages[p.index];
     return b !== undefined && b.id === p.id && b.version === p.version && stableStringify(b.reads) === stableStringify(p.reads);
   });
@@ -136,12 +146,13 @@ export async function prepareRerun(db: Database, pipeline: PipelineDef, request:
       loaded: { rowsRead: base.rows_read },
     });
     await copyRunItems(tx, base.id, run.id);
-    if (sameUpstream(base, plan, stageIndex)) {
+    const upstream = stages.flatMap((s, i) => (s.role === "upstream" ? [i] : []));
+    if (sameUpstream(base, plan, upstream)) {
       // The upstream stages are the base run's, version for version and read for read, over
       // the same items: their results are the base run's results. Taking them over as they
       // are (reused, no attempts) is what the reuse rule would conclude item by item, without
       // the walk; it also keeps upstream as it was where the base run dead-lettered an item.
-      await copyFinishedWork(tx, base.id, run.id, stageIndex);
+      await copyFinishedWork(tx, base.id, run.id, upstream);
     }
     return { run, base, continued: false, stageIndex, stages };
   });

@@ -2,6 +2,7 @@ import { SluiceError } from "../core/errors.ts";
 import type { Database } from "../store/database.ts";
 import { finalItemStatuses, workOutputHashes, workOutputs, type WorkOutputHash } from "../store/reports.ts";
 import { requireRun, type RunRow } from "../store/runs.ts";
+import { carriedPairs, recordedReads } from "../core/dag.ts";
 import { enumFields, labelTable, type LabelTable } from "./labels.ts";
 
 /**
@@ -67,8 +68,8 @@ async function outputsOf(db: Database, runId: string, stageId: string, itemIds?:
   return new Map(rows.map((r) => [r.item_id, { status: r.status, output: r.output ?? null }]));
 }
 
-async function finalStates(db: Database, runId: string): Promise<Map<string, string>> {
-  const rows = await finalItemStatuses(db, runId);
+async function finalStates(db: Database, run: RunRow): Promise<Map<string, string>> {
+  const rows = await finalItemStatuses(db, run.id, carriedPairs(recordedReads(run.stages)));
   return new Map(rows.map((r) => [r.item_id, r.status]));
 }
 
@@ -100,7 +101,7 @@ export async function diffRuns(db: Database, runA: string, runB: string, options
   const stageIds = [...new Set([...b.stages.map((s) => s.id), ...a.stages.map((s) => s.id)])];
   if (options.stage && !stageIds.includes(options.stage)) throw new SluiceError(`neither run has a stage "${options.stage}" (stages: ${stageIds.join(", ")})`);
 
-  const [workA, workB, finalA, finalB] = await Promise.all([workOutputHashes(db, runA, options.stage), workOutputHashes(db, runB, options.stage), finalStates(db, runA), finalStates(db, runB)]);
+  const [workA, workB, finalA, finalB] = await Promise.all([workOutputHashes(db, runA, options.stage), workOutputHashes(db, runB, options.stage), finalStates(db, a), finalStates(db, b)]);
   const common = [...finalA.keys()].filter((id) => finalB.has(id)).length;
   const final = transitions([...new Set([...finalA.keys(), ...finalB.keys()])].map((id) => [finalA.get(id), finalB.get(id)]));
 

@@ -1,4 +1,5 @@
 import { countTokens } from "gpt-tokenizer";
+import { frontiersOf } from "../core/dag.ts";
 import { hashValue } from "../core/hash.ts";
 import { advances, type ItemStatus } from "../core/status.ts";
 import { isLlmStage, type LlmStage, type PipelineDef, type StageDef } from "../core/types.ts";
@@ -159,7 +160,12 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   const batchable = new Set<string>();
   const last = Math.min(plan.length - 1, request.stopAfter ?? plan.length - 1);
 
+  // What went on from each stage; a stage starts from its frontier's (the stage before it, in a list of stages).
+  const all = known;
+  const passedOn = new Map<number, { known: typeof known; unknown: typeof unknown }>();
+  const frontiers = frontiersOf(plan.map((s) => s.reads));
   for (const stage of plan.slice(0, last + 1)) {
+    ({ known, unknown } = arrivals(frontiers[stage.index]!, passedOn, all));
     const def = pipeline.stages[stage.index]!;
     const flow = history.flow.get(stage.id);
     const g = def.when ? rate(flow?.handled, flow?.rows, z) : EXACT;
@@ -215,8 +221,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
       }
       for (const u of reachUnknown) nextUnknown.push({ itemId: u.itemId, chunk: u.chunk, p: times(u.q, a) });
       if (def.when && unknown.length) est.basis.push(describeRate("gate pass rate", g, history.flow.get(stage.id)?.runId), ...describeOdds(odds, reachUnknown, g));
-      known = nextKnown;
-      unknown = nextUnknown;
+      passedOn.set(stage.index, { known: nextKnown, unknown: nextUnknown });
       continue;
     }
 
@@ -319,8 +324,7 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
     );
     if (tries.mid > 1) est.basis.push(`paid attempts per item: ${tries.mid.toFixed(3)} (repairs), from earlier runs`);
     est.basis.push(calibration.pairs ? `token counts fitted to what the provider billed for ${calibration.pairs} identical requests (x${calibration.mid.toFixed(3)})` : `token counts ±${TOKENIZER_MARGIN * 100}% (no identical request billed before)`);
-    known = nextKnown;
-    unknown = nextUnknown;
+    passedOn.set(stage.index, { known: nextKnown, unknown: nextUnknown });
   }
 
   const costUsd = sumRange(stages.map((s) => s.costUsd));
@@ -338,3 +342,33 @@ export async function estimateCost(opts: EstimateOptions, request: EstimateReque
   };
 }
 
+
+type Passed = { known: { itemId: string; chunk: ChunkItem }[]; unknown: { itemId: string; chunk: ChunkItem; p: Range }[] };
+
+/**
+ * The items that reach a stage: every item for a stage without dependencies,
+ * else those one of its frontier stages passed on (see `core/dag.ts`). Where
+ * branches meet, an item passed on for certain by one branch arrives for
+ * certain, with the outputs of every branch that passed it on; one passed on
+ * with a probability by several arrives with the chance that one did.
+ */
+function arrivals(frontier: readonly number[], passedOn: ReadonlyMap<number, Passed>, all: Passed["known"]): Passed {
+  if (frontier.length === 0) return { known: all, unknown: [] };
+  if (frontier.length === 1) return passedOn.get(frontier[0]!) ?? { known: [], unknown: [] };
+  const known = new Map<string, { itemId: string; chunk: ChunkItem }>();
+  const unknown = new Map<string, { itemId: string; chunk: ChunkItem; p: Range }>();
+  for (const f of frontier) {
+    const from = passedOn.get(f);
+    for (const k of from?.known ?? []) {
+      const had = known.get(k.itemId);
+      known.set(k.itemId, had ? { itemId: k.itemId, chunk: { ...had.chunk, outputs: { ...had.chunk.outputs, ...k.chunk.outputs }, hashes: { ...had.chunk.hashes, ...k.chunk.hashes } } } : k);
+    }
+    for (const u of from?.unknown ?? []) {
+      const had = unknown.get(u.itemId);
+      const either = (a: number, b: number) => 1 - (1 - a) * (1 - b);
+      unknown.set(u.itemId, had ? { ...had, p: { low: either(had.p.low, u.p.low), mid: either(had.p.mid, u.p.mid), high: either(had.p.high, u.p.high) } } : u);
+    }
+  }
+  for (const id of known.keys()) unknown.delete(id);
+  return { known: [...known.values()].sort((a, b) => (a.itemId < b.itemId ? -1 : a.itemId > b.itemId ? 1 : 0)), unknown: [...unknown.values()] };
+}

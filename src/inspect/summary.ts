@@ -1,6 +1,7 @@
 import type { Database } from "../store/database.ts";
 import { finalStatusCounts, rejectedRowCounts, stageCallTotals, stageWorkCounts, unstartedItemCount } from "../store/reports.ts";
 import { requireRun } from "../store/runs.ts";
+import { carriedPairs, recordedReads } from "../core/dag.ts";
 import { budgetRows, runBudgetKey } from "../store/budgets.ts";
 
 export interface StageSummary {
@@ -52,7 +53,8 @@ export interface RunSummary {
 
 export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
   const run = await requireRun(db, runId);
-  const finals = await finalStatusCounts(db, runId);
+  // With branches, an item gated out of one branch but carried on by another ends where it went on.
+  const finals = await finalStatusCounts(db, runId, carriedPairs(recordedReads(run.stages)));
   const notStarted = await unstartedItemCount(db, runId);
   const rejected = await rejectedRowCounts(db, runId);
   const byStatus: Record<string, number> = {};

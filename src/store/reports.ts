@@ -1,4 +1,5 @@
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
+import { ADVANCING } from "../core/status.ts";
 import type { Database } from "./database.ts";
 import type { RejectedRow, RunRow } from "./runs.ts";
 import { anyText } from "./sql.ts";
@@ -13,12 +14,34 @@ import { targetName } from "./targets.ts";
 
 // --- run summary -----------------------------------------------------------
 
-/** Items by their status at the last stage they reached (items with no work row yet are not counted). */
-export async function finalStatusCounts(db: Database, runId: string): Promise<{ status: string; n: number }[]> {
+/**
+ * The work row that says where each item ended, for `DISTINCT ON (w.item_id)`:
+ * its last row in a list of stages. With branches (`carried`, pairs from
+ * `core/dag.ts` `carriedPairs`), a row where the item stopped on one branch
+ * (gated out, failed, held for review) while another branch carried it on
+ * does not count; of the rest, a failure or a review comes before a gate.
+ */
+export function endingRowOrder(carried: readonly (readonly [number, number])[]): SQL {
+  if (carried.length === 0) return sql`w.item_id, w.stage_index DESC`;
+  const pairs = carried.map(([s, t]) => `${s}:${t}`);
+  return sql`w.item_id,
+    CASE WHEN w.status = ${anyText(ADVANCING)} THEN 1
+      WHEN EXISTS (SELECT 1 FROM work a WHERE a.run_id = w.run_id AND a.item_id = w.item_id AND a.status = ${anyText(ADVANCING)}
+        AND (w.stage_index::text || ':' || a.stage_index::text) = ${anyText(pairs)}) THEN 2
+      WHEN w.status <> 'gated_out' THEN 0
+      ELSE 1 END,
+    w.stage_index DESC`;
+}
+
+/**
+ * Items by their status where they ended (items with no work row yet are not
+ * counted): at the last stage they reached; with branches, see `endingRowOrder`.
+ */
+export async function finalStatusCounts(db: Database, runId: string, carried: readonly (readonly [number, number])[] = []): Promise<{ status: string; n: number }[]> {
   return db.rows<{ status: string; n: number }>(sql`
     SELECT status, count(*)::int AS n FROM (
-      SELECT DISTINCT ON (item_id) item_id, status FROM work WHERE run_id = ${runId}
-      ORDER BY item_id, stage_index DESC) t
+      SELECT DISTINCT ON (w.item_id) w.item_id, w.status FROM work w WHERE w.run_id = ${runId}
+      ORDER BY ${endingRowOrder(carried)}) t
     GROUP BY status`);
 }
 
@@ -147,11 +170,11 @@ export async function workOutputs(db: Database, runId: string, stageId: string, 
     WHERE w.run_id = ${runId} AND w.stage_id = ${stageId} ${itemIds ? sql`AND w.item_id = ${anyText(itemIds)}` : sql``}`);
 }
 
-/** Every item of a run with its status at the last stage it reached (`queued` when none yet). */
-export async function finalItemStatuses(db: Database, runId: string): Promise<{ item_id: string; status: string }[]> {
+/** Every item of a run with its status where it ended (`queued` when no stage has it yet; `carried`: see `finalStatusCounts`). */
+export async function finalItemStatuses(db: Database, runId: string, carried: readonly (readonly [number, number])[] = []): Promise<{ item_id: string; status: string }[]> {
   return db.rows<{ item_id: string; status: string }>(sql`
     SELECT i.item_id, coalesce(f.status, 'queued') AS status FROM run_items i
-    LEFT JOIN (SELECT DISTINCT ON (item_id) item_id, status FROM work WHERE run_id = ${runId} ORDER BY item_id, stage_index DESC) f
+    LEFT JOIN (SELECT DISTINCT ON (w.item_id) w.item_id, w.status FROM work w WHERE w.run_id = ${runId} ORDER BY ${endingRowOrder(carried)}) f
       ON f.item_id = i.item_id
     WHERE i.run_id = ${runId}`);
 }

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { anyText } from "./sql.ts";
+import { endingRowOrder } from "./reports.ts";
 
 /**
  * Read-only queries behind the HTML report (`sluice report`) and the web
@@ -139,10 +140,14 @@ export async function deadLetterCountsByRun(db: Database, limit: number): Promis
 }
 
 /** One page of a run's items with their status at the last stage they reached, in id order, optionally only those with a given final status. */
-export async function itemPage(db: Database, runId: string, q: { after?: string; limit: number; status?: string }): Promise<{ item_id: string; line: number; status: string; stage_id: string | null }[]> {
+export async function itemPage(
+  db: Database, runId: string, q: { after?: string; limit: number; status?: string }, carried: readonly (readonly [number, number])[] = [],
+): Promise<{ item_id: string; line: number; status: string; stage_id: string | null }[]> {
+  // With branches, where each item ended as the summary counts it (see `endingRowOrder`).
+  const order = carried.length ? endingRowOrder(carried) : sql`stage_index DESC`;
   return db.rows<{ item_id: string; line: number; status: string; stage_id: string | null }>(sql`
     SELECT i.item_id, i.line, coalesce(f.status, 'queued') AS status, f.stage_id FROM run_items i
-    LEFT JOIN LATERAL (SELECT status, stage_id FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id ORDER BY stage_index DESC LIMIT 1) f ON true
+    LEFT JOIN LATERAL (SELECT status, stage_id FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id ORDER BY ${order} LIMIT 1) f ON true
     WHERE i.run_id = ${runId} ${q.after === undefined ? sql`` : sql`AND i.item_id > ${q.after}`}
       ${q.status === undefined ? sql`` : sql`AND coalesce(f.status, 'queued') = ${q.status}`}
     ORDER BY i.item_id LIMIT ${q.limit}`);

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { ADVANCING } from "../core/status.ts";
 import type { Database } from "./database.ts";
 import { reopenRun } from "./runs.ts";
-import { anyText } from "./sql.ts";
+import { anyInt, anyText } from "./sql.ts";
 
 /**
  * `work`: the durable queue, one row per (run, stage, item), and each item's
@@ -22,32 +22,54 @@ export interface StageRef {
 export const OPEN_STATUSES = ["queued", "processing", "failed_retryable"] as const;
 
 /**
- * How many items reached a stage (all loaded items for the first stage, else
- * those that advanced past the one before) and how many rows it has. Rows at
- * a stage only ever exist for items that reached it, so equal counts mean
- * none is missing.
+ * Where a stage's items come from: the stages it depends on (`deps`) and of
+ * those its frontier (see `core/dag.ts`). A stage with an empty frontier (the
+ * first) is reached by every loaded item; one with a single frontier stage
+ * (a list of stages: the one before it) by the items that advanced there;
+ * one where branches meet by the items that advanced at one of them at least,
+ * once none of its dependencies still has them open.
  */
-export async function reachedAndQueued(db: Database, at: StageRef): Promise<{ reached: number; queued: number }> {
-  const reached = at.stageIndex === 0
-    ? sql`SELECT count(*) FROM run_items WHERE run_id = ${at.runId}`
-    : sql`SELECT count(*) FROM work WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex - 1} AND status = ${anyText(ADVANCING)}`;
+export interface StageRoute {
+  deps: readonly number[];
+  frontier: readonly number[];
+}
+
+function reachedItems(at: StageRef, route: StageRoute) {
+  if (route.frontier.length === 0) return sql`SELECT run_id, item_id FROM run_items WHERE run_id = ${at.runId}`;
+  if (route.frontier.length === 1) {
+    return sql`SELECT run_id, item_id FROM work
+      WHERE run_id = ${at.runId} AND stage_index = ${route.frontier[0]!} AND status = ${anyText(ADVANCING)}`;
+  }
+  return sql`SELECT DISTINCT w.run_id, w.item_id FROM work w
+    WHERE w.run_id = ${at.runId} AND w.stage_index = ${anyInt(route.frontier)} AND w.status = ${anyText(ADVANCING)}
+      AND NOT EXISTS (SELECT 1 FROM work o WHERE o.run_id = w.run_id AND o.item_id = w.item_id
+        AND o.stage_index = ${anyInt(route.deps)} AND o.status = ${anyText(OPEN_STATUSES)})`;
+}
+
+/**
+ * How many items reached a stage (see `StageRoute`) and how many rows it has.
+ * Rows at a stage only ever exist for items that reached it, so equal counts
+ * mean none is missing.
+ */
+export async function reachedAndQueued(db: Database, at: StageRef, route: StageRoute): Promise<{ reached: number; queued: number }> {
+  const reached =
+    route.frontier.length === 0
+      ? sql`SELECT count(*) FROM run_items WHERE run_id = ${at.runId}`
+      : route.frontier.length === 1
+        ? sql`SELECT count(*) FROM work WHERE run_id = ${at.runId} AND stage_index = ${route.frontier[0]!} AND status = ${anyText(ADVANCING)}`
+        : sql`SELECT count(*) FROM (${reachedItems(at, route)}) r`;
   const [counts] = await db.rows<{ reached: number; queued: number }>(sql`
     SELECT (${reached})::int AS reached,
       (SELECT count(*) FROM work WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex})::int AS queued`);
   return counts!;
 }
 
-/** Queue a stage for the items that reached it and have no row there yet. Returns how many were queued. */
-export async function insertQueued(db: Database, at: StageRef, stageId: string): Promise<number> {
-  const source =
-    at.stageIndex === 0
-      ? sql`SELECT run_id, item_id FROM run_items WHERE run_id = ${at.runId}`
-      : sql`SELECT run_id, item_id FROM work
-          WHERE run_id = ${at.runId} AND stage_index = ${at.stageIndex - 1} AND status = ${anyText(ADVANCING)}`;
+/** Queue a stage for the items that reached it (see `StageRoute`) and have no row there yet. Returns how many were queued. */
+export async function insertQueued(db: Database, at: StageRef, stageId: string, route: StageRoute): Promise<number> {
   const [row] = await db.rows<{ n: number }>(sql`
     WITH q AS (
       INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-      SELECT s.run_id, ${at.stageIndex}, s.item_id, ${stageId}, 'queued' FROM (${source}) s
+      SELECT s.run_id, ${at.stageIndex}, s.item_id, ${stageId}, 'queued' FROM (${reachedItems(at, route)}) s
       ON CONFLICT DO NOTHING
       RETURNING 1)
     SELECT count(*)::int AS n FROM q`);
@@ -270,15 +292,16 @@ export async function stillHeldBy(db: Database, at: StageRef, claimant: string, 
 }
 
 /**
- * Take over a base run's finished results for the stages before `beforeStage`
+ * Take over a base run's finished results for the stages `stages` (indexes)
  * into a new run (a rerun whose upstream stages are the base run's), marked
  * reused and with no attempts of their own.
  */
-export async function copyFinishedWork(tx: Database, fromRunId: string, toRunId: string, beforeStage: number): Promise<void> {
+export async function copyFinishedWork(tx: Database, fromRunId: string, toRunId: string, stages: readonly number[]): Promise<void> {
+  if (stages.length === 0) return;
   await tx.rows(sql`
     INSERT INTO work (run_id, stage_index, item_id, stage_id, status, input_hash, output_id, reused, attempts, error_class, error_message)
     SELECT ${toRunId}, stage_index, item_id, stage_id, status, input_hash, output_id, true, 0, error_class, error_message
-    FROM work WHERE run_id = ${fromRunId} AND stage_index < ${beforeStage}
+    FROM work WHERE run_id = ${fromRunId} AND stage_index = ${anyInt(stages)}
       AND status NOT IN ('queued', 'processing', 'failed_retryable')`);
 }
 

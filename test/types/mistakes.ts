@@ -119,4 +119,37 @@ export const byIdOutOfOrder = definePipeline({
   ],
 });
 
+/** Two branches that read only classify, meeting at a validator: an item went through one of them, maybe not this one. */
+const billing = llmExtract({ id: "billing", model: "gpt-4o", reads: [classify], prompt: { user: "{{item.body}}" }, output: { name: "TicketFields", schema: TicketFields } });
+const bugs = llmExtract({ id: "bugs", model: "gpt-4o", reads: [classify], prompt: { user: "{{item.body}}" }, output: { name: "TicketFields", schema: TicketFields } });
+
+export const branchesMeet = validateOutputs({
+  id: "branches-meet",
+  codeVersion: "1",
+  reads: [classify, billing, bugs],
+  rules: [
+    {
+      name: "a branch read as if every item went through it",
+      severity: "review",
+      // @ts-expect-error a branch an item may have skipped: 'outputs.billing' is possibly 'undefined'.
+      check: ({ outputs }) => (outputs.billing.amount === null ? "no amount" : undefined),
+    },
+    {
+      name: "a branch read with ?., and classify, which every item went through",
+      severity: "review",
+      check: ({ outputs }) => (outputs.bugs?.severity === "critical" && outputs.classify.confidence < 0.5 ? "unsure" : undefined),
+    },
+  ],
+});
+
+/** After the branches meet, a stage reading the validator and a branch: the branch is still optional, classify is not. */
+export const afterMeeting = upsertCommit({
+  id: "after-meeting",
+  table: "after_meeting",
+  key: "ticket_id",
+  reads: [classify, billing, bugs, branchesMeet],
+  // @ts-expect-error a branch an item may have skipped, after the branches meet: 'outputs.bugs' is possibly 'undefined'.
+  row: ({ itemId, outputs }) => ({ ticket_id: itemId, category: outputs.classify.category, severity: outputs.bugs.severity, amount: outputs.billing?.amount ?? null }),
+});
+
 export { commit };

@@ -12,6 +12,7 @@ import { loadSource } from "../runs.ts";
 import type { RunEvents } from "./events.ts";
 import { runSegment } from "./passes.ts";
 import { segmentsOf } from "./segments.ts";
+import { runUnits } from "./graph.ts";
 import { AnswerJournal, replayJournals } from "../journal.ts";
 import { takeUpDecisions } from "../review.ts";
 
@@ -19,7 +20,8 @@ import { takeUpDecisions } from "../review.ts";
  * Driving a run: the engine's scheduler. A runner opens the run, keeps its
  * worker alive (heartbeat) and calls `driveRun`; the engine loads the source,
  * takes back claims of dead workers, and executes the stages segment by
- * segment (see `passes.ts`), then finalises the run.
+ * segment (see `passes.ts`), independent branches at once (`graph.ts`), then
+ * finalises the run.
  */
 
 /** The last stage a run executes: all of them, or the one a `rerun --only` stops after. */
@@ -107,7 +109,8 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
     // So are what they had reserved of a budget.
     if (ctx.budget) await releaseStaleReservations(ctx.db, ctx.workerId, ctx.options.leaseMs, ctx.db.kind === "pglite");
     const stopAfter = stopAfterOf(ctx, run);
-    for (const segment of segmentsOf(ctx, ctx.plan.slice(0, stopAfter + 1))) await runSegment(ctx, segment, events);
+    // Segment by segment; where the stages branch, independent segments at once (see `graph.ts`).
+    await runUnits(ctx, segmentsOf(ctx, ctx.plan.slice(0, stopAfter + 1)), (segment) => runSegment(ctx, segment, events));
     await finalizeRun(ctx, { stopAfter });
     written = true;
   } catch (err) {

@@ -7,6 +7,7 @@ import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInpu
 import { providerNameOf } from "../llm-call.ts";
 import { carriedOutput } from "../results.ts";
 import { storedOutputs, type StoredOutputs } from "../reuse.ts";
+import { frontiersFor } from "./graph.ts";
 
 /**
  * Segments: consecutive stages that a chunk of items goes through together,
@@ -26,8 +27,15 @@ import { storedOutputs, type StoredOutputs } from "../reuse.ts";
  *
  * A stage that sends its items to a provider's batch API is a segment of its
  * own: it takes the whole stage at once, and answers come back hours later.
+ * Where the stages branch (see `graph.ts`), a segment is a chain: each of its
+ * stages after the first goes on only from the one before it, which feeds no
+ * other stage. A stage where branches part or meet starts a segment.
  */
 export function segmentsOf(ctx: RunContext, stages: readonly StagePlan[]): StagePlan[][] {
+  const frontiers = frontiersFor(ctx.plan);
+  // How many of these stages each stage feeds (has in their frontier).
+  const feeds = new Map<number, number>();
+  for (const s of stages) for (const f of frontiers[s.index]!) feeds.set(f, (feeds.get(f) ?? 0) + 1);
   const segments: StagePlan[][] = [];
   let current: StagePlan[] = [];
   for (const stage of stages) {
@@ -35,8 +43,16 @@ export function segmentsOf(ctx: RunContext, stages: readonly StagePlan[]): Stage
       if (current.length) segments.push(current);
       segments.push([stage]);
       current = [];
-    } else {
+      continue;
+    }
+    const prev = current[current.length - 1];
+    const f = frontiers[stage.index]!;
+    // A chain: the stage goes on only from the one before it, and that one feeds no other.
+    if (prev && f.length === 1 && f[0] === prev.index && feeds.get(prev.index) === 1) {
       current.push(stage);
+    } else {
+      if (current.length) segments.push(current);
+      current = [stage];
     }
   }
   if (current.length) segments.push(current);

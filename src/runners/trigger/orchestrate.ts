@@ -8,6 +8,7 @@ import {
 import { summarizeRun, type RunSummary } from "../../inspect/summary.ts";
 import { chunkRanges, type ChunkRange } from "./chunks.ts";
 import { isBatchable, MAX_RUNS_PER_BATCH } from "./plan.ts";
+import { wavesOf } from "../../core/dag.ts";
 import { inputFor, triggerRuntime, type TriggerRuntime } from "./runtime.ts";
 import { publishProgress, runTags, tagOrchestrator, type StageProgress } from "./observe.ts";
 import type { ChunkPayload } from "./stage.ts";
@@ -45,6 +46,12 @@ export interface OrchestratorDeps {
   pipeline: PipelineDef;
   /** Trigger one batch (at most 1,000 runs) of a stage's task and wait until every run has finished. */
   dispatch(stage: StagePlan, items: DispatchItem[]): Promise<BatchOutcome>;
+  /**
+   * Trigger one batch (at most 1,000 runs) of several stages' tasks and wait
+   * until every run has finished; whether each run ended well, in order.
+   * Stages that read nothing of each other go out this way, together.
+   */
+  dispatchTogether?(items: { stage: StagePlan; item: DispatchItem }[]): Promise<boolean[]>;
   /** Pipelines that run after this one's commit stage finishes. */
   downstream: string[];
   /** Start a downstream pipeline's orchestrator; fire and forget. */
@@ -68,6 +75,8 @@ export interface OrchestratorOutput {
 /**
  * The body of a pipeline's orchestrator task: prepare each stage, fan its
  * items out to stage-task runs in chunks, wait, and go on to the next stage.
+ * Stages that read nothing of each other (branches: one wave of `wavesOf`)
+ * are prepared and fanned out together, in the same batches.
  *
  * Every dispatch carries an idempotency key built from (sluice run, stage,
  * chunk, round) and the Trigger.dev run of this orchestrator. Round 0 cuts
@@ -94,10 +103,12 @@ export async function orchestrate(deps: OrchestratorDeps, payload: OrchestratorP
   if (run.status !== "finished") {
     await reopenAfterBudget(ctx, run);
     await ensureLoaded(ctx, run);
-    for (const stage of ctx.plan.slice(0, stopAfter + 1)) {
-      await prepareStage(ctx, stage.index);
-      const rounds = await runStage(ctx, stage, rt, deps, triggerRunId, progress);
-      stages.push({ stageId: stage.id, rounds });
+    // Stage by stage; where the stages branch, the stages of one wave (reading nothing of each other) fanned out together.
+    const planned = ctx.plan.slice(0, stopAfter + 1);
+    for (const wave of wavesOf(planned.map((s) => s.reads)).map((w) => w.map((i) => planned[i]!))) {
+      for (const stage of wave) await prepareStage(ctx, stage.index);
+      const rounds = await runWave(ctx, wave, rt, deps, triggerRunId, progress);
+      for (const stage of wave) stages.push({ stageId: stage.id, rounds: rounds.get(stage.index)! });
       // A chunk run reached the run's budget: the run has stopped (no sweep, no next stage), its items queued.
       if ((exhausted = (await currentRun(ctx)).status === "budget_exhausted")) break;
     }
@@ -140,39 +151,61 @@ async function resolveRun(rt: TriggerRuntime, pipeline: PipelineDef, payload: Or
   return run.id;
 }
 
-async function runStage(
-  ctx: RunContext, stage: StagePlan, rt: TriggerRuntime, deps: OrchestratorDeps, orchestratorRunId: string, progress: Record<string, StageProgress>,
-): Promise<RoundReport[]> {
-  const rounds: RoundReport[] = [];
+/**
+ * Dispatch the stages of one wave in rounds until none has open items: round
+ * 0 sends every chunk with open items, of all the wave's stages together;
+ * later rounds sweep what is left.
+ */
+async function runWave(
+  ctx: RunContext, wave: StagePlan[], rt: TriggerRuntime, deps: OrchestratorDeps, orchestratorRunId: string, progress: Record<string, StageProgress>,
+): Promise<Map<number, RoundReport[]>> {
+  const rounds = new Map(wave.map((s) => [s.index, [] as RoundReport[]]));
   // A stage that may use a provider's batch API gets big chunks, as in the
   // local runner: the half price needs many requests per provider batch.
-  const size = isBatchable(ctx.pipeline.stages[stage.index]!) ? ctx.options.batchChunkSize : rt.chunkSize;
-  await publishProgress(ctx, stage, 0, undefined, progress);
+  const sizeOf = (stage: StagePlan) => (isBatchable(ctx.pipeline.stages[stage.index]!) ? ctx.options.batchChunkSize : rt.chunkSize);
+  for (const stage of wave) await publishProgress(ctx, stage, 0, undefined, progress);
+  let pending = wave;
   for (let round = 0; round <= rt.maxSweeps; round++) {
-    // Ranges whose items are all done are not sent: a continuing orchestrator
-    // (or a retried attempt after a stage finished) dispatches nothing for them.
-    const ranges = (await chunkRanges(ctx, stage.index, size, round > 0)).filter((r) => r.open > 0);
-    if (ranges.length === 0) return rounds;
-    ctx.logger.info(`stage ${stage.id}: ${round === 0 ? "dispatching" : `sweep ${round}: dispatching`} ${ranges.length} chunk run(s) for ${ranges.reduce((n, r) => n + r.open, 0)} open item(s)`);
-    const report = await dispatchRound(ctx, stage, round, ranges, rt.runsPerBatch, deps, orchestratorRunId);
-    rounds.push(report);
+    const work: WaveWork[] = [];
+    for (const stage of pending) {
+      // Ranges whose items are all done are not sent: a continuing orchestrator
+      // (or a retried attempt after a stage finished) dispatches nothing for them.
+      const ranges = (await chunkRanges(ctx, stage.index, sizeOf(stage), round > 0)).filter((r) => r.open > 0);
+      if (ranges.length === 0) continue;
+      ctx.logger.info(`stage ${stage.id}: ${round === 0 ? "dispatching" : `sweep ${round}: dispatching`} ${ranges.length} chunk run(s) for ${ranges.reduce((n, r) => n + r.open, 0)} open item(s)`);
+      work.push({ stage, ranges });
+    }
+    if (work.length === 0) return rounds;
+    const reports = work.length === 1
+      ? [await dispatchRound(ctx, work[0]!.stage, round, work[0]!.ranges, rt.runsPerBatch, deps, orchestratorRunId)]
+      : await dispatchWaveRound(ctx, work, round, rt.runsPerBatch, deps, orchestratorRunId);
+    work.forEach((w, i) => rounds.get(w.stage.index)!.push(reports[i]!));
     // Stopped at a budget: the open items wait for a larger one, not for a sweep.
     if ((await currentRun(ctx)).status === "budget_exhausted") return rounds;
-    const done = await stageDone(ctx, stage.index);
-    await publishProgress(ctx, stage, rounds.length, await summarizeRun(ctx.db, ctx.runId), progress);
-    if (report.failedRuns) ctx.logger.warn(`stage ${stage.id}: ${report.failedRuns} of ${report.chunks} chunk run(s) failed or were cancelled`);
-    if (done) return rounds;
+    const open: StagePlan[] = [];
+    for (const [i, { stage }] of work.entries()) {
+      const done = await stageDone(ctx, stage.index);
+      const report = reports[i]!;
+      await publishProgress(ctx, stage, rounds.get(stage.index)!.length, await summarizeRun(ctx.db, ctx.runId), progress);
+      if (report.failedRuns) ctx.logger.warn(`stage ${stage.id}: ${report.failedRuns} of ${report.chunks} chunk run(s) failed or were cancelled`);
+      if (!done) open.push(stage);
+    }
+    if (open.length === 0) return rounds;
+    pending = open;
     // Items are still open: a chunk run failed after its retries or died
     // holding claims, or a provider batch handed items back as retryable.
     // Take back claims of dead runs (after their lease if they did not retire)
     // and sweep what is left with fresh keys; a sweep run also collects
     // provider batches whose run died.
     await reclaimStale(ctx);
-    if ((await stageCounts(ctx, stage.index)).byStatus.processing) {
+    let processing = false;
+    for (const stage of open) processing ||= Boolean((await stageCounts(ctx, stage.index)).byStatus.processing);
+    if (processing) {
       await sleep(ctx.options.leaseMs, ctx.signal);
       await reclaimStale(ctx);
     }
   }
+  const stage = pending[0]!;
   const open = await chunkRanges(ctx, stage.index, Number.MAX_SAFE_INTEGER, true);
   // Not retried: a retried attempt of this orchestrator sends the same keys
   // and gets the same finished runs back. A new orchestrator run has new keys.
@@ -180,6 +213,41 @@ async function runStage(
     `stage ${stage.id} of run ${ctx.runId} still has ${open[0]?.size ?? 0} open items after ${rt.maxSweeps + 1} dispatch rounds; ` +
       `trigger the orchestrator again with { runId: "${ctx.runId}" } to continue`,
   );
+}
+
+interface WaveWork {
+  stage: StagePlan;
+  ranges: ChunkRange[];
+}
+
+/**
+ * One round of several stages that read nothing of each other: their chunk
+ * runs go out together, in batches of at most `runsPerBatch` runs of any of
+ * their tasks, so both branches of a pipeline run at once. Without
+ * `dispatchTogether`, stage after stage. One report per stage, in order.
+ */
+export async function dispatchWaveRound(
+  ctx: RunContext, work: WaveWork[], round: number, runsPerBatch: number, deps: Pick<OrchestratorDeps, "dispatch" | "dispatchTogether">, orchestratorRunId: string,
+): Promise<RoundReport[]> {
+  if (!deps.dispatchTogether) {
+    const reports: RoundReport[] = [];
+    for (const w of work) reports.push(await dispatchRound(ctx, w.stage, round, w.ranges, runsPerBatch, deps, orchestratorRunId));
+    return reports;
+  }
+  const perBatch = Math.max(1, Math.min(MAX_RUNS_PER_BATCH, runsPerBatch));
+  const reports = work.map((w): RoundReport => ({ round, chunks: w.ranges.length, batches: [], failedRuns: 0 }));
+  const all = work.flatMap((w, i) => w.ranges.map((range) => ({ at: i, stage: w.stage, range })));
+  for (let start = 0; start < all.length; start += perBatch) {
+    const slice = all.slice(start, start + perBatch);
+    const items = await Promise.all(slice.map(async ({ stage, range }) => ({ stage, item: await dispatchItem(ctx, stage, round, range, orchestratorRunId) })));
+    const ok = await deps.dispatchTogether(items);
+    reports.forEach((report, i) => {
+      const mine = slice.flatMap((s, j) => (s.at === i ? [j] : []));
+      if (mine.length) report.batches.push(mine.length);
+      report.failedRuns += mine.filter((j) => !ok[j]).length;
+    });
+  }
+  return reports;
 }
 
 /**

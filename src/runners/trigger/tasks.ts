@@ -1,4 +1,4 @@
-import { concurrencyLimit, idempotencyKeys, schedules, task, tasks, wait, type Task } from "@trigger.dev/sdk";
+import { batch, concurrencyLimit, idempotencyKeys, schedules, task, tasks, wait, type Task } from "@trigger.dev/sdk";
 import type { PipelineDef } from "../../core/types.ts";
 import { orchestrate, type OrchestratorDeps, type OrchestratorOutput, type OrchestratorPayload } from "./orchestrate.ts";
 import { planTriggerTasks, type PipelineTaskPlan, type RunnerLimits, type StageTaskPlan } from "./plan.ts";
@@ -93,6 +93,11 @@ export function defineSluiceTasks(pipelines: PipelineDef[], options: DefineSluic
         const result = await stages[stage.index]!.batchTriggerAndWait(items);
         const failed = result.runs.filter((r) => !r.ok).length;
         return { ok: result.runs.length - failed, failed };
+      },
+      async dispatchTogether(items) {
+        // Both branches in one batch, so one wait covers them.
+        const result = await batch.triggerByTaskAndWait(items.map(({ stage, item }) => ({ task: stages[stage.index]!, payload: item.payload, options: item.options })));
+        return result.runs.map((r) => r.ok);
       },
       async startDownstream(pipelineId, payload, idempotencyKey) {
         const target = plans.find((p) => p.pipelineId === pipelineId)!;

@@ -4,6 +4,7 @@ import { html, int } from "../../report/html.ts";
 import { recentRuns } from "../../store/reports.ts";
 import { itemPage, runProgress } from "../../store/run-details.ts";
 import { getRun } from "../../store/runs.ts";
+import { carriedPairs, recordedReads } from "../../core/dag.ts";
 import type { ConsolePage } from "../context.ts";
 import { paths } from "../paths.ts";
 import { notFound, status, when } from "./common.ts";
@@ -54,13 +55,14 @@ export const runsPage: ConsolePage = {
 
     app.get("/runs/:runId/items", async (c) => {
       const runId = c.req.param("runId");
-      if (!(await getRun(ctx.db, runId))) return notFound(c, ctx, `No run ${runId} in this store.`);
+      const run = await getRun(ctx.db, runId);
+      if (!run) return notFound(c, ctx, `No run ${runId} in this store.`);
       const state = c.req.query("status") || undefined;
       const after = c.req.query("after") || undefined;
-      const rows = await itemPage(ctx.db, runId, { after, status: state, limit: ITEMS_PER_PAGE });
+      const rows = await itemPage(ctx.db, runId, { after, status: state, limit: ITEMS_PER_PAGE }, carriedPairs(recordedReads(run.stages)));
       const next = rows.length === ITEMS_PER_PAGE ? rows[rows.length - 1]!.item_id : undefined;
       const body = html`<h1>Items of <a class="mono" href="${paths.run(runId)}">${runId}</a></h1>
-        <p class="note">Each item with its status at the last stage it reached, in id order${state ? html`, only <b>${state}</b> (<a href="${paths.items(runId)}">all</a>)` : ""}.</p>
+        <p class="note">Each item with its status where it ended (the last stage it reached; with branches, not a branch another one carried it past), in id order${state ? html`, only <b>${state}</b> (<a href="${paths.items(runId)}">all</a>)` : ""}.</p>
         <table><tr><th>item</th><th class="num">line</th><th>last stage</th><th>status</th></tr>
         ${rows.map((r) => html`<tr><td><a class="mono" href="${paths.item(runId, r.item_id)}">${r.item_id}</a></td><td class="num">${int(r.line)}</td><td>${r.stage_id ?? "–"}</td><td><a href="${paths.items(runId, { status: r.status })}">${status(r.status)}</a></td></tr>`)}
         </table>
