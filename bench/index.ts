@@ -6,6 +6,7 @@
 import { benchChaos } from "./chaos.ts";
 import { benchCli } from "./cli.ts";
 import { benchCost } from "./cost.ts";
+import { benchFootprint } from "./footprint.ts";
 import { benchLocalRunner } from "./local-runner.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRateLimit } from "./rate-limit.ts";
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<void>> = {
   cli: benchCli,
   scale: benchScale,
   sources: benchSources,
+  footprint: benchFootprint,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

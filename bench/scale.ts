@@ -5,6 +5,11 @@
  * flat rate; flat memory as a peak RSS that does not grow with the input.
  * Both are printed as ratios against the 10k run of the same store.
  *
+ * After the largest run of each store, the child writes a heap snapshot once
+ * the run is over (its store still open, after a garbage collection; peak RSS
+ * is read before, as writing a snapshot takes memory of its own), and what
+ * the heap still holds is printed by kind, largest first.
+ *
  * 1M tickets take tens of minutes on a 2-core machine, so the ceiling
  * defaults to 100k: `npm run bench -- scale 1000000` (or
  * `SLUICE_SCALE_MAX=1000000`) runs the full ladder.
@@ -13,6 +18,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { summarizeHeap } from "./heap-summary.ts";
 import { fmt, ratio, row } from "./report.ts";
 
 const LADDER = [10_000, 100_000, 1_000_000];
@@ -40,8 +46,8 @@ function generate(dir: string, count: number): string {
   return join(out, "tickets.csv");
 }
 
-function measure(store: "pglite" | "postgres", input: string): Measured {
-  const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", join(import.meta.dirname, "scale-child.ts"), store, input], {
+function measure(store: "pglite" | "postgres", input: string, snapshot?: string): Measured {
+  const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", join(import.meta.dirname, "scale-child.ts"), store, input, ...(snapshot ? [snapshot] : [])], {
     encoding: "utf8",
     maxBuffer: 1 << 20,
     env: process.env,
@@ -62,7 +68,8 @@ export async function benchScale(): Promise<void> {
       const name = store === "pglite" ? "PGlite (on disk)" : "Postgres";
       let base: Measured | undefined;
       for (const { n, path } of inputs) {
-        const m = measure(store, path);
+        const snapshot = n === inputs.at(-1)!.n ? join(dir, `${store}-${n}.heapsnapshot`) : undefined;
+        const m = measure(store, path, snapshot);
         const rate = m.rows / m.seconds;
         const detail = `${fmt(m.rows)} rows in ${m.seconds.toFixed(1)} s; heap after the run ${fmt(m.heapMb)} MB`;
         if (!base) {
@@ -72,6 +79,11 @@ export async function benchScale(): Promise<void> {
         } else {
           row(`${name}, ${fmt(n)} tickets`, `${fmt(rate)} items/s`, `${ratio(rate, base.rows / base.seconds)} of the 10k rate (${detail})`);
           row(`  peak RSS`, `${fmt(m.rssMb)} MB`, `${ratio(m.rssMb, base.rssMb)} of the 10k peak`);
+        }
+        if (snapshot) {
+          const heap = summarizeHeap(snapshot);
+          row(`  heap left after ${fmt(n)}`, `${heap.totalMb.toFixed(1)} MB`, `largest: ${heap.shares.map((s) => `${s.kind} ${s.mb.toFixed(1)} MB (${fmt(s.count)})`).join(", ")}`);
+          rmSync(snapshot, { force: true });
         }
       }
     }

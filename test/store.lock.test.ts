@@ -40,6 +40,8 @@ describe("a new embedded store", () => {
     const again = await openDatabase({ dataDir: dir });
     try {
       expect(await again.rows<{ v: string }>(sql`SELECT v FROM kept`)).toEqual([{ v: "still here" }]);
+      // Opened with the small buffer pool: PGlite's memory never shrinks, so the pool is paid in full.
+      expect(await again.rows<{ shared_buffers: string }>(sql`SHOW shared_buffers`)).toEqual([{ shared_buffers: "16MB" }]);
     } finally {
       await again.close();
     }

@@ -27,9 +27,12 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
     release = takeLock(join(dataDir, "..", `${dataDir.split("/").pop()}.lock`));
   }
   // Postgres' default 128 MB of shared buffers doubles what the operating
-  // system (on disk) or PGlite's own file system (in memory) already caches:
-  // 32 MB costs the demo no speed and about 100 MB less peak memory.
-  const startParams = [...PGlite.defaultStartParams, "-c", "shared_buffers=32MB"];
+  // system (on disk) or PGlite's own file system (in memory) already caches.
+  // Every page of PGlite's WebAssembly memory once touched stays resident
+  // (that memory never shrinks), so the buffer pool is paid in full: 16 MB
+  // costs the demo no CPU time against 32 MB (7.9 s against 8.0 s) and
+  // about 30 MB less peak memory (431 against 462 MB); 128 MB cost about 100 MB more.
+  const startParams = [...PGlite.defaultStartParams, "-c", "shared_buffers=16MB"];
   if (dataDir && !existsSync(join(dataDir, "PG_VERSION"))) {
     try {
       await initDataDir(dataDir, startParams);
