@@ -1,6 +1,17 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_OPTIONS, silentLogger, type RunContext } from "../src/engine/context.ts";
+import { InflightAnswers } from "../src/engine/inflight.ts";
+import { planStages } from "../src/engine/plan.ts";
+import { executeRealtime } from "../src/engine/realtime.ts";
+import type { ItemResult } from "../src/engine/results.ts";
+import { claimOrAwait, type Call } from "../src/engine/reuse.ts";
+import type { LlmStage } from "../src/core/types.ts";
+import { createInProcessProvider } from "../src/providers/inprocess.ts";
+import type { CompletionResult } from "../src/providers/types.ts";
 import { cacheResponse, claimRequests, releaseRequests } from "../src/store/cache.ts";
+import { singleProvider } from "../src/testing/harness.ts";
+import mini from "./fixtures/pipelines/mini.ts";
 import { openDatabase, type Database } from "../src/store/index.ts";
 import { heartbeat } from "../src/store/workers.ts";
 import { freshPostgres, testDrivers, type TestDatabase } from "../src/testing/databases.ts";
@@ -82,6 +93,48 @@ describe.skipIf(!process.env.DATABASE_URL)("a request claimed while its payer co
       expect(await pg.db.rows(sql`SELECT request_hash, worker_id FROM request_claims`)).toEqual([]);
     } finally {
       await other.close();
+      await pg.drop();
+    }
+  }, 60_000);
+});
+
+/**
+ * Two chunks of one process need the same request: the first is paying for
+ * it (it holds the claim, for the whole process), the second takes the
+ * first's answer in memory. The answer is in the request cache only once the
+ * first chunk writes its results (in groups, up to `FLUSH_MS` later): until
+ * then the claim must stay, or a process waiting for the request wins it,
+ * finds no answer, and pays again.
+ */
+describe.skipIf(!process.env.DATABASE_URL)("a request one chunk takes from another chunk of its process in flight (Postgres)", () => {
+  it("keeps the claim until the paying chunk writes the answer", async () => {
+    const pg = await freshPostgres(process.env.DATABASE_URL!);
+    try {
+      const provider = createInProcessProvider();
+      const ctx: RunContext = { db: pg.db, pipeline: mini, providers: singleProvider(provider), runId: "run-1", workerId: "worker-a", plan: planStages(mini), options: DEFAULT_OPTIONS, logger: silentLogger };
+      const classify = mini.stages[1] as LlmStage;
+      await heartbeat(pg.db, "worker-a", "run-1");
+      await heartbeat(pg.db, "worker-b", "run-1");
+      // The first chunk claimed the request and has its answer, not yet written.
+      expect((await claimRequests(pg.db, ["h-shared"], "worker-a", LEASE_MS)).won).toEqual(new Set(["h-shared"]));
+      const inflight = new InflightAnswers();
+      const paid: CompletionResult = { text: JSON.stringify({ category: "billing", confidence: 0.9 }), finishReason: "stop", usage: { inputTokens: 10, outputTokens: 5 }, model: "gpt-4o-mini" };
+      inflight.set("h-shared", Promise.resolve(paid));
+
+      // The second chunk, through the same steps as a chunk's calls (execute.ts).
+      const second: Call = { itemId: "r2", hash: "h-shared", request: { customId: "r2", model: "gpt-4o-mini", messages: [{ role: "user", content: "invoice charged twice" }], schema: { name: "Label", schema: classify.output!.schema }, params: {} }, loaded: { inputHash: "i2", input: { itemId: "r2", item: { id: "r2", text: "invoice charged twice" }, outputs: {} } } };
+      const written: ItemResult[] = [];
+      const write = async (results: ItemResult[]) => void written.push(...results);
+      const hooks = { acquire: <T,>(fn: () => Promise<T>) => fn(), inflight };
+      const results = await claimOrAwait(ctx, classify, [second], write, (mine) => executeRealtime(ctx, classify, provider.name, provider, mine, hooks, write));
+      expect(results.map((r) => [r.itemId, r.status, r.reused, r.attempts.length, r.output?.value])).toEqual([["r2", "succeeded_unvalidated", true, 0, { category: "billing", confidence: 0.9 }]]);
+      expect(written.map((r) => r.itemId)).toEqual(["r2"]);
+      expect(provider.calls).toBe(0);
+
+      // The claim is still the first chunk's: another process waits instead of paying.
+      expect(await pg.db.rows(sql`SELECT request_hash, worker_id FROM request_claims`)).toEqual([{ request_hash: "h-shared", worker_id: "worker-a" }]);
+      expect(await claimRequests(pg.db, ["h-shared"], "worker-b", LEASE_MS)).toEqual({ won: new Set(), answers: new Map() });
+    } finally {
       await pg.drop();
     }
   }, 60_000);
