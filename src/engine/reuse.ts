@@ -175,7 +175,10 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
       const sent = await send(mine);
       results.push(...sent);
       // A written answer gave its claim up with it (`results.ts`); a failed call's claim lets another worker try.
-      const answeredNow = new Set(sent.flatMap((r) => (r.cache ? [r.cache.requestHash] : [])));
+      // An answer taken from another chunk of this process (`realtime.ts`) keeps the claim: that chunk gives
+      // it up when it writes the answer, and given up before, another process would win it and pay again.
+      const hashOf = new Map(mine.map((c) => [c.itemId, c.hash]));
+      const answeredNow = new Set(sent.flatMap((r) => (r.cache || r.answer ? [hashOf.get(r.itemId)!] : [])));
       const unresolved = [...won].filter((h) => !answeredNow.has(h));
       if (unresolved.length) await releaseRequests(ctx.db, unresolved, ctx.workerId);
     }

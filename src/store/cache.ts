@@ -36,11 +36,11 @@ export async function cacheResponse(db: Database, entry: CacheEntry): Promise<vo
 /**
  * Claim request hashes for `workerId` before paying for them. Returns the
  * ones won (nobody claimed them, or this worker did, or their worker has had
- * no heartbeat within the lease, or their provider batch is collected) and,
- * read in the same snapshot, the answers already in the cache (those are not
- * claimed). A payer writes its answer and gives its claim up in one statement
- * (`results.ts`), so no moment lets a second worker both miss the answer and
- * win the claim.
+ * no heartbeat within the lease, or their provider batch is collected) and
+ * the answers already in the cache (those are not claimed). A payer writes its
+ * answer and gives its claim up in one statement (`results.ts`), and a claim
+ * won is checked against the cache once more in a later statement, so no
+ * moment lets a second worker both miss the answer and keep the claim.
  */
 export async function claimRequests<R = unknown>(db: Database, hashes: readonly string[], workerId: string, leaseMs: number): Promise<{ won: Set<string>; answers: Map<string, R> }> {
   const won = new Set<string>();
@@ -67,6 +67,23 @@ export async function claimRequests<R = unknown>(db: Database, hashes: readonly 
   for (const r of rows) {
     if (r.won) won.add(r.request_hash);
     else answers.set(r.request_hash, r.response as R);
+  }
+  if (won.size === 0) return { won, answers };
+  // The statement above read the cache in the snapshot it started with, but
+  // its insert saw the latest claims: a payer that committed its answer (and
+  // gave its claim up) in between left this worker a claim on a request
+  // already answered. A new statement sees that commit: take the answer and
+  // give the claim up instead of paying again.
+  const late = await db.rows<{ request_hash: string; response: R }>(sql`
+    WITH found AS (SELECT request_hash, response FROM request_cache WHERE request_hash = ${anyText([...won])}),
+    released AS (
+      DELETE FROM request_claims WHERE request_hash IN (
+        SELECT request_hash FROM request_claims WHERE request_hash IN (SELECT request_hash FROM found) AND worker_id = ${workerId}
+        ORDER BY request_hash FOR UPDATE))
+    SELECT request_hash, response FROM found`);
+  for (const r of late) {
+    won.delete(r.request_hash);
+    answers.set(r.request_hash, r.response);
   }
   return { won, answers };
 }
