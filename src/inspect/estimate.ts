@@ -1,4 +1,4 @@
-import { countTokens } from "gpt-tokenizer";
+import { countTokens } from "../core/tokens.ts";
 import { frontiersOf } from "../core/dag.ts";
 import { hashValue } from "../core/hash.ts";
 import { advances, type ItemStatus } from "../core/status.ts";

@@ -1,11 +1,11 @@
 import { DeterministicError } from "../core/errors.ts";
 import type { ClientSettings, VendorAdapter } from "./adapter.ts";
-import { anthropicAdapter } from "./anthropic/index.ts";
 import { redactor } from "./classify.ts";
 import { limitedComplete } from "./limited.ts";
 import { ProviderLimiter, type LimiterOptions, type LimiterStats } from "./limiter.ts";
 import type { BreakerOptions, BreakerState } from "./limits/breaker.ts";
-import { openaiAdapter } from "./openai/index.ts";
+import { ANTHROPIC_BATCH_LIMITS } from "./anthropic/batch-limits.ts";
+import { OPENAI_BATCH_LIMITS } from "./openai/batch-limits.ts";
 import type { BatchApi, Provider } from "./types.ts";
 
 export type VendorName = "openai" | "anthropic";
@@ -81,8 +81,7 @@ export function createProvider(options: CreateProviderOptions): SluiceProvider {
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   };
   const redact = redactor([apiKey]);
-  const adapter: VendorAdapter =
-    options.provider === "openai" ? openaiAdapter(settings, redact) : anthropicAdapter(settings, redact);
+  const adapter = lazyAdapter(options.provider, settings, redact);
   const limiter = new ProviderLimiter(options.provider, { ...options.limiter, limits: options.limits });
   return {
     name: options.provider,
@@ -92,6 +91,38 @@ export function createProvider(options: CreateProviderOptions): SluiceProvider {
     stats: () => limiter.stats(),
     close: async () => {},
   };
+}
+
+/**
+ * The vendor's adapter, its SDK imported on the first call: a process whose
+ * stages use one provider never loads the other SDK, and a command that makes
+ * no call loads neither (each SDK is 10-25 MB of resident memory).
+ */
+function lazyAdapter(name: VendorName, settings: ClientSettings, redact: (text: string) => string): VendorAdapter {
+  let loading: Promise<VendorAdapter> | undefined;
+  const load = () =>
+    (loading ??=
+      name === "openai"
+        ? import("./openai/index.ts").then((m) => m.openaiAdapter(settings, redact))
+        : import("./anthropic/index.ts").then((m) => m.anthropicAdapter(settings, redact)));
+  const limits = name === "openai" ? OPENAI_BATCH_LIMITS : ANTHROPIC_BATCH_LIMITS;
+  const batch: BatchApi = {
+    maxRequests: limits.maxRequests,
+    maxBytes: limits.maxBytes,
+    submit: async (requests, submitOptions) => (await load()).batch.submit(requests, submitOptions),
+    findSubmitted: async (tag, match) => {
+      const real = (await load()).batch;
+      return real.findSubmitted ? real.findSubmitted(tag, match) : undefined;
+    },
+    poll: async (batchId) => (await load()).batch.poll(batchId),
+    results: (batchId) => ({
+      async *[Symbol.asyncIterator]() {
+        yield* (await load()).batch.results(batchId);
+      },
+    }),
+    cancel: async (batchId) => (await load()).batch.cancel(batchId),
+  };
+  return { name, call: async (request, signal) => (await load()).call(request, signal), batch };
 }
 
 export interface ProviderEnv {
@@ -130,6 +161,6 @@ export { costOf, costBreakdown, isPriced, priceOf, PRICES, type ModelPrice, type
 export { ModelLimiter, ProviderLimiter, type LimiterOptions, type LimiterStats, type CallOutcome, type Permit } from "./limiter.ts";
 export { FakeClock, systemClock, type Clock } from "./limits/clock.ts";
 export type { BreakerOptions, BreakerState } from "./limits/breaker.ts";
-export { OPENAI_BATCH_LIMITS } from "./openai/index.ts";
-export { ANTHROPIC_BATCH_LIMITS } from "./anthropic/index.ts";
+export { OPENAI_BATCH_LIMITS } from "./openai/batch-limits.ts";
+export { ANTHROPIC_BATCH_LIMITS } from "./anthropic/batch-limits.ts";
 export type * from "./types.ts";

@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
 import { Agent, fetch as undiciFetch, type Dispatcher } from "undici";
-import { fromMessage } from "./anthropic/realtime.ts";
-import { fromChatCompletion } from "./openai/realtime.ts";
+import { fromMessage } from "./anthropic/wire.ts";
+import { fromChatCompletion } from "./openai/wire.ts";
 import type { CompletionResult } from "./types.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { decode, encode } from "gpt-tokenizer";
+import { decode, encode } from "../core/tokens.ts";
 import { sha256 } from "../core/hash.ts";
 import type { JsonSchema } from "../core/types.ts";
 import type { FaultConfig, LatencyConfig } from "./config.ts";

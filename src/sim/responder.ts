@@ -1,4 +1,4 @@
-import { countTokens } from "gpt-tokenizer";
+import { countTokens } from "../core/tokens.ts";
 import { sha256 } from "../core/hash.ts";
 import type { JsonSchema } from "../core/types.ts";
 
@@ -177,7 +177,7 @@ function generate(schema: JsonSchema, name: string, text: string, seed: string, 
   return s.padEnd(minLength, ".").slice(0, maxLength);
 }
 
-/** Count tokens the same way every time (cl100k-family BPE from gpt-tokenizer). */
+/** Count tokens the same way every time (o200k_base BPE from gpt-tokenizer, loaded on first use). */
 export function tokens(text: string): number {
   return countTokens(text);
 }

@@ -7,8 +7,9 @@ import type { AnthropicClient } from "./client.ts";
 import { mapBatchError, mapError } from "./errors.ts";
 import { fromMessage, toMessageBody } from "./realtime.ts";
 
-/** Message Batches limits: 100,000 requests and 256 MB per batch. */
-export const ANTHROPIC_BATCH_LIMITS = { maxRequests: 100_000, maxBytes: 256 * 1024 * 1024 } as const;
+import { ANTHROPIC_BATCH_LIMITS } from "./batch-limits.ts";
+
+export { ANTHROPIC_BATCH_LIMITS };
 
 /**
  * Anthropic's Message Batches: create with the requests inline, poll, stream

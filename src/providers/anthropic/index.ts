@@ -19,4 +19,4 @@ export function anthropicAdapter(settings: ClientSettings, redact: (text: string
   };
 }
 
-export { ANTHROPIC_BATCH_LIMITS } from "./batch.ts";
+export { ANTHROPIC_BATCH_LIMITS } from "./batch-limits.ts";

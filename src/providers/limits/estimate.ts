@@ -1,4 +1,4 @@
-import { countTokens } from "gpt-tokenizer";
+import { countTokens } from "../../core/tokens.ts";
 import type { CompletionRequest } from "../types.ts";
 
 /**

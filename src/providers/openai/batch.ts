@@ -8,8 +8,9 @@ import type { OpenAIClient } from "./client.ts";
 import { mapBatchLineError, mapError } from "./errors.ts";
 import { fromChatCompletion, toChatBody } from "./realtime.ts";
 
-/** OpenAI Batch API limits: 50,000 requests and 200 MB of JSONL per batch. */
-export const OPENAI_BATCH_LIMITS = { maxRequests: 50_000, maxBytes: 200 * 1024 * 1024 } as const;
+import { OPENAI_BATCH_LIMITS } from "./batch-limits.ts";
+
+export { OPENAI_BATCH_LIMITS };
 
 const ENDPOINT = "/v1/chat/completions";
 

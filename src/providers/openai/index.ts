@@ -19,4 +19,4 @@ export function openaiAdapter(settings: ClientSettings, redact: (text: string) =
   };
 }
 
-export { OPENAI_BATCH_LIMITS } from "./batch.ts";
+export { OPENAI_BATCH_LIMITS } from "./batch-limits.ts";
