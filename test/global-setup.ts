@@ -1,8 +1,26 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 // Many suites spawn `bin/sluice.mjs`, which runs the compiled CLI in dist/:
 // compile it first when a source is newer than the last build.
 // @ts-expect-error a plain ES module script, without types
 import { buildIfStale } from "../scripts/build.mjs";
 
-export default function setup(): void {
+/**
+ * Suites make temporary folders (stores, inputs, snapshots) and the processes
+ * they spawn make more: all of them go under one folder for this run of the
+ * suite (TMPDIR, which `os.tmpdir()` reads and test workers and spawned
+ * processes inherit), removed when the run ends, so repeated runs do not fill
+ * the disk.
+ */
+export default function setup(): () => void {
   (buildIfStale as () => void)();
+  const root = mkdtempSync(join(tmpdir(), "sluice-tests-"));
+  const previous = process.env.TMPDIR;
+  process.env.TMPDIR = root;
+  return () => {
+    if (previous === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = previous;
+    rmSync(root, { recursive: true, force: true });
+  };
 }

@@ -81,9 +81,22 @@ await pg.close();`;
     renameSync(building, dataDir);
   } catch (err) {
     rmSync(building, { recursive: true, force: true });
-    const stderr = String((err as { stderr?: unknown }).stderr ?? "").trim().split("\n").filter(Boolean).at(-1);
-    throw new SluiceError(`could not create the embedded database at ${dataDir}: ${stderr ?? (err instanceof Error ? err.message : String(err))}`, { cause: err });
+    throw new SluiceError(`could not create the embedded database at ${dataDir}: ${initFailure(err)}`, { cause: err });
   }
+}
+
+/**
+ * Why the child creating a data directory failed, in one line: PGlite's file
+ * system errors carry a WASI errno only (51: the disk is full), and Node ends
+ * stderr with its version, so the last line alone says nothing.
+ */
+export function initFailure(err: unknown): string {
+  const stderr = String((err as { stderr?: unknown }).stderr ?? "");
+  const errno = /ErrnoError[^\n]*errno: (\d+)/.exec(stderr)?.[1];
+  if (errno === "51") return "no space left on the device (free some disk space and run again)";
+  if (errno !== undefined) return `file system error ${errno} (WASI errno) while writing it`;
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("Node.js v") && !l.startsWith("at ") && l !== "^");
+  return lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? (err instanceof Error ? err.message : String(err));
 }
 
 /**
