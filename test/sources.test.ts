@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { definePipeline, defineStage } from "../src/core/define.ts";
+import { definePipeline } from "../src/core/define.ts";
 import { targetColumns } from "../src/core/target.ts";
 import type { JsonSchema, PipelineDef } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
@@ -14,6 +14,7 @@ import { dumpTarget } from "../src/store/reports.ts";
 import { loadSourceTable, readRowsPast, sourceCursor } from "../src/store/sources.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import { singleProvider } from "../src/testing/harness.ts";
+import { classifyAndCommit } from "./fixtures/classify-commit.ts";
 
 /**
  * Table and glob sources read only what is new: a table source past the
@@ -27,22 +28,8 @@ const rowSchema: JsonSchema = {
 };
 const columns = targetColumns(rowSchema, "id");
 
-const labelSchema: JsonSchema = {
-  type: "object",
-  additionalProperties: false,
-  required: ["category", "confidence"],
-  properties: { category: { enum: ["billing", "bug", "other"] }, confidence: { type: "number" } },
-};
-
 function pipelineOver(source: PipelineDef["source"], id = "notes"): PipelineDef {
-  return definePipeline({
-    id,
-    source,
-    stages: [
-      defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: labelSchema } }),
-      defineStage({ id: "commit", kind: "commit", target: { table: `${id.replace(/-/g, "_")}_out`, key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
-    ],
-  });
+  return classifyAndCommit(id, source);
 }
 
 const TEXTS = ["invoice charged twice", "the app crashes on login", "hello there", "refund please", "export button broken"];

@@ -3,13 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { definePipeline, defineStage } from "../src/core/define.ts";
-import { targetColumns } from "../src/core/target.ts";
-import type { JsonSchema } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { watchPipelines, watchedPipelines, type WatchEvent } from "../src/sensors/index.ts";
 import { loadSourceTable } from "../src/store/sources.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import { singleProvider } from "../src/testing/harness.ts";
+import { classifyAndCommit, textColumns } from "./fixtures/classify-commit.ts";
 
 /**
  * `watch` starts a pipeline with `onNewRows` by itself, in the poll after
@@ -18,23 +17,8 @@ import { singleProvider } from "../src/testing/harness.ts";
  * slow machine makes each poll later, never the outcome different.
  */
 
-const columns = targetColumns({ type: "object", properties: { id: { type: "string" }, text: { type: "string" } } }, "id");
-const labelSchema: JsonSchema = {
-  type: "object",
-  additionalProperties: false,
-  required: ["category", "confidence"],
-  properties: { category: { enum: ["billing", "bug", "other"] }, confidence: { type: "number" } },
-};
-
-const pipeline = definePipeline({
-  id: "watched",
-  source: { key: "id", table: "watched_src", cursor: "updated_at" },
-  onNewRows: true,
-  stages: [
-    defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: labelSchema } }),
-    defineStage({ id: "commit", kind: "commit", target: { table: "watched_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
-  ],
-});
+const columns = textColumns;
+const pipeline = classifyAndCommit("watched", { key: "id", table: "watched_src", cursor: "updated_at" }, { onNewRows: true });
 
 const row = (i: number, text = `invoice charged twice, case ${i}`) => ({ id: `w${i}`, text });
 
@@ -136,15 +120,7 @@ const digest = definePipeline({
   ],
 });
 
-const inbox = definePipeline({
-  id: "inbox",
-  source: { key: "id", glob: "in/*.jsonl" },
-  onNewFiles: true,
-  stages: [
-    pipeline.stages[0]!,
-    defineStage({ id: "commit", kind: "commit", target: { table: "inbox_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
-  ],
-});
+const inbox = classifyAndCommit("inbox", { key: "id", glob: "in/*.jsonl" }, { onNewFiles: true });
 
 for (const driver of testDrivers()) {
   describe.skipIf(driver.skip)(`watch with after and onNewFiles, on ${driver.name}`, () => {

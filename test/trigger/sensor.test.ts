@@ -1,7 +1,6 @@
 import { idempotencyKeys } from "@trigger.dev/sdk";
 import { resourceCatalog } from "@trigger.dev/core/v3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { definePipeline, defineStage } from "../../src/core/define.ts";
 import { targetColumns } from "../../src/core/target.ts";
 import type { JsonSchema } from "../../src/core/types.ts";
 import { configureTriggerRunner, defineSluiceTasks, type OrchestratorOutput } from "../../src/runners/trigger/index.ts";
@@ -16,6 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
+import { classifyAndCommit, textColumns } from "../fixtures/classify-commit.ts";
 
 /**
  * On Trigger.dev, a pipeline with `onNewRows` gets a scheduled sensor task:
@@ -25,31 +25,9 @@ import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./
  */
 
 installTaskCatalog();
-const columns = targetColumns({ type: "object", properties: { id: { type: "string" }, text: { type: "string" } } }, "id");
-const labelSchema: JsonSchema = {
-  type: "object",
-  additionalProperties: false,
-  required: ["category", "confidence"],
-  properties: { category: { enum: ["billing", "bug", "other"] }, confidence: { type: "number" } },
-};
-const pipeline = definePipeline({
-  id: "sensed",
-  source: { key: "id", table: "sensed_src", cursor: "updated_at" },
-  onNewRows: true,
-  stages: [
-    defineStage({ id: "classify", kind: "classify", model: "gpt-4o-mini", prompt: { user: "{{item.text}}" }, output: { name: "Label", schema: labelSchema } }),
-    defineStage({ id: "commit", kind: "commit", target: { table: "sensed_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
-  ],
-});
-const dropped = definePipeline({
-  id: "dropped",
-  source: { key: "id", glob: "drop/*.jsonl" },
-  onNewFiles: true,
-  stages: [
-    pipeline.stages[0]!,
-    defineStage({ id: "commit", kind: "commit", target: { table: "dropped_out", key: "id" }, row: ({ itemId, outputs }) => ({ id: itemId, category: (outputs.classify as { category: string }).category }) }),
-  ],
-});
+const columns = textColumns;
+const pipeline = classifyAndCommit("sensed", { key: "id", table: "sensed_src", cursor: "updated_at" }, { onNewRows: true });
+const dropped = classifyAndCommit("dropped", { key: "id", glob: "drop/*.jsonl" }, { onNewFiles: true });
 const TASKS = defineSluiceTasks([pipeline, crm, dropped]);
 const row = (i: number, text = `invoice charged twice, case ${i}`) => ({ id: `s${i}`, text });
 const tick = (at: string) => ({ type: "DECLARATIVE", scheduleId: "sched_sensor", timestamp: new Date(at), timezone: "UTC", upcoming: [] });
