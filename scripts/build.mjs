@@ -34,6 +34,8 @@ export function stale() {
 export function build() {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   execFileSync(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")], { cwd: ROOT, stdio: "inherit" });
+  // The embedded database's thread is plain JavaScript (src/store/pglite/worker.mjs).
+  cpSync(join(ROOT, "src", "store", "pglite", "worker.mjs"), join(ROOT, "dist", "src", "store", "pglite", "worker.mjs"));
   const migrations = join(ROOT, "dist", "src", "store", "migrations");
   rmSync(migrations, { recursive: true, force: true });
   cpSync(join(ROOT, "src", "store", "migrations"), migrations, { recursive: true });

@@ -7,12 +7,13 @@ import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
 import { SluiceError } from "../../core/errors.ts";
+import { PGliteThread } from "./client.ts";
 import { MIGRATIONS_DIR, wrap, type Database, type Drizzle } from "../database.ts";
 import * as schema from "../schema.ts";
 
 /**
  * Embedded Postgres (PGlite) in `dataDir`, or in memory when `dataDir` is
- * undefined. One process at a time may open a data directory: a lock file
+ * undefined, running in a thread of its own (`client.ts`). One process at a time may open a data directory: a lock file
  * says who has it, so a second `sluice` gets a clear message instead of a
  * corrupted database.
  *
@@ -41,8 +42,14 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
       throw err;
     }
   }
-  const client = dataDir ? new PGlite(dataDir, { startParams }) : new PGlite({ startParams });
-  const db = drizzle(client, { schema }) as unknown as Drizzle;
+  let client: PGliteThread;
+  try {
+    client = await PGliteThread.open({ dataDir, startParams });
+  } catch (err) {
+    release();
+    throw err;
+  }
+  const db = drizzle(client as never, { schema }) as unknown as Drizzle;
   try {
     await migrate(db as never, { migrationsFolder: MIGRATIONS_DIR });
   } catch (err) {
