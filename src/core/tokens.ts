@@ -26,6 +26,24 @@ export function countTokens(text: string): number {
   return encoding().countTokens(text);
 }
 
+/**
+ * The count of a text that comes back with every request of a stage (its
+ * system prompt, its schema): remembered, as counting is most of the memory a
+ * request allocates (the tokenizer's matches). At most `REMEMBERED` texts are
+ * kept; past that the memory starts over.
+ */
+export function countRepeatedTokens(text: string): number {
+  let n = remembered.get(text);
+  if (n === undefined) {
+    if (remembered.size >= REMEMBERED) remembered.clear();
+    remembered.set(text, (n = countTokens(text)));
+  }
+  return n;
+}
+
+const REMEMBERED = 256;
+const remembered = new Map<string, number>();
+
 export function encode(text: string): number[] {
   return encoding().encode(text);
 }

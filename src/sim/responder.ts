@@ -1,4 +1,4 @@
-import { countTokens } from "../core/tokens.ts";
+import { countRepeatedTokens, countTokens } from "../core/tokens.ts";
 import { sha256 } from "../core/hash.ts";
 import type { JsonSchema } from "../core/types.ts";
 
@@ -189,7 +189,7 @@ export function respond(input: RespondInput): Respond {
   return {
     value,
     json,
-    inputTokens: tokens(`${input.system ?? ""}\n${input.text}`) + tokens(JSON.stringify(input.schema)) + 8,
+    inputTokens: tokens(`${input.system ?? ""}\n${input.text}`) + countRepeatedTokens(JSON.stringify(input.schema)) + 8,
     outputTokens: tokens(json),
   };
 }

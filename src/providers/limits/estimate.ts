@@ -1,4 +1,4 @@
-import { countTokens } from "../../core/tokens.ts";
+import { countRepeatedTokens, countTokens } from "../../core/tokens.ts";
 import type { CompletionRequest } from "../types.ts";
 
 /**
@@ -16,7 +16,7 @@ export function estimateInputTokens(req: CompletionRequest): number {
   const known = requestCounts.get(req);
   if (known !== undefined) return known;
   let n = 8;
-  if (req.system) n += countTokens(req.system) + 4;
+  if (req.system) n += countRepeatedTokens(req.system) + 4;
   for (const m of req.messages) n += countTokens(m.content) + 4;
   n += schemaTokens(req.schema.schema);
   requestCounts.set(req, n);
