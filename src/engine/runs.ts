@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { PipelineDef } from "../core/types.ts";
-import { readSource, sourceFingerprint } from "../sources/index.ts";
+import { conflictingDuplicateReason, duplicateReason, preview, readSource, sourceFingerprint } from "../sources/index.ts";
 import type { Database } from "../store/database.ts";
 import { findOpenRun, insertItems, insertRejectedRows, insertRun, lockPipelineRuns, markLoaded, type LoadedItem, type RejectedRow, type RunRow } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -53,8 +53,16 @@ export async function loadSource(ctx: RunContext, inputPath: string, onRows?: (n
   let items: LoadedItem[] = [];
   let rejected: RejectedRow[] = [];
   let rowsRead = 0;
-  const insert = async (batch: LoadedItem[], bad: RejectedRow[]) => {
-    await insertItems(ctx.db, ctx.runId, first, batch);
+  // The rows' text, kept for a batch only: a row the store finds repeating an earlier id with other content is quarantined with it.
+  let raws = new Map<number, () => string>();
+  const insert = async (batch: LoadedItem[], bad: RejectedRow[], batchRaws: Map<number, () => string>) => {
+    for (const r of await insertItems(ctx.db, ctx.runId, first, batch)) {
+      bad.push(
+        r.same
+          ? { line: r.line, item_id: r.item_id, state: "deduplicated", reason: duplicateReason(r.item_id, r.first_line), raw: null }
+          : { line: r.line, item_id: r.item_id, state: "quarantined", reason: conflictingDuplicateReason(r.item_id, r.first_line), raw: preview(batchRaws.get(r.line)?.() ?? "") },
+      );
+    }
     await insertRejectedRows(ctx.db, ctx.runId, bad);
     onRows?.(batch.length + bad.length);
   };
@@ -64,19 +72,23 @@ export async function loadSource(ctx: RunContext, inputPath: string, onRows?: (n
   const write = async () => {
     const batch = items;
     const bad = rejected;
+    const batchRaws = raws;
     items = [];
     rejected = [];
+    raws = new Map();
     await writing;
-    writing = insert(batch, bad);
+    writing = insert(batch, bad, batchRaws);
     // A failed write surfaces at the next await of `writing`, not as an unhandled rejection.
     writing.catch(() => {});
   };
-  for await (const record of readSource(inputPath, ctx.pipeline.source, { signal: ctx.signal })) {
+  // Duplicate ids are found by the store (`insertItems`), so the reader remembers none.
+  for await (const record of readSource(inputPath, ctx.pipeline.source, { signal: ctx.signal, findDuplicates: false })) {
     rowsRead++;
     if (record.kind === "item") {
       items.push({ item_id: record.itemId, line: record.line, content_hash: record.contentHash, data: record.item });
+      if (record.raw) raws.set(record.line, record.raw);
     } else if (record.kind === "duplicate") {
-      rejected.push({ line: record.line, item_id: record.itemId, state: "deduplicated", reason: `identical to line ${record.firstLine} (same id "${record.itemId}", same content); processed once`, raw: null });
+      rejected.push({ line: record.line, item_id: record.itemId, state: "deduplicated", reason: duplicateReason(record.itemId, record.firstLine), raw: null });
     } else {
       rejected.push({ line: record.line, item_id: record.itemId ?? null, state: "quarantined", reason: record.reason, raw: record.raw ?? null });
     }

@@ -11,6 +11,16 @@ export function preview(text: string): string {
   return trimmed.length > RAW_PREVIEW_CHARS ? `${trimmed.slice(0, RAW_PREVIEW_CHARS)}…` : trimmed;
 }
 
+/** Why a row whose id an earlier row has, with different content, is quarantined. */
+export function conflictingDuplicateReason(itemId: string, firstLine: number): string {
+  return `duplicate id ${JSON.stringify(itemId)} with content different from line ${firstLine}; the first row is kept`;
+}
+
+/** Why a row identical to an earlier one (same id, same content) is not processed again. */
+export function duplicateReason(itemId: string, firstLine: number): string {
+  return `identical to line ${firstLine} (same id "${itemId}", same content); processed once`;
+}
+
 /** The `required` list of an object schema, or none. */
 export function requiredFields(schema: JsonSchema | undefined): string[] {
   const req = schema?.required;
@@ -26,10 +36,14 @@ export class ItemChecks {
   private readonly maxBytes: number;
   private readonly check?: Checker;
   private readonly required: string[];
-  private readonly seen = new SeenIds();
+  private readonly seen: SeenIds | undefined;
 
-  /** @param emptyIsMissing CSV has no null: an empty cell in a required column counts as missing. */
-  constructor(spec: SourceSpec, emptyIsMissing: boolean) {
+  /**
+   * @param emptyIsMissing CSV has no null: an empty cell in a required column counts as missing.
+   * @param findDuplicates false: no id is remembered, and finding rows with an id seen before is the caller's (see `ReadSourceOptions`).
+   */
+  constructor(spec: SourceSpec, emptyIsMissing: boolean, findDuplicates = true) {
+    this.seen = findDuplicates ? new SeenIds() : undefined;
     this.maxBytes = spec.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     if (spec.schema) this.check = compileSchema(spec.schema);
     this.required = emptyIsMissing ? requiredFields(spec.schema) : [];
@@ -49,6 +63,7 @@ export class ItemChecks {
     if (reason) return { kind: "bad", line, itemId, reason, raw: preview(raw()) };
 
     const contentHash = sha256(json).slice(0, 16);
+    if (!this.seen) return { kind: "item", line, itemId, item, bytes, contentHash, raw };
     const first = this.seen.get(itemId);
     if (!first) {
       this.seen.add(itemId, contentHash, line);
@@ -59,7 +74,7 @@ export class ItemChecks {
       kind: "bad",
       line,
       itemId,
-      reason: `duplicate id ${JSON.stringify(itemId)} with content different from line ${first.line}; the first row is kept`,
+      reason: conflictingDuplicateReason(itemId, first.line),
       raw: preview(raw()),
     };
   }

@@ -115,7 +115,7 @@ export class CsvTable {
   private readonly key: string;
   private readonly checks: ItemChecks;
 
-  constructor(path: string, fields: readonly string[], spec: SourceSpec) {
+  constructor(path: string, fields: readonly string[], spec: SourceSpec, findDuplicates = true) {
     const names = fields.map(decodeUtf8);
     if (names.some((n) => n === undefined)) throw new SluiceError(`${path}: the header row is not valid UTF-8`);
     this.header = names.map((n) => n!.trim());
@@ -129,7 +129,7 @@ export class CsvTable {
       const list = missing.map((m) => JSON.stringify(m)).join(", ");
       throw new SluiceError(`${path}: the header row has no column ${list}, which the item schema requires`);
     }
-    this.checks = new ItemChecks(spec, true);
+    this.checks = new ItemChecks(spec, true, findDuplicates);
   }
 
   private column(i: number): string {

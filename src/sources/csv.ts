@@ -23,7 +23,7 @@ const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
  *   if (rec.kind === "bad") console.warn(`line ${rec.line}: ${rec.reason}`);
  * }
  */
-export async function* readCsv(path: string, spec: SourceSpec, signal?: AbortSignal): AsyncGenerator<SourceRecord> {
+export async function* readCsv(path: string, spec: SourceSpec, signal?: AbortSignal, findDuplicates = true): AsyncGenerator<SourceRecord> {
   const file = await open(path);
   let input: ReadStream | undefined;
   // With relax_quotes and relax_column_count, the one record csv-parse can skip
@@ -53,7 +53,7 @@ export async function* readCsv(path: string, spec: SourceSpec, signal?: AbortSig
       line += countBreaks(content) + (content.length < row.raw.length ? 1 : 0);
       // A blank line is not a row: nobody would count it as one.
       if (content === "") continue;
-      if (!table) table = new CsvTable(path, row.record, spec);
+      if (!table) table = new CsvTable(path, row.record, spec, findDuplicates);
       else yield table.check(start, row.record, content);
     }
     if (unclosed) {

@@ -7,6 +7,7 @@ import { readCsv } from "./csv.ts";
 import { readJsonl } from "./jsonl.ts";
 import { emptyStats, type ReadSourceOptions, type SourceRecord, type SourceStats } from "./types.ts";
 
+export { conflictingDuplicateReason, duplicateReason, preview } from "./checks.ts";
 export { readCsv } from "./csv.ts";
 export { readJsonl } from "./jsonl.ts";
 export {
@@ -54,7 +55,8 @@ export async function* readSource(
   options: ReadSourceOptions = {},
 ): AsyncGenerator<SourceRecord> {
   const stats = options.stats ?? emptyStats();
-  const records = sourceFormat(path, spec) === "csv" ? readCsv(path, spec, options.signal) : readJsonl(path, spec, options.signal);
+  const find = options.findDuplicates ?? true;
+  const records = sourceFormat(path, spec) === "csv" ? readCsv(path, spec, options.signal, find) : readJsonl(path, spec, options.signal, find);
   for await (const rec of records) {
     stats.rowsRead++;
     if (rec.kind === "item") stats.items++;

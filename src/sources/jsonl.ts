@@ -32,7 +32,7 @@ const decodeLoose = (bytes: string) => Buffer.from(bytes, "latin1").toString("ut
  *   if (rec.kind === "item") console.log(rec.itemId);
  * }
  */
-export async function* readJsonl(path: string, spec: SourceSpec, signal?: AbortSignal): AsyncGenerator<SourceRecord> {
+export async function* readJsonl(path: string, spec: SourceSpec, signal?: AbortSignal, findDuplicates = true): AsyncGenerator<SourceRecord> {
   const input = createReadStream(path, { encoding: "latin1" });
   const lines = createInterface({ input, crlfDelay: Infinity });
   // readline does not surface a read error (missing file) to its iterator; this does.
@@ -41,7 +41,7 @@ export async function* readJsonl(path: string, spec: SourceSpec, signal?: AbortS
     readError = err;
     lines.close();
   });
-  const checks = new ItemChecks(spec, false);
+  const checks = new ItemChecks(spec, false, findDuplicates);
   let lineNo = 0;
   try {
     for await (const text of lines) {

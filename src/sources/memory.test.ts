@@ -67,3 +67,34 @@ it("streams a large file without accumulating its rows", async () => {
       `(${Math.round(ROWS / seconds)} rows/s); peak retained growth ${(peak / 1e6).toFixed(1)} MB`,
   );
 });
+
+it("remembers no id when the caller finds duplicates (a run's load, in the store)", async () => {
+  // Many small rows, so the ids are most of what a reader could keep.
+  const small = join(dir, "small.csv");
+  const out = createWriteStream(small);
+  out.write("id,subject,body,customer_email,created_at\n");
+  const SMALL = 200_000;
+  for (let i = 0; i < SMALL; i++) {
+    if (!out.write(`S-${String(i).padStart(7, "0")},s,b,u@example.com,2024-05-01T10:00:00Z\n`)) await once(out, "drain");
+  }
+  out.end();
+  await once(out, "finish");
+  const growth = async (findDuplicates: boolean) => {
+    let first = 0;
+    let last = 0;
+    let n = 0;
+    for await (const rec of readSource(small, MESSY_SPEC, { findDuplicates })) {
+      if (rec.kind !== "item") throw new Error(`unexpected ${rec.kind} at line ${rec.line}`);
+      if (++n === SMALL / 4) first = retained();
+      if (n === SMALL) last = retained();
+    }
+    expect(n).toBe(SMALL);
+    return last - first;
+  };
+  const remembering = await growth(true);
+  const not = await growth(false);
+  console.log(`sources: retained growth over the last ${(SMALL * 0.75).toLocaleString("en-US")} of ${SMALL.toLocaleString("en-US")} rows: ${(remembering / 1e6).toFixed(1)} MB remembering ids, ${(not / 1e6).toFixed(1)} MB not`);
+  // 150,000 more ids take several MB; without them what is left is the collector's noise.
+  expect(remembering).toBeGreaterThan(5_000_000);
+  expect(not).toBeLessThan(remembering / 5);
+});

@@ -14,6 +14,12 @@ export type SourceRecord =
       bytes: number;
       /** `hashValue(item)`: equal content, equal hash. */
       contentHash: string;
+      /**
+       * The row's text, given when the reader does not find duplicates
+       * (`findDuplicates: false`): for the caller to quarantine it with, should
+       * its id turn out to be an earlier row's with other content.
+       */
+      raw?: () => string;
     }
   /** Same id and identical content as an earlier row: deduplicated, not an error. */
   | { kind: "duplicate"; line: number; itemId: string; firstLine: number }
@@ -36,6 +42,14 @@ export interface ReadSourceOptions {
   signal?: AbortSignal;
   /** Filled in as records are yielded, for callers that only consume the generator. */
   stats?: SourceStats;
+  /**
+   * Whether the reader finds rows whose id an earlier row has (default true).
+   * To do so it remembers every id it has read: about 75 MB at a million rows.
+   * With false, no id is remembered, every row that passes its checks is an
+   * `item` (with its `raw` text), and finding duplicates is the caller's: a
+   * run's load finds them in the store, so its memory does not grow with the input.
+   */
+  findDuplicates?: boolean;
 }
 
 /** Default `SourceSpec.maxItemBytes`: 256 KiB. */

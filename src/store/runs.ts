@@ -146,23 +146,50 @@ export interface RejectedRow {
   raw: string | null;
 }
 
+/** A row of a batch whose id an earlier row of the input has: `same` when its content is that row's too. */
+export interface RepeatedId {
+  line: number;
+  item_id: string;
+  first_line: number;
+  same: boolean;
+}
+
 /**
- * Record a batch of source items, each queued for the first stage in the same
- * statement. Rows already recorded are skipped, so a load cut short is simply
- * done again.
+ * Record a batch of source rows in input order, each new item queued for the
+ * first stage in the same statement, and return the rows whose id an earlier
+ * row has (recorded by an earlier batch, or earlier in this one): the store,
+ * not the process, remembers the ids read, so a load's memory does not grow
+ * with the input. A row already recorded (the same line: a load cut short and
+ * done again) is skipped, not returned.
  */
-export async function insertItems(db: Database, runId: string, firstStage: { index: number; id: string }, items: LoadedItem[]): Promise<void> {
-  if (items.length === 0) return;
-  await db.rows(sql`
-    WITH loaded AS (
+export async function insertItems(db: Database, runId: string, firstStage: { index: number; id: string }, items: LoadedItem[]): Promise<RepeatedId[]> {
+  if (items.length === 0) return [];
+  return db.rows<RepeatedId>(sql`
+    WITH x AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(items)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)),
+    firsts AS (
+      -- Each id's first row: recorded before, else the first in this batch. A
+      -- primary-key probe per id (LATERAL), whatever the planner believes of
+      -- the table's size: PGlite never refreshes its statistics.
+      SELECT DISTINCT ON (item_id) item_id, line, content_hash FROM (
+        SELECT r.item_id, r.line, r.content_hash FROM (SELECT DISTINCT item_id FROM x) ids
+        CROSS JOIN LATERAL (SELECT item_id, line, content_hash FROM run_items WHERE run_id = ${runId} AND item_id = ids.item_id) r
+        UNION ALL
+        SELECT item_id, line, content_hash FROM x) candidates
+      ORDER BY item_id, line),
+    loaded AS (
       INSERT INTO run_items (run_id, item_id, line, content_hash, data)
-      SELECT ${runId}, x.item_id, x.line, x.content_hash, x.data
-      FROM jsonb_to_recordset(${JSON.stringify(items)}::jsonb) AS x(item_id text, line int, content_hash text, data jsonb)
+      SELECT ${runId}, x.item_id, x.line, x.content_hash, x.data FROM x JOIN firsts f ON f.item_id = x.item_id AND f.line = x.line
       ON CONFLICT DO NOTHING
-      RETURNING item_id)
-    INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-    SELECT ${runId}, ${firstStage.index}, item_id, ${firstStage.id}, 'queued' FROM loaded
-    ON CONFLICT DO NOTHING`);
+      RETURNING item_id),
+    queued AS (
+      INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
+      SELECT ${runId}, ${firstStage.index}, item_id, ${firstStage.id}, 'queued' FROM loaded
+      ON CONFLICT DO NOTHING)
+    SELECT x.line, x.item_id, f.line AS first_line, x.content_hash = f.content_hash AS same
+    FROM x JOIN firsts f ON f.item_id = x.item_id
+    WHERE x.line <> f.line
+    ORDER BY x.line`);
 }
 
 /** Record source rows that did not become items (quarantined, or identical copies of an earlier row). */
