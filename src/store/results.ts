@@ -179,11 +179,11 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
         not_before = CASE WHEN y.status = 'failed_retryable' THEN ${waitAfter(sql`w.attempts + coalesce(y.attempts, 0)`)} END,
         updated_at = now()
       FROM y
-      WHERE w.run_id = ${runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id
+      WHERE w.run_id = ${runId} AND w.stage_index = ${stage.index} AND w.item_id = ${anyText(ids)} AND w.item_id = y.item_id
       RETURNING w.item_id`
     })
     SELECT (SELECT array_agg(i.item_id) FROM ${idRows(ids)} WHERE i.item_id NOT IN (SELECT item_id FROM upd)) AS dropped,
-      (SELECT array_agg(outs.item_id) FROM outs JOIN x ON x.item_id = outs.item_id WHERE outs.output_hash IS DISTINCT FROM x.o_hash) AS replaced`);
+      (SELECT array_agg(outs.item_id) FROM outs WHERE (outs.item_id, outs.output_hash) NOT IN (SELECT x.item_id, x.o_hash FROM x WHERE x.o_status IS NOT NULL)) AS replaced`);
   return { dropped: row!.dropped ?? [], replaced: row!.replaced ?? [] };
 }
 
@@ -200,11 +200,10 @@ function ownedItems(to: ResultsTarget, ids: readonly string[]): SQL {
     // row of the stage for each chunk, 47,760 of them near the end of a
     // 100k-ticket run.
     return sql`SELECT i.item_id FROM ${idRows(ids)}
-      LEFT JOIN LATERAL (
-        SELECT true AS found FROM work
+      WHERE NOT EXISTS (
+        SELECT FROM work
         WHERE run_id = ${runId} AND stage_index = ${stage.index} AND item_id = i.item_id
-        OFFSET 0) w ON true
-      WHERE w.found IS NULL`;
+        OFFSET 0)`;
   }
   if (to.mode === "guarded") {
     return sql`SELECT w.item_id
