@@ -179,7 +179,7 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
         not_before = CASE WHEN y.status = 'failed_retryable' THEN ${waitAfter(sql`w.attempts + coalesce(y.attempts, 0)`)} END,
         updated_at = now()
       FROM y
-      -- The ids as an index condition: with stale statistics the planner
+      -- The ids as an index condition: on stale statistics PGlite's planner
       -- otherwise hashed every row of the stage to join the chunk's 250.
       WHERE w.run_id = ${runId} AND w.stage_index = ${stage.index} AND w.item_id = ${anyText(ids)} AND w.item_id = y.item_id
       RETURNING w.item_id`
