@@ -108,7 +108,7 @@ export async function benchWritePath(): Promise<void> {
       const ms = await measure(t.db);
       const name = store === "pglite" ? "PGlite (on disk)" : "Postgres";
       for (const mode of ["insert", "unguarded"]) {
-        const what = mode === "insert" ? "rows inserted" : "claimed rows updated";
+        const what = mode === "insert" ? "inserting" : "updating";
         for (const v of Object.keys(VARIANTS)) {
           const [wall, cpu] = [ms.get(`${v} wall ${mode}`)!, ms.get(`${v} cpu ${mode}`)!];
           const [wall0, cpu0] = [ms.get(`before wall ${mode}`)!, ms.get(`before cpu ${mode}`)!];
