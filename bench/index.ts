@@ -13,6 +13,7 @@ import { benchRateLimit } from "./rate-limit.ts";
 import { benchRerun } from "./rerun.ts";
 import { benchScale } from "./scale.ts";
 import { benchSources } from "./sources.ts";
+import { benchWritePath } from "./write-path.ts";
 
 const only = process.argv[2];
 const benches: Record<string, () => Promise<void>> = {
@@ -26,6 +27,7 @@ const benches: Record<string, () => Promise<void>> = {
   scale: benchScale,
   sources: benchSources,
   footprint: benchFootprint,
+  "write-path": benchWritePath,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

@@ -160,8 +160,8 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
     ledger AS (${ledgerOf(to.targetTable!, runId, "changed")}),`
         : sql``
     }
-    -- MATERIALIZED, so the update below is a nested loop of primary-key
-    -- lookups, one per result, costing the same however large the run.
+    -- The new output's id by item: a hash join, since the probes above
+    -- keep the planner's estimates near the chunk's size.
     y AS MATERIALIZED (
       SELECT x.*, coalesce(x.output_id, outs.id) AS new_output_id FROM x LEFT JOIN outs ON outs.item_id = x.item_id
     ),
@@ -179,11 +179,16 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
         not_before = CASE WHEN y.status = 'failed_retryable' THEN ${waitAfter(sql`w.attempts + coalesce(y.attempts, 0)`)} END,
         updated_at = now()
       FROM y
-      WHERE w.run_id = ${runId} AND w.stage_index = ${stage.index} AND w.item_id = y.item_id
+      -- The ids as an index condition: on stale statistics PGlite's planner
+      -- otherwise hashed every row of the stage to join the chunk's 250.
+      WHERE w.run_id = ${runId} AND w.stage_index = ${stage.index} AND w.item_id = ${anyText(ids)} AND w.item_id = y.item_id
       RETURNING w.item_id`
     })
+    -- Outputs met already stored with another value: a hashed NOT IN, not a join,
+    -- whatever the planner estimates (a join estimated at one row was a
+    -- nested loop comparing every output with every result).
     SELECT (SELECT array_agg(i.item_id) FROM ${idRows(ids)} WHERE i.item_id NOT IN (SELECT item_id FROM upd)) AS dropped,
-      (SELECT array_agg(outs.item_id) FROM outs JOIN x ON x.item_id = outs.item_id WHERE outs.output_hash IS DISTINCT FROM x.o_hash) AS replaced`);
+      (SELECT array_agg(outs.item_id) FROM outs WHERE (outs.item_id, outs.output_hash) NOT IN (SELECT x.item_id, x.o_hash FROM x WHERE x.o_status IS NOT NULL)) AS replaced`);
   return { dropped: row!.dropped ?? [], replaced: row!.replaced ?? [] };
 }
 
@@ -195,16 +200,18 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
 function ownedItems(to: ResultsTarget, ids: readonly string[]): SQL {
   const { runId, stage, workerId } = to;
   if (to.mode === "insert") {
-    // A probe per id (see `idRows`), not NOT EXISTS: with stale statistics
-    // (embedded PGlite never analyzes) that became an anti join reading every
-    // row of the stage for each chunk, 47,760 of them near the end of a
-    // 100k-ticket run.
+    // A primary-key probe per id (see `idRows`): the OFFSET 0 keeps NOT
+    // EXISTS a filter, never an anti join, which with stale statistics
+    // (embedded PGlite never analyzes) read every row of the stage for each
+    // chunk, 47,760 of them near the end of a 100k-ticket run. As a filter,
+    // the planner takes it to keep half the ids; the LEFT JOIN probe it
+    // replaces was estimated at one row, which turned every join after it
+    // into a nested loop over the chunk's rows (62,500 comparisons a chunk).
     return sql`SELECT i.item_id FROM ${idRows(ids)}
-      LEFT JOIN LATERAL (
-        SELECT true AS found FROM work
+      WHERE NOT EXISTS (
+        SELECT FROM work
         WHERE run_id = ${runId} AND stage_index = ${stage.index} AND item_id = i.item_id
-        OFFSET 0) w ON true
-      WHERE w.found IS NULL`;
+        OFFSET 0)`;
   }
   if (to.mode === "guarded") {
     return sql`SELECT w.item_id
