@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -119,6 +120,30 @@ it("keeps a simulator's files in a folder of its own, removed when it stops", as
   } finally {
     if (before === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("removes a simulator's folder when its process exits without stopping it", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-sim-exit-test-"));
+  try {
+    const code = `
+      const { readdirSync } = await import("node:fs");
+      const { startSimulator } = await import("./src/sim/index.ts");
+      const sim = await startSimulator();
+      const form = new FormData();
+      form.append("purpose", "batch");
+      form.append("file", new File(["{}\\n"], "a.jsonl"));
+      const res = await fetch(sim.openaiBaseURL + "/files", { method: "POST", headers: { authorization: "Bearer sk-test" }, body: form });
+      const own = readdirSync(process.env.TMPDIR).filter((n) => n.startsWith("sluice-sim-files-"));
+      console.log(JSON.stringify({ status: res.status, folders: own.length, files: readdirSync(process.env.TMPDIR + "/" + own[0]).length }));
+      process.exit(0);`;
+    const out = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { cwd: join(import.meta.dirname, "../.."), env: { ...process.env, TMPDIR: dir }, encoding: "utf8", timeout: 60_000 });
+    expect(out.stderr).toBe("");
+    expect(JSON.parse(out.stdout.trim())).toEqual({ status: 200, folders: 1, files: 1 });
+    // (tsx keeps its cache there too.)
+    expect(readdirSync(dir).filter((n) => n.startsWith("sluice-sim-files-"))).toEqual([]);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -44,8 +44,12 @@ export class FileStore {
   private readonly dir = mkdtempSync(join(tmpdir(), "sluice-sim-files-"));
   private readonly files = new Map<string, StoredFile>();
   private seq = 0;
+  /** A process that ends without stopping its simulator (an error, `process.exit`) removes the folder too. */
+  private readonly atExit = () => rmSync(this.dir, { recursive: true, force: true });
 
-  constructor(private readonly newId: () => string) {}
+  constructor(private readonly newId: () => string) {
+    process.once("exit", this.atExit);
+  }
 
   get(id: string): StoredFile | undefined {
     return this.files.get(id);
@@ -179,7 +183,8 @@ export class FileStore {
   /** Remove every file and the folder. */
   close(): void {
     this.files.clear();
-    rmSync(this.dir, { recursive: true, force: true });
+    process.off("exit", this.atExit);
+    this.atExit();
   }
 }
 
