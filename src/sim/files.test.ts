@@ -90,6 +90,18 @@ describe("the simulator's Files API", () => {
     await expect(openai.files.content(file.id)).rejects.toMatchObject({ status: 404 });
   });
 
+  it("runs a batch whose input file was deleted while it ran", async () => {
+    const lines = ["a", "b", "c"].map((id) => JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body: { model: "gpt-4o-mini", messages: [{ role: "user", content: `ticket ${id}` }] } }));
+    const file = await openai.files.create({ file: await toFile(Buffer.from(lines.join("\n") + "\n"), "in.jsonl"), purpose: "batch" });
+    let batch = await openai.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+    await openai.files.delete(file.id);
+    await expect(openai.files.retrieve(file.id)).rejects.toMatchObject({ status: 404 });
+    for (let i = 0; i < 50 && batch.status !== "completed"; i++) batch = await openai.batches.retrieve(batch.id);
+    expect(batch.request_counts).toMatchObject({ total: 3, completed: 3 });
+    const out = (await (await openai.files.content(batch.output_file_id!)).text()).trim().split("\n").map((l) => JSON.parse(l) as { custom_id: string });
+    expect(out.map((l) => l.custom_id).sort()).toEqual(["a", "b", "c"]);
+  });
+
   it("refuses an upload without a purpose or without a file, as OpenAI does", async () => {
     const post = (form: FormData) => fetch(`${sim.openaiBaseURL}/files`, { method: "POST", headers: { authorization: "Bearer sk-test" }, body: form });
     const noPurpose = new FormData();

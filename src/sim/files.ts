@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { appendFileSync, closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -168,15 +168,15 @@ export class FileStore {
     await pipeline(createReadStream(file.path), res);
   }
 
-  delete(id: string): boolean {
+  /**
+   * Delete a file. With `keepData`, it is only unlisted: a batch still
+   * running reads its requests from it (the folder goes when the simulator stops).
+   */
+  delete(id: string, keepData = false): boolean {
     const file = this.files.get(id);
     if (!file) return false;
     this.files.delete(id);
-    try {
-      unlinkSync(file.path);
-    } catch {
-      // Still being read by a download: the folder goes when the simulator stops.
-    }
+    if (!keepData) rmSync(file.path, { force: true });
     return true;
   }
 

@@ -99,7 +99,8 @@ export class OpenAIBatches {
   }
 
   deleteFile(res: ServerResponse, id: string): void {
-    if (!this.files.delete(id)) return sendJson(res, 404, notFound("File", id));
+    const running = [...this.batches.values()].some((b) => !b.finished && b.input.id === id);
+    if (!this.files.delete(id, running)) return sendJson(res, 404, notFound("File", id));
     sendJson(res, 200, { id, object: "file", deleted: true });
   }
 
