@@ -3,6 +3,7 @@
  * measured in the same run, as a ratio; these machines are shared and noisy,
  * so absolute times from one run prove little.
  */
+import { benchBatch } from "./batch.ts";
 import { benchChaos } from "./chaos.ts";
 import { benchCli } from "./cli.ts";
 import { benchCost } from "./cost.ts";
@@ -28,6 +29,7 @@ const benches: Record<string, () => Promise<void>> = {
   sources: benchSources,
   footprint: benchFootprint,
   "write-path": benchWritePath,
+  batch: benchBatch,
 };
 console.log(`sluice benchmarks · node ${process.version} · ${new Date().toISOString()}`);
 for (const [name, run] of Object.entries(benches)) {

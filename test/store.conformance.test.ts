@@ -5,7 +5,7 @@ import { planStages } from "../src/engine/plan.ts";
 import { enqueueStage } from "../src/engine/drive/queue.ts";
 import { claimChunk, reclaimStale } from "../src/store/work.ts";
 import { heartbeat } from "../src/store/workers.ts";
-import { adoptOrphanBatches, markBatchCollected, recordBatch, uncollectedBatchesOf } from "../src/store/batches.ts";
+import { adoptOrphanBatches, markBatchCollected, recordBatch, uncollectedBatchesOf, withdrawBatch } from "../src/store/batches.ts";
 import { createOrContinueRun, loadSource } from "../src/engine/runs.ts";
 import { persistResults } from "../src/engine/persist.ts";
 import { ensureTarget } from "../src/store/targets.ts";
@@ -172,6 +172,33 @@ for (const driver of testDrivers()) {
       await t.db.rows(sql`UPDATE workers SET heartbeat_at = heartbeat_at - interval '5 seconds' WHERE id = 'trg_run_x_a1'`);
       expect((await adoptOrphanBatches(t.db, at, "other", 1_000)).map((b) => b.id)).toEqual(["b1"]);
       expect(await uncollectedBatchesOf(t.db, at, "trg_run_x_a1")).toEqual([]);
+    });
+
+    it("records a batch's requests a piece at a time and reads them all back, also a batch recorded in one value before", async () => {
+      const plan = planStages(mini);
+      const input = writeItems(items);
+      const { run } = await createOrContinueRun(t.db, mini, plan, input, { fresh: true });
+      const ctx: RunContext = { db: t.db, pipeline: mini, providers: singleProvider(createInProcessProvider()), runId: run.id, workerId: "w-big", plan, options: DEFAULT_OPTIONS, logger: silentLogger };
+      await loadSource(ctx, input);
+      const at = { runId: run.id, stageIndex: 1 };
+      // Over two pages of reads and nine statements of writes; ids whose text order is not their number order.
+      const requests = Object.fromEntries(Array.from({ length: 2_300 }, (_, i) => [`c-${i}`, { itemId: `a${(i % 5) + 1}`, inputHash: `in-${i}`, requestHash: `h-${i}`, request: { customId: `c-${i}`, messages: [{ role: "user", content: `ticket ${i} «é»` }] } }]));
+      await recordBatch(t.db, at, { id: "big@inprocess", batchId: "big", provider: "inprocess", status: "submitted", requests }, "w-big", [], undefined);
+      const stored = await t.db.rows<{ n: number; whole: unknown }>(sql`
+        SELECT (SELECT count(*)::int FROM provider_batch_requests WHERE batch_row_id = 'big@inprocess') AS n, requests AS whole FROM provider_batches WHERE id = 'big@inprocess'`);
+      expect(stored).toEqual([{ n: 2_300, whole: {} }]);
+      const [mine] = await uncollectedBatchesOf(t.db, at, "w-big");
+      expect(mine!.requests).toEqual(requests);
+      // A row recorded before the requests had a table of their own keeps them in its column.
+      await t.db.rows(sql`INSERT INTO provider_batches (id, batch_id, run_id, stage_index, provider, status, requests, worker_id)
+        VALUES ('old@inprocess', 'old', ${run.id}, 1, 'inprocess', 'submitted', ${JSON.stringify({ "c-old": { itemId: "a1" } })}::jsonb, 'w-gone')`);
+      const adopted = await adoptOrphanBatches(t.db, at, "w-next", 1_000);
+      expect(adopted.map((b) => [b.id, Object.keys(b.requests).length])).toEqual([["big@inprocess", 2_300], ["old@inprocess", 1]]);
+      expect(adopted[0]!.requests).toEqual(requests);
+      expect(adopted[1]!.requests).toEqual({ "c-old": { itemId: "a1" } });
+      // A submission withdrawn takes its requests with it.
+      await withdrawBatch(t.db, at, "big@inprocess", undefined);
+      expect(await t.db.rows(sql`SELECT 1 FROM provider_batch_requests WHERE batch_row_id = 'big@inprocess'`)).toEqual([]);
     });
 
     it("upserts commit targets idempotently and withdraws items that stop reaching commit", async () => {

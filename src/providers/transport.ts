@@ -100,8 +100,18 @@ function tapAnswers(dispatch: Dispatcher["dispatch"]): Dispatcher["dispatch"] {
 
 let agent: Dispatcher | undefined;
 
-/** The `fetch` both SDK clients use: undici's own, through the answer tap. */
+/**
+ * The `fetch` both SDK clients use: undici's own, through the answer tap.
+ *
+ * A body that is not a string (a batch file uploaded from disk) is sent
+ * without the copy fetch keeps to follow a redirect: by the Fetch standard,
+ * fetch sends a clone of the request unless it has no window and refuses
+ * redirects, and cloning tees the body, so a stream read from disk was held
+ * whole in memory until the upload ended (200 MB for a 200 MB batch). No
+ * provider redirects an upload; one that did would fail the upload instead.
+ */
 export const sdkFetch: typeof globalThis.fetch = ((input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) => {
   agent ??= new Agent().compose(tapAnswers);
-  return undiciFetch(input, { ...init, dispatcher: agent });
+  const streamed = init?.body != null && typeof init.body !== "string";
+  return undiciFetch(input, { ...init, dispatcher: agent, ...(streamed ? { window: null, redirect: "error" as const } : {}) });
 }) as unknown as typeof globalThis.fetch;

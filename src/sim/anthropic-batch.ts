@@ -1,8 +1,10 @@
 import type { ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { anthropicError, message, parseMessages } from "./anthropic.ts";
 import { BatchRun, shouldExpire, type BatchItem, type ItemOutcome } from "./batches.ts";
 import { draw } from "./faults.ts";
-import { sendJson, sendRaw } from "./http.ts";
+import { sendJson } from "./http.ts";
 import { finalAnswer, honestAnswer, requestHash } from "./model.ts";
 import type { SimState } from "./state.ts";
 
@@ -141,19 +143,22 @@ export class AnthropicBatches {
   }
 
   /** `GET /v1/messages/batches/{id}/results`: JSONL, in no promised order. */
-  results(res: ServerResponse, id: string): void {
+  async results(res: ServerResponse, id: string): Promise<void> {
     const run = this.batches.get(id);
     if (!run) return sendJson(res, 404, notFound(id));
     if (!run.ended) {
       return sendJson(res, 400, anthropicError("invalid_request_error", `Message batch ${id} is still processing; results are available once it has ended.`));
     }
-    const lines: string[] = [];
-    for (const i of run.order()) {
-      const r = run.results[i];
-      const result = r ? r.out : run.phase === "expired" ? { type: "expired" } : { type: "canceled" };
-      lines.push(JSON.stringify({ custom_id: run.items[i]!.customId, result }));
-    }
-    sendRaw(res, 200, lines.join("\n") + "\n", { "content-type": "application/binary" });
+    // Streamed a line at a time, as the client reads them: never one string of every result.
+    const lines = function* () {
+      for (const i of run.order()) {
+        const r = run.results[i];
+        const result = r ? r.out : run.phase === "expired" ? { type: "expired" } : { type: "canceled" };
+        yield `${JSON.stringify({ custom_id: run.items[i]!.customId, result })}\n`;
+      }
+    };
+    res.writeHead(200, { "content-type": "application/binary" });
+    await pipeline(Readable.from(lines()), res);
   }
 
   private batchObject(run: Run, origin: string): unknown {

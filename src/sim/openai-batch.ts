@@ -1,21 +1,14 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { BatchRun, shouldExpire, type BatchItem, type ItemOutcome } from "./batches.ts";
 import { draw } from "./faults.ts";
-import { parseMultipart, sendJson, sendRaw } from "./http.ts";
+import { FileStore, UploadError, type LineAt, type Spool, type StoredFile } from "./files.ts";
+import { sendJson } from "./http.ts";
 import { finalAnswer, honestAnswer, requestHash } from "./model.ts";
 import { chatCompletion, openaiError, parseChat } from "./openai.ts";
 import type { SimState } from "./state.ts";
 
 const ENDPOINT = "/v1/chat/completions";
 const MAX_REQUESTS = 50_000;
-
-interface FileRecord {
-  id: string;
-  bytes: Buffer;
-  filename: string;
-  purpose: string;
-  createdAt: number;
-}
 
 /** A result line's `response`: what the endpoint would have answered. */
 interface LineResponse {
@@ -24,9 +17,17 @@ interface LineResponse {
   body: unknown;
 }
 
+/** A processed request: its status code, and where its `response` waits in the batch's spool until the batch ends. */
+interface Spooled {
+  status: number;
+  at: LineAt;
+}
+
 interface OpenAIBatch {
-  run: BatchRun<Record<string, unknown>, LineResponse>;
-  inputFileId: string;
+  /** Each request is where its line sits in the input file, read when it is processed. */
+  run: BatchRun<LineAt, Spooled>;
+  input: StoredFile;
+  spool: Spool;
   completionWindow: string;
   metadata: unknown;
   model?: string;
@@ -41,18 +42,29 @@ interface OpenAIBatch {
 const notFound = (what: string, id: string) => openaiError(`No such ${what}: ${id}`, "invalid_request_error", "id");
 const seconds = (ms: number | undefined) => (ms === undefined ? null : Math.floor(ms / 1000));
 
-/** OpenAI's Files and Batch APIs over an in-memory store. */
+/**
+ * OpenAI's Files and Batch APIs. Files live on disk (`files.ts`); a batch
+ * keeps where each request sits in its input file, and its results in a
+ * spool file until it ends, so memory does not grow with a batch's size.
+ */
 export class OpenAIBatches {
-  private readonly files = new Map<string, FileRecord>();
+  private readonly files: FileStore;
   private readonly batches = new Map<string, OpenAIBatch>();
 
-  constructor(private readonly state: SimState) {}
+  constructor(private readonly state: SimState) {
+    this.files = new FileStore(() => state.id("file-"));
+  }
 
-  private fileObject(f: FileRecord): unknown {
+  /** Remove every file (the simulator stops). */
+  close(): void {
+    this.files.close();
+  }
+
+  private fileObject(f: StoredFile): unknown {
     return {
       id: f.id,
       object: "file",
-      bytes: f.bytes.length,
+      bytes: f.bytes,
       created_at: seconds(f.createdAt),
       filename: f.filename,
       purpose: f.purpose,
@@ -62,25 +74,15 @@ export class OpenAIBatches {
     };
   }
 
-  private addFile(bytes: Buffer, filename: string, purpose: string): FileRecord {
-    const f = { id: this.state.id("file-"), bytes, filename, purpose, createdAt: Date.now() };
-    this.files.set(f.id, f);
-    return f;
-  }
-
-  /** `POST /v1/files` (multipart/form-data). */
-  createFile(res: ServerResponse, body: Buffer, contentType: string): void {
-    let parts;
+  /** `POST /v1/files` (multipart/form-data), written to disk as it arrives. */
+  async createFile(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let f: StoredFile;
     try {
-      parts = parseMultipart(body, contentType);
+      f = await this.files.receive(req);
     } catch (err) {
-      return sendJson(res, 400, openaiError((err as Error).message));
+      if (!(err instanceof UploadError)) throw err;
+      return sendJson(res, 400, openaiError(err.message, "invalid_request_error", err.param ?? undefined, err.code ?? undefined));
     }
-    const file = parts.find((p) => p.name === "file");
-    const purpose = parts.find((p) => p.name === "purpose")?.data.toString("utf8");
-    if (!file) return sendJson(res, 400, openaiError("Missing required parameter: 'file'.", "invalid_request_error", "file", "missing_required_parameter"));
-    if (!purpose) return sendJson(res, 400, openaiError("Missing required parameter: 'purpose'.", "invalid_request_error", "purpose", "missing_required_parameter"));
-    const f = this.addFile(Buffer.from(file.data), file.filename ?? "upload", purpose);
     sendJson(res, 200, this.fileObject(f));
   }
 
@@ -90,19 +92,20 @@ export class OpenAIBatches {
     sendJson(res, 200, this.fileObject(f));
   }
 
-  fileContent(res: ServerResponse, id: string): void {
+  async fileContent(res: ServerResponse, id: string): Promise<void> {
     const f = this.files.get(id);
     if (!f) return sendJson(res, 404, notFound("File", id));
-    sendRaw(res, 200, f.bytes, { "content-type": "application/octet-stream" });
+    await this.files.send(res, f);
   }
 
   deleteFile(res: ServerResponse, id: string): void {
-    if (!this.files.delete(id)) return sendJson(res, 404, notFound("File", id));
+    const running = [...this.batches.values()].some((b) => !b.finished && b.input.id === id);
+    if (!this.files.delete(id, running)) return sendJson(res, 404, notFound("File", id));
     sendJson(res, 200, { id, object: "file", deleted: true });
   }
 
   /** `POST /v1/batches`. */
-  createBatch(res: ServerResponse, body: unknown): void {
+  async createBatch(res: ServerResponse, body: unknown): Promise<void> {
     const b = (body ?? {}) as Record<string, unknown>;
     if (typeof b.input_file_id !== "string") {
       return sendJson(res, 400, openaiError("Missing required parameter: 'input_file_id'.", "invalid_request_error", "input_file_id", "missing_required_parameter"));
@@ -116,15 +119,16 @@ export class OpenAIBatches {
     const file = this.files.get(b.input_file_id);
     if (!file) return sendJson(res, 404, notFound("File", b.input_file_id));
 
-    const { items, errors } = parseInput(file.bytes.toString("utf8"));
+    const { items, errors, model } = await parseInput(this.files, file);
     const { state } = this;
     const ordinal = ++state.batchOrdinal;
     const id = state.id("batch_");
     const batch: OpenAIBatch = {
-      inputFileId: file.id,
+      input: file,
+      spool: this.files.spool(),
       completionWindow: "24h",
       metadata: b.metadata ?? null,
-      model: typeof items[0]?.input.model === "string" ? (items[0].input.model as string) : undefined,
+      model,
       errors: errors.length ? errors : undefined,
       usage: { input: 0, output: 0 },
       run: undefined as never,
@@ -141,25 +145,31 @@ export class OpenAIBatches {
     sendJson(res, 200, this.batchObject(batch));
   }
 
-  private processItem(batch: OpenAIBatch, item: BatchItem<Record<string, unknown>>): ItemOutcome<LineResponse> {
+  private processItem(batch: OpenAIBatch, item: BatchItem<LineAt>): ItemOutcome<Spooled> {
+    const out = this.answer(batch, (JSON.parse(this.files.readLineAt(batch.input, item.input)) as { body: Record<string, unknown> }).body, item.customId);
+    return { ok: out.status_code === 200, out: { status: out.status_code, at: batch.spool.append(JSON.stringify(out)) } };
+  }
+
+  /** What the endpoint answers one request of the batch. */
+  private answer(batch: OpenAIBatch, input: Record<string, unknown>, customId: string): LineResponse {
     const { state } = this;
     const request_id = state.id("req_");
-    const parsed = parseChat(item.input);
-    if (!parsed.ok) return { ok: false, out: { status_code: parsed.status, request_id, body: parsed.body } };
-    const hash = requestHash(item.input);
-    state.stats.call(parsed.req.model, hash, item.customId);
+    const parsed = parseChat(input);
+    if (!parsed.ok) return { status_code: parsed.status, request_id, body: parsed.body };
+    const hash = requestHash(input);
+    state.stats.call(parsed.req.model, hash, customId);
     const d = draw(state.config.faults, state.config.seed, hash, state.nextAttempt(hash), "content");
     if (d.u3 < state.config.batch.failureRate) {
       state.stats.fault("batch_request_error");
       const body = openaiError("The server had an error while processing your request. Sorry about that!", "server_error");
-      return { ok: false, out: { status_code: 500, request_id, body } };
+      return { status_code: 500, request_id, body };
     }
     const a = finalAnswer(parsed.req, honestAnswer(parsed.req), d.fault as Parameters<typeof finalAnswer>[2], d.seed);
     if (a.fault) state.stats.fault(a.fault);
     state.stats.bill(hash, a.inputTokens, a.outputTokens, true, `batch ${batch.run.id} ${parsed.req.model}`);
     batch.usage.input += a.inputTokens;
     batch.usage.output += a.outputTokens;
-    return { ok: true, out: { status_code: 200, request_id, body: chatCompletion(parsed.req, a, state.id("chatcmpl-", 29)) } };
+    return { status_code: 200, request_id, body: chatCompletion(parsed.req, a, state.id("chatcmpl-", 29)) };
   }
 
   private lookup(res: ServerResponse, id: string): OpenAIBatch | undefined {
@@ -211,30 +221,37 @@ export class OpenAIBatches {
     }
   }
 
-  /** Write the output and error files once the batch has ended. */
+  /** Write the output and error files once the batch has ended, from the spool, line by line. */
   private finish(batch: OpenAIBatch): void {
     const { run } = batch;
     this.state.stats.batchEnded(run.phase === "completed" ? "completed" : run.phase === "expired" ? "expired" : run.phase === "cancelled" ? "cancelled" : "failed");
-    if (run.phase === "failed") return;
-    if (run.phase === "expired") this.state.stats.fault("batch_expired");
-    const out: string[] = [];
-    const err: string[] = [];
-    for (const i of run.order()) {
-      const item = run.items[i]!;
-      const r = run.results[i];
-      const id = this.state.id("batch_req_");
-      if (r) {
-        const line = JSON.stringify({ id, custom_id: item.customId, response: r.out, error: null });
-        (r.out.status_code === 200 ? out : err).push(line);
-      } else if (run.phase === "expired") {
-        const error = { code: "batch_expired", message: "This request could not be executed before the completion window expired." };
-        err.push(JSON.stringify({ id, custom_id: item.customId, response: null, error }));
-      }
+    if (run.phase !== "failed") {
+      if (run.phase === "expired") this.state.stats.fault("batch_expired");
+      const order = run.order();
+      const file = (kind: "output" | "error") => {
+        const { state } = this;
+        const lines = (function* () {
+          for (const i of order) {
+            const r = run.results[i];
+            const customId = JSON.stringify(run.items[i]!.customId);
+            if (r && (r.out.status === 200) === (kind === "output")) {
+              yield `{"id":${JSON.stringify(state.id("batch_req_"))},"custom_id":${customId},"response":${batch.spool.read(r.out.at)},"error":null}`;
+            } else if (!r && kind === "error" && run.phase === "expired") {
+              const error = { code: "batch_expired", message: "This request could not be executed before the completion window expired." };
+              yield JSON.stringify({ id: state.id("batch_req_"), custom_id: run.items[i]!.customId, response: null, error });
+            }
+          }
+        })();
+        let first = lines.next();
+        if (first.done) return undefined;
+        return this.files.write(`${run.id}_${kind}.jsonl`, "batch_output", (write) => {
+          for (; !first.done; first = lines.next()) write(first.value);
+        }).id;
+      };
+      batch.outputFileId = file("output");
+      batch.errorFileId = file("error");
     }
-    const file = (lines: string[], kind: string) =>
-      lines.length ? this.addFile(Buffer.from(lines.join("\n") + "\n"), `${run.id}_${kind}.jsonl`, "batch_output").id : undefined;
-    batch.outputFileId = file(out, "output");
-    batch.errorFileId = file(err, "error");
+    batch.spool.remove();
   }
 
   private batchObject(batch: OpenAIBatch): unknown {
@@ -245,7 +262,7 @@ export class OpenAIBatches {
       endpoint: ENDPOINT,
       model: batch.model,
       errors: batch.errors ? { object: "list", data: batch.errors } : null,
-      input_file_id: batch.inputFileId,
+      input_file_id: batch.input.id,
       completion_window: batch.completionWindow,
       status: run.phase,
       output_file_id: batch.outputFileId ?? null,
@@ -272,14 +289,16 @@ export class OpenAIBatches {
   }
 }
 
-/** Read a batch input file: one request per line, checked the way the Batch API validates. */
-function parseInput(text: string): { items: BatchItem<Record<string, unknown>>[]; errors: NonNullable<OpenAIBatch["errors"]> } {
-  const items: BatchItem<Record<string, unknown>>[] = [];
+/**
+ * Read a batch input file as a stream, one request per line, checked the way
+ * the Batch API validates; each request is kept as where its line sits.
+ */
+async function parseInput(files: FileStore, file: StoredFile): Promise<{ items: BatchItem<LineAt>[]; errors: NonNullable<OpenAIBatch["errors"]>; model?: string }> {
+  const items: BatchItem<LineAt>[] = [];
   const errors: NonNullable<OpenAIBatch["errors"]> = [];
   const seen = new Set<string>();
-  const lines = text.split("\n");
-  for (const [i, raw] of lines.entries()) {
-    const line = i + 1;
+  let model: string | undefined;
+  for await (const { text: raw, at, n: line } of files.lines(file)) {
     if (raw.trim() === "") continue;
     let obj: Record<string, unknown>;
     try {
@@ -301,12 +320,16 @@ function parseInput(text: string): { items: BatchItem<Record<string, unknown>>[]
       errors.push({ code: "missing_required_parameter", message: "Missing required parameter: 'body'.", param: "body", line });
     } else {
       seen.add(customId);
-      items.push({ customId, input: obj.body as Record<string, unknown> });
+      if (items.length === 0) {
+        const m = (obj.body as Record<string, unknown>).model;
+        if (typeof m === "string") model = m;
+      }
+      items.push({ customId, input: at });
     }
   }
   if (items.length + errors.length === 0) errors.push({ code: "empty_file", message: "The batch input file is empty.", param: null, line: null });
   if (items.length > MAX_REQUESTS) {
     errors.push({ code: "too_many_requests", message: `A batch may hold at most ${MAX_REQUESTS} requests.`, param: null, line: null });
   }
-  return { items, errors };
+  return { items, errors, model };
 }

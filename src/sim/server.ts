@@ -86,8 +86,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (provider === "anthropic") return fail(res, provider, 401, "authentication_error", `invalid x-api-key: ${presented} has been revoked`);
       return fail(res, provider, 401, "invalid_request_error", `Incorrect API key provided: ${presented}. You can find your API key at https://platform.openai.com/account/api-keys.`);
     }
+    // An upload is streamed to disk, not read into memory first.
+    if (method === "POST" && path === "/v1/files") return openaiBatches.createFile(req, res);
     const raw = method === "POST" ? await readBody(req) : Buffer.alloc(0);
-    if (method === "POST" && path === "/v1/files") return openaiBatches.createFile(res, raw, req.headers["content-type"] ?? "");
     let body: unknown;
     if (raw.length > 0) {
       try {
@@ -193,7 +194,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       new Promise<void>((resolve, reject) => {
         for (const timer of state.held) clearTimeout(timer);
         state.held.clear();
-        server.close((err) => (err ? reject(err) : resolve()));
+        server.close((err) => {
+          openaiBatches.close();
+          if (err) reject(err);
+          else resolve();
+        });
         server.closeAllConnections();
       }),
   };

@@ -185,7 +185,7 @@ export const providerBatches = pgTable(
     batchId: text("batch_id"),
     /** submitted | ended | collected | expired | cancelled | failed */
     status: text("status").notNull(),
-    /** `{ customId: { itemId, inputHash, requestHash } }` for every request in the batch. */
+    /** `{ customId: { itemId, inputHash, requestHash, request } }` of batches recorded before `provider_batch_requests`; `{}` since. */
     requests: jsonb("requests").notNull(),
     /** The worker polling it; another takes over when this one's heartbeat goes stale. */
     workerId: text("worker_id"),
@@ -195,6 +195,23 @@ export const providerBatches = pgTable(
     endedAt: timestamp("ended_at", { withTimezone: true }),
   },
   (t) => [index("provider_batches_run").on(t.runId, t.stageIndex)],
+);
+
+/**
+ * A provider batch's requests, one row each: `{ itemId, inputHash, requestHash, request }`
+ * by custom id. Written a few hundred at a time with the batch's row, so a batch of
+ * tens of thousands of requests is never one JSON value (embedded PGlite's memory,
+ * once grown to parse one, never shrinks). Rows recorded before this table keep
+ * theirs in `provider_batches.requests`.
+ */
+export const providerBatchRequests = pgTable(
+  "provider_batch_requests",
+  {
+    batchRowId: text("batch_row_id").notNull().references(() => providerBatches.id, { onDelete: "cascade" }),
+    customId: text("custom_id").notNull(),
+    entry: jsonb("entry").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.batchRowId, t.customId] })],
 );
 
 /** Live runner processes; a claim held by a worker whose heartbeat went stale is taken over. */

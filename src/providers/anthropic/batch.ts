@@ -1,7 +1,7 @@
-import type { MessageBatchIndividualResponse } from "@anthropic-ai/sdk/resources/messages";
+import type { MessageBatch, MessageBatchIndividualResponse } from "@anthropic-ai/sdk/resources/messages";
 import { TransientError } from "../../core/errors.ts";
 import { checkBatch, CLOCK_SKEW_S } from "../batching.ts";
-import { byteLength } from "../jsonl.ts";
+import { withBatchFile } from "../jsonl.ts";
 import type { BatchApi, BatchResult, BatchState, CompletionRequest } from "../types.ts";
 import type { AnthropicClient } from "./client.ts";
 import { mapBatchError, mapError } from "./errors.ts";
@@ -10,6 +10,17 @@ import { fromMessage, toMessageBody } from "./realtime.ts";
 import { ANTHROPIC_BATCH_LIMITS } from "./batch-limits.ts";
 
 export { ANTHROPIC_BATCH_LIMITS };
+
+/** The JSON body of a batch's create call, `{"requests":[...]}`, a request at a time. */
+export function* bodyPieces(requests: Iterable<CompletionRequest>): Generator<string> {
+  yield '{"requests":[';
+  let first = true;
+  for (const r of requests) {
+    yield `${first ? "" : ","}${JSON.stringify({ custom_id: r.customId, params: toMessageBody(r) })}`;
+    first = false;
+  }
+  yield "]}";
+}
 
 /**
  * Anthropic's Message Batches: create with the requests inline, poll, stream
@@ -30,10 +41,16 @@ export class AnthropicBatchApi implements BatchApi {
     this.#client = client;
   }
 
+  /**
+   * Message Batches take the requests in the create call's JSON body: it is
+   * written to a temporary file a request at a time and sent from disk, as
+   * `messages.batches.create` would send it whole from memory.
+   */
   async submit(requests: CompletionRequest[]): Promise<{ batchId: string }> {
-    const body = { requests: requests.map((r) => ({ custom_id: r.customId, params: toMessageBody(r) })) };
-    checkBatch("anthropic", requests, byteLength(JSON.stringify(body)), this);
-    const batch = await this.guard(() => this.#client.messages.batches.create(body));
+    const batch = await withBatchFile(bodyPieces(requests), "application/json", ({ blob, bytes }) => {
+      checkBatch("anthropic", requests, bytes, this);
+      return this.guard(() => this.#client.post<MessageBatch>("/v1/messages/batches", { body: blob, headers: { "content-type": "application/json" } }));
+    });
     return { batchId: batch.id };
   }
 

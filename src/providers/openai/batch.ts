@@ -1,7 +1,6 @@
-import { toFile } from "openai";
 import type { ChatCompletion } from "openai/resources/chat/completions";
 import { DeterministicError, TransientError } from "../../core/errors.ts";
-import { byteLength, jsonLines } from "../jsonl.ts";
+import { jsonLines, withBatchFile } from "../jsonl.ts";
 import { checkBatch, CLOCK_SKEW_S } from "../batching.ts";
 import type { BatchApi, BatchResult, BatchState, CompletionRequest } from "../types.ts";
 import type { OpenAIClient } from "./client.ts";
@@ -23,11 +22,14 @@ interface OutputLine {
   error?: { code?: string | null; message?: string | null } | null;
 }
 
-/** The JSONL a batch is uploaded as: one chat completions request per line. */
+/** The lines of the JSONL a batch is uploaded as: one chat completions request per line, made as they are written. */
+export function* batchLines(requests: Iterable<CompletionRequest>): Generator<string> {
+  for (const r of requests) yield JSON.stringify({ custom_id: r.customId, method: "POST", url: ENDPOINT, body: toChatBody(r) }) + "\n";
+}
+
+/** The JSONL a batch is uploaded as, whole (for tests; `submit` writes it to a file line by line). */
 export function toBatchJsonl(requests: CompletionRequest[]): string {
-  return requests
-    .map((r) => JSON.stringify({ custom_id: r.customId, method: "POST", url: ENDPOINT, body: toChatBody(r) }))
-    .join("\n") + "\n";
+  return [...batchLines(requests)].join("");
 }
 
 /**
@@ -49,18 +51,20 @@ export class OpenAIBatchApi implements BatchApi {
   }
 
   async submit(requests: CompletionRequest[], options: { tag?: string } = {}): Promise<{ batchId: string }> {
-    const jsonl = toBatchJsonl(requests);
-    checkBatch("openai", requests, byteLength(jsonl), this);
-    const batch = await this.guard(async () => {
-      const file = await this.#client.files.create({
-        file: await toFile(Buffer.from(jsonl, "utf8"), "sluice-batch.jsonl", { type: "application/jsonl" }),
-        purpose: "batch",
-      });
-      return this.#client.batches.create({
-        input_file_id: file.id,
-        endpoint: ENDPOINT,
-        completion_window: "24h",
-        ...(options.tag ? { metadata: { [SUBMISSION_KEY]: options.tag } } : {}),
+    // Written to a temporary file and uploaded from disk: a batch is never one string or Buffer in memory.
+    const batch = await withBatchFile(batchLines(requests), "application/jsonl", async ({ blob, bytes }) => {
+      checkBatch("openai", requests, bytes, this);
+      return this.guard(async () => {
+        const file = await this.#client.files.create({
+          file: new File([blob], "sluice-batch.jsonl", { type: "application/jsonl" }),
+          purpose: "batch",
+        });
+        return this.#client.batches.create({
+          input_file_id: file.id,
+          endpoint: ENDPOINT,
+          completion_window: "24h",
+          ...(options.tag ? { metadata: { [SUBMISSION_KEY]: options.tag } } : {}),
+        });
       });
     });
     return { batchId: batch.id };
