@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { inspect } from "node:util";
@@ -205,6 +206,22 @@ describe.each(["openai", "anthropic"] as const)("provider conformance: %s realti
     expect(err).toBeInstanceOf(TransientError);
     expect((err as TransientError).status).toBe(status);
     expect((err as TransientError).retryAfterMs).toBe(1_000);
+  });
+
+  it("leaves no listener per call on the signal a run shares, and still aborts a call in flight with it", async () => {
+    // The SDKs add an abort listener to the signal they are given and never remove it.
+    const provider = providerFor(vendor);
+    const run = new AbortController();
+    for (let i = 0; i < 3; i++) await Promise.all(REQUESTS.map((r) => provider.complete(r, { signal: run.signal })));
+    expect(getEventListeners(run.signal, "abort")).toHaveLength(0);
+    sim.configure({ latency: { meanMs: 2_000, jitterMs: 0 } });
+    const inFlight = provider.complete(one, { signal: run.signal }).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(getEventListeners(run.signal, "abort").length).toBeGreaterThan(0);
+    run.abort(new Error("run stopped"));
+    const err = await inFlight;
+    expect(err).toBeInstanceOf(Error);
+    expect(getEventListeners(run.signal, "abort")).toHaveLength(0);
   });
 
   it("timeouts and dropped connections are transient", async () => {

@@ -25,12 +25,15 @@ export async function limitedComplete(
     throw err;
   }
   let call;
+  const scoped = callSignal(options.signal);
   try {
-    call = await adapter.call(request, options.signal);
+    call = await adapter.call(request, scoped?.signal);
   } catch (err) {
     // Adapters return provider failures; a throw here is a bug, but the slot must still be freed.
     permit.done({ kind: "failed" });
     throw err;
+  } finally {
+    scoped?.release();
   }
   if (call.ok) {
     const u = call.result.usage;
@@ -39,6 +42,26 @@ export async function limitedComplete(
   }
   permit.done(options.signal?.aborted ? { kind: "aborted" } : outcomeOf(call.error, call.rate));
   throw call.error;
+}
+
+/**
+ * A signal for one call, aborted with `parent`. The vendors' SDKs add an abort
+ * listener to the signal they are given and never remove it: given the run's
+ * own signal, every call of a run would stay referenced from it (its request,
+ * its controller) until the run ends, and each new listener costs a walk over
+ * all the others. The call's own signal goes with the call; only the listener
+ * on `parent` lives as long as the call, and is removed after it.
+ */
+export function callSignal(parent: AbortSignal | undefined): { signal: AbortSignal; release(): void } | undefined {
+  if (!parent) return undefined;
+  const controller = new AbortController();
+  if (parent.aborted) {
+    controller.abort(parent.reason);
+    return { signal: controller.signal, release() {} };
+  }
+  const abort = () => controller.abort(parent.reason);
+  parent.addEventListener("abort", abort, { once: true });
+  return { signal: controller.signal, release: () => parent.removeEventListener("abort", abort) };
 }
 
 function outcomeOf(error: TransientError | DeterministicError, rate: RateSnapshot | undefined): CallOutcome {
