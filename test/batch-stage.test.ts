@@ -9,7 +9,7 @@ import { costOf, createProvider } from "../src/providers/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { openDatabase } from "../src/store/index.ts";
-import { settleStageMode } from "../src/store/runs.ts";
+import { settleStageMode, settledStageMode } from "../src/store/runs.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 
@@ -71,10 +71,15 @@ for (const driver of testDrivers()) {
 
     it("records the first decision on a stage's mode; every later one follows it", async () => {
       const run = await runPipeline({ db: t.db, pipeline: mini, providers: providers() }, writeOne());
+      expect(await settledStageMode(t.db, run.runId, "classify")).toBeUndefined();
       const decided = await Promise.all([settleStageMode(t.db, run.runId, "classify", "realtime"), settleStageMode(t.db, run.runId, "classify", "batch")]);
-      expect(decided[0]).toBe(decided[1]);
-      expect(await settleStageMode(t.db, run.runId, "classify", decided[0] === "batch" ? "realtime" : "batch")).toBe(decided[0]);
-      expect(await settleStageMode(t.db, run.runId, "extract", "batch")).toBe("batch");
+      expect(decided[0].mode).toBe(decided[1].mode);
+      // Exactly one of the two settled it (and says so in the log).
+      expect(decided.filter((d) => d.settledHere)).toHaveLength(1);
+      const mode = decided[0].mode;
+      expect(await settleStageMode(t.db, run.runId, "classify", mode === "batch" ? "realtime" : "batch")).toEqual({ mode, settledHere: false });
+      expect(await settledStageMode(t.db, run.runId, "classify")).toBe(mode);
+      expect(await settleStageMode(t.db, run.runId, "extract", "batch")).toEqual({ mode: "batch", settledHere: true });
     });
   });
 }

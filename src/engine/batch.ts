@@ -4,7 +4,7 @@ import type { LlmStage } from "../core/types.ts";
 import { CLOCK_SKEW_S, packBatches } from "../providers/batching.ts";
 import type { Provider } from "../providers/types.ts";
 import { adoptOrphanBatches, BATCH_CUTTING, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
-import { settleStageMode } from "../store/runs.ts";
+import { settledStageMode, settleStageMode } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { batchCutoff, deadlineOf, decideMode } from "./deadline.ts";
 import { endpointOf, stageHalted } from "./llm-call.ts";
@@ -34,10 +34,14 @@ export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage,
   if (calls === 0) return false;
   if (def.mode === "batch") return Boolean(provider.batch);
   if (def.mode !== "auto") return false;
+  // Settled by an earlier chunk (or another process): followed, without deciding again.
+  const settled = await settledStageMode(ctx.db, ctx.runId, stage.id);
+  if (settled) return settled === "batch";
   // Recorded too, so the run (its summary, its report) says why an auto stage went realtime.
   const decided = provider.batch ? await decideMode(ctx, def, endpoint, calls) : { mode: "realtime" as const, why: `${endpoint} has no batch API` };
-  const mode = await settleStageMode(ctx.db, ctx.runId, stage.id, decided.mode, decided.why);
-  if (mode === decided.mode) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
+  const { mode, settledHere } = await settleStageMode(ctx.db, ctx.runId, stage.id, decided.mode, decided.why);
+  // Said once per run, by the chunk that settled it.
+  if (settledHere) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
   return mode === "batch";
 }
 

@@ -239,16 +239,21 @@ export async function runItems(db: Database, runId: string, itemIds: readonly st
  * or else `proposed`, recorded now. The first process to decide wins and
  * every other follows it, so a stage never goes half by batch, half realtime.
  */
-export async function settleStageMode(db: Database, runId: string, stageId: string, proposed: "batch" | "realtime", why?: string): Promise<"batch" | "realtime"> {
+export async function settleStageMode(db: Database, runId: string, stageId: string, proposed: "batch" | "realtime", why?: string): Promise<{ mode: "batch" | "realtime"; settledHere: boolean }> {
   const set = await db.rows<{ mode: "batch" | "realtime" }>(sql`
     UPDATE runs SET options = jsonb_set(
         jsonb_set(options, '{stageModes}', coalesce(options->'stageModes', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${proposed}::text)),
         '{stageModeWhy}', coalesce(options->'stageModeWhy', '{}'::jsonb) || jsonb_build_object(${stageId}::text, ${why ?? null}::text))
     WHERE id = ${runId} AND NOT (coalesce(options->'stageModes', '{}'::jsonb) ? ${stageId})
     RETURNING options->'stageModes'->>${stageId} AS mode`);
-  if (set[0]) return set[0].mode;
-  const [row] = await db.rows<{ mode: "batch" | "realtime" }>(sql`SELECT options->'stageModes'->>${stageId} AS mode FROM runs WHERE id = ${runId}`);
-  return row!.mode;
+  if (set[0]) return { mode: set[0].mode, settledHere: true };
+  return { mode: (await settledStageMode(db, runId, stageId))!, settledHere: false };
+}
+
+/** The mode a stage's calls go in for this run, once settled (`settleStageMode`, `switchStageMode`). */
+export async function settledStageMode(db: Database, runId: string, stageId: string): Promise<"batch" | "realtime" | undefined> {
+  const [row] = await db.rows<{ mode: "batch" | "realtime" | null }>(sql`SELECT options->'stageModes'->>${stageId} AS mode FROM runs WHERE id = ${runId}`);
+  return row?.mode ?? undefined;
 }
 
 /**
