@@ -53,12 +53,12 @@ export async function claimLoops(ctx: RunContext, stage: StagePlan, loops: numbe
 /**
  * Several chunks in flight: some compute while the others' reads and writes
  * are in the database, and provider slots stay busy while a chunk's slowest
- * item finishes. Embedded PGlite runs queries one at a time in this thread,
- * so two are enough there; a Postgres server works on others' in parallel.
+ * item finishes. Four on both stores: embedded PGlite runs in a thread of its
+ * own (see `store/pglite`), so the engine computes chunks while it executes
+ * another's statements, as a Postgres server does (the demo on PGlite: 1,623
+ * items/s with four, 1,546 with two, median of five runs alternated).
  */
-export function loopsFor(ctx: RunContext): number {
-  return ctx.db.kind === "pglite" ? 2 : 4;
-}
+export const CLAIM_LOOPS = 4;
 
 /**
  * Chunks as large as `chunkSize` (each chunk costs a few round trips; with
@@ -68,6 +68,6 @@ export function loopsFor(ctx: RunContext): number {
  * by each stage's concurrency limit, not by the chunk.
  */
 export function chunking(ctx: RunContext, open: number): { loops: number; chunk: number } {
-  const loops = loopsFor(ctx);
+  const loops = CLAIM_LOOPS;
   return { loops, chunk: Math.max(1, Math.min(ctx.options.chunkSize, Math.ceil(open / (loops * 2)))) };
 }

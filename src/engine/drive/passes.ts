@@ -10,7 +10,7 @@ import type { ItemResult } from "../results.ts";
 import { segmentBarrier } from "./barrier.ts";
 import { claimer, type ClaimMode } from "./claims.ts";
 import type { RunEvents } from "./events.ts";
-import { chunking, claimLoops, loopsFor } from "./loops.ts";
+import { chunking, CLAIM_LOOPS, claimLoops } from "./loops.ts";
 import { enqueueStage, ensureTargets } from "./queue.ts";
 import { advanceSegmentChunk, firstModelStage, loadSegmentChunk, usesBatchApi } from "./segments.ts";
 
@@ -141,7 +141,7 @@ export async function runStage(ctx: RunContext, stage: StagePlan, events?: RunEv
     const llm = isLlmStage(ctx.pipeline.stages[stage.index]!);
     const sole = ctx.db.kind === "pglite";
     const batch = usesBatchApi(ctx, stage);
-    const { loops, chunk } = batch ? { loops: loopsFor(ctx), chunk: ctx.options.batchChunkSize } : chunking(ctx, start.open);
+    const { loops, chunk } = batch ? { loops: CLAIM_LOOPS, chunk: ctx.options.batchChunkSize } : chunking(ctx, start.open);
     // Work without model calls is quick: claimed, computed and written in one
     // transaction. Model calls are slow and paid for: claimed under a lease
     // (in memory, for a sole worker) and written as they come.
