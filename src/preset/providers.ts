@@ -50,7 +50,7 @@ export async function createProviders(env: NodeJS.ProcessEnv = process.env): Pro
   for (const name of ["openai", "anthropic"] as VendorName[]) {
     const r = resolved[name];
     if (r.needsSimulator) {
-      simulator ??= await startSimulator({ port: 0, config: env.SLUICE_SIM_CONFIG ? await loadConfig(env.SLUICE_SIM_CONFIG) : undefined });
+      simulator ??= await startSimulator({ port: 0, config: env.SLUICE_SIM_CONFIG ? await loadConfig(env.SLUICE_SIM_CONFIG) : undefined, requestStats: false });
       const baseURL = name === "openai" ? simulator.openaiBaseURL : simulator.anthropicBaseURL;
       byName.set(name, createProvider({ provider: name, baseURL, env: {} }));
       endpoints.set(name, `${name}@simulator`);

@@ -196,3 +196,28 @@ describe("simulator stats", () => {
     expect(badKey.status).toBe(400);
   });
 });
+
+describe("a simulator without per-request stats (the CLI's built-in one)", () => {
+  it("keeps the totals and nothing per request, and still draws a new fault for each attempt of a request", async () => {
+    const lean = await startSimulator({ requestStats: false, seed: 3 });
+    try {
+      const leanClient = new OpenAI({ apiKey: "sk-sim", baseURL: lean.openaiBaseURL, maxRetries: 0 });
+      for (let i = 0; i < 20; i++) await leanClient.chat.completions.create(ticket(`ticket number ${i}`));
+      await leanClient.chat.completions.create(ticket("ticket number 0"));
+      const stats = lean.stats();
+      expect(stats).toMatchObject({ calls: 21, realtimeCalls: 21, billed: 21 });
+      expect(stats.tokens.input).toBeGreaterThan(0);
+      expect(stats.callsByRequestHash).toEqual({});
+      expect(stats.billedByRequestHash).toEqual({});
+      expect(stats.billedAgainHow).toEqual({});
+      // With faults on, attempts of one request are counted again: the same request fails, then goes through.
+      lean.configure({ faults: { ...defaultSimConfig.faults, serverError: 0.5 } });
+      const outcomes: boolean[] = [];
+      for (let i = 0; i < 16; i++) outcomes.push(await leanClient.chat.completions.create(ticket("the same request each time")).then(() => true, () => false));
+      expect(outcomes).toContain(true);
+      expect(outcomes).toContain(false);
+    } finally {
+      await lean.close();
+    }
+  });
+});

@@ -18,6 +18,14 @@ export interface SimulatorOptions {
   config?: SimConfigPatch;
   /** Overrides `config.seed`. */
   seed?: number;
+  /**
+   * Keep the per-request stats (by request hash and custom id) that tests read
+   * to prove nothing was paid twice; on by default. They take a few hundred
+   * bytes per distinct request for as long as the simulator runs, so the
+   * CLI's built-in simulator, which nobody asks for them, goes without: its
+   * memory then stays flat however many calls a run makes.
+   */
+  requestStats?: boolean;
 }
 
 export interface Simulator {
@@ -61,7 +69,7 @@ function fail(res: ServerResponse, provider: Provider, status: number, type: str
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
   let config = mergeConfig(defaultSimConfig, options.config ?? {});
   if (options.seed !== undefined) config = { ...config, seed: options.seed };
-  const state = new SimState(config);
+  const state = new SimState(config, { requestStats: options.requestStats ?? true });
   // The tokenizer builds its tables on first use; pay that now, not inside the first client's timeout.
   honestAnswer({ model: "warm-up", text: "warm up", schema: { type: "object", properties: { a: { type: "string" } } } });
   const openaiBatches = new OpenAIBatches(state);

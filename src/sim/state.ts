@@ -5,10 +5,15 @@ import { defaultSimConfig, mergeConfig, type SimConfig, type SimConfigPatch } fr
 import { RateLimiter } from "./limits.ts";
 import { StatsRecorder } from "./stats.ts";
 
+function faultsOn(config: SimConfig): boolean {
+  return Object.values(config.faults).some((rate) => rate > 0) || config.batch.failureRate > 0;
+}
+
 /** Everything one simulator instance remembers between requests. */
 export class SimState {
   config: SimConfig;
-  stats = new StatsRecorder();
+  stats: StatsRecorder;
+  private readonly requestStats: boolean;
   limiter: RateLimiter;
   private attempts = new Map<string, number>();
   private seq = 0;
@@ -21,8 +26,10 @@ export class SimState {
   /** Timers holding `timeout` faults, cleared when the server closes. */
   readonly held = new Set<NodeJS.Timeout>();
 
-  constructor(config: SimConfig = defaultSimConfig) {
+  constructor(config: SimConfig = defaultSimConfig, { requestStats = true }: { requestStats?: boolean } = {}) {
     this.config = config;
+    this.requestStats = requestStats;
+    this.stats = new StatsRecorder({ byRequest: requestStats });
     this.limiter = new RateLimiter(config.limits);
   }
 
@@ -34,14 +41,19 @@ export class SimState {
 
   /** Zero the stats and attempt counters, and refill every bucket. */
   reset(): void {
-    this.stats = new StatsRecorder();
+    this.stats = new StatsRecorder({ byRequest: this.requestStats });
     this.attempts.clear();
     this.limiter = new RateLimiter(this.config.limits);
     this.batchOrdinal = 0;
   }
 
-  /** 0 for the first attempt of a request hash, 1 for the next, and so on. */
+  /**
+   * 0 for the first attempt of a request hash, 1 for the next, and so on.
+   * Without per-request stats, counted only while faults are configured:
+   * with none, an attempt's number changes nothing but its latency's jitter.
+   */
   nextAttempt(hash: string): number {
+    if (!this.requestStats && !faultsOn(this.config)) return 0;
     const n = this.attempts.get(hash) ?? 0;
     this.attempts.set(hash, n + 1);
     return n;

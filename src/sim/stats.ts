@@ -53,8 +53,13 @@ function bump(map: Map<string, number>, key: string, by = 1): void {
   map.set(key, (map.get(key) ?? 0) + by);
 }
 
-/** The mutable side of `SimStats`: cheap to update on every request. */
+/**
+ * The mutable side of `SimStats`: cheap to update on every request. Without
+ * `byRequest`, only the totals are kept: the maps by request hash and custom
+ * id stay empty.
+ */
 export class StatsRecorder {
+  private readonly byRequest: boolean;
   private calls = 0;
   private realtimeCalls = 0;
   private batchCalls = 0;
@@ -73,24 +78,30 @@ export class StatsRecorder {
   private tokens = { input: 0, output: 0, batchInput: 0, batchOutput: 0 };
   private batches = { created: 0, requests: 0, completed: 0, expired: 0, cancelled: 0, failed: 0 };
 
+  constructor({ byRequest = true }: { byRequest?: boolean } = {}) {
+    this.byRequest = byRequest;
+  }
+
   call(model: string, hash: string, customId?: string): void {
     this.calls++;
     if (customId === undefined) this.realtimeCalls++;
     else {
       this.batchCalls++;
-      bump(this.byCustomId, customId);
+      if (this.byRequest) bump(this.byCustomId, customId);
     }
     bump(this.byModel, model);
-    bump(this.byHash, hash);
+    if (this.byRequest) bump(this.byHash, hash);
   }
 
   bill(hash: string, input: number, output: number, batch: boolean, how = batch ? "batch" : "realtime"): void {
     this.billed++;
-    bump(this.billedByHash, hash);
-    // Kept for every request (most are billed once), reported only for those billed again.
-    const ways = this.billedHow.get(hash);
-    if (ways) ways.push(how);
-    else this.billedHow.set(hash, [how]);
+    if (this.byRequest) {
+      bump(this.billedByHash, hash);
+      // Kept for every request (most are billed once), reported only for those billed again.
+      const ways = this.billedHow.get(hash);
+      if (ways) ways.push(how);
+      else this.billedHow.set(hash, [how]);
+    }
     this.tokens.input += input;
     this.tokens.output += output;
     if (batch) {
@@ -107,7 +118,7 @@ export class StatsRecorder {
   /** A billed answer that could not be delivered: its client had gone. */
   cutOffAnswer(hash: string): void {
     this.cutOff++;
-    bump(this.cutOffByHash, hash);
+    if (this.byRequest) bump(this.cutOffByHash, hash);
   }
 
   /** A request refused for its key. */
