@@ -107,7 +107,7 @@ export async function editsInForce(db: Database, runId: string, itemIds: readonl
   if (itemIds.length === 0) return found;
   const rows = await db.rows<{ item_id: string; edits: Record<string, unknown> }>(sql`
     SELECT w.item_id, d.edits FROM work w JOIN review_decisions d ON d.id = w.review_id
-    WHERE w.run_id = ${runId} AND w.item_id = ${anyText(itemIds)} AND d.edits IS NOT NULL
+    WHERE w.run_id = ${runId} AND w.item_id = ${anyText(itemIds)} AND w.review_id IS NOT NULL AND d.edits IS NOT NULL
     ORDER BY w.stage_index`);
   for (const r of rows) found.set(r.item_id, { ...found.get(r.item_id), ...r.edits });
   return found;

@@ -93,6 +93,11 @@ export const work = pgTable(
     // Claims read claimable items in id order: this index serves them without
     // a sort, and holds only claimable rows, so a finished row costs it nothing.
     index("work_claimable").on(t.runId, t.stageIndex, t.itemId).where(sql`${t.status} IN ('queued', 'failed_retryable')`),
+    // The review decisions in force for a chunk's items (`reviews.ts` `editsInForce`), found
+    // by item across stages: the primary key, stage first, cannot find an item without its
+    // stage, and a scan of the run's rows per chunk made a run's time grow with the square of
+    // its items. Only rows a review settled are in it, so writing any other row costs it nothing.
+    index("work_reviewed").on(t.runId, t.itemId).where(sql`${t.reviewId} IS NOT NULL`),
   ],
 );
 

@@ -1,0 +1,1 @@
+CREATE INDEX "work_reviewed" ON "work" USING btree ("run_id","item_id") WHERE "work"."review_id" IS NOT NULL;
