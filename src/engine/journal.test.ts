@@ -47,6 +47,28 @@ for (const driver of testDrivers()) {
       expect(readdirSync(dir)).toEqual([]);
     });
 
+    it("replays a journal of more answers than one statement takes, the last usable answer of each request winning across them", async () => {
+      store = await driver.open();
+      const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
+      const journal = new AnswerJournal(dir);
+      const N = 1_203;
+      for (let i = 0; i < N; i++) journal.recordRaw(`h-${i}`, "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat(`{"n":${i}}`) });
+      // Far apart in the file (more than a statement's 500 between them): a later answer to h-0, and a cut one to h-1 that must not replace its first.
+      journal.recordRaw("h-0", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"n":"again"}') });
+      journal.recordRaw("h-1", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"n', "length") });
+      journal.close({ written: false });
+      const [name] = readdirSync(dir);
+      renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(deadPid()))));
+
+      expect(await replayJournals(store.db, dir)).toEqual({ answers: N, inFlight: [] });
+      const cached = await cachedResponses<{ text: string }>(store.db, Array.from({ length: N }, (_, i) => `h-${i}`));
+      expect(cached.size).toBe(N);
+      expect(cached.get("h-0")!.text).toBe('{"n":"again"}');
+      expect(cached.get("h-1")!.text).toBe('{"n":1}');
+      expect(cached.get(`h-${N - 1}`)!.text).toBe(`{"n":${N - 1}}`);
+      expect(readdirSync(dir)).toEqual([]);
+    });
+
     it("counts the calls a dead process had sent that never came back", async () => {
       store = await driver.open();
       const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));

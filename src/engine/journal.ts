@@ -1,5 +1,6 @@
 import { isProcessAlive } from "../core/pid.ts";
-import { appendFileSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, closeSync, createReadStream, mkdirSync, openSync, readdirSync, rmSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
@@ -79,6 +80,13 @@ export class AnswerJournal {
  * no check could pass (not JSON, cut at the token limit, a refusal), which
  * the request cache never holds. Of two lines for one request the later
  * wins: the answer after a repair follows the one that needed it.
+ *
+ * A journal holds every answer its process received, so a long run's can be
+ * larger than one string may be (a million answers take over a gigabyte): it
+ * is read as a stream of lines, twice. The first pass finds the last line of
+ * each request and the calls that never came back; the second writes those
+ * lines' answers 500 at a time. What stays in memory is a line number per
+ * request, not the answers.
  */
 export async function replayJournals(db: Database, dir: string, onInFlight?: (gone: { pid: number; calls: number }) => void): Promise<Replayed> {
   let names: string[];
@@ -92,34 +100,53 @@ export async function replayJournals(db: Database, dir: string, onInFlight?: (go
     const pid = Number(name.split("-")[0]);
     if (!Number.isInteger(pid) || pid === process.pid || isProcessAlive(pid)) continue;
     const path = join(dir, name);
-    const byRequest = new Map<string, CacheEntry>();
-    const sent = new Set<number>();
-    const done = new Set<number>();
-    for (const line of readFileSync(path, "utf8").split("\n")) {
-      if (!line) continue;
-      let entry: CacheEntry | undefined;
-      try {
-        const parsed = JSON.parse(line) as CacheEntry & { raw?: RawAnswer; sent?: number; done?: number };
-        if (typeof parsed.sent === "number") sent.add(parsed.sent);
-        if (typeof parsed.done === "number") done.add(parsed.done);
-        if (parsed.requestHash) entry = fromLine(parsed);
-      } catch {
-        // The last line of a killed writer may be cut short.
-      }
-      if (entry) byRequest.set(entry.requestHash, entry);
+    // Pass 1: the last line of each request with a usable answer, and the calls sent that never ended.
+    const lastLine = new Map<string, number>();
+    const open = new Set<number>();
+    for await (const { n, parsed } of journalLines(path)) {
+      if (typeof parsed.sent === "number") open.add(parsed.sent);
+      if (typeof parsed.done === "number") open.delete(parsed.done);
+      if (parsed.requestHash && usable(parsed)) lastLine.set(parsed.requestHash, n);
     }
-    const entries = [...byRequest.values()];
-    for (let i = 0; i < entries.length; i += 500) await cacheResponses(db, entries.slice(i, i + 500));
-    out.answers += entries.length;
-    const lost = [...sent].filter((c) => !done.has(c)).length;
-    if (lost) {
-      out.inFlight.push({ pid, calls: lost });
+    // Pass 2: those lines' answers into the request cache.
+    let group: CacheEntry[] = [];
+    for await (const { n, parsed } of journalLines(path)) {
+      if (!parsed.requestHash || lastLine.get(parsed.requestHash) !== n) continue;
+      group.push(fromLine(parsed)!);
+      out.answers++;
+      if (group.length === 500) {
+        await cacheResponses(db, group);
+        group = [];
+      }
+    }
+    await cacheResponses(db, group);
+    if (open.size) {
+      out.inFlight.push({ pid, calls: open.size });
       // Said before the journal goes, so a process killed in between still leaves the count to the next.
-      onInFlight?.({ pid, calls: lost });
+      onInFlight?.({ pid, calls: open.size });
     }
     rmSync(path, { force: true });
   }
   return out;
+}
+
+type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number };
+
+/** A journal's lines, parsed, with their numbers; a line that does not parse (the last one of a killed writer) is skipped. */
+async function* journalLines(path: string): AsyncGenerator<{ n: number; parsed: JournalLine }> {
+  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (!line) continue;
+    let parsed: JournalLine;
+    try {
+      parsed = JSON.parse(line) as JournalLine;
+    } catch {
+      continue;
+    }
+    yield { n, parsed };
+  }
 }
 
 export interface Replayed {
@@ -127,6 +154,16 @@ export interface Replayed {
   answers: number;
   /** Per process gone, the calls it had sent that never came back: paid (or about to be), their answers lost with it. */
   inFlight: { pid: number; calls: number }[];
+}
+
+/** Whether a line's answer may go into the request cache (see `fromLine`). */
+function usable(line: JournalLine): boolean {
+  try {
+    return fromLine(line) !== undefined;
+  } catch {
+    // An answer that is not JSON: never cached.
+    return false;
+  }
 }
 
 function fromLine(line: CacheEntry & { raw?: RawAnswer; done?: number }): CacheEntry | undefined {
