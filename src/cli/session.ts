@@ -26,14 +26,32 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOpti
 }
 
 /**
- * Where the CLI journals answers as they arrive (beside the embedded
- * database, or `.sluice/journal` in the working directory with Postgres), so
- * a killed run loses none it had received: `SLUICE_JOURNAL_DIR` to choose.
+ * Where the CLI journals answers as they arrive, so a killed run loses none
+ * it had received: beside the embedded database, or with Postgres a folder
+ * of `.sluice/journal` in the working directory per database (its host, port
+ * and name; never its user or password), since a journal's answers belong to
+ * the store its run was writing to: replayed into another, they would be
+ * missing from the one the run resumes on, and paid for again.
+ * `SLUICE_JOURNAL_DIR` to choose.
  */
 export function journalDirFor(env: NodeJS.ProcessEnv): string {
   if (env.SLUICE_JOURNAL_DIR) return env.SLUICE_JOURNAL_DIR;
   if (!env.DATABASE_URL && env.SLUICE_DATA_DIR) return join(dirname(env.SLUICE_DATA_DIR), "journal");
-  return join(process.cwd(), ".sluice", "journal");
+  const journals = join(process.cwd(), ".sluice", "journal");
+  return env.DATABASE_URL ? join(journals, databaseFolder(env.DATABASE_URL)) : journals;
+}
+
+/** A folder name for a Postgres database: `host-port-name`, from its URL without credentials. */
+export function databaseFolder(url: string): string {
+  let name = "postgres";
+  try {
+    const u = new URL(url);
+    const db = decodeURIComponent(u.pathname.replace(/^\//, "")) || "postgres";
+    name = `${u.hostname || u.searchParams.get("host") || "localhost"}-${u.port || "5432"}-${db}`;
+  } catch {
+    // Not a URL (a bare connection string): one folder for all such.
+  }
+  return name.replace(/[^A-Za-z0-9._-]/g, "_");
 }
 
 /**
