@@ -5,6 +5,7 @@ import { writeResults, type ResultsTarget, type ResultToWrite, type WriteMode, t
 import { writeResultsBefore } from "../src/store/results-before.ts";
 import { insertItems } from "../src/store/runs.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import { explain, type PlanNode } from "./fixtures/plans.ts";
 
 /**
  * A chunk's write reads rows in proportion to the chunk, not to the stage
@@ -29,16 +30,6 @@ const result = (itemId: string): ResultToWrite => ({
   cache: { requestHash: `req-${itemId}`, provider: "openai", model: "m", response: { text: "a" } },
 });
 
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Actual Rows": number;
-  "Actual Loops": number;
-  "Rows Removed by Filter"?: number;
-  "Rows Removed by Join Filter"?: number;
-  Plans?: PlanNode[];
-}
-
 /** Rows each plan node read from `work`, and rows joins threw away, over the whole plan. */
 function tally(node: PlanNode, sum = { workRows: 0, joinDiscarded: 0 }) {
   const loops = node["Actual Loops"];
@@ -54,9 +45,7 @@ async function explained(db: Database, write: (db: Database) => Promise<WriteOut
   const spy: Database = {
     ...db,
     rows: async <T,>(query: SQL) => {
-      const [row] = await db.rows<{ "QUERY PLAN": unknown }>(sql`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`);
-      const json = row!["QUERY PLAN"];
-      plan = (typeof json === "string" ? JSON.parse(json) : json)[0].Plan;
+      plan = await explain(db, query);
       return [{ dropped: null, replaced: null }] as T[];
     },
   };

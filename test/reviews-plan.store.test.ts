@@ -3,6 +3,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { Database } from "../src/store/database.ts";
 import { editsInForce } from "../src/store/reviews.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
+import { explain, type PlanNode } from "./fixtures/plans.ts";
 
 /**
  * Every chunk asks which of its items a review settled with edits
@@ -18,16 +19,6 @@ import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 const ITEMS = 2_000;
 const STAGES = 3;
 
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Actual Rows": number;
-  "Actual Loops": number;
-  "Rows Removed by Filter"?: number;
-  "Rows Removed by Index Recheck"?: number;
-  Plans?: PlanNode[];
-}
-
 /** Rows each plan node read from `work`, over the whole plan. */
 function workRows(node: PlanNode): number {
   const own = node["Relation Name"] === "work" && /Scan/.test(node["Node Type"]) ? (node["Actual Rows"] + (node["Rows Removed by Filter"] ?? 0) + (node["Rows Removed by Index Recheck"] ?? 0)) * node["Actual Loops"] : 0;
@@ -41,9 +32,7 @@ function explaining(db: Database): { db: Database; plan: () => PlanNode } {
     db: {
       ...db,
       rows: async <T,>(query: SQL) => {
-        const [row] = await db.rows<{ "QUERY PLAN": unknown }>(sql`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`);
-        const json = row!["QUERY PLAN"];
-        plan = (typeof json === "string" ? JSON.parse(json) : json)[0].Plan;
+        plan = await explain(db, query);
         // The statement ran (ANALYZE executes it); its rows are read again for the caller.
         return db.rows<T>(query);
       },
