@@ -108,11 +108,21 @@ async function waitForBatch(ctx: RunContext, api: BatchApi, row: BatchRow, cutof
 const REPAIR_FLUSH = 50;
 
 /**
+ * A batch's answers are read, judged and written this many at a time, as
+ * they stream from the provider: what a collection holds in memory is one
+ * group's answers, inputs and results, whatever the size of the batch (a
+ * batch of 10,000 read whole, with four collected at once, was the peak of
+ * a 100k-ticket run).
+ */
+export const COLLECT_GROUP = 1_000;
+
+/**
  * Read a finished batch and write its results. Answers that need no repair
- * are written at once; answers that fail their schema or rule get one
- * realtime repair each, run concurrently and written as they complete. A
- * batch collected again after a crash skips every item already written, so
- * a repair that was written is never paid for twice.
+ * are written as they are read, `COLLECT_GROUP` at a time; answers that fail
+ * their schema or rule get one realtime repair each, run concurrently and
+ * written as they complete. A batch collected again after a crash skips
+ * every item already written, so a repair that was written is never paid
+ * for twice.
  */
 export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, row: BatchRow, onPersisted?: (r: ItemResult[]) => void, cutoff?: Date): Promise<ItemResult[]> {
   const api = provider.batch!;
@@ -128,63 +138,112 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   // What is still to be written, read after the wait (which may be long).
   const unwritten = async () => {
     const pending = await stillHeld(ctx, stage, row);
-    const entries = Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId));
-    return { entries, tries: await attemptsSoFar(ctx, stage, entries.map(([, e]) => e.itemId)) };
+    const entries = new Map(Object.entries(row.requests).filter(([, e]) => pending.has(e.itemId)));
+    return { entries, tries: await attemptsSoFar(ctx, stage, [...entries.values()].map((e) => e.itemId)) };
   };
-  let status: string;
-  let cut = false;
-  const got = new Map<string, BatchResult>();
-  try {
-    ({ status, cut } = await waitForBatch(ctx, api, row, cutoff));
-    for await (const result of api.results(row.batchId)) got.set(result.customId, result);
-  } catch (err) {
-    // The batch cannot be polled or read (unknown id after a key change, a 4xx): give up on it, not on the run.
+  // Whatever was not written when the batch cannot be polled or read (unknown
+  // id after a key change, a 4xx, a connection lost while reading): given up
+  // on, not the run. What was read and written before is kept, and paid.
+  const giveUp = async (err: unknown, paid: number): Promise<ItemResult[]> => {
     if (ctx.signal?.aborted) throw ctx.signal.reason;
-    await releaseHolder(ctx.db, batchClaimant(row.id));
+    await releaseHolder(ctx.db, batchClaimant(row.id), paid);
     const { entries, tries } = await unwritten();
-    const out = entries.map(([, e]) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.batchId} could not be collected`));
+    const out = [...entries.values()].map((e) => failure(ctx, e.itemId, e.inputHash, new TransientError(errorMessage(err)), tries, `${row.provider} batch ${row.batchId} could not be collected`));
     await write(out);
     await markCollected(ctx, row);
     return out;
+  };
+  let status: string;
+  let cut = false;
+  try {
+    ({ status, cut } = await waitForBatch(ctx, api, row, cutoff));
+  } catch (err) {
+    return giveUp(err, 0);
   }
-  // The batch is paid for: its reservation is settled with what its answers cost (once, however often it is collected).
-  let paid = 0;
-  for (const r of got.values()) if (r.ok) paid += ctx.providers.cost(def.model, r.result.usage, "batch");
-  await releaseHolder(ctx.db, batchClaimant(row.id), paid);
   const { entries, tries } = await unwritten();
-  const inputs = entries.length ? await loadInputs(ctx, stage, entries.map(([, e]) => e.itemId)) : new Map<string, LoadedInput>();
-
-  const ready: ItemResult[] = [];
+  const written: ItemResult[] = [];
   const repairs: (() => Promise<ItemResult>)[] = [];
   const late: (() => Promise<ItemResult>)[] = [];
-  for (const [customId, entry] of entries) {
-    const input = inputs.get(entry.itemId);
-    const result = got.get(customId) ?? { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.batchId} (${status})`) };
-    const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
-    if (!input) {
-      ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
-      continue;
+  // The batch is paid for: its reservation is settled with what its answers cost (once, however often it is collected).
+  let paid = 0;
+
+  /** Judge a group of answers (or of requests left without one) and write what needs no repair. */
+  const settle = async (group: { customId: string; entry: BatchEntry; result: BatchResult }[]) => {
+    if (group.length === 0) return;
+    const inputs = await loadInputs(ctx, stage, group.map((g) => g.entry.itemId));
+    const ready: ItemResult[] = [];
+    for (const { entry, result } of group) {
+      const input = inputs.get(entry.itemId);
+      const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
+      if (!input) {
+        ready.push(failed(entry.itemId, undefined, "deterministic", "item row missing from the run (store inconsistency)"));
+        continue;
+      }
+      if (!result.ok && cut && failureClassOf(result.error) === "transient") {
+        // Not run before the batch was cancelled for the deadline: sent realtime now (never paid in the batch).
+        late.push(() => realtimeInstead(ctx, def, provider, row.provider, entry, input));
+        continue;
+      }
+      if (!result.ok) {
+        const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
+        const spent = (tries.get(entry.itemId) ?? 0) + 1;
+        const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
+        const message = retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`;
+        ready.push(failed(entry.itemId, entry.inputHash, attempt.errorClass, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] }));
+        continue;
+      }
+      const judged = judge(ctx, def, entry, input, result.result, base);
+      if ("result" in judged) ready.push(judged.result);
+      else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
     }
-    if (!result.ok && cut && failureClassOf(result.error) === "transient") {
-      // Not run before the batch was cancelled for the deadline: sent realtime now (never paid in the batch).
-      late.push(() => realtimeInstead(ctx, def, provider, row.provider, entry, input));
-      continue;
+    await write(ready);
+    written.push(...ready);
+  };
+
+  // Answers in the order the provider gives them; each request's first answer counts.
+  const answered = new Set<string>();
+  let group: { customId: string; entry: BatchEntry; result: BatchResult }[] = [];
+  const reading = api.results(row.batchId)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let next: IteratorResult<BatchResult>;
+      try {
+        next = await reading.next();
+      } catch (err) {
+        // The answers read so far are written; the rest of the batch is given up on.
+        if (!ctx.signal?.aborted) await settle(group);
+        return await giveUp(err, paid);
+      }
+      if (next.done) break;
+      const result = next.value;
+      if (answered.has(result.customId)) continue;
+      answered.add(result.customId);
+      if (result.ok) paid += ctx.providers.cost(def.model, result.result.usage, "batch");
+      const entry = entries.get(result.customId);
+      if (!entry) continue; // written already (an earlier collection), or not this batch's
+      group.push({ customId: result.customId, entry, result });
+      if (group.length === COLLECT_GROUP) {
+        await settle(group);
+        group = [];
+      }
     }
-    if (!result.ok) {
-      const attempt: AttemptRecord = { ...base, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, listCostUsd: 0, errorClass: failureClassOf(result.error), errorMessage: errorMessage(result.error) };
-      const spent = (tries.get(entry.itemId) ?? 0) + 1;
-      const retry = attempt.errorClass === "transient" && spent < ctx.options.maxAttempts;
-      const message = retry ? attempt.errorMessage : `${attempt.errorMessage}${attempt.errorClass === "transient" ? ` (gave up after ${spent} attempts)` : ""}`;
-      ready.push(failed(entry.itemId, entry.inputHash, attempt.errorClass, message, { status: retry ? "failed_retryable" : "failed_terminal", attempts: [attempt] }));
-      continue;
-    }
-    const judged = judge(ctx, def, entry, input, result.result, base);
-    if ("result" in judged) ready.push(judged.result);
-    else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
+  } finally {
+    // Stopped early (a write failed): the provider's response is closed, not left open.
+    await reading.return?.();
   }
-  await write(ready);
+  await releaseHolder(ctx.db, batchClaimant(row.id), paid);
+  // The requests the provider returned nothing for.
+  for (const [customId, entry] of entries) {
+    if (answered.has(customId)) continue;
+    group.push({ customId, entry, result: { customId, ok: false as const, error: new TransientError(`no result for this request in ${row.provider} batch ${row.batchId} (${status})`) } });
+    if (group.length === COLLECT_GROUP) {
+      await settle(group);
+      group = [];
+    }
+  }
+  await settle(group);
   if (cut) {
-    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline${cutoff ? ` (${cutoff.toISOString()})` : ""}, cancelled: ${entries.length - late.length} of ${entries.length} answers kept at the batch price, ${late.length} sent realtime`;
+    const why = `${row.provider} batch ${row.batchId} still running at its cutoff for the deadline${cutoff ? ` (${cutoff.toISOString()})` : ""}, cancelled: ${entries.size - late.length} of ${entries.size} answers kept at the batch price, ${late.length} sent realtime`;
     await switchStageMode(ctx.db, ctx.runId, stage.id, "realtime", why);
     ctx.logger.warn(`stage ${stage.id}: ${why}`);
   }
@@ -212,7 +271,7 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     if (failed) throw failed.reason;
   }
   await markCollected(ctx, row);
-  return [...ready, ...repaired];
+  return [...written, ...repaired];
 }
 
 /** Items of the batch not yet written: still held by it, in `processing`. */
