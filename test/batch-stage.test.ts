@@ -1,11 +1,15 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { TransientError } from "../src/core/errors.ts";
 import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage } from "../src/core/types.ts";
+import { COLLECT_GROUP } from "../src/engine/batch-collect.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
 import { costOf, createProvider } from "../src/providers/index.ts";
+import type { BatchApi, BatchResult, Provider } from "../src/providers/types.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { openDatabase } from "../src/store/index.ts";
@@ -16,11 +20,20 @@ import mini from "./fixtures/pipelines/mini.ts";
 /**
  * A stage sent to a provider's batch API goes out as one provider batch (up
  * to the chunk size), however many loops and processes claim it, and in
- * `auto` mode the whole run follows one decision.
+ * `auto` mode the whole run follows one decision. A finished batch is
+ * collected as its answers stream in, `COLLECT_GROUP` at a time: the first
+ * answers are written while the rest are still being read (what a collection
+ * holds is one group, whatever the batch's size), and a batch whose results
+ * stop part way keeps the answers it read: only the rest go out again.
  */
-const auto = definePipeline({ ...mini, id: "mini-auto", stages: mini.stages.map((s) => (isLlmStage(s) ? { ...s, provider: "openai" as const, mode: "auto" as const } : s)) });
+/** The mini pipeline with its model stage on OpenAI in `mode`. */
+const onOpenAi = (id: string, mode: "auto" | "batch") => definePipeline({ ...mini, id, stages: mini.stages.map((s) => (isLlmStage(s) ? { ...s, provider: "openai" as const, mode } : s)) });
+const auto = onOpenAi("mini-auto", "auto");
+const batched = onOpenAi("mini-batched", "batch");
 const texts = ["invoice charged twice", "the app crashes on export", "hello there", "refund my invoice please", "error when I log in"];
 const items = Array.from({ length: 400 }, (_, i) => ({ id: `b${String(i).padStart(4, "0")}`, text: `${texts[i % texts.length]} #${i}` }));
+const ITEMS = COLLECT_GROUP + 300;
+const fast = { batchPollMs: 10, batchPollMaxMs: 50, backoffBaseMs: 10, backoffMaxMs: 20 };
 
 let sim: Simulator;
 beforeAll(async () => {
@@ -30,9 +43,20 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providers(): ProviderSet {
+/** The simulator's OpenAI provider; with `results`, its batch results are read through it (the real reader is passed in). */
+function providers(results?: (real: BatchApi["results"], batchId: string) => AsyncIterable<BatchResult>): ProviderSet {
   const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf };
+  if (!results) return { defaultProvider: "openai", get: () => openai, cost: costOf };
+  const batch = new Proxy(openai.batch!, {
+    get: (target, key) => (key === "results" ? (id: string) => results((b) => target.results(b), id) : bound(target, key)),
+  });
+  const provider = new Proxy(openai, { get: (target, key) => (key === "batch" ? batch : bound(target, key)) }) as Provider;
+  return { defaultProvider: "openai", get: () => provider, cost: costOf };
+}
+
+function bound(target: object, key: string | symbol): unknown {
+  const value = Reflect.get(target, key, target);
+  return typeof value === "function" ? value.bind(target) : value;
 }
 
 for (const driver of testDrivers()) {
@@ -69,6 +93,66 @@ for (const driver of testDrivers()) {
       }
     });
 
+    /** Items of the classify stage written so far (a batch's items are `processing` until their answers are). */
+    const written = async () => (await t.db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM work WHERE stage_id = 'classify' AND status <> 'processing'`))[0]!.n;
+
+    it("writes the first answers while the rest are still being read", async () => {
+      const seen: number[] = [];
+      const summary = await runPipeline(
+        {
+          db: t.db,
+          pipeline: batched,
+          providers: providers(async function* (real, id) {
+            let read = 0;
+            for await (const result of real(id)) {
+              // Asked for the answer after a whole group: that group is in the store.
+              if (read === COLLECT_GROUP) seen.push(await written());
+              read++;
+              yield result;
+            }
+          }),
+          options: fast,
+        },
+        manyItems(),
+      );
+      expect(seen).toEqual([COLLECT_GROUP]);
+      expect(summary.stages.find((s) => s.id === "classify")!.batchCalls).toBe(ITEMS);
+      expect(summary.items.byStatus).toEqual({ committed: ITEMS });
+    });
+
+    it("keeps the answers read before a batch's results stop, and sends only the rest again", async () => {
+      const cutAfter = COLLECT_GROUP + 100;
+      let reads = 0;
+      const summary = await runPipeline(
+        {
+          db: t.db,
+          pipeline: batched,
+          providers: providers(async function* (real, id) {
+            const first = reads++ === 0;
+            let read = 0;
+            for await (const result of real(id)) {
+              if (first && read === cutAfter) throw new TransientError("connection reset while reading the batch's output file");
+              read++;
+              yield result;
+            }
+          }),
+          options: fast,
+        },
+        manyItems(),
+      );
+      const stats = sim.stats();
+      // The first batch was paid whole; of its answers, those read were kept, and the rest went out in a second batch.
+      expect(stats.batches.created).toBe(2);
+      expect(stats.batches.requests).toBe(ITEMS + (ITEMS - cutAfter));
+      const classify = summary.stages.find((s) => s.id === "classify")!;
+      expect(classify.processed).toBe(ITEMS);
+      expect(classify.failed).toBe(0);
+      expect(summary.items.byStatus).toEqual({ committed: ITEMS });
+      // Each item not read in the first batch says why it was sent again.
+      const again = await t.db.rows<{ n: number }>(sql`SELECT count(DISTINCT item_id)::int AS n FROM attempts WHERE stage_id = 'classify' AND error_message LIKE '%could not be collected: connection reset%'`);
+      expect(again[0]!.n).toBe(ITEMS - cutAfter);
+    });
+
     it("records the first decision on a stage's mode; every later one follows it", async () => {
       const run = await runPipeline({ db: t.db, pipeline: mini, providers: providers() }, writeOne());
       expect(await settledStageMode(t.db, run.runId, "classify")).toBeUndefined();
@@ -88,5 +172,13 @@ function writeOne(): string {
   const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
   const input = join(dir, "items.jsonl");
   writeFileSync(input, `${JSON.stringify({ id: "x1", text: "invoice charged twice" })}\n`);
+  return input;
+}
+
+/** `ITEMS` items with distinct texts (no two share a request), every one past the gates. */
+function manyItems(): string {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+  const input = join(dir, "items.jsonl");
+  writeFileSync(input, Array.from({ length: ITEMS }, (_, i) => JSON.stringify({ id: `c${String(i).padStart(5, "0")}`, text: `invoice charged twice #${i}` })).join("\n"));
   return input;
 }
