@@ -153,6 +153,36 @@ for (const driver of testDrivers()) {
       expect(again[0]!.n).toBe(ITEMS - cutAfter);
     });
 
+    it("sends a request that chunks in flight at once share in one batch, and every item gets its answer", async () => {
+      // Three chunks of 100 (claimed by three loops at once), each with the same 100 requests.
+      const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+      const input = join(dir, "items.jsonl");
+      writeFileSync(input, Array.from({ length: 300 }, (_, i) => JSON.stringify({ id: `d${String(i).padStart(4, "0")}`, text: `invoice charged twice #${i % 100}` })).join("\n"));
+      const summary = await runPipeline({ db: t.db, pipeline: batched, providers: providers(), options: { ...fast, batchChunkSize: 100 } }, input);
+      expect(summary.items.byStatus).toEqual({ committed: 300 });
+      expect(sim.stats().batches.requests).toBe(100);
+      expect(sim.stats().realtimeCalls).toBe(0);
+      const classify = summary.stages.find((s) => s.id === "classify")!;
+      expect(classify.providerCalls).toBe(100);
+      expect(classify.processed).toBe(300);
+    });
+
+    it("sends a shared request again from a chunk that waited for it when the batch that had it gives no answer", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+      const input = join(dir, "items.jsonl");
+      writeFileSync(input, Array.from({ length: 300 }, (_, i) => JSON.stringify({ id: `d${String(i).padStart(4, "0")}`, text: `invoice charged twice #${i % 100}` })).join("\n"));
+      let reads = 0;
+      const lost = providers(async function* (real, id) {
+        if (reads++ === 0) throw new TransientError("connection reset while reading the batch's output file");
+        yield* real(id);
+      });
+      const summary = await runPipeline({ db: t.db, pipeline: batched, providers: lost, options: { ...fast, batchChunkSize: 100 } }, input);
+      expect(summary.items.byStatus).toEqual({ committed: 300 });
+      // The first batch (paid, its answers never read), then one more for all three chunks.
+      expect(sim.stats().batches.requests).toBe(200);
+      expect(sim.stats().realtimeCalls).toBe(0);
+    });
+
     it("records the first decision on a stage's mode; every later one follows it", async () => {
       const run = await runPipeline({ db: t.db, pipeline: mini, providers: providers() }, writeOne());
       expect(await settledStageMode(t.db, run.runId, "classify")).toBeUndefined();

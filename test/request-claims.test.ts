@@ -9,7 +9,7 @@ import { claimOrAwait, type Call } from "../src/engine/reuse.ts";
 import type { LlmStage } from "../src/core/types.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import type { CompletionResult } from "../src/providers/types.ts";
-import { cacheResponse, claimRequests, releaseRequests } from "../src/store/cache.ts";
+import { cacheResponse, cacheResponses, claimRequests, releaseRequests } from "../src/store/cache.ts";
 import { singleProvider } from "../src/testing/harness.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 import { openDatabase, type Database } from "../src/store/index.ts";
@@ -91,6 +91,41 @@ describe.skipIf(!process.env.DATABASE_URL)("a request claimed while its payer co
       expect(won).toEqual(new Set());
       // No claim is left behind for a request that is answered.
       expect(await pg.db.rows(sql`SELECT request_hash, worker_id FROM request_claims`)).toEqual([]);
+    } finally {
+      await other.close();
+      await pg.drop();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(!process.env.DATABASE_URL)("answers two statements write at once (Postgres, two connections)", () => {
+  it("are inserted in hash order, so two writes sharing hashes wait for each other in turn, never each for the other", async () => {
+    const pg = await freshPostgres(process.env.DATABASE_URL!);
+    const other = await openDatabase({ url: pg.url! });
+    const entry = (hash: string) => ({ requestHash: hash, provider: "openai", model: "gpt-4o-mini", response: { text: hash } });
+    try {
+      // One write has inserted "h-a" and holds its transaction open...
+      let commit!: () => void;
+      const held = new Promise<void>((resolve) => (commit = resolve));
+      let first!: Promise<void>;
+      const opened = new Promise<void>((ready) => {
+        first = pg.db.transaction(async (tx) => {
+          await cacheResponses(tx, [entry("h-a")]);
+          ready();
+          await held;
+          // ...and then inserts "h-b", which the other write has too.
+          await cacheResponses(tx, [entry("h-b")]);
+        });
+      });
+      await opened;
+      // The other write has the two in the opposite order: in that order it would insert "h-b" and then wait on
+      // "h-a", while the first waits on its "h-b" (a deadlock, one of them failed by the server). In hash order,
+      // it waits on "h-a" before inserting anything.
+      const second = cacheResponses(other, [entry("h-b"), entry("h-a")]);
+      await until(pg.db, sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+      commit();
+      await Promise.all([first, second]);
+      expect(await pg.db.rows(sql`SELECT request_hash FROM request_cache ORDER BY request_hash`)).toEqual([{ request_hash: "h-a" }, { request_hash: "h-b" }]);
     } finally {
       await other.close();
       await pg.drop();

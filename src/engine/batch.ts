@@ -2,15 +2,16 @@ import { randomBytes } from "node:crypto";
 import { BudgetExhaustedError, DeterministicError, errorMessage } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { CLOCK_SKEW_S, packBatches } from "../providers/batching.ts";
-import type { Provider } from "../providers/types.ts";
+import type { CompletionResult, Provider } from "../providers/types.ts";
 import { adoptOrphanBatches, BATCH_CUTTING, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
 import { settledStageMode, settleStageMode } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { batchCutoff, deadlineOf, decideMode } from "./deadline.ts";
-import { endpointOf, stageHalted } from "./llm-call.ts";
+import { checkCompletion, endpointOf, stageHalted } from "./llm-call.ts";
 import { persistResults } from "./persist.ts";
-import { failed, type ItemResult } from "./results.ts";
+import { failed, fromAnswer, type ItemResult } from "./results.ts";
 import type { Call } from "./reuse.ts";
+import type { ChunkHooks, Flush } from "./hooks.ts";
 import { at, attemptsSoFar, collectBatch, cutBatch, failure, pollStatus, type BatchEntry, type BatchRow } from "./batch-collect.ts";
 
 /**
@@ -43,6 +44,70 @@ export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage,
   // Said once per run, by the chunk that settled it.
   if (settledHere) ctx.logger.info(`stage ${stage.id}: ${mode} (${decided.why})`);
   return mode === "batch";
+}
+
+/**
+ * A chunk's calls in provider batches, less the requests another chunk of
+ * this stage in this process is already sending in a batch of its own: this
+ * chunk waits for those answers instead of paying for them again (the reuse
+ * rule's third step, as `executeRealtime` does for realtime calls). Several
+ * chunks of a batch stage are in flight at once, and a request two of them
+ * shared went out, and was paid for, in each batch. An answer collected is
+ * retired once written, as a realtime one is; a request whose batch gave no
+ * answer is sent by the chunk that waited for it. With deferred collection
+ * (Trigger.dev), no answer comes back to this process, so nothing is shared.
+ */
+export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
+  const inflight = hooks.inflight;
+  if (!inflight || ctx.options.deferBatchCollection) return executeBatch(ctx, stage, def, providerName, provider, calls, hooks.onPersisted);
+  const elsewhere: Call[] = [];
+  const mine: { call: Call; answer: Promise<CompletionResult | undefined>; answered: (r: CompletionResult | undefined) => void }[] = [];
+  // Registered with no await between the lookup and the set.
+  for (const call of calls) {
+    if (inflight.get(call.hash)) {
+      elsewhere.push(call);
+      continue;
+    }
+    let answered: (r: CompletionResult | undefined) => void = () => {};
+    const answer = new Promise<CompletionResult | undefined>((resolve) => (answered = resolve));
+    inflight.set(call.hash, answer);
+    mine.push({ call, answer, answered });
+  }
+  const waited = Promise.all(elsewhere.map((call) => sharedAnswer(inflight, call.hash).then((answer) => ({ call, answer }))));
+  let sent: ItemResult[] | undefined;
+  try {
+    sent = mine.length ? await executeBatch(ctx, stage, def, providerName, provider, mine.map((m) => m.call), hooks.onPersisted) : [];
+  } finally {
+    const byItem = new Map((sent ?? []).map((r) => [r.itemId, r]));
+    for (const { call, answer, answered } of mine) {
+      const result = byItem.get(call.itemId);
+      const response = result?.answer ?? (result?.cache?.response as CompletionResult | undefined);
+      if (!response) inflight.forget(call.hash, answer);
+      answered(response);
+    }
+    // Written by the collection: chunks that read the request cache from here on find them there.
+    inflight.retire(mine.flatMap(({ call }) => (byItem.get(call.itemId)?.cache ? [call.hash] : [])));
+  }
+  const copies: ItemResult[] = [];
+  const again: Call[] = [];
+  for (const { call, answer } of await waited) {
+    if (answer) copies.push(fromAnswer(call.itemId, call.loaded.inputHash, checkCompletion(def, call.loaded.input, answer), answer));
+    else again.push(call);
+  }
+  await write(copies);
+  const resent = again.length ? await sendBatches(ctx, stage, def, providerName, provider, again, hooks, write) : [];
+  return [...sent, ...copies, ...resent];
+}
+
+/** The answer another chunk's call of this request got, or undefined once no chunk has it in flight. */
+async function sharedAnswer(inflight: NonNullable<ChunkHooks["inflight"]>, hash: string): Promise<CompletionResult | undefined> {
+  for (let pending = inflight.get(hash); pending; pending = inflight.get(hash)) {
+    const answer = await pending;
+    if (answer) return answer;
+    // That call failed: forget it, so the next caller makes its own.
+    inflight.forget(hash, pending);
+  }
+  return undefined;
 }
 
 /** Submit the calls as provider batches, then poll and collect each. */

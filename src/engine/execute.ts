@@ -1,5 +1,5 @@
 import { isLlmStage, type LlmStage } from "../core/types.ts";
-import { executeBatch, useBatch } from "./batch.ts";
+import { sendBatches, useBatch } from "./batch.ts";
 import { computeLocal, gate } from "./compute.ts";
 import type { ChunkHooks, Flush } from "./hooks.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -102,7 +102,7 @@ async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, pro
   const unique = [...leaders.values()];
   const batch = await useBatch(ctx, stage, def, provider, unique.length, endpointOf(ctx, providerName));
   const led = await claimOrAwait(ctx, def, unique, write, (mine) =>
-    batch ? executeBatch(ctx, stage, def, providerName, provider, mine, hooks.onPersisted) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
+    batch ? sendBatches(ctx, stage, def, providerName, provider, mine, hooks, write) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
   );
   const byItem = new Map(led.map((r) => [r.itemId, r]));
   const copies = followers.map((f) => followerResult(def, f, byItem.get(leaders.get(f.hash)!.itemId)));

@@ -104,5 +104,7 @@ export async function cacheResponses(db: Database, entries: readonly CacheEntry[
     INSERT INTO request_cache (request_hash, provider, model, response)
     SELECT e."requestHash", e.provider, e.model, e.response
     FROM jsonb_to_recordset(${JSON.stringify(entries)}::jsonb) AS e("requestHash" text, provider text, model text, response jsonb)
+    -- In hash order, as every statement inserting several answers: none waits on another that waits on it.
+    ORDER BY e."requestHash"
     ON CONFLICT (request_hash) DO NOTHING`);
 }

@@ -138,10 +138,13 @@ export async function writeResults(db: Database, to: ResultsTarget, results: rea
     -- Every answer paid for is kept, also one whose item another worker has
     -- recorded meanwhile: its request's claim is given up below, and a worker
     -- awaiting that request then finds the answer instead of paying again.
+    -- In hash order: two statements inserting some of the same hashes wait for
+    -- each other in one order, never each for the other (a deadlock).
     cache AS (
       INSERT INTO request_cache (request_hash, provider, model, response)
       SELECT c."requestHash", c.provider, c.model, c.response
       FROM jsonb_to_recordset(${JSON.stringify(cache)}::jsonb) AS c(item_id text, "requestHash" text, provider text, model text, response jsonb)
+      ORDER BY c."requestHash"
       ON CONFLICT (request_hash) DO NOTHING
     ),${
       // An answer written gives its request's claim up in the same statement (see `cache.ts`, claimRequests).
