@@ -1,3 +1,4 @@
+import { setTimeout as wait } from "node:timers/promises";
 import { Cron } from "croner";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
@@ -58,19 +59,6 @@ export function watchedPipelines(pipelines: PipelineDef[]): PipelineDef[] {
   return watched;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
 /**
  * Watch pipelines until `signal` aborts.
  *
@@ -105,7 +93,8 @@ export async function watchPipelines(options: WatchOptions): Promise<void> {
     }
     if (signal?.aborted) break;
     onEvent?.({ kind: "polled", cycle });
-    await sleep(pollMs, signal);
+    // Stopping (the signal) ends the wait early; the loop then ends.
+    await wait(pollMs, undefined, { signal }).catch(() => {});
   }
 
   async function dueBecause(pipeline: PipelineDef): Promise<string | undefined> {
