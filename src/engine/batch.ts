@@ -73,7 +73,7 @@ export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmSta
     inflight.set(call.hash, answer);
     mine.push({ call, answer, answered });
   }
-  const waited = Promise.all(elsewhere.map((call) => sharedAnswer(inflight, call.hash).then((answer) => ({ call, answer }))));
+  const waited = Promise.all(elsewhere.map((call) => inflight.shared(call.hash).then((answer) => ({ call, answer }))));
   let sent: ItemResult[] | undefined;
   try {
     sent = mine.length ? await executeBatch(ctx, stage, def, providerName, provider, mine.map((m) => m.call), hooks.onPersisted) : [];
@@ -97,17 +97,6 @@ export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmSta
   await write(copies);
   const resent = again.length ? await sendBatches(ctx, stage, def, providerName, provider, again, hooks, write) : [];
   return [...sent, ...copies, ...resent];
-}
-
-/** The answer another chunk's call of this request got, or undefined once no chunk has it in flight. */
-async function sharedAnswer(inflight: NonNullable<ChunkHooks["inflight"]>, hash: string): Promise<CompletionResult | undefined> {
-  for (let pending = inflight.get(hash); pending; pending = inflight.get(hash)) {
-    const answer = await pending;
-    if (answer) return answer;
-    // That call failed: forget it, so the next caller makes its own.
-    inflight.forget(hash, pending);
-  }
-  return undefined;
 }
 
 /** Submit the calls as provider batches, then poll and collect each. */

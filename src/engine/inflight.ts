@@ -32,6 +32,23 @@ export class InflightAnswers {
     this.answers.set(hash, answer);
   }
 
+  /**
+   * The answer another chunk's call of this request got; undefined once no
+   * chunk has the request in flight (a call that failed is forgotten, so the
+   * next caller makes its own). Others may be waiting for the same failed
+   * call: a caller that then sends the request registers it only after
+   * looking again, with no await between (`sendBatches`; `executeRealtime`
+   * waits inline for that reason).
+   */
+  async shared(hash: string): Promise<CompletionResult | undefined> {
+    for (let pending = this.answers.get(hash); pending; pending = this.answers.get(hash)) {
+      const answer = await pending;
+      if (answer) return answer;
+      this.forget(hash, pending);
+    }
+    return undefined;
+  }
+
   /** Forget `answer` (its call failed), unless another has taken its place. */
   forget(hash: string, answer: Answer): void {
     if (this.answers.get(hash) === answer) this.answers.delete(hash);
