@@ -30,6 +30,26 @@ describe("answers in flight", () => {
     expect(inflight.get("h2")).toBeDefined();
   });
 
+  it("gives a waiter the answer in flight, and after a failed call the answer of the call that took its place, or none", async () => {
+    const inflight = new InflightAnswers();
+    expect(await inflight.shared("h0")).toBeUndefined();
+    const a = answer("a");
+    inflight.set("h1", a);
+    expect((await inflight.shared("h1"))?.text).toBe("a");
+    // A call that fails while another has already taken its place: the waiter gets the second's answer.
+    let fail!: (r: CompletionResult | undefined) => void;
+    const failing = new Promise<CompletionResult | undefined>((resolve) => (fail = resolve));
+    inflight.set("h2", failing);
+    const waiting = inflight.shared("h2");
+    inflight.set("h2", answer("b"));
+    fail(undefined);
+    expect((await waiting)?.text).toBe("b");
+    // A failed call with none after it: nothing to wait for, and it is forgotten.
+    inflight.set("h3", Promise.resolve(undefined));
+    expect(await inflight.shared("h3")).toBeUndefined();
+    expect(inflight.get("h3")).toBeUndefined();
+  });
+
   it("forgets a failed call only if no other call took its place", () => {
     const inflight = new InflightAnswers();
     const failed = Promise.resolve(undefined);
