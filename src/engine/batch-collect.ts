@@ -110,9 +110,9 @@ const REPAIR_FLUSH = 50;
 /**
  * A batch's answers are read, judged and written this many at a time, as
  * they stream from the provider: what a collection holds in memory is one
- * group's answers, inputs and results, whatever the size of the batch (a
- * batch of 10,000 read whole, with four collected at once, was the peak of
- * a 100k-ticket run).
+ * group's answers, inputs and results, whatever the size of the batch (up
+ * to `batchChunkSize` requests, 10,000 by default), and a connection lost
+ * while reading loses none of the answers read before it.
  */
 export const COLLECT_GROUP = 1_000;
 
