@@ -167,6 +167,26 @@ for (const driver of testDrivers()) {
       expect(classify.processed).toBe(300);
     });
 
+    // Two processes share a run on Postgres only: embedded PGlite is opened by one process at a time.
+    if (driver.name === "postgres") {
+      it("sends a request that two processes' chunks share once, in one of their batches", async () => {
+        const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+        const input = join(dir, "items.jsonl");
+        writeFileSync(input, Array.from({ length: 600 }, (_, i) => JSON.stringify({ id: `d${String(i).padStart(4, "0")}`, text: `invoice charged twice #${i % 100}` })).join("\n"));
+        const second = await openDatabase({ url: t.url! });
+        try {
+          const options = { ...fast, batchChunkSize: 100 };
+          const summaries = await Promise.all([t.db, second].map((db) => runPipeline({ db, pipeline: batched, providers: providers(), options }, input)));
+          expect(new Set(summaries.map((s) => s.runId)).size).toBe(1);
+          expect(summaries[0]!.items.byStatus).toEqual({ committed: 600 });
+          expect(sim.stats().batches.requests).toBe(100);
+          expect(sim.stats().realtimeCalls).toBe(0);
+        } finally {
+          await second.close();
+        }
+      });
+    }
+
     it("sends a shared request again from a chunk that waited for it when the batch that had it gives no answer", async () => {
       const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
       const input = join(dir, "items.jsonl");
