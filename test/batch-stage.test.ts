@@ -8,7 +8,6 @@ import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage } from "../src/core/types.ts";
 import { COLLECT_GROUP } from "../src/engine/batch-collect.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import type { BatchApi, BatchResult, Provider } from "../src/providers/types.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
@@ -16,6 +15,7 @@ import { openDatabase } from "../src/store/index.ts";
 import { settleStageMode, settledStageMode } from "../src/store/runs.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * A stage sent to a provider's batch API goes out as one provider batch (up
@@ -45,13 +45,14 @@ afterAll(async () => {
 
 /** The simulator's OpenAI provider; with `results`, its batch results are read through it (the real reader is passed in). */
 function providers(results?: (real: BatchApi["results"], batchId: string) => AsyncIterable<BatchResult>): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  if (!results) return { defaultProvider: "openai", get: () => openai, cost: costOf };
+  const simulated = simulatedProviders(sim);
+  if (!results) return simulated;
+  const openai = simulated.get("openai");
   const batch = new Proxy(openai.batch!, {
     get: (target, key) => (key === "results" ? (id: string) => results((b) => target.results(b), id) : bound(target, key)),
   });
   const provider = new Proxy(openai, { get: (target, key) => (key === "batch" ? batch : bound(target, key)) }) as Provider;
-  return { defaultProvider: "openai", get: () => provider, cost: costOf };
+  return { ...simulated, get: () => provider };
 }
 
 function bound(target: object, key: string | symbol): unknown {

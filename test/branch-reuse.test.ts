@@ -1,12 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { definePipeline } from "../src/core/define.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
 import { stagesFor } from "../stages/index.ts";
 import { schemaOf } from "./types/schema-of.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * A stage's input hash covers the item and the outputs of the stages it
@@ -45,11 +45,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providerSet(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  const anthropic = createProvider({ provider: "anthropic", baseURL: sim.anthropicBaseURL, env: {} });
-  return { defaultProvider: "openai", get: (n) => (n === "anthropic" ? anthropic : openai), cost: costOf };
-}
+const providerSet = (): ProviderSet => simulatedProviders(sim);
 
 for (const driver of testDrivers()) {
   describe.skipIf(driver.skip)(`two stages reading only classify, on ${driver.name}`, () => {

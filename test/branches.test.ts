@@ -6,7 +6,6 @@ import { runUnits } from "../src/engine/drive/graph.ts";
 import { segmentsOf } from "../src/engine/drive/segments.ts";
 import { planStages } from "../src/engine/plan.ts";
 import { prepareRerun } from "../src/engine/rerun.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import { resumeRun, runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { targetRows, workOutputs } from "../src/store/reports.ts";
@@ -20,6 +19,7 @@ import { itemsOfRun } from "../src/store/spend.ts";
 import { estimateCost } from "../src/inspect/estimate.ts";
 import { carriedPairs, recordedReads } from "../src/core/dag.ts";
 import { demoSlice } from "./e2e/data.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * The demo's extract split into two branches (`billing` for billing and
@@ -39,10 +39,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providerSet(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf };
-}
+const providerSet = (): ProviderSet => simulatedProviders(sim);
 
 /** The pipeline with one branch's prompt changed. */
 function withPrompt(base: PipelineDef, stageId: "billing" | "bugs", user: string): PipelineDef {

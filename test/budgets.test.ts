@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readItems } from "../src/cli/estimate.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
 import { estimateCost } from "../src/inspect/estimate.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import { resumeRun, runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { summarizeRun } from "../src/inspect/summary.ts";
@@ -16,6 +15,7 @@ import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage } from "../src/core/types.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 import { demoSlice } from "./e2e/data.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * A run with a budget of a third of its estimate stops at or under it, its
@@ -34,10 +34,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providers(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf };
-}
+const providers = (): ProviderSet => simulatedProviders(sim);
 
 async function paid(db: Database, runId: string): Promise<number> {
   const [row] = await db.rows<{ usd: number }>(sql`SELECT coalesce(sum(cost_usd), 0)::float8 AS usd FROM attempts WHERE run_id = ${runId}`);

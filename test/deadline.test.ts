@@ -5,12 +5,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage } from "../src/core/types.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { requireRun } from "../src/store/runs.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * A deadline decides an `auto` stage's mode. The provider's batches came
@@ -35,10 +35,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providers(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf, endpointOf: () => "openai@simulator" };
-}
+const providers = (): ProviderSet => simulatedProviders(sim, { endpointOf: () => "openai@simulator" });
 
 function writeItems(name: keyof typeof inputs): string {
   const path = join(mkdtempSync(join(tmpdir(), "sluice-deadline-")), `${name}.jsonl`);

@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { definePipeline } from "../src/core/define.ts";
 import { isLlmStage, type PipelineDef, type ProviderMode } from "../src/core/types.ts";
 import type { ProviderSet } from "../src/engine/context.ts";
-import { costOf, createProvider, type VendorName } from "../src/providers/index.ts";
+import { type VendorName } from "../src/providers/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { runPipelineForTest } from "../src/testing/harness.ts";
 import mini from "./fixtures/pipelines/mini.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * The provider conformance suite at the pipeline level: one pipeline, run
@@ -37,11 +38,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providerSet(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  const anthropic = createProvider({ provider: "anthropic", baseURL: sim.anthropicBaseURL, env: {} });
-  return { defaultProvider: "openai", get: (n) => (n === "anthropic" ? anthropic : openai), cost: costOf };
-}
+const providerSet = (): ProviderSet => simulatedProviders(sim);
 
 describe("the same pipeline on every provider and mode", () => {
   const combos = [

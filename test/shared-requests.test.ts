@@ -4,12 +4,12 @@ import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProviderSet } from "../src/engine/context.ts";
-import { costOf, createProvider } from "../src/providers/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
 import { openDatabase } from "../src/store/index.ts";
 import { freshPostgres } from "../src/testing/databases.ts";
 import mini from "./fixtures/pipelines/mini.ts";
+import { simulatedProviders } from "./fixtures/simulated.ts";
 
 /**
  * Processes sharing a run on Postgres pay for an identical request once: a
@@ -29,10 +29,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providers(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf };
-}
+const providers = (): ProviderSet => simulatedProviders(sim);
 
 describe.skipIf(!url)(`identical requests across processes on Postgres${url ? "" : " (skipped: DATABASE_URL is not set)"}`, () => {
   for (const processes of [2, 3]) {

@@ -6,13 +6,13 @@ import { formatCostReport, formatItemCost, parseDimensions } from "../../src/cli
 import type { ProviderSet } from "../../src/engine/context.ts";
 import { costReport, itemCost } from "../../src/inspect/costs.ts";
 import type { RunSummary } from "../../src/inspect/summary.ts";
-import { costOf, createProvider } from "../../src/providers/index.ts";
 import { runPipeline } from "../../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../../src/sim/index.ts";
 import { readSource } from "../../src/sources/index.ts";
 import { testDrivers, type TestDatabase } from "../../src/testing/databases.ts";
 import { demoSlice } from "../e2e/data.ts";
 import { demo, variant } from "../rerun/helpers.ts";
+import { simulatedProviders } from "../fixtures/simulated.ts";
 
 /**
  * `sluice cost` on both drivers: three runs of the demo with extract sent
@@ -45,10 +45,7 @@ afterAll(async () => {
   await sim?.close();
 });
 
-function providers(): ProviderSet {
-  const openai = createProvider({ provider: "openai", baseURL: sim.openaiBaseURL, env: {} });
-  return { defaultProvider: "openai", get: () => openai, cost: costOf };
-}
+const providers = (): ProviderSet => simulatedProviders(sim);
 
 for (const driver of testDrivers()) {
   describe.skipIf(driver.skip)(`sluice cost on ${driver.name}${driver.skip ? ` (skipped: ${driver.skip})` : ""}`, () => {
