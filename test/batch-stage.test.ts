@@ -188,6 +188,30 @@ for (const driver of testDrivers()) {
       });
     }
 
+    it("submits no other batch once the run is stopped while chunks wait for another chunk's batch", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+      const input = join(dir, "items.jsonl");
+      writeFileSync(input, Array.from({ length: 300 }, (_, i) => JSON.stringify({ id: `d${String(i).padStart(4, "0")}`, text: `invoice charged twice #${i % 100}` })).join("\n"));
+      const stop = new AbortController();
+      // The run is stopped while its batch is still out, as Ctrl-C would.
+      sim.configure({ batch: { processingMs: 60_000 } });
+      const watching = setInterval(() => {
+        if (sim.stats().batches.created >= 1) stop.abort(new Error("interrupted"));
+      }, 5);
+      try {
+        await expect(runPipeline({ db: t.db, pipeline: batched, providers: providers(), options: { ...fast, batchChunkSize: 100 }, signal: stop.signal }, input)).rejects.toThrow("interrupted");
+      } finally {
+        clearInterval(watching);
+        sim.configure({ batch: { processingMs: 0 } });
+      }
+      // Let anything the stop left running go on for a while: no batch is submitted after it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(sim.stats().batches.created).toBe(1);
+      expect(sim.stats().batches.requests).toBe(100);
+      // Nor is one recorded as being submitted, for a resume to look for at the provider.
+      expect(await t.db.rows(sql`SELECT status, count(*)::int AS n FROM provider_batches GROUP BY status`)).toEqual([{ status: "submitted", n: 1 }]);
+    });
+
     it("sends a shared request again from a chunk that waited for it when the batch that had it gives no answer", async () => {
       const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
       const input = join(dir, "items.jsonl");

@@ -90,7 +90,10 @@ export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmSta
   }
   const copies: ItemResult[] = [];
   const again: Call[] = [];
-  for (const { call, answer } of await waited) {
+  const shared = await waited;
+  // Stopped (Ctrl-C) while waiting: the batch waited for gave no answers, and none is sent in its place.
+  if (ctx.signal?.aborted) throw ctx.signal.reason;
+  for (const { call, answer } of shared) {
     if (answer) copies.push(fromAnswer(call.itemId, call.loaded.inputHash, checkCompletion(def, call.loaded.input, answer), answer));
     else again.push(call);
   }
@@ -107,6 +110,8 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   const refused: ItemResult[] = [];
   let stopped: BudgetExhaustedError | undefined;
   for (let group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
+    // Stopped (Ctrl-C): no further batch is recorded or sent; those already sent are collected by `resume`.
+    if (ctx.signal?.aborted) throw ctx.signal.reason;
     const tag = `sub_${randomBytes(8).toString("hex")}`;
     const id = batchKey(tag, endpointOf(ctx, providerName));
     if (ctx.budget) {
