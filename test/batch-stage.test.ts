@@ -1,6 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TransientError } from "../src/core/errors.ts";
@@ -33,6 +35,8 @@ const batched = onOpenAi("mini-batched", "batch");
 const texts = ["invoice charged twice", "the app crashes on export", "hello there", "refund my invoice please", "error when I log in"];
 const items = Array.from({ length: 400 }, (_, i) => ({ id: `b${String(i).padStart(4, "0")}`, text: `${texts[i % texts.length]} #${i}` }));
 const ITEMS = COLLECT_GROUP + 300;
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
 const fast = { batchPollMs: 10, batchPollMaxMs: 50, backoffBaseMs: 10, backoffMaxMs: 20 };
 
 let sim: Simulator;
@@ -43,17 +47,21 @@ afterAll(async () => {
   await sim?.close();
 });
 
-/** The simulator's OpenAI provider; with `results`, its batch results are read through it (the real reader is passed in). */
-function providers(results?: (real: BatchApi["results"], batchId: string) => AsyncIterable<BatchResult>): ProviderSet {
+/** The simulator's OpenAI provider; with `over`, the batch API's methods it returns stand in for the real ones (passed in). */
+function providers(over?: (real: BatchApi) => Partial<BatchApi>): ProviderSet {
   const simulated = simulatedProviders(sim);
-  if (!results) return simulated;
+  if (!over) return simulated;
   const openai = simulated.get("openai");
-  const batch = new Proxy(openai.batch!, {
-    get: (target, key) => (key === "results" ? (id: string) => results((b) => target.results(b), id) : bound(target, key)),
-  });
+  const replaced: Partial<BatchApi> = over(openai.batch!);
+  const batch = new Proxy(openai.batch!, { get: (target, key) => (key in replaced ? replaced[key as keyof BatchApi] : bound(target, key)) });
   const provider = new Proxy(openai, { get: (target, key) => (key === "batch" ? batch : bound(target, key)) }) as Provider;
   return { ...simulated, get: () => provider };
 }
+
+/** Batch results read through `results` (the real reader is passed in). */
+const readThrough =
+  (results: (real: BatchApi["results"], batchId: string) => AsyncIterable<BatchResult>) =>
+  (real: BatchApi): Partial<BatchApi> => ({ results: (id: string) => results((b) => real.results(b), id) });
 
 function bound(target: object, key: string | symbol): unknown {
   const value = Reflect.get(target, key, target);
@@ -105,7 +113,7 @@ for (const driver of testDrivers()) {
         {
           db: t.db,
           pipeline: batched,
-          providers: providers(async function* (real, id) {
+          providers: providers(readThrough(async function* (real, id) {
             const first = reads++ === 0;
             let read = 0;
             for await (const result of real(id)) {
@@ -115,7 +123,7 @@ for (const driver of testDrivers()) {
               read++;
               yield result;
             }
-          }),
+          })),
           options: fast,
         },
         manyItems(),
@@ -197,15 +205,49 @@ for (const driver of testDrivers()) {
       const input = join(dir, "items.jsonl");
       writeFileSync(input, Array.from({ length: 300 }, (_, i) => JSON.stringify({ id: `d${String(i).padStart(4, "0")}`, text: `invoice charged twice #${i % 100}` })).join("\n"));
       let reads = 0;
-      const lost = providers(async function* (real, id) {
+      const lost = providers(readThrough(async function* (real, id) {
         if (reads++ === 0) throw new TransientError("connection reset while reading the batch's output file");
         yield* real(id);
-      });
+      }));
       const summary = await runPipeline({ db: t.db, pipeline: batched, providers: lost, options: { ...fast, batchChunkSize: 100 } }, input);
       expect(summary.items.byStatus).toEqual({ committed: 300 });
       // The first batch (paid, its answers never read), then one more for all three chunks.
       expect(sim.stats().batches.requests).toBe(200);
       expect(sim.stats().realtimeCalls).toBe(0);
+    });
+
+    it("holds none of a chunk's inputs or requests while its batch is out", async () => {
+      // Seen through weak references: to the inputs the stage's gate is given, and to the requests submitted.
+      const inputs: WeakRef<object>[] = [];
+      const requests: WeakRef<object>[] = [];
+      const watched = definePipeline({ ...batched, id: "mini-watched", stages: batched.stages.map((s) => (isLlmStage(s) ? { ...s, when: (input: object) => inputs.push(new WeakRef(input)) > 0 } : s)) });
+      let held: { inputs: number; requests: number } | undefined;
+      const summary = await runPipeline(
+        {
+          db: t.db,
+          pipeline: watched,
+          providers: providers((real) => ({
+            submit: (group, options) => {
+              for (const request of group) requests.push(new WeakRef(request));
+              return real.submit(group, options);
+            },
+            poll: async (id) => {
+              if (!held) {
+                // In a job of its own: what only the chunk's own frames referenced can be collected.
+                await new Promise((resolve) => setTimeout(resolve, 0));
+                gc();
+                held = { inputs: inputs.filter((r) => r.deref()).length, requests: requests.filter((r) => r.deref()).length };
+              }
+              return real.poll(id);
+            },
+          })),
+          options: fast,
+        },
+        manyItems(),
+      );
+      expect(summary.items.byStatus).toEqual({ committed: ITEMS });
+      expect([inputs.length, requests.length]).toEqual([ITEMS, ITEMS]);
+      expect(held).toEqual({ inputs: 0, requests: 0 });
     });
 
     it("records the first decision on a stage's mode; every later one follows it", async () => {

@@ -161,7 +161,7 @@ describe.skipIf(!process.env.DATABASE_URL)("a request one chunk takes from anoth
       const written: ItemResult[] = [];
       const write = async (results: ItemResult[]) => void written.push(...results);
       const hooks = { acquire: <T,>(fn: () => Promise<T>) => fn(), inflight };
-      const results = await claimOrAwait(ctx, classify, [second], write, (mine) => executeRealtime(ctx, classify, provider.name, provider, mine, hooks, write));
+      const { results } = await claimOrAwait(ctx, classify, [second], write, async (mine) => ({ results: await executeRealtime(ctx, classify, provider.name, provider, mine, hooks, write) }));
       expect(results.map((r) => [r.itemId, r.status, r.reused, r.attempts.length, r.output?.value])).toEqual([["r2", "succeeded_unvalidated", true, 0, { category: "billing", confidence: 0.9 }]]);
       expect(written.map((r) => r.itemId)).toEqual(["r2"]);
       expect(provider.calls).toBe(0);

@@ -1,7 +1,7 @@
 import { errorMessage, failureClassOf, TransientError } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import type { BatchApi, BatchResult, CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
-import { BATCH_CUTTING, batchClaimant, markBatchCollected, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
+import { BATCH_CUTTING, batchClaimant, batchEntries, markBatchCollected, setBatchStatus, type BatchRow as StoredBatch } from "../store/batches.ts";
 import { releaseHolder } from "../store/budgets.ts";
 import { switchStageMode } from "../store/runs.ts";
 import { attemptsSpent, stillHeldBy } from "../store/work.ts";
@@ -24,8 +24,13 @@ export interface BatchEntry {
   itemId: string;
   inputHash: string;
   requestHash: string;
-  /** The request as sent, so a quality failure can be repaired after a restart. */
-  request: CompletionRequest;
+  /**
+   * The request as sent, so a quality failure can be repaired after a
+   * restart. Recorded with the batch; a chunk collecting the batch it sent
+   * does not hold it meanwhile (see `sendBatches`), and reads the few it
+   * repairs or sends realtime back from the store.
+   */
+  request?: CompletionRequest;
 }
 
 export type BatchRow = StoredBatch<BatchEntry>;
@@ -162,8 +167,9 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   }
   const { entries, tries } = await unwritten();
   const written: ItemResult[] = [];
-  const repairs: (() => Promise<ItemResult>)[] = [];
-  const late: (() => Promise<ItemResult>)[] = [];
+  // Answers to repair, and requests a cancelled batch never ran: each gets one realtime call once the batch is read.
+  const repairs: (Later & { need: NeedsRepair })[] = [];
+  const late: Later[] = [];
   // The batch is paid for: its reservation is settled with what its answers cost (once, however often it is collected).
   let paid = 0;
 
@@ -172,7 +178,7 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     if (group.length === 0) return;
     const inputs = await loadInputs(ctx, stage, group.map((g) => g.entry.itemId));
     const ready: ItemResult[] = [];
-    for (const { entry, result } of group) {
+    for (const { customId, entry, result } of group) {
       const input = inputs.get(entry.itemId);
       const base = { attempt: (tries.get(entry.itemId) ?? 0) + 1, provider: row.provider, model: def.model, mode: "batch" as const, requestHash: entry.requestHash, latencyMs: 0 };
       if (!input) {
@@ -181,7 +187,7 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
       }
       if (!result.ok && cut && failureClassOf(result.error) === "transient") {
         // Not run before the batch was cancelled for the deadline: sent realtime now (never paid in the batch).
-        late.push(() => realtimeInstead(ctx, def, provider, row.provider, entry, input));
+        late.push({ customId, entry, input });
         continue;
       }
       if (!result.ok) {
@@ -194,7 +200,7 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
       }
       const judged = judge(ctx, def, entry, input, result.result, base);
       if ("result" in judged) ready.push(judged.result);
-      else repairs.push(() => repair(ctx, def, provider, row.provider, entry, input, judged));
+      else repairs.push({ customId, entry, input, need: judged });
     }
     await write(ready);
     written.push(...ready);
@@ -248,15 +254,19 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     ctx.logger.warn(`stage ${stage.id}: ${why}`);
   }
   if (repairs.length) ctx.logger.info(`stage ${stage.id}: ${repairs.length} answer(s) of ${row.provider} batch ${row.batchId} failed their checks; repairing each once (realtime)`);
-  repairs.push(...late);
+  const sent = await requestsAsSent(ctx, row, [...repairs, ...late]);
+  const calls = [
+    ...repairs.map((r) => () => sent(r, (request) => repair(ctx, def, provider, row.provider, r.entry, request, r.input, r.need))),
+    ...late.map((r) => () => sent(r, (request) => realtimeInstead(ctx, def, provider, row.provider, r.entry, request, r.input))),
+  ];
 
   const repaired: ItemResult[] = [];
-  if (repairs.length) {
+  if (calls.length) {
     const limit = pLimit(ctx.options.concurrency);
     const writer = groupWriter(write, REPAIR_FLUSH);
     // allSettled: repairs that did finish (and were paid) are written even if another throws.
     const settled = await Promise.allSettled(
-      repairs.map((run) =>
+      calls.map((run) =>
         limit(async () => {
           // Once results cannot be written, no more repairs are paid for.
           if (writer.failed) throw writer.failed;
@@ -272,6 +282,28 @@ export async function collectBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
   }
   await markCollected(ctx, row);
   return [...written, ...repaired];
+}
+
+/** An answer of the batch to call for again (realtime), once the batch is read. */
+interface Later {
+  customId: string;
+  entry: BatchEntry;
+  input: LoadedInput;
+}
+
+/**
+ * Run `call` with the request as it was sent: from the entry when it holds
+ * it (a batch read back from the store after a restart), otherwise read from
+ * the store, in one read for all of them.
+ */
+async function requestsAsSent(ctx: RunContext, row: BatchRow, later: Later[]): Promise<(r: Later, call: (request: CompletionRequest) => Promise<ItemResult>) => Promise<ItemResult>> {
+  const unheld = later.filter((r) => !r.entry.request).map((r) => r.customId);
+  const stored = unheld.length ? await batchEntries<BatchEntry>(ctx.db, row.id, unheld) : new Map<string, BatchEntry>();
+  return async (r, call) => {
+    const request = r.entry.request ?? stored.get(r.customId)?.request;
+    if (!request) return failed(r.entry.itemId, r.entry.inputHash, "deterministic", `request ${r.customId} of ${row.provider} batch ${row.batchId} is not in the store (store inconsistency)`);
+    return call(request);
+  };
 }
 
 /** Items of the batch not yet written: still held by it, in `processing`. */
@@ -320,8 +352,8 @@ function judge(ctx: RunContext, def: LlmStage, entry: BatchEntry, input: LoadedI
 }
 
 /** A request a late batch never ran, sent realtime under the usual retry policy and one repair. */
-async function realtimeInstead(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput): Promise<ItemResult> {
-  const outcome = await callLlm(ctx, def, provider, providerName, entry.request, input.input, entry.requestHash, (fn) => fn());
+async function realtimeInstead(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, request: CompletionRequest, input: LoadedInput): Promise<ItemResult> {
+  const outcome = await callLlm(ctx, def, provider, providerName, request, input.input, entry.requestHash, (fn) => fn());
   if (outcome.status !== "succeeded") return failed(entry.itemId, entry.inputHash, outcome.errorClass, outcome.message, { status: outcome.status, attempts: outcome.attempts });
   const cache = { requestHash: entry.requestHash, provider: providerName, model: def.model, response: outcome.response };
   if (!outcome.journaled) ctx.journal?.record(cache);
@@ -332,9 +364,9 @@ async function realtimeInstead(ctx: RunContext, def: LlmStage, provider: Provide
  * One realtime repair showing the model its error, under the same retry
  * policy as any realtime call (a 429 on the repair is retried, not fatal).
  */
-async function repair(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, input: LoadedInput, need: NeedsRepair): Promise<ItemResult> {
+async function repair(ctx: RunContext, def: LlmStage, provider: Provider, providerName: string, entry: BatchEntry, request: CompletionRequest, input: LoadedInput, need: NeedsRepair): Promise<ItemResult> {
   const first = need.attempt;
-  const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(entry.request, need.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
+  const outcome = await callLlm(ctx, def, provider, providerName, repairRequest(request, need.error), input.input, entry.requestHash, (fn) => fn(), { repair: false });
   const attempts = [first, ...outcome.attempts.map((a) => ({ ...a, attempt: first.attempt + a.attempt }))];
   if (outcome.status === "succeeded") {
     return computed(entry.itemId, entry.inputHash, "succeeded_unvalidated", outcome.value, {

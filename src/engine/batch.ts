@@ -6,12 +6,13 @@ import type { CompletionResult, Provider } from "../providers/types.ts";
 import { adoptOrphanBatches, BATCH_CUTTING, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
 import { settledStageMode, settleStageMode } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
+import type { InflightAnswers } from "./inflight.ts";
 import { batchCutoff, deadlineOf, decideMode } from "./deadline.ts";
 import { checkCompletion, endpointOf, stageHalted } from "./llm-call.ts";
 import { persistResults } from "./persist.ts";
 import { failed, fromAnswer, type ItemResult } from "./results.ts";
 import type { Call } from "./reuse.ts";
-import type { ChunkHooks, Flush } from "./hooks.ts";
+import { whenCollected, type ChunkHooks, type Flush, type Sent } from "./hooks.ts";
 import { at, attemptsSoFar, collectBatch, cutBatch, failure, pollStatus, type BatchEntry, type BatchRow } from "./batch-collect.ts";
 
 /**
@@ -56,12 +57,15 @@ export async function useBatch(ctx: RunContext, stage: StagePlan, def: LlmStage,
  * retired once written, as a realtime one is; a request whose batch gave no
  * answer is sent by the chunk that waited for it. With deferred collection
  * (Trigger.dev), no answer comes back to this process, so nothing is shared.
+ *
+ * Returns once the batches are out; `later` collects them (see `Sent`).
  */
-export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
+export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], hooks: ChunkHooks, write: Flush): Promise<Sent> {
   const inflight = hooks.inflight;
   if (!inflight || ctx.options.deferBatchCollection) return executeBatch(ctx, stage, def, providerName, provider, calls, hooks.onPersisted);
   const elsewhere: Call[] = [];
-  const mine: { call: Call; answer: Promise<CompletionResult | undefined>; answered: (r: CompletionResult | undefined) => void }[] = [];
+  const toSend: Call[] = [];
+  const mine: Promised[] = [];
   // Registered with no await between the lookup and the set.
   for (const call of calls) {
     if (inflight.get(call.hash)) {
@@ -71,39 +75,91 @@ export async function sendBatches(ctx: RunContext, stage: StagePlan, def: LlmSta
     let answered: (r: CompletionResult | undefined) => void = () => {};
     const answer = new Promise<CompletionResult | undefined>((resolve) => (answered = resolve));
     inflight.set(call.hash, answer);
-    mine.push({ call, answer, answered });
+    toSend.push(call);
+    mine.push({ itemId: call.itemId, hash: call.hash, answer, answered });
   }
   const waited = Promise.all(elsewhere.map((call) => inflight.shared(call.hash).then((answer) => ({ call, answer }))));
-  let sent: ItemResult[] | undefined;
+  let sent: Sent;
   try {
-    sent = mine.length ? await executeBatch(ctx, stage, def, providerName, provider, mine.map((m) => m.call), hooks.onPersisted) : [];
-  } finally {
-    const byItem = new Map((sent ?? []).map((r) => [r.itemId, r]));
-    for (const { call, answer, answered } of mine) {
-      const result = byItem.get(call.itemId);
-      const response = result?.answer ?? (result?.cache?.response as CompletionResult | undefined);
-      if (!response) inflight.forget(call.hash, answer);
-      answered(response);
-    }
-    // Written by the collection: chunks that read the request cache from here on find them there.
-    inflight.retire(mine.flatMap(({ call }) => (byItem.get(call.itemId)?.cache ? [call.hash] : [])));
+    sent = toSend.length ? await executeBatch(ctx, stage, def, providerName, provider, toSend, hooks.onPersisted) : { results: [] };
+  } catch (err) {
+    keepPromises(inflight, mine, []);
+    throw err;
   }
-  const copies: ItemResult[] = [];
-  const again: Call[] = [];
-  const shared = await waited;
-  // Stopped (Ctrl-C) while waiting: the batch waited for gave no answers, and none is sent in its place.
-  if (ctx.signal?.aborted) throw ctx.signal.reason;
-  for (const { call, answer } of shared) {
-    if (answer) copies.push(fromAnswer(call.itemId, call.loaded.inputHash, checkCompletion(def, call.loaded.input, answer), answer));
-    else again.push(call);
+  if (!sent.later && elsewhere.length === 0) {
+    keepPromises(inflight, mine, sent.results);
+    return sent;
   }
-  await write(copies);
-  const resent = again.length ? await sendBatches(ctx, stage, def, providerName, provider, again, hooks, write) : [];
-  return [...sent, ...copies, ...resent];
+  return { results: sent.results, later: collectAndShare(ctx, stage, def, providerName, provider, hooks, write, inflight, mine, sent, waited) };
 }
 
-/** Submit the calls as provider batches, then poll and collect each. */
-export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], onPersisted?: (r: ItemResult[]) => void): Promise<ItemResult[]> {
+/** An answer this chunk's batch promised the stage's other chunks. */
+interface Promised {
+  itemId: string;
+  hash: string;
+  answer: Promise<CompletionResult | undefined>;
+  answered: (r: CompletionResult | undefined) => void;
+}
+
+/** Give the other chunks the answers promised (none for a request the batch did not answer), and retire those written. */
+function keepPromises(inflight: InflightAnswers, mine: Promised[], results: ItemResult[]): void {
+  const byItem = new Map(results.map((r) => [r.itemId, r]));
+  for (const { itemId, hash, answer, answered } of mine) {
+    const result = byItem.get(itemId);
+    const response = result?.answer ?? (result?.cache?.response as CompletionResult | undefined);
+    if (!response) inflight.forget(hash, answer);
+    answered(response);
+  }
+  // Written by the collection: chunks that read the request cache from here on find them there.
+  inflight.retire(mine.flatMap(({ itemId, hash }) => (byItem.get(itemId)?.cache ? [hash] : [])));
+}
+
+/**
+ * The rest of `sendBatches`, once the batches are out: collect them, keep
+ * the promised answers, then take the answers waited for from other chunks'
+ * batches (sending again those they did not answer). A function of its own
+ * so that what it holds is only what it is given.
+ */
+function collectAndShare(
+  ctx: RunContext,
+  stage: StagePlan,
+  def: LlmStage,
+  providerName: string,
+  provider: Provider,
+  hooks: ChunkHooks,
+  write: Flush,
+  inflight: InflightAnswers,
+  mine: Promised[],
+  sent: Sent,
+  waited: Promise<{ call: Call; answer: CompletionResult | undefined }[]>,
+): () => Promise<ItemResult[]> {
+  return async () => {
+    let collected: ItemResult[] | undefined;
+    try {
+      collected = sent.later ? await sent.later() : [];
+    } finally {
+      keepPromises(inflight, mine, [...sent.results, ...(collected ?? [])]);
+    }
+    const copies: ItemResult[] = [];
+    const again: Call[] = [];
+    const shared = await waited;
+    // Stopped (Ctrl-C) while waiting: the batch waited for gave no answers, and none is sent in its place.
+    if (ctx.signal?.aborted) throw ctx.signal.reason;
+    for (const { call, answer } of shared) {
+      if (answer) copies.push(fromAnswer(call.itemId, call.loaded.inputHash, checkCompletion(def, call.loaded.input, answer), answer));
+      else again.push(call);
+    }
+    await write(copies);
+    const resent = again.length ? await whenCollected(sendBatches(ctx, stage, def, providerName, provider, again, hooks, write)) : [];
+    return [...collected, ...copies, ...resent];
+  };
+}
+
+/**
+ * Submit the calls as provider batches; `later` polls and collects each
+ * (unless collection is deferred to another task: see `collectReadyBatches`).
+ */
+export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], onPersisted?: (r: ItemResult[]) => void): Promise<Sent> {
   const api = provider.batch!;
   const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
   const rows: BatchRow[] = [];
@@ -178,16 +234,30 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     await persistResults(ctx, stage, refused);
     onPersisted?.(refused);
   }
-  if (ctx.options.deferBatchCollection) {
+  if (ctx.options.deferBatchCollection || rows.length === 0) {
     // Collected later (`collectReadyBatches`); what was sent is held by its batch meanwhile.
     if (stopped) throw stopped;
-    return refused;
+    return { results: refused };
   }
   const cutoff = await cutoffOf(ctx, def, calls.length);
-  const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)));
-  // What was sent is collected (it is paid for); the items that did not fit stay queued.
-  if (stopped) throw stopped;
-  return [...refused, ...results.flat()];
+  return { results: refused, later: collecting(ctx, stage, def, provider, rows.map(idsAndHashes), onPersisted, cutoff, stopped) };
+}
+
+/** A batch as its collection needs it: each request's item and hashes, not the request (recorded with the batch). */
+function idsAndHashes(row: BatchRow): BatchRow {
+  const requests: Record<string, BatchEntry> = {};
+  for (const [customId, { itemId, inputHash, requestHash }] of Object.entries(row.requests)) requests[customId] = { itemId, inputHash, requestHash };
+  return { ...row, requests };
+}
+
+/** Poll and collect the batches a chunk sent; then, if the budget stopped the sending, say so. */
+function collecting(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, rows: BatchRow[], onPersisted: ((r: ItemResult[]) => void) | undefined, cutoff: Date | undefined, stopped: BudgetExhaustedError | undefined): () => Promise<ItemResult[]> {
+  return async () => {
+    const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)));
+    // What was sent is collected (it is paid for); the items that did not fit stay queued.
+    if (stopped) throw stopped;
+    return results.flat();
+  };
 }
 
 

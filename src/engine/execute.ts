@@ -1,7 +1,8 @@
 import { isLlmStage, type LlmStage } from "../core/types.ts";
 import { sendBatches, useBatch } from "./batch.ts";
 import { computeLocal, gate } from "./compute.ts";
-import type { ChunkHooks, Flush } from "./hooks.ts";
+import { whenCollected, type ChunkHooks, type Flush, type Sent } from "./hooks.ts";
+import type { InflightAnswers } from "./inflight.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import { loadInputs, type LoadedInput } from "./inputs.ts";
 import { buildRequest, customIdFor, endpointOf, providerNameOf, requestHash } from "./llm-call.ts";
@@ -19,8 +20,12 @@ export type { ChunkHooks } from "./hooks.ts";
  * stage execution.
  */
 export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: string[], hooks: ChunkHooks): Promise<ItemResult[]> {
-  const inputs = await loadInputs(ctx, stage, itemIds);
-  return (await executeLoaded(ctx, stage, itemIds, inputs, hooks)).results;
+  // The chunk's inputs are let go of once its batches are out: only what collecting them needs waits for them.
+  return whenCollected(startChunk(ctx, stage, itemIds, hooks));
+}
+
+async function startChunk(ctx: RunContext, stage: StagePlan, itemIds: string[], hooks: ChunkHooks): Promise<Sent> {
+  return executeLoaded(ctx, stage, itemIds, await loadInputs(ctx, stage, itemIds), hooks);
 }
 
 /**
@@ -33,6 +38,7 @@ export async function executeChunk(ctx: RunContext, stage: StagePlan, itemIds: s
  * stage's outputs already read, see `storedOutputs`), the reuse rule is
  * checked against those, and reused results carry their output's value and
  * hash, so the next stage's inputs can be built without reading them back.
+ * With provider batches still out, `later` collects them (see `Sent`).
  */
 export async function executeLoaded(
   ctx: RunContext,
@@ -41,7 +47,7 @@ export async function executeLoaded(
   inputs: Map<string, LoadedInput>,
   hooks: ChunkHooks,
   { insert = false, stored }: { insert?: boolean; stored?: StoredOutputs } = {},
-): Promise<{ results: ItemResult[]; dropped: Set<string>; replaced: Set<string> }> {
+): Promise<Sent & { dropped: Set<string>; replaced: Set<string> }> {
   const def = ctx.pipeline.stages[stage.index]!;
   const dropped = new Set<string>();
   const replaced = new Set<string>();
@@ -70,12 +76,11 @@ export async function executeLoaded(
     await write(done);
     return { results: done, dropped, replaced };
   }
-  const results = await executeLlm(ctx, stage, def, toCompute, done, hooks, write);
-  return { results, dropped, replaced };
+  return { ...(await executeLlm(ctx, stage, def, toCompute, done, hooks, write)), dropped, replaced };
 }
 
 /** A model stage: the request cache, then one call per distinct request (realtime, or a provider batch). */
-async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCompute: Pending[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
+async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCompute: Pending[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<Sent> {
   const providerName = providerNameOf(ctx, def);
   const provider = ctx.providers.get(providerName);
   const endpoint = endpointOf(ctx, providerName);
@@ -84,16 +89,36 @@ async function executeLlm(ctx: RunContext, stage: StagePlan, def: LlmStage, toCo
     return { ...p, request, hash: requestHash(endpoint, request) };
   });
   // Answers other chunks write from now on stay in flight for this chunk until it ends.
-  const entered = hooks.inflight?.enter();
+  const inflight = hooks.inflight;
+  if (!inflight) return callOrReuse(ctx, stage, def, provider, providerName, requests, done, hooks, write);
+  const entered = inflight.enter();
+  let sent: Sent;
   try {
-    return await callOrReuse(ctx, stage, def, provider, providerName, requests, done, hooks, write);
-  } finally {
-    if (entered !== undefined) hooks.inflight?.leave(entered);
+    sent = await callOrReuse(ctx, stage, def, provider, providerName, requests, done, hooks, write);
+  } catch (err) {
+    inflight.leave(entered);
+    throw err;
   }
+  if (!sent.later) {
+    inflight.leave(entered);
+    return sent;
+  }
+  return { results: sent.results, later: leavingAfter(inflight, entered, sent.later) };
+}
+
+/** `later`, then the chunk leaves the stage's answers in flight. */
+function leavingAfter(inflight: InflightAnswers, entered: number, later: () => Promise<ItemResult[]>): () => Promise<ItemResult[]> {
+  return async () => {
+    try {
+      return await later();
+    } finally {
+      inflight.leave(entered);
+    }
+  };
 }
 
 /** The request cache, identical requests (in the chunk, in flight elsewhere, claimed by another process), then the calls. */
-async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, providerName: string, requests: Call[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<ItemResult[]> {
+async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, providerName: string, requests: Call[], done: ItemResult[], hooks: ChunkHooks, write: Flush): Promise<Sent> {
   const { answered, calls } = await answerFromCache(ctx, def, requests);
   done.push(...answered);
   await write(done);
@@ -101,11 +126,26 @@ async function callOrReuse(ctx: RunContext, stage: StagePlan, def: LlmStage, pro
   const { leaders, followers } = leadersAndFollowers(calls);
   const unique = [...leaders.values()];
   const batch = await useBatch(ctx, stage, def, provider, unique.length, endpointOf(ctx, providerName));
-  const led = await claimOrAwait(ctx, def, unique, write, (mine) =>
-    batch ? sendBatches(ctx, stage, def, providerName, provider, mine, hooks, write) : executeRealtime(ctx, def, providerName, provider, mine, hooks, write),
+  const led = await claimOrAwait(ctx, def, unique, write, async (mine) =>
+    batch ? sendBatches(ctx, stage, def, providerName, provider, mine, hooks, write) : { results: await executeRealtime(ctx, def, providerName, provider, mine, hooks, write) },
   );
+  const leaderOf = new Map([...leaders].map(([hash, call]) => [hash, call.itemId]));
+  if (!led.later) return { results: [...done, ...led.results, ...(await answerFollowers(def, followers, leaderOf, led.results, write))] };
+  return { results: [...done, ...led.results], later: followingLeaders(def, followers, leaderOf, led, write) };
+}
+
+/** The followers' results from their leaders' (written). */
+async function answerFollowers(def: LlmStage, followers: Call[], leaderOf: Map<string, string>, led: ItemResult[], write: Flush): Promise<ItemResult[]> {
   const byItem = new Map(led.map((r) => [r.itemId, r]));
-  const copies = followers.map((f) => followerResult(def, f, byItem.get(leaders.get(f.hash)!.itemId)));
+  const copies = followers.map((f) => followerResult(def, f, byItem.get(leaderOf.get(f.hash)!)));
   await write(copies);
-  return [...done, ...led, ...copies];
+  return copies;
+}
+
+/** `led.later`, then the followers' results from their leaders'. */
+function followingLeaders(def: LlmStage, followers: Call[], leaderOf: Map<string, string>, led: Sent, write: Flush): () => Promise<ItemResult[]> {
+  return async () => {
+    const rest = await led.later!();
+    return [...rest, ...(await answerFollowers(def, followers, leaderOf, [...led.results, ...rest], write))];
+  };
 }

@@ -6,7 +6,7 @@ import { outputsForInputs, outputsOfItems } from "../store/outputs.ts";
 import { computeCommit } from "./compute.ts";
 import type { RunContext, StagePlan } from "./context.ts";
 import type { LoadedInput } from "./inputs.ts";
-import type { Flush } from "./hooks.ts";
+import type { Flush, Sent } from "./hooks.ts";
 import { checkCompletion } from "./llm-call.ts";
 import { sleep } from "./retry.ts";
 import { failed, fromAnswer, reusedOutput, type ItemResult } from "./results.ts";
@@ -154,9 +154,10 @@ const AWAIT_POLL_MS = 200;
  * whose worker stops beating is taken over. Embedded PGlite has one process,
  * and the in-process checks suffice.
  */
-export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[], write: Flush, send: (calls: Call[]) => Promise<ItemResult[]>): Promise<ItemResult[]> {
+export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[], write: Flush, send: (calls: Call[]) => Promise<Sent>): Promise<Sent> {
   if (ctx.db.kind === "pglite") return send(calls);
   const results: ItemResult[] = [];
+  const laters: (() => Promise<ItemResult[]>)[] = [];
   let waiting = calls;
   // A realtime answer comes in moments; a provider batch's may take hours: look less often as the wait goes on.
   let poll = AWAIT_POLL_MS;
@@ -173,20 +174,40 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
     waiting = unanswered.filter((c) => !won.has(c.hash) && !answers.has(c.hash));
     if (mine.length) {
       const sent = await send(mine);
-      results.push(...sent);
-      // A written answer gave its claim up with it (`results.ts`); a failed call's claim lets another worker try.
-      // An answer taken from another chunk of this process (`realtime.ts`) keeps the claim: that chunk gives
-      // it up when it writes the answer, and given up before, another process would win it and pay again.
-      const hashOf = new Map(mine.map((c) => [c.itemId, c.hash]));
-      const answeredNow = new Set(sent.flatMap((r) => (r.cache || r.answer ? [hashOf.get(r.itemId)!] : [])));
-      const unresolved = [...won].filter((h) => !answeredNow.has(h));
-      if (unresolved.length) await releaseRequests(ctx.db, unresolved, ctx.workerId);
+      results.push(...sent.results);
+      const release = releaser(ctx, new Map(mine.map((c) => [c.itemId, c.hash])), won);
+      if (sent.later) laters.push(releasingAfter(sent, release));
+      else await release(sent.results);
     }
-    if (waiting.length === 0) return results;
+    if (waiting.length === 0) return { results, later: laters.length ? async () => (await Promise.all(laters.map((later) => later()))).flat() : undefined };
     // Still being answered elsewhere: look again shortly, and take the claim over if its worker stops.
     await sleep(poll, ctx.signal);
     poll = Math.min(ctx.options.batchPollMaxMs, Math.round(poll * 1.5));
   }
+}
+
+/**
+ * Give up the claims won on requests that got no answer. A written answer
+ * gave its claim up with it (`results.ts`); a failed call's claim lets
+ * another worker try. An answer taken from another chunk of this process
+ * (`realtime.ts`) keeps the claim: that chunk gives it up when it writes the
+ * answer, and given up before, another process would win it and pay again.
+ */
+function releaser(ctx: RunContext, hashOf: Map<string, string>, won: Set<string>): (results: ItemResult[]) => Promise<void> {
+  return async (results) => {
+    const answered = new Set(results.flatMap((r) => (r.cache || r.answer ? [hashOf.get(r.itemId)!] : [])));
+    const unresolved = [...won].filter((h) => !answered.has(h));
+    if (unresolved.length) await releaseRequests(ctx.db, unresolved, ctx.workerId);
+  };
+}
+
+/** `sent.later`, then the claims of what it left unanswered given up. */
+function releasingAfter(sent: Sent, release: (results: ItemResult[]) => Promise<void>): () => Promise<ItemResult[]> {
+  return async () => {
+    const rest = await sent.later!();
+    await release([...sent.results, ...rest]);
+    return rest;
+  };
 }
 
 /**

@@ -149,6 +149,23 @@ async function withRequests<E>(db: Database, rows: BatchRow<E>[]): Promise<Batch
   return rows;
 }
 
+/**
+ * The entries recorded for these requests of a batch, by custom id: what a
+ * collection holding only ids and hashes needs for the few it repairs or
+ * sends realtime (the request as it was sent).
+ */
+export async function batchEntries<E>(db: Database, batchRowId: string, customIds: readonly string[]): Promise<Map<string, E>> {
+  const entries = new Map<string, E>();
+  const page = REQUESTS_PER_STATEMENT * 4;
+  for (let i = 0; i < customIds.length; i += page) {
+    const rows = await db.rows<{ custom_id: string; entry: E }>(sql`
+      SELECT custom_id, entry FROM provider_batch_requests
+      WHERE batch_row_id = ${batchRowId} AND custom_id = ${anyText(customIds.slice(i, i + page))}`);
+    for (const r of rows) entries.set(r.custom_id, r.entry);
+  }
+  return entries;
+}
+
 export async function setBatchStatus(db: Database, batchId: string, status: string): Promise<void> {
   // The first status past in-progress marks when the provider was done with it (its turnaround);
   // `cancelling` (cancelled at a deadline's cutoff, still running) is not past it.

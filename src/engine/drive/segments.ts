@@ -3,6 +3,7 @@ import { advances } from "../../core/status.ts";
 import { isLlmStage } from "../../core/types.ts";
 import type { RunContext, StagePlan } from "../context.ts";
 import { executeLoaded, type ChunkHooks } from "../execute.ts";
+import { whenCollected } from "../hooks.ts";
 import { loadChunkItems, loadInputs, stageInput, type ChunkItem, type LoadedInput } from "../inputs.ts";
 import { providerNameOf } from "../llm-call.ts";
 import { carriedOutput } from "../results.ts";
@@ -99,7 +100,9 @@ export async function advanceSegmentChunk(ctx: RunContext, segment: readonly Sta
     const stage = segment[chunk.at]!;
     const last = chunk.at === segment.length - 1;
     const inputs = await inputsFor(ctx, stage, chunk);
-    const { results, dropped, replaced } = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, stored: chunk.stored.get(stage.id) });
+    const ran = await executeLoaded(ctx, stage, chunk.ids, inputs, hooks[chunk.at]!, { insert: chunk.at > 0, stored: chunk.stored.get(stage.id) });
+    const { dropped, replaced } = ran;
+    const results = await whenCollected(ran);
     const next: string[] = [];
     for (const result of results) {
       const held = chunk.items.get(result.itemId);
