@@ -78,6 +78,14 @@ for (const driver of testDrivers()) {
         expect(stopped.items.byStatus.failed_terminal ?? 0).toBe(0);
         expect(stopped.items.byStatus.queued ?? 0).toBeGreaterThan(0);
 
+        // The same command again, with no budget of its own, goes on with the run under its cap: it pays nothing more, and stops again.
+        const spent = await paid(t.db, runId);
+        const again = await runPipeline({ db: t.db, pipeline, providers: providers() }, input);
+        expect(again.runId).toBe(runId);
+        expect(again.status).toBe("budget_exhausted");
+        expect(again.budget!.capUsd).toBeCloseTo(budget, 9);
+        expect(await paid(t.db, runId)).toBeCloseTo(spent, 9);
+
         const done = await resumeRun({ db: t.db, pipeline, providers: providers(), budgetUsd: estimate.costUsd.high }, runId);
         expect(done.status).toBe("finished");
         expect(done.budget).toMatchObject({ capUsd: estimate.costUsd.high });

@@ -61,20 +61,25 @@ export async function lockPipelineRuns(tx: Database, pipelineId: string): Promis
   await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext(${`sluice:run:${pipelineId}`}))`);
 }
 
-/** The newest unfinished run of a pipeline over the same input, stage versions and mode. */
+/**
+ * The newest unfinished run of a pipeline over the same input, stage versions
+ * and mode: running (or left by a process that died), or stopped at its
+ * budget. The same command goes on with it, under the cap it has: started
+ * again without a larger `--budget`, it stops at once, paying nothing.
+ */
 export async function findOpenRun(db: Database, q: { pipelineId: string; fingerprint: string; versions: string; mode: string }): Promise<RunRow | undefined> {
   const rows = await db.rows<RunRow>(sql`
-    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status = 'running'
+    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status IN ('running', 'budget_exhausted')
       AND input_fingerprint = ${q.fingerprint} AND options->>'versions' = ${q.versions}
       AND options->>'mode' = ${q.mode}
     ORDER BY created_at DESC LIMIT 1`);
   return rows[0];
 }
 
-/** The newest unfinished rerun of the same base, stage, versions and stopping point. */
+/** The newest unfinished rerun of the same base, stage, versions and stopping point (running, or stopped at its budget, as `findOpenRun`). */
 export async function findOpenRerun(db: Database, q: { pipelineId: string; baseRunId: string; stage: string; versions: string; stopAfter: number | undefined }): Promise<RunRow | undefined> {
   const rows = await db.rows<RunRow>(sql`
-    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status = 'running'
+    SELECT * FROM runs WHERE pipeline = ${q.pipelineId} AND status IN ('running', 'budget_exhausted')
       AND options->>'mode' = 'rerun' AND options->>'baseRunId' = ${q.baseRunId}
       AND options->>'stage' = ${q.stage} AND options->>'versions' = ${q.versions}
       AND (options->'stopAfter') IS NOT DISTINCT FROM ${q.stopAfter === undefined ? null : JSON.stringify(q.stopAfter)}::jsonb
