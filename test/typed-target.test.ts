@@ -9,6 +9,7 @@ import { newRunId } from "../src/engine/runs.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { revertRun } from "../src/store/ledger.ts";
+import { latestFinishedRun } from "../src/store/runs.ts";
 import { deadLetters, dumpTarget } from "../src/store/reports.ts";
 import { targetColumnsOf } from "../src/store/targets.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
@@ -124,6 +125,8 @@ for (const driver of testDrivers()) {
 
       // Reverting the second run puts every row back as the first left it, in the typed table.
       await revertRun(t.db, second.runId, { revertRunId: newRunId(), pipeline: "mini-typed" });
+      // A revert runs no stage: the newest run a rerun starts from is still the second.
+      expect((await latestFinishedRun(t.db, "mini-typed"))?.id).toBe(second.runId);
       const restored = (await dumpTarget(t.db, TABLE)).map((r) => JSON.parse(r) as Record<string, unknown>);
       const firstRows = afterFirst.map((r) => JSON.parse(r) as Record<string, unknown>);
       // The added column stays (as null): the rows are otherwise the first run's, to the byte.

@@ -4,7 +4,7 @@ import { newRunId } from "../engine/runs.ts";
 import { ledgersOfPipeline, ledgersOfRun } from "../inspect/ledgers.ts";
 import { keyHistory, revertPlan, revertRun, revertTargetsElsewhere, targetsOf } from "../store/ledger.ts";
 import { reviewQueue } from "../store/reviews.ts";
-import { requireRun } from "../store/runs.ts";
+import { requireRun, revertsOf } from "../store/runs.ts";
 import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 import { resumeCli } from "./resume.ts";
 
@@ -28,6 +28,11 @@ export async function commitCli(runId: string, options: { json?: boolean; env?: 
 export async function revertCli(runId: string, options: { force?: boolean; json?: boolean; pipeline?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
   return withStore(options.env, async (db) => {
     const run = await requireRun(db, runId);
+    // Reverted already, and not put back since (by reverting that revert): there is nothing of the run's left to undo.
+    const [reverted] = await revertsOf(db, runId);
+    if (reverted && (await revertsOf(db, reverted)).length === 0) {
+      throw new CliError(`run ${runId} is already reverted (by run ${reverted}); \`sluice revert ${reverted}\` puts its rows back`);
+    }
     // A target in another database is reached through the URL in the pipeline's definition.
     const ledgers = await ledgersOfRun(db, run, () => loadPipeline(options.pipeline ?? run.pipeline, options.cwd));
     const plans = [];

@@ -87,12 +87,18 @@ export async function findOpenRerun(db: Database, q: { pipelineId: string; baseR
   return rows[0];
 }
 
-/** The pipeline's newest finished run that read its whole input. */
+/** The pipeline's newest finished run that read its whole input (not a revert, which runs no stage: see `revertsOf`). */
 export async function latestFinishedRun(db: Database, pipelineId: string): Promise<RunRow | undefined> {
   const rows = await db.rows<RunRow>(sql`
-    SELECT * FROM runs WHERE pipeline = ${pipelineId} AND status = 'finished' AND loaded_at IS NOT NULL
+    SELECT * FROM runs WHERE pipeline = ${pipelineId} AND status = 'finished' AND loaded_at IS NOT NULL AND options->>'revertOf' IS NULL
     ORDER BY created_at DESC, id DESC LIMIT 1`);
   return rows[0];
+}
+
+/** The runs that reverted `runId` (recorded by `revertRun`, `options.revertOf`), newest first. */
+export async function revertsOf(db: Database, runId: string): Promise<string[]> {
+  const rows = await db.rows<{ id: string }>(sql`SELECT id FROM runs WHERE options->>'revertOf' = ${runId} ORDER BY created_at DESC, id DESC`);
+  return rows.map((r) => r.id);
 }
 
 /**

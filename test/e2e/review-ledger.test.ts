@@ -147,6 +147,11 @@ for (const store of stores) {
 
         const undo = lastJson<{ runId: string }>((await cli(["revert", rerun.runId, "--json"], env)).stdout);
         expect(await dump(env)).toEqual(afterFirst);
+        // Reverted once, it is not reverted again (not even with --force), and the message says by which run.
+        const again = await runCli(["revert", rerun.runId, "--force"], env);
+        expect(again.code).toBe(1);
+        expect(again.stderr).toContain(`run ${rerun.runId} is already reverted (by run ${undo.runId})`);
+        expect(await dump(env)).toEqual(afterFirst);
 
         const key = JSON.parse(afterFirst[0]!).key as string;
         const history = lastJson<{ run_id: string; op: string }[]>((await cli(["history", "ticket-triage", key, "--json"], env)).stdout);
