@@ -37,6 +37,7 @@ function named(argv: string[]): CommandEntry | "unknown" | undefined {
  * loaded, and a project's `sluice.config.ts` only when a command runs.
  */
 export async function main(argv: string[]): Promise<void> {
+  keepWorkingWhenTheReaderLeaves(process.stdout);
   try {
     const entry = named(argv);
     // An unknown command is an error even with --help (which would otherwise print the top help and exit 0).
@@ -64,4 +65,18 @@ export async function main(argv: string[]): Promise<void> {
     if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * A reader that goes away (`sluice review list | head -3`) ends what is
+ * printed, not the command: the work it was doing (a commit applying
+ * decisions, a run) goes on to its end, printing nothing more, and the exit
+ * status is the work's. Without this, the first write after the reader left
+ * threw (EPIPE) and stopped the command where it stood.
+ */
+function keepWorkingWhenTheReaderLeaves(stream: NodeJS.WriteStream): void {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    stream.write = (() => true) as typeof stream.write;
+  });
 }

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cliEnv, lastJson, ROOT, runCli } from "./cli.ts";
+import { cliEnv, lastJson, ROOT, runCli, startCli, tempDataDir } from "./cli.ts";
+import { demoSlice } from "./data.ts";
 
 /** Habits a user brings: an unknown command is an error, `ls` lists the pipelines, `.env` is read. */
 const BIN = join(ROOT, "bin", "sluice.mjs");
@@ -28,6 +29,20 @@ describe("the CLI's habits", () => {
     const crm = listed.find((p) => p.id === "crm-enrichment")!;
     expect(crm.stages.map((s) => [s.id, s.model ?? null])).toEqual([["triage", "claude-haiku-4-5"], ["enrich", "claude-sonnet-4"], ["validate", null], ["commit", null]]);
   }, 60_000);
+
+  it("finishes its work when the reader of its output goes away (a pipe into head), printing nothing more", async () => {
+    const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir() });
+    // The reader is gone before the first line: every write meets a closed pipe.
+    const gone = startCli(["run", "ticket-triage", "--input", demoSlice(60)], env);
+    gone.child.stdout!.destroy();
+    const out = await gone.done;
+    expect(out.stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(out.code).toBe(0);
+    const runs = lastJson<{ runId: string; status: string }[]>((await runCli(["status", "--json"], env)).stdout);
+    expect(runs.map((r) => r.status)).toEqual(["finished"]);
+    const run = lastJson<{ items: { byStatus: Record<string, number> } }>((await runCli(["status", runs[0]!.runId, "--json"], env)).stdout);
+    expect(run.items.byStatus.committed).toBeGreaterThan(0);
+  }, 240_000);
 
   it("reads .env from the working directory; variables already set win", () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-dotenv-"));
