@@ -12,7 +12,9 @@ import { openDatabase } from "../src/store/index.ts";
 import { testDrivers } from "../src/testing/databases.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
 import { definePipeline } from "../src/core/define.ts";
-import { isLlmStage } from "../src/core/types.ts";
+import { isLlmStage, type LlmStage, type StageInput } from "../src/core/types.ts";
+import { BudgetGate } from "../src/engine/budget.ts";
+import { buildRequest } from "../src/engine/llm-call.ts";
 import mini from "./fixtures/pipelines/mini.ts";
 import { demoSlice } from "./e2e/data.ts";
 import { simulatedProviders } from "./fixtures/simulated.ts";
@@ -78,13 +80,12 @@ for (const driver of testDrivers()) {
         expect(stopped.items.byStatus.failed_terminal ?? 0).toBe(0);
         expect(stopped.items.byStatus.queued ?? 0).toBeGreaterThan(0);
 
-        // The same command again, with no budget of its own, goes on with the run under its cap: it pays nothing more, and stops again.
-        const spent = await paid(t.db, runId);
+        // The same command again, with no budget of its own, goes on with the run under its cap, and stops again within it.
         const again = await runPipeline({ db: t.db, pipeline, providers: providers() }, input);
         expect(again.runId).toBe(runId);
         expect(again.status).toBe("budget_exhausted");
         expect(again.budget!.capUsd).toBeCloseTo(budget, 9);
-        expect(await paid(t.db, runId)).toBeCloseTo(spent, 9);
+        expect(await paid(t.db, runId)).toBeLessThanOrEqual(budget + 1e-9);
 
         const done = await resumeRun({ db: t.db, pipeline, providers: providers(), budgetUsd: estimate.costUsd.high }, runId);
         expect(done.status).toBe("finished");
@@ -121,37 +122,56 @@ const texts = ["invoice charged twice", "the app crashes on export", "hello ther
 
 for (const driver of testDrivers()) {
   describe.skipIf(Boolean(driver.skip))(`a budget and the batch API on ${driver.name}${driver.skip ? ` (skipped: ${driver.skip})` : ""}`, () => {
-    it("reserves a whole batch before it is sent, sends only what fits, and resume sends the rest", async () => {
+    it("reserves a whole batch before it is sent, sends what fits, the rest in one more batch once that one is settled, and stops when that is cut too", async () => {
       const { mkdtempSync, writeFileSync } = await import("node:fs");
       const { tmpdir } = await import("node:os");
       const { join } = await import("node:path");
       const path = join(mkdtempSync(join(tmpdir(), "sluice-budget-batch-")), "items.jsonl");
       writeFileSync(path, Array.from({ length: 120 }, (_, i) => JSON.stringify({ id: `b${String(i).padStart(4, "0")}`, text: `${texts[i % texts.length]} #${i}` })).join("\n"));
       const t = await driver.open();
+      const short = await driver.open();
       const options = { batchPollMs: 10, batchPollMaxMs: 50 };
       try {
         const ps = providers();
-        // What a third of the batch may cost, as the engine reserves it.
+        // What the engine reserves for the batch: each request priced for its longest answer.
         const { items } = await readItems(path, batchy);
-        const estimate = await estimateCost({ db: t.db, pipeline: batchy, providers: ps }, { source: path, items });
-        const budget = estimate.costUsd.high / 3;
+        const gate = new BudgetGate({ db: t.db, pipelineId: batchy.id, runId: "none", holder: "none", leaseMs: 1000, providers: ps, logger: { debug() {}, info() {}, warn() {} } });
+        const classifyDef = batchy.stages.find((s) => s.id === "classify") as LlmStage;
+        const reserved = items.reduce((sum, it) => sum + gate.estimateUsd(buildRequest(classifyDef, { itemId: it.itemId, item: it.item, outputs: {} } as StageInput, it.itemId), "batch"), 0);
+        // Three quarters of it: the first batch is cut, and what its answers did cost leaves room for the rest.
+        const budget = reserved * 0.75;
         sim.reset();
-        const stopped = await runPipeline({ db: t.db, pipeline: batchy, providers: ps, budgetUsd: budget, options }, path);
+        const done = await runPipeline({ db: t.db, pipeline: batchy, providers: ps, budgetUsd: budget, options }, path);
+        // The answers cost less than reserved: settled, the first batch left room for the rest, sent in one more, and the run finished under the budget.
+        expect(done.status).toBe("finished");
+        expect(done.stages.find((s) => s.id === "classify")!.batchCalls).toBe(items.length);
+        expect(sim.stats().batches.created).toBe(2);
+        expect(sim.stats().realtimeCalls).toBe(0);
+        const total = await paid(t.db, done.runId);
+        expect(total).toBeLessThanOrEqual(budget + 1e-9);
+        expect(Object.entries(sim.stats().billedByRequestHash).filter(([, n]) => n > 1)).toEqual([]);
+
+        // A third of it: the second batch is cut too, and the run stops, the rest queued; resume with more sends it.
+        sim.reset();
+        const tight = reserved / 3;
+        const stopped = await runPipeline({ db: short.db, pipeline: batchy, providers: ps, budgetUsd: tight, options }, path);
         expect(stopped.status).toBe("budget_exhausted");
         const classify = stopped.stages.find((s) => s.id === "classify")!;
         expect(classify.batchCalls).toBeGreaterThan(0);
         expect(classify.batchCalls).toBeLessThan(items.length);
-        expect(await paid(t.db, stopped.runId)).toBeLessThanOrEqual(budget + 1e-9);
-        const [settled] = await budgetRows(t.db, [runBudgetKey(stopped.runId)]);
-        expect(settled!.spentUsd).toBeCloseTo(await paid(t.db, stopped.runId), 9);
+        expect(await paid(short.db, stopped.runId)).toBeLessThanOrEqual(tight + 1e-9);
+        const [settled] = await budgetRows(short.db, [runBudgetKey(stopped.runId)]);
+        expect(settled!.spentUsd).toBeCloseTo(await paid(short.db, stopped.runId), 9);
         expect(settled!.reservedUsd).toBeCloseTo(0, 9);
-        expect(sim.stats().batches.created).toBe(1);
 
-        const done = await resumeRun({ db: t.db, pipeline: batchy, providers: ps, budgetUsd: budget * 10, options }, stopped.runId);
-        expect(done.status).toBe("finished");
-        expect(done.stages.find((s) => s.id === "classify")!.batchCalls).toBe(items.length);
+        const resumed = await resumeRun({ db: short.db, pipeline: batchy, providers: ps, budgetUsd: budget * 10, options }, stopped.runId);
+        expect(sim.stats().batches.created).toBe(3);
+        expect(resumed.status).toBe("finished");
+        expect(resumed.stages.find((s) => s.id === "classify")!.batchCalls).toBe(items.length);
         expect(Object.entries(sim.stats().billedByRequestHash).filter(([, n]) => n > 1)).toEqual([]);
+        expect(await paid(short.db, stopped.runId)).toBeCloseTo(total, 6);
       } finally {
+        await short.drop();
         await t.drop();
       }
     }, 120_000);

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { BudgetExhaustedError, DeterministicError, errorMessage } from "../core/errors.ts";
 import type { LlmStage } from "../core/types.ts";
 import { CLOCK_SKEW_S, packBatches } from "../providers/batching.ts";
-import type { CompletionResult, Provider } from "../providers/types.ts";
+import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import { adoptOrphanBatches, BATCH_CUTTING, uncollectedBatchesOf, batchClaimant, batchIdsSince, batchKey, batchSubmitted, recordBatch, setBatchStatus, withdrawBatch } from "../store/batches.ts";
 import { settledStageMode, settleStageMode } from "../store/runs.ts";
 import type { RunContext, StagePlan } from "./context.ts";
@@ -159,28 +159,46 @@ function collectAndShare(
  * Submit the calls as provider batches; `later` polls and collects each
  * (unless collection is deferred to another task: see `collectReadyBatches`).
  */
-export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], onPersisted?: (r: ItemResult[]) => void): Promise<Sent> {
+export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmStage, providerName: string, provider: Provider, calls: Call[], onPersisted?: (r: ItemResult[]) => void, { rest = false } = {}): Promise<Sent> {
   const api = provider.batch!;
   const byCustomId = new Map(calls.map((c) => [c.request.customId, c]));
   const rows: BatchRow[] = [];
   const refused: ItemResult[] = [];
   let stopped: BudgetExhaustedError | undefined;
-  for (let group of packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes })) {
+  // Requests that did not fit in the budget with the batches sent so far reserved: sent once those are collected.
+  let unsent: CompletionRequest[] = [];
+  const groups = packBatches(calls.map((c) => c.request), { maxRequests: api.maxRequests, maxBytes: api.maxBytes });
+  // Cut by the budget: no further group goes out here (a submission that failed `continue`s to this check too).
+  for (let g = 0; g < groups.length && !stopped && unsent.length === 0; g++) {
+    let group = groups[g]!;
     // Stopped (Ctrl-C): no further batch is recorded or sent; those already sent are collected by `resume`.
     if (ctx.signal?.aborted) throw ctx.signal.reason;
     const tag = `sub_${randomBytes(8).toString("hex")}`;
     const id = batchKey(tag, endpointOf(ctx, providerName));
     if (ctx.budget) {
-      // The whole batch is reserved before it is recorded and sent: as many
-      // of its requests as fit (the rest are not sent, and stay queued).
+      // The whole batch is reserved before it is recorded and sent, each
+      // request for the longest answer it may get: as many as fit. When none
+      // fits, the budget is spent and the rest stays queued. When some do,
+      // the rest goes out once this batch is collected, settled at what its
+      // answers cost (often far less than reserved), in one more batch (`rest`)
+      // cut to what fits then; what does not fit in that stays queued. So a
+      // budget a run's batches fit in at what they cost is not stopped by
+      // what they might have cost, and a run that does not fit stops after two
+      // batch windows, not one more each time the room shrinks. A chunk that
+      // does not collect its batches (deferred) stops at the first cut.
       const budget = ctx.budget;
-      const fits = await budget.reserveBatch(batchClaimant(id), group.map((r) => budget.estimateUsd(r, "batch")));
-      if (fits < group.length) {
+      const last = rest || Boolean(ctx.options.deferBatchCollection);
+      const fits = await budget.reserveBatch(batchClaimant(id), group.map((r) => budget.estimateUsd(r, "batch")), { wholeOrStop: last });
+      if (fits === 0 || (fits < group.length && last)) {
         stopped = budget.exhausted;
         ctx.logger.warn(`stage ${stage.id}: ${group.length - fits} of ${group.length} requests of a ${providerName} batch do not fit in the budget; ${fits ? `sending ${fits}` : "sending none"}`);
         group = group.slice(0, fits);
+        if (group.length === 0) break;
+      } else if (fits < group.length) {
+        unsent = [...group.slice(fits), ...groups.slice(g + 1).flat()];
+        ctx.logger.warn(`stage ${stage.id}: ${group.length - fits} of ${group.length} requests of a ${providerName} batch do not fit in the budget, each reserved for its longest answer; sending ${fits}, and the rest once it is collected and what it cost is known`);
+        group = group.slice(0, fits);
       }
-      if (group.length === 0) break;
     }
     const requests: Record<string, BatchEntry> = {};
     for (const request of group) {
@@ -228,19 +246,20 @@ export async function executeBatch(ctx: RunContext, stage: StagePlan, def: LlmSt
     Object.assign(row, { batchId, status: "submitted" });
     ctx.logger.info(`stage ${stage.id}: submitted ${providerName} batch ${batchId} (${group.length} requests)`);
     rows.push(row);
-    if (stopped) break;
   }
   if (refused.length) {
     await persistResults(ctx, stage, refused);
     onPersisted?.(refused);
   }
+  const left = unsent.map((r) => byCustomId.get(r.customId)!);
   if (ctx.options.deferBatchCollection || rows.length === 0) {
     // Collected later (`collectReadyBatches`); what was sent is held by its batch meanwhile.
     if (stopped) throw stopped;
     return { results: refused };
   }
   const cutoff = await cutoffOf(ctx, def, calls.length);
-  return { results: refused, later: collecting(ctx, stage, def, provider, rows.map(idsAndHashes), onPersisted, cutoff, stopped) };
+  const sendRest = left.length ? () => executeBatch(ctx, stage, def, providerName, provider, left, onPersisted, { rest: true }) : undefined;
+  return { results: refused, later: collecting(ctx, stage, def, provider, rows.map(idsAndHashes), onPersisted, cutoff, stopped, sendRest) };
 }
 
 /** A batch as its collection needs it: each request's item and hashes, not the request (recorded with the batch). */
@@ -250,13 +269,27 @@ function idsAndHashes(row: BatchRow): BatchRow {
   return { ...row, requests };
 }
 
-/** Poll and collect the batches a chunk sent; then, if the budget stopped the sending, say so. */
-function collecting(ctx: RunContext, stage: StagePlan, def: LlmStage, provider: Provider, rows: BatchRow[], onPersisted: ((r: ItemResult[]) => void) | undefined, cutoff: Date | undefined, stopped: BudgetExhaustedError | undefined): () => Promise<ItemResult[]> {
+/**
+ * Poll and collect the batches a chunk sent; then, if the budget stopped the
+ * sending, say so, or send what did not fit in it until these were settled
+ * (`sendRest`).
+ */
+function collecting(
+  ctx: RunContext,
+  stage: StagePlan,
+  def: LlmStage,
+  provider: Provider,
+  rows: BatchRow[],
+  onPersisted: ((r: ItemResult[]) => void) | undefined,
+  cutoff: Date | undefined,
+  stopped: BudgetExhaustedError | undefined,
+  sendRest?: () => Promise<Sent>,
+): () => Promise<ItemResult[]> {
   return async () => {
-    const results = await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)));
+    const results = (await Promise.all(rows.map((row) => collectBatch(ctx, stage, def, provider, row, onPersisted, cutoff)))).flat();
     // What was sent is collected (it is paid for); the items that did not fit stay queued.
     if (stopped) throw stopped;
-    return results.flat();
+    return sendRest ? [...results, ...(await whenCollected(sendRest()))] : results;
   };
 }
 

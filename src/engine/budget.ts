@@ -134,9 +134,11 @@ export class BudgetGate {
   /**
    * Reserve a provider batch's requests under the batch's own holder: as
    * many as fit, in order (the batch is cut to those). Returns how many.
-   * Nothing fitting, or not all of them, exhausts the budget for this process.
+   * Nothing fitting exhausts the budget for this process; so does fitting
+   * fewer than all with `wholeOrStop` (a caller that cannot send the rest
+   * once this batch is settled).
    */
-  async reserveBatch(holder: string, amountsUsd: readonly number[]): Promise<number> {
+  async reserveBatch(holder: string, amountsUsd: readonly number[], { wholeOrStop = false } = {}): Promise<number> {
     if (this.exhausted) return 0;
     await this.flush();
     const keys = await this.keys();
@@ -148,7 +150,7 @@ export class BudgetGate {
       granted += more.granted;
       budgets = more.budgets;
     }
-    if (granted < amountsUsd.length) this.exhausted ??= this.exhaustion(budgets, keys);
+    if (granted === 0 || (wholeOrStop && granted < amountsUsd.length)) this.exhausted ??= this.exhaustion(budgets, keys);
     return granted;
   }
 
