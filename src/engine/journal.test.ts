@@ -45,6 +45,15 @@ for (const driver of testDrivers()) {
       expect(cached.get("h-raw")).toMatchObject({ text: '{"category":"bug"}', usage: { inputTokens: 5 } });
       expect(cached.get("h-repaired")!.text).toBe('{"category":"refund"}');
       expect(readdirSync(dir)).toEqual([]);
+
+      // Answers the store holds already (the process wrote them before it stopped) are not counted as replayed.
+      const later = new AnswerJournal(dir);
+      later.recordRaw("h-raw", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"bug"}') });
+      later.recordRaw("h-new", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"other"}') });
+      later.close({ written: false });
+      const [again] = readdirSync(dir);
+      renameSync(join(dir, again!), join(dir, again!.replace(/^\d+/, String(deadPid()))));
+      expect(await replayJournals(store.db, dir)).toEqual({ answers: 1, inFlight: [] });
     });
 
     it("replays a journal of more answers than one statement takes, the last usable answer of each request winning across them", async () => {

@@ -113,13 +113,12 @@ export async function replayJournals(db: Database, dir: string, onInFlight?: (go
     for await (const { n, parsed } of journalLines(path)) {
       if (!parsed.requestHash || lastLine.get(parsed.requestHash) !== n) continue;
       group.push(fromLine(parsed)!);
-      out.answers++;
       if (group.length === 500) {
-        await cacheResponses(db, group);
+        out.answers += await cacheResponses(db, group);
         group = [];
       }
     }
-    await cacheResponses(db, group);
+    out.answers += await cacheResponses(db, group);
     if (open.size) {
       out.inFlight.push({ pid, calls: open.size });
       // Said before the journal goes, so a process killed in between still leaves the count to the next.
@@ -150,7 +149,11 @@ async function* journalLines(path: string): AsyncGenerator<{ n: number; parsed: 
 }
 
 export interface Replayed {
-  /** Answers put in the request cache. */
+  /**
+   * Answers put in the request cache that it did not hold: those the process
+   * received and never wrote (a run stopped at its budget wrote all of its
+   * own, and its journal replays none).
+   */
   answers: number;
   /** Per process gone, the calls it had sent that never came back: paid (or about to be), their answers lost with it. */
   inFlight: { pid: number; calls: number }[];
