@@ -19,7 +19,8 @@ export async function commitCli(runId: string, options: { json?: boolean; env?: 
     await requireRun(db, runId);
     return reviewQueue(db, runId, { decided: true });
   });
-  const decided = queue.filter((q) => q.decision).length;
+  // Decisions taken on already (by an earlier commit) are not taken on again.
+  const decided = queue.filter((q) => q.decision && !q.applied).length;
   const waiting = queue.filter((q) => !q.decision).length;
   process.stderr.write(`run ${runId}: ${decided} reviewed item(s) to take on${waiting ? `, ${waiting} still wait for review` : ""}\n`);
   return resumeCli(runId, options);

@@ -82,8 +82,12 @@ for (const store of stores) {
 
         const pending = lastJson<QueueRow[]>((await cli(["review", "list", first.runId, "--json"], env)).stdout);
         expect(pending.length).toBe(queue.length - 4);
-        const committed = lastJson<Summary>((await cli(["commit", first.runId, "--json"], env)).stdout);
+        const commitOut = await cli(["commit", first.runId, "--json"], env);
+        expect(commitOut.stderr).toContain(`run ${first.runId}: 4 reviewed item(s) to take on`);
+        const committed = lastJson<Summary>(commitOut.stdout);
         const after = committed.items.byStatus;
+        // Taken on once: a second commit has none left to take on.
+        expect((await cli(["commit", first.runId], env)).stderr).toContain(`run ${first.runId}: 0 reviewed item(s) to take on`);
         expect(committed.status).toBe("finished");
         expect(after.committed).toBe(before.committed! + 2);
         expect(after.rejected).toBe(2);
