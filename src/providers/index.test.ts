@@ -15,6 +15,20 @@ describe("resolveProviderEnv", () => {
   });
 });
 
+describe("a provider's base URL", () => {
+  it("is refused, with a reason that never repeats the password, when it carries credentials or is not an http(s) URL", () => {
+    const withPassword = { OPENAI_API_KEY: "sk-x", OPENAI_BASE_URL: "http://qauser:pw-HUNTER2@127.0.0.1:28711/v1" };
+    for (const attempt of [() => resolveProviderEnv(withPassword), () => createProvider({ provider: "openai", env: withPassword })]) {
+      expect(attempt).toThrow(DeterministicError);
+      expect(attempt).toThrow("OPENAI_BASE_URL carries credentials (http://***@127.0.0.1:28711)");
+      expect(() => attempt()).not.toThrow(/HUNTER2|qauser/);
+    }
+    expect(() => createProvider({ provider: "anthropic", env: { ANTHROPIC_BASE_URL: "localhost:8787" } })).toThrow(/ANTHROPIC_BASE_URL is an? .*URL|ANTHROPIC_BASE_URL is not a URL/);
+    expect(() => createProvider({ provider: "anthropic", env: { ANTHROPIC_BASE_URL: "nope" } })).toThrow('ANTHROPIC_BASE_URL is not a URL: "nope"');
+    expect(createProvider({ provider: "openai", env: { OPENAI_BASE_URL: "http://127.0.0.1:9999/v1" } }).baseURL).toBe("http://127.0.0.1:9999/v1");
+  });
+});
+
 describe("createProvider", () => {
   it("refuses to start without a key or a base URL, naming the variable to set", () => {
     expect(() => createProvider({ provider: "openai", env: {} })).toThrow(DeterministicError);

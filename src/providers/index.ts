@@ -68,7 +68,7 @@ export function createProvider(options: CreateProviderOptions): SluiceProvider {
   const env = options.env ?? process.env;
   const names = ENV[options.provider];
   if (!names) throw new DeterministicError(`unknown provider "${String(options.provider)}" (use "openai" or "anthropic")`);
-  const baseURL = nonEmpty(options.baseURL) ?? nonEmpty(env[names.url]);
+  const baseURL = checkedBaseURL(nonEmpty(options.baseURL) ?? nonEmpty(env[names.url]), names.url);
   const apiKey = nonEmpty(options.apiKey) ?? nonEmpty(env[names.key]);
   if (!apiKey && !baseURL) {
     throw new DeterministicError(
@@ -146,10 +146,32 @@ export interface ProviderEnv {
 export function resolveProviderEnv(env: Record<string, string | undefined> = process.env): Record<VendorName, ProviderEnv> {
   const one = (provider: VendorName): ProviderEnv => {
     const hasKey = nonEmpty(env[ENV[provider].key]) !== undefined;
-    const baseURL = nonEmpty(env[ENV[provider].url]);
+    const baseURL = checkedBaseURL(nonEmpty(env[ENV[provider].url]), ENV[provider].url);
     return { provider, hasKey, baseURL, needsSimulator: !hasKey && baseURL === undefined };
   };
   return { openai: one("openai"), anthropic: one("anthropic") };
+}
+
+/**
+ * A provider's base URL, refused with a one-line reason when it is not an
+ * http(s) URL or carries credentials (`user:password@`): the SDKs' fetch
+ * refuses such a URL on every call (the run would only retry), and the URL
+ * is printed and becomes part of the endpoint that keys the request cache.
+ * The reason never repeats the password.
+ */
+function checkedBaseURL(value: string | undefined, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new DeterministicError(`${name} is not a URL: "${value.replace(/\/\/[^/@]*@/, "//***@")}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new DeterministicError(`${name} is an ${url.protocol.replace(":", "")} URL; the API is reached over http or https`);
+  if (url.username || url.password) {
+    throw new DeterministicError(`${name} carries credentials (${url.protocol}//***@${url.host}): the provider's key goes in its API key variable, not in the URL`);
+  }
+  return value;
 }
 
 function nonEmpty(v: string | undefined): string | undefined {
