@@ -1,6 +1,16 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { databaseFolder, journalDirFor } from "./session.ts";
+import { databaseFolder, engineOptionsFromEnv, journalDirFor } from "./session.ts";
+
+describe("engineOptionsFromEnv", () => {
+  it("takes whole numbers of 1 or more, and refuses anything else with the variable and its value", () => {
+    expect(engineOptionsFromEnv({ SLUICE_CONCURRENCY: "8", SLUICE_CHUNK_SIZE: " 250 ", SLUICE_OUTAGE_LIMIT_MS: "60000", SLUICE_MAX_ATTEMPTS: "" })).toMatchObject({ concurrency: 8, chunkSize: 250, outageLimitMs: 60_000 });
+    expect(engineOptionsFromEnv({}).concurrency).toBeUndefined();
+    for (const [name, value] of [["SLUICE_CONCURRENCY", "abc"], ["SLUICE_CONCURRENCY", "1.5"], ["SLUICE_CHUNK_SIZE", "2.5"], ["SLUICE_MAX_ATTEMPTS", "0"], ["SLUICE_LEASE_MS", "-5"]] as const) {
+      expect(() => engineOptionsFromEnv({ [name]: value })).toThrow(`${name} is a whole number of 1 or more, got "${value}"`);
+    }
+  });
+});
 
 describe("journalDirFor", () => {
   it("gives each Postgres database a journal folder of its own, named without its credentials", () => {

@@ -13,7 +13,14 @@ import { formatSummary } from "./format.ts";
 
 /** Engine tuning from the environment: `SLUICE_CONCURRENCY`, `SLUICE_CHUNK_SIZE`, `SLUICE_MAX_ATTEMPTS`, `SLUICE_BATCH_POLL_MS`, `SLUICE_LEASE_MS`. */
 export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOptions> {
-  const num = (name: string) => (env[name] && Number(env[name]) > 0 ? Number(env[name]) : undefined);
+  // A value set is a whole number of 1 or more, or the command stops before any run is recorded (it was silently ignored, or failed the run half way).
+  const num = (name: string) => {
+    const text = env[name]?.trim();
+    if (!text) return undefined;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name} is a whole number of 1 or more, got "${env[name]}"`);
+    return n;
+  };
   const options: Partial<EngineOptions> = {};
   const set = <K extends keyof EngineOptions>(key: K, value: number | undefined) => value !== undefined && (options[key] = value as EngineOptions[K]);
   set("concurrency", num("SLUICE_CONCURRENCY"));
@@ -21,6 +28,7 @@ export function engineOptionsFromEnv(env: NodeJS.ProcessEnv): Partial<EngineOpti
   set("maxAttempts", num("SLUICE_MAX_ATTEMPTS"));
   set("batchPollMs", num("SLUICE_BATCH_POLL_MS"));
   set("leaseMs", num("SLUICE_LEASE_MS"));
+  set("outageLimitMs", num("SLUICE_OUTAGE_LIMIT_MS"));
   options.journalDir = journalDirFor(env);
   return options;
 }

@@ -41,11 +41,14 @@ export class TransientError extends SluiceError {
   status?: number;
   /** True when the request never left sluice (the circuit was open): nothing was sent or paid. */
   notSent?: boolean;
-  constructor(message: string, ctx: ErrorContext & { retryAfterMs?: number; status?: number; notSent?: boolean } = {}) {
+  /** With the circuit open: how long the provider has failed every call (since the circuit first opened, no call succeeding). */
+  outageMs?: number;
+  constructor(message: string, ctx: ErrorContext & { retryAfterMs?: number; status?: number; notSent?: boolean; outageMs?: number } = {}) {
     super(message, ctx);
     this.retryAfterMs = ctx.retryAfterMs;
     this.status = ctx.status;
     this.notSent = ctx.notSent;
+    this.outageMs = ctx.outageMs;
   }
 }
 

@@ -52,6 +52,12 @@ export interface EngineOptions {
    * false: the chunk polls until its batches are collected.
    */
   deferBatchCollection?: boolean;
+  /**
+   * How long a provider may fail every call (its circuit open: nothing sent,
+   * one probe now and then) before the stage stops, its items queued, and the
+   * run ends `failed` saying why, for `resume` once the provider is back.
+   */
+  outageLimitMs: number;
   /** Items claimed at once by a stage in batch mode (packed into provider-sized batches). */
   batchChunkSize: number;
   /** In `auto` mode, a stage uses the batch API when at least this many items need a model call. */
@@ -72,6 +78,7 @@ export const DEFAULT_OPTIONS: EngineOptions = {
   leaseMs: 30_000,
   batchPollMs: 2_000,
   batchPollMaxMs: 60_000,
+  outageLimitMs: 10 * 60_000,
   batchChunkSize: 10_000,
   autoBatchMinItems: 200,
 };

@@ -1,4 +1,5 @@
 import { DeterministicError, QualityError, StageHaltedError, TransientError, errorMessage, failureClassOf, type FailureClass } from "../core/errors.ts";
+import { fmtMs } from "../core/duration.ts";
 import { hashValue, sha256, stableStringify } from "../core/hash.ts";
 import { byDefinition } from "../core/definition-cache.ts";
 import { compileSchema } from "../core/schema.ts";
@@ -6,7 +7,7 @@ import { renderTemplate } from "../core/template.ts";
 import type { LlmStage, StageInput } from "../core/types.ts";
 import type { CompletionRequest, CompletionResult, Provider } from "../providers/types.ts";
 import type { AttemptRow } from "../store/results.ts";
-import type { RunContext, StagePlan } from "./context.ts";
+import type { Logger, RunContext, StagePlan } from "./context.ts";
 import { backoffMs, sleep } from "./retry.ts";
 import { withAnswerTap, type AnswerTap } from "../providers/transport.ts";
 import type { Hold } from "./budget.ts";
@@ -200,7 +201,12 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       if (err instanceof StageHaltedError || unreserved) throw err;
       if (err instanceof DeterministicError && err.stageWide) throw stageHalted(ctx, stage, err);
       if (err instanceof TransientError && err.notSent) {
-        // The circuit is open: nothing was sent, so no attempt is recorded or spent. Wait for it.
+        // The circuit is open: nothing was sent, so no attempt is recorded or spent. Wait for it,
+        // saying so, unless the provider has failed every call for too long: then the stage stops.
+        if (err.outageMs !== undefined && err.outageMs >= ctx.options.outageLimitMs) {
+          throw stageHalted(ctx, stage, new DeterministicError(`${providerName} failed every call for ${fmtMs(err.outageMs)} (${err.message.replace(/; retry in \d+ ms$/, "")})`, { stageWide: true }));
+        }
+        sayWaiting(ctx, providerName, err);
         await sleep(Math.max(1_000, err.retryAfterMs ?? 0), ctx.signal);
         continue;
       }
@@ -218,6 +224,19 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
       return { status: "failed_terminal", errorClass: cls, message, attempts };
     }
   }
+}
+
+/** When each provider's wait on an open circuit was last said, per logger (one line a minute, not one per call). */
+const saidWaiting = new WeakMap<Logger, Map<string, number>>();
+
+function sayWaiting(ctx: RunContext, providerName: string, err: TransientError): void {
+  const said = saidWaiting.get(ctx.logger) ?? new Map<string, number>();
+  saidWaiting.set(ctx.logger, said);
+  const now = Date.now();
+  if (now - (said.get(providerName) ?? 0) < 60_000) return;
+  said.set(providerName, now);
+  const left = Math.max(0, ctx.options.outageLimitMs - (err.outageMs ?? 0));
+  ctx.logger.warn(`${err.message.replace(/; retry in \d+ ms$/, "")}: calls wait for it, one probe at a time; the stage stops in ${fmtMs(left)} if none gets through`);
 }
 
 /**

@@ -67,6 +67,6 @@ export function callSignal(parent: AbortSignal | undefined): { signal: AbortSign
 function outcomeOf(error: TransientError | DeterministicError, rate: RateSnapshot | undefined): CallOutcome {
   if (error.failureClass === "deterministic") return { kind: "rejected", rate };
   if (error.status === 429) return { kind: "rate_limited", retryAfterMs: error.retryAfterMs, rate };
-  if (error.status === 529 || error.status === 503) return { kind: "overloaded", rate };
-  return { kind: "failed", rate };
+  if (error.status === 529 || error.status === 503) return { kind: "overloaded", rate, message: error.message };
+  return { kind: "failed", rate, message: error.message };
 }

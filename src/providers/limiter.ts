@@ -38,9 +38,9 @@ export type CallOutcome =
   /** 429. */
   | { kind: "rate_limited"; retryAfterMs?: number; rate?: RateSnapshot }
   /** 529 or 503: the provider as a whole is saturated. */
-  | { kind: "overloaded"; rate?: RateSnapshot }
+  | { kind: "overloaded"; rate?: RateSnapshot; message?: string }
   /** Another transient failure: 5xx, timeout, connection reset. */
-  | { kind: "failed"; rate?: RateSnapshot }
+  | { kind: "failed"; rate?: RateSnapshot; message?: string }
   /** A deterministic error: the request was wrong, the provider is fine. */
   | { kind: "rejected"; rate?: RateSnapshot }
   | { kind: "aborted" };
@@ -289,12 +289,12 @@ export class ModelLimiter {
         this.counts.overloaded++;
         this.tpmBucket?.adjust(call.tokens, now);
         this.aimd.onPushBack(call.epoch, "overload");
-        this.breaker.onFailure(call.probe);
+        this.breaker.onFailure(call.probe, outcome.message);
         return;
       case "failed":
         this.counts.failed++;
         this.tpmBucket?.adjust(call.tokens, now);
-        this.breaker.onFailure(call.probe);
+        this.breaker.onFailure(call.probe, outcome.message);
         return;
       case "rejected":
         this.counts.rejected++;
@@ -337,8 +337,10 @@ export class ModelLimiter {
   }
 
   private openError(retryAfterMs: number): TransientError {
-    return new TransientError(`${this.label}: circuit open after repeated provider failures; retry in ${retryAfterMs} ms`, {
+    const last = this.breaker.lastFailure;
+    return new TransientError(`${this.label}: circuit open after repeated provider failures${last ? ` (last: ${last})` : ""}; retry in ${retryAfterMs} ms`, {
       retryAfterMs,
+      outageMs: this.breaker.outageMs(),
     });
   }
 }

@@ -32,6 +32,10 @@ export class CircuitBreaker {
   private coolDown: number;
   private probing = false;
   private st: BreakerState = "closed";
+  /** When the circuit first opened with no call succeeding since: the outage's start. */
+  private outageSince: number | undefined;
+  /** The last failure's message (redacted by the adapter), for saying why calls wait. */
+  lastFailure: string | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly threshold: number;
   private readonly baseCoolDown: number;
@@ -61,17 +65,24 @@ export class CircuitBreaker {
     this.probing = true;
   }
 
+  /** How long the provider has failed every call, while the circuit is not closed. */
+  outageMs(): number | undefined {
+    return this.outageSince === undefined ? undefined : this.clock.now() - this.outageSince;
+  }
+
   /** The provider answered (even with a 400: it is up). */
   onSuccess(): void {
     const was = this.st;
     this.failures = 0;
+    this.outageSince = undefined;
     this.probing = false;
     this.st = "closed";
     this.coolDown = this.baseCoolDown;
     if (was !== "closed") this.notify();
   }
 
-  onFailure(wasProbe: boolean): void {
+  onFailure(wasProbe: boolean, message?: string): void {
+    if (message !== undefined) this.lastFailure = message;
     if (wasProbe || this.state === "half_open") {
       this.probing = false;
       this.coolDown = Math.min(this.maxCoolDown, this.coolDown * 2);
@@ -95,6 +106,7 @@ export class CircuitBreaker {
   }
 
   private open(ms: number): void {
+    this.outageSince ??= this.clock.now();
     this.st = "open";
     this.failures = 0;
     this.opens++;
