@@ -13,6 +13,7 @@ function table(rows: string[][]): string {
 export function formatSummary(summary: RunSummary): string {
   const lines: string[] = [];
   lines.push(`run ${summary.runId} · ${summary.pipeline} · ${summary.status}`);
+  if (summary.error) lines.push(`failed: ${summary.error}`);
   lines.push("");
   lines.push(
     table([

@@ -49,6 +49,8 @@ export interface RunSummary {
   budget?: { capUsd: number | null; spentUsd: number; exhausted?: string };
   /** The run's deadline (`--deadline`), when it has one. */
   deadlineAt?: string;
+  /** Why a run ended `failed` (a stage stopped by its provider, an error), as recorded on it. */
+  error?: string;
 }
 
 export async function summarizeRun(db: Database, runId: string): Promise<RunSummary> {
@@ -114,6 +116,7 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
     finishedAt: run.finished_at ? new Date(run.finished_at).toISOString() : null,
     ...(budget ? { budget } : {}),
     ...(typeof run.options.deadlineAt === "string" ? { deadlineAt: run.options.deadlineAt } : {}),
+    ...(run.status === "failed" && run.error ? { error: run.error } : {}),
   };
 }
 

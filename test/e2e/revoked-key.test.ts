@@ -40,8 +40,11 @@ describe("a stage-wide provider failure (a revoked key)", () => {
 
     const status = await runCli(["status", runId, "--json"], env);
     expect(status.code, status.stderr).toBe(0);
-    const stopped = lastJson<{ status: string; items: { byStatus: Record<string, number> } }>(status.stdout);
+    const stopped = lastJson<{ status: string; error?: string; items: { byStatus: Record<string, number> } }>(status.stdout);
     expect(stopped.status).toBe("failed");
+    // The status says why, as the run's last line did, and the text form too.
+    expect(stopped.error).toBe(reason.replace(/^sluice: /, ""));
+    expect((await runCli(["status", runId], env)).stdout).toContain(`failed: ${stopped.error}`);
     // Nothing was dead-lettered for the key: the items wait for a working one.
     expect(stopped.items.byStatus.failed_terminal ?? 0).toBe(0);
 
