@@ -28,7 +28,7 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
   if (options.input !== undefined) await checkInput(options.input, pipeline);
   if (options.deadline !== undefined) parseDeadline(options.deadline);
   return withStore(env, (db) =>
-    runSession({ db, pipeline, env, json: options.json, interrupted: "interrupted; run `sluice resume` to continue" }, (base) => {
+    runSession({ db, pipeline, env, json: options.json, interrupted: (runId) => (runId ? `interrupted; \`sluice resume ${runId}\` (or the same command again) continues run ${runId}` : "interrupted before a run was recorded: nothing to resume") }, (base) => {
       const opts = { ...base, budgetUsd, deadline: options.deadline };
       return options.runId
         ? resumeRun(opts, options.runId)

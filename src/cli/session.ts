@@ -80,8 +80,8 @@ export interface SessionOptions {
   json?: boolean;
   /** Printed on stderr after the provider notice (what this command is about to do). */
   banner?: string;
-  /** What to tell a user who pressed Ctrl-C. */
-  interrupted: string;
+  /** What to tell a user who pressed Ctrl-C: with the run's id once it is recorded. */
+  interrupted: string | ((runId: string | undefined) => string);
 }
 
 /**
@@ -101,7 +101,9 @@ export async function runSession<S = RunSummary>(
   const controller = new AbortController();
   // Every in-flight provider call and backoff listens on this one signal.
   setMaxListeners(0, controller.signal);
-  const onSignal = () => controller.abort(new CliError(options.interrupted));
+  let started: string | undefined;
+  const { interrupted } = options;
+  const onSignal = () => controller.abort(new CliError(typeof interrupted === "string" ? interrupted : interrupted(started)));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
@@ -110,7 +112,7 @@ export async function runSession<S = RunSummary>(
       db: options.db,
       pipeline: options.pipeline,
       providers: preset.providers,
-      events: progress,
+      events: { ...progress, runStarted: (run, continued) => ((started = run.id), progress.runStarted?.(run, continued)) },
       signal: controller.signal,
       logger: createCliLogger(env, progress.log),
       options: engineOptionsFromEnv(env),

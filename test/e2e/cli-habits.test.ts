@@ -44,6 +44,20 @@ describe("the CLI's habits", () => {
     expect(run.items.byStatus.committed).toBeGreaterThan(0);
   }, 240_000);
 
+  it("says, when interrupted, which run to resume", async () => {
+    const env = cliEnv({ SLUICE_DATA_DIR: tempDataDir() });
+    const running = startCli(["run", "ticket-triage", "--input", demoSlice(2_000)], env);
+    let runId: string | undefined;
+    while (!runId) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      runId = /started run (run_\w+)/.exec(running.stderrSoFar())?.[1];
+    }
+    running.child.kill("SIGINT");
+    const out = await running.done;
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim().split("\n").at(-1)).toBe(`sluice: interrupted; \`sluice resume ${runId}\` (or the same command again) continues run ${runId}`);
+  }, 120_000);
+
   it("reads .env from the working directory; variables already set win", () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-dotenv-"));
     writeFileSync(join(dir, ".env"), `SLUICE_DATA_DIR=${join(dir, "from-dotenv")}\n`);
