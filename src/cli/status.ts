@@ -13,6 +13,8 @@ export interface RunListing {
   createdAt: string;
   finishedAt: string | null;
   costUsd: number;
+  /** For a `running` run: whether a live worker has it. Not live: its process was killed or stopped, and `sluice resume` goes on. */
+  live?: boolean;
 }
 
 export async function listRuns(db: Database, limit = 20): Promise<RunListing[]> {
@@ -25,7 +27,13 @@ export async function listRuns(db: Database, limit = 20): Promise<RunListing[]> 
     createdAt: new Date(r.created_at).toISOString(),
     finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null,
     costUsd: Math.round(r.cost * 1e6) / 1e6,
+    ...(r.status === "running" ? { live: r.live } : {}),
   }));
+}
+
+/** A run's status as the list shows it: a `running` run no live worker has was stopped (killed, or Ctrl-C). */
+function shownStatus(r: RunListing): string {
+  return r.status === "running" && r.live === false ? "stopped (resume it)" : r.status;
 }
 
 /** `sluice status`: recent runs, or one run's summary. */
@@ -36,9 +44,9 @@ export async function statusCli(runId: string | undefined, options: { json?: boo
       if (options.json) printJson(runs);
       else if (runs.length === 0) process.stdout.write("no runs yet (sluice run <pipeline> --input <file>)\n");
       else {
-        for (const r of runs) {
-          process.stdout.write(`${r.runId}  ${r.pipeline.padEnd(20)} ${r.status.padEnd(9)} ${String(r.rowsRead).padStart(7)} rows  $${r.costUsd.toFixed(4)}  ${r.createdAt}\n`);
-        }
+        const rows = [["run", "pipeline", "status", "rows read", "cost", "started"], ...runs.map((r) => [r.runId, r.pipeline, shownStatus(r), r.rowsRead.toLocaleString("en-US"), `$${r.costUsd.toFixed(4)}`, r.createdAt])];
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+        for (const row of rows) process.stdout.write(`${row.map((cell, i) => (i === 3 || i === 4 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join("  ").trimEnd()}\n`);
       }
       return runs;
     }

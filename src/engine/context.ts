@@ -4,6 +4,7 @@ import type { Database } from "../store/database.ts";
 import type { AnswerJournal } from "./journal.ts";
 import type { BudgetGate } from "./budget.ts";
 import type { StageRef } from "../store/work.ts";
+import { DEFAULT_LEASE_MS } from "../store/workers.ts";
 
 /** Providers by name (`openai`, `anthropic`, `inprocess`), resolved per LLM stage. */
 export interface ProviderSet {
@@ -75,7 +76,7 @@ export const DEFAULT_OPTIONS: EngineOptions = {
   maxAttempts: 5,
   backoffBaseMs: 250,
   backoffMaxMs: 30_000,
-  leaseMs: 30_000,
+  leaseMs: DEFAULT_LEASE_MS,
   batchPollMs: 2_000,
   batchPollMaxMs: 60_000,
   outageLimitMs: 10 * 60_000,

@@ -4,6 +4,7 @@ import type { Database } from "./database.ts";
 import type { RejectedRow, RunRow } from "./runs.ts";
 import { anyText } from "./sql.ts";
 import { targetName } from "./targets.ts";
+import { DEFAULT_LEASE_MS } from "./workers.ts";
 
 /**
  * Read-only queries behind the inspection commands (`status`, `dlq`,
@@ -107,13 +108,16 @@ export interface RunListingRow {
   created_at: string;
   finished_at: string | null;
   cost: number;
+  /** A worker of the run has beaten within the lease: something is working on it now. */
+  live: boolean;
 }
 
-/** The newest runs of any pipeline, with what their provider attempts cost. */
-export async function recentRuns(db: Database, limit: number): Promise<RunListingRow[]> {
+/** The newest runs of any pipeline, with what their provider attempts cost, and whether a live worker has them. */
+export async function recentRuns(db: Database, limit: number, leaseMs = DEFAULT_LEASE_MS): Promise<RunListingRow[]> {
   return db.rows<RunListingRow>(sql`
     SELECT r.id, r.pipeline, r.status, r.rows_read, r.created_at, r.finished_at,
-      coalesce((SELECT sum(cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)::float8 AS cost
+      coalesce((SELECT sum(cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)::float8 AS cost,
+      EXISTS (SELECT 1 FROM workers w WHERE w.run_id = r.id AND w.heartbeat_at > now() - make_interval(secs => ${leaseMs / 1000})) AS live
     FROM runs r ORDER BY r.created_at DESC LIMIT ${limit}`);
 }
 

@@ -10,6 +10,9 @@ import { workers } from "./schema.ts";
  * through a segment's stages, which later stages wait for.
  */
 
+/** How long a worker's heartbeat keeps it live by default: its claims are taken over after that (the engine's `leaseMs`). */
+export const DEFAULT_LEASE_MS = 30_000;
+
 /**
  * The worker is alive. With `aheadMs`, its heartbeat is dated that far ahead:
  * a Trigger.dev task run about to be suspended (a checkpointed wait, when it

@@ -56,6 +56,11 @@ describe("the CLI's habits", () => {
     const out = await running.done;
     expect(out.code).toBe(1);
     expect(out.stderr.trim().split("\n").at(-1)).toBe(`sluice: interrupted; \`sluice resume ${runId}\` (or the same command again) continues run ${runId}`);
+    // Listed as stopped, not as running: no live worker has it.
+    const listed = await runCli(["status"], env);
+    expect(listed.stdout.split("\n")[0]).toMatch(/^run\s+pipeline\s+status\s+rows read\s+cost\s+started$/);
+    expect(listed.stdout).toMatch(new RegExp(`^${runId}\\s+ticket-triage\\s+stopped \\(resume it\\)\\s`, "m"));
+    expect(lastJson<{ runId: string; status: string; live?: boolean }[]>((await runCli(["status", "--json"], env)).stdout)).toEqual([expect.objectContaining({ runId, status: "running", live: false })]);
   }, 120_000);
 
   it("reads .env from the working directory; variables already set win", () => {
