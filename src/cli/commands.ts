@@ -10,12 +10,14 @@ export interface CommandEntry {
   name: string;
   description: string;
   load: () => Promise<Command>;
+  /** The command uses none of `sluice.config.ts`'s settings (store, engine, budget, simulator): a broken config does not stop it. */
+  configFree?: boolean;
 }
 
 export const COMMANDS: readonly CommandEntry[] = [
   { name: "run", description: "run a pipeline over an input file (continues an unfinished run of the same input)", load: async () => (await import("./run.ts")).runCommand() },
-  { name: "ls", description: "list the pipelines in pipelines/: their stages, versions, models and targets", load: async () => (await import("./ls.ts")).lsCommand() },
-  { name: "graph", description: "print a pipeline's stages as a graph of what each reads (text, or Mermaid for docs)", load: async () => (await import("./graph.ts")).graphCommand() },
+  { name: "ls", description: "list the pipelines in pipelines/: their stages, versions, models and targets", load: async () => (await import("./ls.ts")).lsCommand(), configFree: true },
+  { name: "graph", description: "print a pipeline's stages as a graph of what each reads (text, or Mermaid for docs)", load: async () => (await import("./graph.ts")).graphCommand(), configFree: true },
   { name: "resume", description: "continue a run that was interrupted (or join a running one from another process)", load: async () => (await import("./resume.ts")).resumeCommand() },
   { name: "rerun", description: "rerun one stage after a change: a new run over the base run's items that pays only for what changed", load: async () => (await import("./rerun.ts")).rerunCommand() },
   { name: "status", description: "list recent runs, or show one run's per-stage status and cost", load: async () => (await import("./status.ts")).statusCommand() },

@@ -2,7 +2,7 @@ import { Command, CommanderError } from "commander";
 import { config as loadEnv } from "dotenv";
 import { SluiceError } from "../core/errors.ts";
 import { COMMANDS, type CommandEntry } from "./commands.ts";
-import { CliError } from "./common.ts";
+import { CliError, oneLine } from "./common.ts";
 
 /**
  * The program with every command listed; only `load`ed entries are real
@@ -47,11 +47,14 @@ export async function main(argv: string[]): Promise<void> {
     }
     const loaded = new Map<string, Command>();
     if (entry) {
-      // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
-      loadEnv({ quiet: true });
-      // Then the project's defaults, under both.
-      const { applyProjectConfig } = await import("./config.ts");
-      await applyProjectConfig(process.cwd(), process.env);
+      // Help, and commands that use none of its settings, work whatever the project's config holds.
+      const help = argv.slice(2).some((a) => a === "--help" || a === "-h") || argv[2] === "help";
+      if (!help) {
+        // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
+        loadEnv({ quiet: true });
+        // Then the project's defaults, under both.
+        if (!entry.configFree) await (await import("./config.ts")).applyProjectConfig(process.cwd(), process.env);
+      }
       loaded.set(entry.name, await entry.load());
     }
     await buildProgram(loaded).parseAsync(argv);
@@ -61,7 +64,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`sluice: ${message.split("\n")[0]}\n`);
+    process.stderr.write(`sluice: ${oneLine(message)}\n`);
     if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 1;
   }

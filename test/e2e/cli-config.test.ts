@@ -95,4 +95,18 @@ export default config;
     expect(res.stderr).toMatch(/^sluice: sluice\.config\.ts: concurrency: [^\n]+\n$/);
     expect(res.stdout).toBe("");
   }, 120_000);
+
+  it("says where a syntax error is, and leaves help and ls working", () => {
+    const dir = project("export default {{{\n");
+    const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: dir, env: cliEnv(), encoding: "utf8" });
+    const broken = cli("status");
+    expect(broken.status).toBe(1);
+    expect(broken.stderr).toMatch(/^sluice: sluice\.config\.ts failed to load: Transform failed with 1 error: \S*sluice\.config\.ts:1:\d+: ERROR: [^\n]+\n$/);
+    const help = cli("run", "--help");
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: sluice run/);
+    // ls reads pipelines/, not the config: it says what it did not find, not the config's error.
+    const ls = cli("ls");
+    expect(ls.stderr).toMatch(/^sluice: no pipelines\/ folder in /);
+  }, 120_000);
 });
