@@ -7,6 +7,7 @@ import { isLlmStage } from "../src/core/types.ts";
 import { costOf as priceOf, createProvider } from "../src/providers/index.ts";
 import { runPipeline } from "../src/runners/local/index.ts";
 import { startSimulator, type Simulator } from "../src/sim/index.ts";
+import { costReport } from "../src/inspect/costs.ts";
 import { buildRunReport, reasonKind, type RunReport } from "../src/inspect/report.ts";
 import { summarizeRun } from "../src/inspect/summary.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
@@ -96,6 +97,10 @@ for (const driver of testDrivers()) {
       expect(summary.costUsd).toBeGreaterThan(0);
       expect(report.savings.gateUsd).toBe(summary.savings.gateUsd);
       expect(report.timings.every((t) => t.firstS !== null && t.lastS! >= t.firstS!)).toBe(true);
+      // Reuse and cache savings are those \`sluice cost --by run\` gives the run.
+      const mine = (await costReport(store.db, "run")).groups.find((g) => g.key === run.summary.runId)!;
+      expect(report.savings.cache).toEqual({ items: mine.saved.cacheHits, usd: expect.closeTo(mine.saved.cacheUsd, 6) });
+      expect(report.savings.reuse).toEqual({ items: mine.saved.reusedItems, usd: expect.closeTo(mine.saved.reuseUsd, 6) });
     });
 
     it("renders one self-contained document whose figures are the summary's", () => {

@@ -1,7 +1,8 @@
 import { ADVANCING, type ItemStatus } from "../core/status.ts";
 import type { Database } from "../store/database.ts";
 import { stageWorkCounts } from "../store/reports.ts";
-import { attemptErrorCounts, callsByModel, deadLetterGroups, rejectedReasonGroups, reuseTotals, stageTimings } from "../store/run-details.ts";
+import { attemptErrorCounts, callsByModel, deadLetterGroups, rejectedReasonGroups, stageTimings } from "../store/run-details.ts";
+import { savedByDimension } from "../store/spend.ts";
 import { requireRun } from "../store/runs.ts";
 import { diffRuns, type RunDiff } from "./diff.ts";
 import { summarizeRun, type RunSummary } from "./summary.ts";
@@ -90,9 +91,9 @@ export interface RunReport {
   modes: StageModeRow[];
   savings: {
     gateUsd: number;
-    /** Outputs made by earlier runs, at what they cost then. */
+    /** Model outputs made by earlier runs, at what they cost then (as `sluice cost` counts them). */
     reuse: { items: number; usd: number };
-    /** Answers taken from the request cache or an identical request, priced at this run's list price per call of the stage. */
+    /** Model answers taken from the request cache or an identical request, at what an output of their stage version cost on average (as `sluice cost` counts them). */
     cache: { items: number; usd: number };
     batchDiscountUsd: number;
   };
@@ -146,14 +147,15 @@ const seconds = (from: string, to: string | null) => (to === null ? null : Math.
 export async function buildRunReport(db: Database, runId: string): Promise<RunReport> {
   const run = await requireRun(db, runId);
   const summary = await summarizeRun(db, runId);
-  const [work, byModel, errors, dead, rejected, times, reuse] = await Promise.all([
+  const [work, byModel, errors, dead, rejected, times, [saved]] = await Promise.all([
     stageWorkCounts(db, runId),
     callsByModel(db, runId),
     attemptErrorCounts(db, runId),
     deadLetterGroups(db, runId),
     rejectedReasonGroups(db, runId),
     stageTimings(db, runId),
-    reuseTotals(db, runId),
+    // Counted and priced as \`sluice cost\` counts them: at model stages, at what an output of the stage version cost.
+    savedByDimension(db, "run", { runId }),
   ]);
 
   const stages: FunnelStage[] = run.stages.map((p, i) => {
@@ -187,16 +189,6 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
     latencyMs: m.latency_ms,
   }));
 
-  // A cached answer is priced like the gate's estimate: at what a call of the stage cost in this run, at list price.
-  const perCall = new Map<string, number>();
-  for (const s of summary.stages) {
-    const mine = byModel.filter((m) => m.stage_id === s.id);
-    const calls = mine.reduce((a, m) => a + m.calls, 0);
-    perCall.set(s.id, calls ? mine.reduce((a, m) => a + m.list_cost, 0) / calls : 0);
-  }
-  const stageAt = (index: number) => run.stages.find((p) => p.index === index)!.id;
-  const earlier = reuse.filter((r) => r.earlier);
-  const cached = reuse.filter((r) => !r.earlier);
 
   const callSeconds = (stage: string) => byModel.filter((m) => m.stage_id === stage).reduce((a, m) => a + m.latency_ms, 0) / 1000;
   const timings: StageTime[] = run.stages.map((p) => {
@@ -239,8 +231,8 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
     modes,
     savings: {
       gateUsd: summary.savings.gateUsd,
-      reuse: { items: earlier.reduce((a, r) => a + r.n, 0), usd: round(earlier.reduce((a, r) => a + r.cost, 0)) },
-      cache: { items: cached.reduce((a, r) => a + r.n, 0), usd: round(cached.reduce((a, r) => a + r.n * (perCall.get(stageAt(r.stage_index)) ?? 0), 0)) },
+      reuse: { items: saved?.reused ?? 0, usd: round(saved?.reuse_saved ?? 0) },
+      cache: { items: saved?.cache_hits ?? 0, usd: round(saved?.cache_saved ?? 0) },
       batchDiscountUsd: summary.savings.batchDiscountUsd,
     },
     timings,

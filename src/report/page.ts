@@ -92,8 +92,8 @@ function costs(r: RunReport): Html {
     <figure>${savingsChart(r)}</figure>
     <ul>
       <li>Gates kept items out of paid stages: about ${metric("savings.gateUsd", sv.gateUsd, usd(sv.gateUsd))} (items kept out × the stage's list price per call in this run).</li>
-      <li>Reused outputs of earlier runs: ${int(sv.reuse.items)} results, ${usd(sv.reuse.usd)} when they were made.</li>
-      <li>Request cache and identical requests: ${int(sv.cache.items)} answers not paid for, about ${usd(sv.cache.usd)} at this run's list price per call.</li>
+      <li>Reused model outputs of earlier runs: ${int(sv.reuse.items)} results, ${usd(sv.reuse.usd)} when they were made.</li>
+      <li>Request cache and identical requests: ${int(sv.cache.items)} model answers not paid for, about ${usd(sv.cache.usd)} at what an answer of their stage cost (as <code>sluice cost</code> counts them).</li>
       <li>Batch API: ${metric("savings.batchDiscountUsd", sv.batchDiscountUsd, usd(sv.batchDiscountUsd))} below list price.</li>
     </ul>
     <h2 id="tokens">Tokens</h2>

@@ -88,23 +88,6 @@ export async function stageTimings(db: Database, runId: string): Promise<StageTi
     GROUP BY 1 ORDER BY 1`);
 }
 
-export interface ReuseTotals {
-  stage_index: number;
-  /** True when the output was made by an earlier run (the reuse rule); false when this run made it from a cached or shared answer. */
-  earlier: boolean;
-  n: number;
-  /** What the reused outputs cost when they were made. */
-  cost: number;
-}
-
-/** Reused results of a run per stage: outputs made by earlier runs, and answers taken from the request cache or an identical request. */
-export async function reuseTotals(db: Database, runId: string): Promise<ReuseTotals[]> {
-  return db.rows<ReuseTotals>(sql`
-    SELECT w.stage_index, (o.run_id IS DISTINCT FROM ${runId}) AS earlier, count(*)::int AS n, coalesce(sum(o.cost_usd), 0)::float8 AS cost
-    FROM work w LEFT JOIN stage_outputs o ON o.id = w.output_id
-    WHERE w.run_id = ${runId} AND w.reused GROUP BY 1, 2 ORDER BY 1, 2`);
-}
-
 // --- listings for the console ------------------------------------------------
 
 export interface PipelineRow {

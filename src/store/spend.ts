@@ -18,6 +18,8 @@ export type CostDimension = "pipeline" | "stage" | "run" | "day" | "model";
 
 export interface CostFilter {
   pipeline?: string;
+  /** One run's. */
+  runId?: string;
   /** Calls made on or after this instant (ISO), and reuse by runs that wrote on or after it. */
   since?: string;
 }
@@ -69,6 +71,7 @@ export async function paidByDimension(db: Database, by: CostDimension, filter: C
       coalesce(sum(a.list_cost_usd - a.cost_usd) FILTER (WHERE a.mode = 'batch'), 0)::float8 AS batch_saved
     FROM attempts a LEFT JOIN runs r ON r.id = a.run_id
     WHERE TRUE ${filter.pipeline === undefined ? sql`` : sql`AND ${PIPELINE_OF_ATTEMPT} = ${filter.pipeline}`}
+      ${filter.runId === undefined ? sql`` : sql`AND a.run_id = ${filter.runId}`}
       ${filter.since === undefined ? sql`` : sql`AND a.created_at >= ${filter.since}::timestamptz`}
     GROUP BY 1, 2, 3, 4, 5`);
 }
@@ -117,6 +120,7 @@ export async function savedByDimension(db: Database, by: CostDimension, filter: 
     JOIN stage_outputs o ON o.id = w.output_id
     JOIN priced p ON p.pipeline = o.pipeline AND p.stage_id = o.stage_id AND p.stage_version = o.stage_version
     WHERE w.reused ${filter.pipeline === undefined ? sql`` : sql`AND r.pipeline = ${filter.pipeline}`}
+      ${filter.runId === undefined ? sql`` : sql`AND w.run_id = ${filter.runId}`}
       ${filter.since === undefined ? sql`` : sql`AND w.updated_at >= ${filter.since}::timestamptz`}
     GROUP BY 1, 2, 3, 4, 5`);
 }
