@@ -119,6 +119,11 @@ export class CsvTable {
     const names = fields.map(decodeUtf8);
     if (names.some((n) => n === undefined)) throw new SluiceError(`${path}: the header row is not valid UTF-8`);
     this.header = names.map((n) => n!.trim());
+    // Two columns of one name: an item would keep one value and lose the other, or have an id its data contradicts.
+    const twice = this.header.filter((n, i) => n !== "" && this.header.indexOf(n) !== i);
+    if (twice.length > 0) {
+      throw new SluiceError(`${path}: the header row names ${[...new Set(twice)].map((n) => JSON.stringify(n)).join(", ")} more than once: ${this.header.join(",")}`);
+    }
     this.key = spec.key;
     this.keyIndex = this.header.indexOf(spec.key);
     if (this.keyIndex === -1) {

@@ -201,6 +201,12 @@ describe("readSource on hand-made CSV", () => {
     await expect(collect(join(dir, "missing.csv"))).rejects.toThrow(/ENOENT/);
   });
 
+  it("refuses a header that names a column twice", async () => {
+    // The row's id was one column's value and its data the other's.
+    const twice = await csv("twice.csv", "id,id,subject\nT-1,T-2,s\n");
+    await expect(collect(twice, { key: "id" })).rejects.toThrow(/the header row names "id" more than once: id,id,subject/);
+  });
+
   it("stops with the signal's reason when aborted", async () => {
     const rows = Array.from({ length: 100 }, (_, i) => `T${i},s,b,e,t`);
     const path = await csv("abort.csv", [HEADER, ...rows].join("\n"));
