@@ -68,7 +68,8 @@ export async function rerunCli(options: RerunCliOptions): Promise<RerunSummary> 
   const pipeline = await loadPipeline(options.pipeline);
   return withStore(env, async (db) => {
     // Planned before any provider is wired: a rerun that cannot start says why at once.
-    const request = { stage: options.stage, from: options.from, only: options.only };
+    // A pipeline file (not pipelines/<id>.ts) is recorded with the run: resuming an interrupted rerun loads it again.
+    const request = { stage: options.stage, from: options.from, only: options.only, pipelineFile: /\.[cm]?[jt]s$/.test(options.pipeline) ? options.pipeline : undefined };
     const prepared = await prepareRerun(db, pipeline, request);
     return await runSession(
       {

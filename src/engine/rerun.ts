@@ -29,6 +29,8 @@ export interface RerunRequest {
   from?: string;
   /** Stop after the named stage: downstream stages (and the commit target) are not touched. */
   only?: boolean;
+  /** The file the pipeline was loaded from, when it is not `pipelines/<id>.ts`: recorded, so `resume` loads it again. */
+  pipelineFile?: string;
 }
 
 /** How one stage of the rerun relates to the base run. */
@@ -129,6 +131,7 @@ export async function prepareRerun(db: Database, pipeline: PipelineDef, request:
   const versions = versionsOf(plan);
   const options: Record<string, unknown> = { mode: "rerun", baseRunId: base.id, stage: request.stage, versions };
   if (request.only) options.stopAfter = stageIndex;
+  if (request.pipelineFile) options.pipelineFile = request.pipelineFile;
 
   return db.transaction(async (tx) => {
     // Same lock as `sluice run`: two reruns started together share one run.

@@ -3,7 +3,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { compareCli, compareCommand } from "../../src/cli/compare.ts";
 import { diffCli, diffCommand } from "../../src/cli/diff.ts";
 import { buildProgram } from "../../src/cli/main.ts";
-import { rerunCommand } from "../../src/cli/rerun.ts";
+import { rerunCli, rerunCommand } from "../../src/cli/rerun.ts";
+import { resumeCli } from "../../src/cli/resume.ts";
 import { versionsCli, versionsCommand } from "../../src/cli/versions.ts";
 import type { CompareResult } from "../../src/inspect/compare.ts";
 import type { RunSummary } from "../../src/inspect/summary.ts";
@@ -12,7 +13,7 @@ import { runPipeline } from "../../src/runners/local/index.ts";
 import { openDatabase } from "../../src/store/index.ts";
 import { tempDataDir } from "../e2e/cli.ts";
 import { demoSlice } from "../e2e/data.ts";
-import { captureStdout, demo, pricedInProcess } from "./helpers.ts";
+import { captureStdout, demo, EXTRACT_SYSTEM_V2, pricedInProcess, writeDemoVariant } from "./helpers.ts";
 
 /** The four commands' options and output, called in-process against an on-disk store. */
 const dir = tempDataDir();
@@ -60,6 +61,15 @@ describe("rerun, versions, diff and compare commands", () => {
 
     await expect(versionsCli({ pipeline: "ticket-triage", stage: "nope", env })).rejects.toThrow(/no stage "nope"/);
     await expect(versionsCli({ pipeline: "ticket-triage", stage: "extract", show: "ffffff", env })).rejects.toThrow(/no outputs of extract version ffffff/);
+  });
+
+  it("rerun from a pipeline file records the file, so resume loads it again", async () => {
+    const file = writeDemoVariant("extract", { prompt: { system: EXTRACT_SYSTEM_V2 } });
+    const rerun = (await captureStdout(() => rerunCli({ pipeline: file, stage: "extract", json: true, env }))).value;
+    // As after an interrupted rerun: resumed with no --pipeline, it is the file's pipeline (not pipelines/ticket-triage.ts, whose extract differs).
+    const resumed = (await captureStdout(() => resumeCli(rerun.runId, { json: true, env }))).value;
+    expect(resumed.runId).toBe(rerun.runId);
+    expect(resumed.status).toBe("finished");
   });
 
   it("diff of a run with itself finds nothing changed", async () => {
