@@ -3,7 +3,9 @@ import { mkdtempSync, readdirSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { cachedResponses } from "../store/cache.ts";
+import { sql } from "drizzle-orm";
+import { cacheResponse, cachedResponses } from "../store/cache.ts";
+import { insertRun } from "../store/runs.ts";
 import { testDrivers, type TestDatabase } from "../testing/databases.ts";
 import { AnswerJournal, replayJournals } from "./journal.ts";
 
@@ -76,6 +78,36 @@ for (const driver of testDrivers()) {
       expect(cached.get("h-1")!.text).toBe('{"n":1}');
       expect(cached.get(`h-${N - 1}`)!.text).toBe(`{"n":${N - 1}}`);
       expect(readdirSync(dir)).toEqual([]);
+    });
+
+    it("records in its run what a dead process paid and never wrote: answered calls at their usage's price, calls still out as lost", async () => {
+      store = await driver.open();
+      await insertRun(store.db, { id: "run_paid", pipelineId: "p", inputPath: "in.csv", fingerprint: "f", stages: [], options: {} });
+      // One answer was written before the process died (its attempt is in the store already).
+      await cacheResponse(store.db, { requestHash: "h-written", provider: "openai", model: "gpt-4o-mini", response: { text: "{}", finishReason: "stop", usage: { inputTokens: 5, outputTokens: 3 }, model: "gpt-4o-mini" } });
+      const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
+      const journal = new AnswerJournal(dir);
+      const of = (item: string, attempt = 1) => ({ run: "run_paid", stage: "classify", item, attempt, provider: "openai", model: "gpt-4o-mini" });
+      const body = { path: "/v1/chat/completions", body: chat('{"category":"bug"}') };
+      const first = journal.sending(of("i1", 2));
+      journal.recordRaw("h-unwritten", "openai", "gpt-4o-mini", body, first, of("i1", 2));
+      const second = journal.sending(of("i2"));
+      journal.recordRaw("h-written", "openai", "gpt-4o-mini", body, second, of("i2"));
+      journal.sending(of("i3"));
+      journal.close({ written: false });
+      const pid = deadPid();
+      const [name] = readdirSync(dir);
+      renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(pid))));
+
+      const price = (_model: string, usage: { inputTokens: number; outputTokens: number }) => ({ costUsd: usage.inputTokens + 10 * usage.outputTokens, listCostUsd: 2 * (usage.inputTokens + 10 * usage.outputTokens) });
+      expect(await replayJournals(store.db, dir, undefined, price)).toEqual({ answers: 1, inFlight: [{ pid, calls: 1 }] });
+      const recorded = await store.db.rows<Record<string, unknown>>(
+        sql`SELECT item_id, attempt, mode, request_hash, input_tokens, output_tokens, cost_usd, list_cost_usd, error_class, error_message FROM attempts WHERE run_id = 'run_paid' ORDER BY item_id`,
+      );
+      expect(recorded).toEqual([
+        { item_id: "i1", attempt: 2, mode: "realtime", request_hash: "h-unwritten", input_tokens: 5, output_tokens: 3, cost_usd: 35, list_cost_usd: 70, error_class: null, error_message: null },
+        { item_id: "i3", attempt: 1, mode: "realtime", request_hash: "", input_tokens: 0, output_tokens: 0, cost_usd: 0, list_cost_usd: 0, error_class: "transient", error_message: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown` },
+      ]);
     });
 
     it("counts the calls a dead process had sent that never came back", async () => {

@@ -4,8 +4,10 @@ import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
+import type { Usage } from "../providers/types.ts";
 import { cacheResponses, type CacheEntry } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
+import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.ts";
 
 /**
  * Answers are written to the store in groups (one statement per group keeps
@@ -21,7 +23,21 @@ import type { Database } from "../store/database.ts";
  * callback that read their last byte (`recordRaw`, see
  * `providers/transport.ts`); any other answer (an in-process provider, an
  * answer after a repair) when the engine has it (`record`).
+ *
+ * A call is journaled with its run, stage, item and attempt (`CallOf`), so
+ * what the stopped process paid is counted too: a call whose answer it never
+ * wrote becomes an attempt of its run, at what the answer's usage costs, and
+ * a call still out when it stopped an attempt that says so (its cost unknown).
  */
+export interface CallOf {
+  run: string;
+  stage: string;
+  item: string;
+  attempt: number;
+  provider: string;
+  model: string;
+}
+
 export class AnswerJournal {
   private fd: number | undefined;
   readonly path: string;
@@ -34,8 +50,8 @@ export class AnswerJournal {
     this.write(entry);
   }
 
-  recordRaw(requestHash: string, provider: string, model: string, raw: RawAnswer, call?: number): void {
-    this.write({ requestHash, provider, model, raw, ...(call !== undefined ? { done: call } : {}) });
+  recordRaw(requestHash: string, provider: string, model: string, raw: RawAnswer, call?: number, of?: CallOf): void {
+    this.write({ requestHash, provider, model, raw, ...(call !== undefined ? { done: call } : {}), ...(of ? { of } : {}) });
   }
 
   private calls = 0;
@@ -46,9 +62,9 @@ export class AnswerJournal {
    * of: paid (or about to be), its answer lost. A process that starts later
    * says how many there were (see `replayJournals`).
    */
-  sending(): number {
+  sending(of?: CallOf): number {
     const call = ++this.calls;
-    this.write({ sent: call });
+    this.write({ sent: call, ...(of ? { of } : {}) });
     return call;
   }
 
@@ -88,7 +104,12 @@ export class AnswerJournal {
  * lines' answers 500 at a time. What stays in memory is a line number per
  * request, not the answers.
  */
-export async function replayJournals(db: Database, dir: string, onInFlight?: (gone: { pid: number; calls: number }) => void): Promise<Replayed> {
+export async function replayJournals(
+  db: Database,
+  dir: string,
+  onInFlight?: (gone: { pid: number; calls: number }) => void,
+  price?: (model: string, usage: Usage) => { costUsd: number; listCostUsd: number },
+): Promise<Replayed> {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith(".jsonl"));
@@ -102,23 +123,27 @@ export async function replayJournals(db: Database, dir: string, onInFlight?: (go
     const path = join(dir, name);
     // Pass 1: the last line of each request with a usable answer, and the calls sent that never ended.
     const lastLine = new Map<string, number>();
-    const open = new Set<number>();
+    const open = new Map<number, CallOf | undefined>();
     for await (const { n, parsed } of journalLines(path)) {
-      if (typeof parsed.sent === "number") open.add(parsed.sent);
+      if (typeof parsed.sent === "number") open.set(parsed.sent, parsed.of);
       if (typeof parsed.done === "number") open.delete(parsed.done);
       if (parsed.requestHash && usable(parsed)) lastLine.set(parsed.requestHash, n);
     }
-    // Pass 2: those lines' answers into the request cache.
-    let group: CacheEntry[] = [];
+    // Pass 2: those lines' answers into the request cache; those it did not hold were never written: their calls are recorded.
+    let group: { entry: CacheEntry; of?: CallOf }[] = [];
+    const flush = async () => {
+      const added = await cacheResponses(db, group.map((g) => g.entry));
+      out.answers += added.size;
+      if (price) await recordJournaledAttempts(db, group.flatMap((g) => (g.of && added.has(g.entry.requestHash) ? [answeredAttempt(g.of, g.entry, price)] : [])));
+      group = [];
+    };
     for await (const { n, parsed } of journalLines(path)) {
       if (!parsed.requestHash || lastLine.get(parsed.requestHash) !== n) continue;
-      group.push(fromLine(parsed)!);
-      if (group.length === 500) {
-        out.answers += await cacheResponses(db, group);
-        group = [];
-      }
+      group.push({ entry: fromLine(parsed)!, of: parsed.of });
+      if (group.length === 500) await flush();
     }
-    out.answers += await cacheResponses(db, group);
+    await flush();
+    if (price) await recordJournaledAttempts(db, [...open.values()].flatMap((of) => (of ? [lostAttempt(of, pid)] : [])));
     if (open.size) {
       out.inFlight.push({ pid, calls: open.size });
       // Said before the journal goes, so a process killed in between still leaves the count to the next.
@@ -129,7 +154,45 @@ export async function replayJournals(db: Database, dir: string, onInFlight?: (go
   return out;
 }
 
-type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number };
+type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf };
+
+/** A call whose answer the stopped process had and never wrote: an attempt of its run, at what the answer's usage costs. */
+function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, usage: Usage) => { costUsd: number; listCostUsd: number }): JournaledAttempt {
+  const usage = (entry.response as { usage?: Usage }).usage ?? { inputTokens: 0, outputTokens: 0 };
+  return {
+    runId: of.run,
+    stageId: of.stage,
+    itemId: of.item,
+    attempt: of.attempt,
+    provider: of.provider,
+    model: of.model,
+    requestHash: entry.requestHash,
+    inputTokens: usage.inputTokens,
+    outputTokens: usage.outputTokens,
+    cachedTokens: usage.cachedInputTokens ?? 0,
+    ...price(of.model, usage),
+  };
+}
+
+/** A call still out when the process stopped: sent (and paid, or about to be), its answer and its cost unknown. */
+function lostAttempt(of: CallOf, pid: number): JournaledAttempt {
+  return {
+    runId: of.run,
+    stageId: of.stage,
+    itemId: of.item,
+    attempt: of.attempt,
+    provider: of.provider,
+    model: of.model,
+    requestHash: "",
+    inputTokens: 0,
+    outputTokens: 0,
+    cachedTokens: 0,
+    costUsd: 0,
+    listCostUsd: 0,
+    errorClass: "transient",
+    errorMessage: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown`,
+  };
+}
 
 /** A journal's lines, parsed, with their numbers; a line that does not parse (the last one of a killed writer) is skipped. */
 async function* journalLines(path: string): AsyncGenerator<{ n: number; parsed: JournalLine }> {
@@ -169,8 +232,8 @@ function usable(line: JournalLine): boolean {
   }
 }
 
-function fromLine(line: CacheEntry & { raw?: RawAnswer; done?: number }): CacheEntry | undefined {
-  const { done: _done, ...entry } = line;
+function fromLine(line: CacheEntry & { raw?: RawAnswer; done?: number; of?: CallOf }): CacheEntry | undefined {
+  const { done: _done, of: _of, ...entry } = line;
   if (!entry.raw) return entry;
   const { raw, ...rest } = entry;
   const response = completionFromRaw(raw);

@@ -137,10 +137,12 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
     const journal = ctx.journal;
     // Every call out is journaled as sent, and as ended when it comes back (the raw answer says so itself).
     let call: number | undefined;
+    // Whose call it is, so a stopped process's calls are counted in what its run cost (see `journal.ts`).
+    const of = journal ? { run: ctx.runId, stage: stage.id, item: input.itemId, attempt: base.attempt, provider: providerName, model: request.model } : undefined;
     const tap: AnswerTap | undefined =
       journal && current === request
         ? (raw) => {
-            journal.recordRaw(hash, providerName, request.model, raw, call);
+            journal.recordRaw(hash, providerName, request.model, raw, call, of);
             journaled = true;
           }
         : undefined;
@@ -159,7 +161,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
           }
         }
         let answer: CompletionResult | undefined;
-        call = journal?.sending();
+        call = journal?.sending(of);
         try {
           answer = await withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal }));
           return answer;

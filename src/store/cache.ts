@@ -97,16 +97,16 @@ export async function releaseRequests(db: Database, hashes: readonly string[], w
       ORDER BY request_hash FOR UPDATE)`);
 }
 
-/** Keep many answers at once (a journal replayed after a crash); answers already stored stay. Returns how many were new. */
-export async function cacheResponses(db: Database, entries: readonly CacheEntry[]): Promise<number> {
-  if (entries.length === 0) return 0;
-  const inserted = await db.rows(sql`
+/** Keep many answers at once (a journal replayed after a crash); answers already stored stay. Returns the hashes that were new. */
+export async function cacheResponses(db: Database, entries: readonly CacheEntry[]): Promise<Set<string>> {
+  if (entries.length === 0) return new Set();
+  const inserted = await db.rows<{ request_hash: string }>(sql`
     INSERT INTO request_cache (request_hash, provider, model, response)
     SELECT e."requestHash", e.provider, e.model, e.response
     FROM jsonb_to_recordset(${JSON.stringify(entries)}::jsonb) AS e("requestHash" text, provider text, model text, response jsonb)
     -- In hash order, as every statement inserting several answers: none waits on another that waits on it.
     ORDER BY e."requestHash"
     ON CONFLICT (request_hash) DO NOTHING
-    RETURNING 1`);
-  return inserted.length;
+    RETURNING request_hash`);
+  return new Set(inserted.map((r) => r.request_hash));
 }

@@ -172,6 +172,40 @@ export async function itemStages(db: Database, itemId: string, pipeline?: string
     ORDER BY r.created_at, w.run_id, w.stage_index`);
 }
 
+// --- paid calls a stopped process never wrote (its journal) ------------------
+
+export interface JournaledAttempt {
+  runId: string;
+  stageId: string;
+  itemId: string;
+  attempt: number;
+  provider: string;
+  model: string;
+  requestHash: string;
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  costUsd: number;
+  listCostUsd: number;
+  errorClass?: string;
+  errorMessage?: string;
+}
+
+/**
+ * Record the realtime calls a process paid for and was stopped before it
+ * wrote (replayed from its journal): so what a run cost counts them. The
+ * items themselves are then answered from the request cache.
+ */
+export async function recordJournaledAttempts(db: Database, attempts: readonly JournaledAttempt[]): Promise<void> {
+  if (attempts.length === 0) return;
+  await db.rows(sql`
+    INSERT INTO attempts (run_id, stage_id, item_id, attempt, provider, model, mode, request_hash, input_tokens, output_tokens, cached_tokens, cost_usd, list_cost_usd, latency_ms, error_class, error_message)
+    SELECT a."runId", a."stageId", a."itemId", a.attempt, a.provider, a.model, 'realtime', a."requestHash", a."inputTokens", a."outputTokens", a."cachedTokens", a."costUsd", a."listCostUsd", 0, a."errorClass", a."errorMessage"
+    FROM jsonb_to_recordset(${JSON.stringify(attempts)}::jsonb) AS a("runId" text, "stageId" text, "itemId" text, attempt int, provider text, model text, "requestHash" text, "inputTokens" int, "outputTokens" int, "cachedTokens" int, "costUsd" float8, "listCostUsd" float8, "errorClass" text, "errorMessage" text)
+    -- Only for runs of this store (a journal's run is always one, unless its run was deleted since).
+    WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = a."runId")`);
+}
+
 // --- paid calls outside a run (sluice compare) ------------------------------
 
 /** Record the provider requests made for one item outside a run (a compare's sample), under `callerId` and the pipeline. */

@@ -63,5 +63,11 @@ describe("kill -9 in the middle of a stage's calls", () => {
     expect(paidTwice()).toBeLessThanOrEqual(inFlight);
     // The simulator's own view agrees, but for an answer written as the client's connection closed, which it may miss.
     expect(paidTwice()).toBeLessThanOrEqual(stats.cutOff + 2);
+    // What the run says it called is what the provider billed: the answers the killed process had and never
+    // wrote are counted (replayed from its journal), and so are the calls it had out, answered or not.
+    const summary = lastJson<{ stages: { providerCalls: number }[] }>((await runCli(["status", runId, "--json"], env)).stdout);
+    const recorded = summary.stages.reduce((a, s) => a + s.providerCalls, 0);
+    expect(recorded).toBeGreaterThanOrEqual(stats.billed);
+    expect(recorded).toBeLessThanOrEqual(stats.billed + inFlight);
   }, 180_000);
 });

@@ -1,5 +1,6 @@
 import { BudgetExhaustedError, SluiceError, WorkerStoppedError } from "../../core/errors.ts";
 import type { CommitStage } from "../../core/types.ts";
+import type { Usage } from "../../providers/types.ts";
 import type { Database } from "../../store/database.ts";
 import { exhaustRun, failRun, finishRun, reopenRun, type RunRow } from "../../store/runs.ts";
 import { budgetRows, releaseStaleReservations } from "../../store/budgets.ts";
@@ -94,8 +95,12 @@ export async function driveRun(ctx: RunContext, run: RunRow, events?: RunEvents)
     // Answers a killed process had received but not written go to the request cache first.
     if (journalDir) {
       const { logger } = ctx;
-      const replayed = await replayJournals(ctx.db, journalDir, ({ pid, calls }) =>
-        logger.warn(`process ${pid} stopped with ${calls} call(s) in flight: paid, or about to be, with their answers lost; they are made again`),
+      const price = (model: string, usage: Usage) => ({ costUsd: ctx.providers.cost(model, usage, "realtime"), listCostUsd: ctx.providers.cost(model, usage, "realtime") });
+      const replayed = await replayJournals(
+        ctx.db,
+        journalDir,
+        ({ pid, calls }) => logger.warn(`process ${pid} stopped with ${calls} call(s) in flight: paid, or about to be, with their answers lost; they are made again`),
+        price,
       );
       if (replayed.answers) logger.info(`replayed ${replayed.answers} answer(s) a stopped process had received but not written`);
     }
