@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { decide, FIELD_NAME, listReview, parseEdits, type DecideOptions, type ReviewFilter } from "../inspect/review.ts";
 import { reviewItem, type Decision, type QueueRow } from "../store/reviews.ts";
 import { requireRun } from "../store/runs.ts";
-import { CliError, printJson, withStore } from "./common.ts";
+import type { PipelineDef } from "../core/types.ts";
+import type { Database } from "../store/database.ts";
+import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 
 /**
  * `sluice review`: what the validator (or a model stage's business rule)
@@ -14,6 +16,18 @@ import { CliError, printJson, withStore } from "./common.ts";
  * (or `resume`) commits approved and edited items; rejected items end
  * `rejected`.
  */
+
+/**
+ * The run's pipeline as defined now (from the file it was started with, or
+ * `pipelines/<id>.ts`), so an edit is checked against the row its commit
+ * stage writes; none when it cannot be loaded (the edit is then recorded
+ * unchecked, as before).
+ */
+async function runPipelineDef(db: Database, runId: string): Promise<PipelineDef | undefined> {
+  const run = await requireRun(db, runId);
+  const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
+  return loadPipeline(file ?? run.pipeline).catch(() => undefined);
+}
 
 /** `decide`'s options, and `--json` and the environment for the command. */
 export interface DecideCliOptions extends DecideOptions {
@@ -122,7 +136,10 @@ export function reviewCommand(): Command {
       if (Object.keys(edits).length === 0) throw new CliError("say what to change: --set field=value (repeatable) or --file edits.json");
       opts.edits = edits;
     }
-    const decided = await withStore(undefined, (db) => decide(db, runId, decision, itemIds, opts));
+    const decided = await withStore(undefined, async (db) => {
+      if (decision === "edit") opts.pipeline = await runPipelineDef(db, runId);
+      return decide(db, runId, decision, itemIds, opts);
+    });
     if (opts.json) printJson(decided.map((d) => ({ itemId: d.item_id, stage: d.stage_id, decision })));
     else process.stdout.write(`${{ approve: "approved", reject: "rejected", edit: "edited" }[decision]} ${decided.length} item(s) of run ${runId}; \`sluice commit ${runId}\` takes them on\n`);
   };

@@ -1,7 +1,8 @@
 import { userInfo } from "node:os";
 import { SluiceError } from "../core/errors.ts";
 import type { Database } from "../store/database.ts";
-import { recordDecisions, reviewQueue, type Decision, type QueueRow } from "../store/reviews.ts";
+import type { CommitStage, JsonObject, PipelineDef, StageInput } from "../core/types.ts";
+import { recordDecisions, reviewItem, reviewQueue, type Decision, type QueueRow } from "../store/reviews.ts";
 import { requireRun } from "../store/runs.ts";
 
 /**
@@ -25,6 +26,11 @@ export interface DecideOptions extends ReviewFilter {
   all?: boolean;
   /** For `edit`: the fields of the committed row to set. */
   edits?: Record<string, unknown>;
+  /**
+   * The run's pipeline, when the caller has it: an edit is then checked
+   * against the row its commit stage writes for each item (see `checkEditedRow`).
+   */
+  pipeline?: PipelineDef;
 }
 
 /** A field name a reviewer may set: letters, digits and `_`, as in a column name. */
@@ -66,6 +72,7 @@ export async function decide(db: Database, runId: string, decision: Decision, it
     chosen = itemIds.map((id) => found.get(id)!);
   }
   if (chosen.length === 0) throw new SluiceError(`nothing waits for review in run ${runId}${options.stage || options.reason ? " that matches" : ""}`);
+  if (decision === "edit" && options.pipeline) for (const q of chosen) await checkEditedRow(db, runId, q.item_id, options.pipeline, options.edits!);
   await recordDecisions(
     db,
     chosen.map((q) => ({
@@ -82,6 +89,36 @@ export async function decide(db: Database, runId: string, decision: Decision, it
     })),
   );
   return chosen;
+}
+
+/**
+ * An edit sets fields of the row the pipeline's commit stage writes for the
+ * item, never its key (the commit keeps the key it computes, so a key edit
+ * was dropped without a word), and only fields that row has (a misspelt
+ * field was added to the row beside the one meant, which kept its value):
+ * the row's fields are its typed target's columns, or those of the row the
+ * stage makes from the item's outputs in this run.
+ */
+async function checkEditedRow(db: Database, runId: string, itemId: string, pipeline: PipelineDef, edits: Record<string, unknown>): Promise<void> {
+  const commit = pipeline.stages.find((s): s is CommitStage => s.kind === "commit");
+  if (!commit) return;
+  const { table, key, columns } = commit.target;
+  if (key in edits) throw new SluiceError(`${key} is the key of ${table}'s rows: an edit cannot change it (reject ${itemId} instead, or correct its input)`);
+  let fields: string[] | undefined = columns?.properties ? Object.keys(columns.properties) : undefined;
+  if (!fields) {
+    const item = await reviewItem(db, runId, itemId);
+    if (!item) return;
+    const outputs = Object.fromEntries(item.stages.filter((s) => s.output !== null && s.output !== undefined).map((s) => [s.stage_id, s.output]));
+    try {
+      fields = Object.keys(commit.row({ itemId, item: item.input as JsonObject, outputs } as StageInput));
+    } catch {
+      return; // The row cannot be made from what the item has yet: its fields are not known here.
+    }
+  }
+  const unknown = Object.keys(edits).filter((f) => !fields!.includes(f));
+  if (unknown.length) {
+    throw new SluiceError(`${unknown.map((f) => JSON.stringify(f)).join(", ")} ${unknown.length > 1 ? "are not fields" : "is not a field"} of the row ${table} gets for ${itemId} (its fields: ${fields.filter((f) => f !== key).join(", ")})`);
+  }
 }
 
 function checkEdits(edits: Record<string, unknown> | undefined): void {

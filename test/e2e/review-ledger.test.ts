@@ -74,6 +74,13 @@ for (const store of stores) {
         await cli(["review", "approve", first.runId, approve!, "--by", "alice", "--note", "fine as it is"], env);
         await cli(["review", "edit", first.runId, edit!, "--set", "order_id=ORD-REVIEWED", "--set", "amount=12.5", "--set", "category=other", "--by", "bob"], env);
         await cli(["review", "reject", first.runId, reject!, alsoReject!], env);
+        // An edit of the row's key, or of a field the row does not have (a misspelling), is refused, saying what the row has.
+        const keyEdit = await runCli(["review", "edit", first.runId, edit!, "--set", "ticket_id=T-00003"], env);
+        expect(keyEdit.code).toBe(1);
+        expect(keyEdit.stderr).toMatch(/^sluice: ticket_id is the key of ticket_triage's rows: an edit cannot change it/);
+        const misspelt = await runCli(["review", "edit", first.runId, edit!, "--set", "oder_id=ORD-1"], env);
+        expect(misspelt.code).toBe(1);
+        expect(misspelt.stderr).toMatch(/^sluice: "oder_id" is not a field of the row ticket_triage gets for \S+ \(its fields: customer_email, created_at, category, confidence, order_id, amount/);
         // Unknown items, and no selection at all, are refused with a reason.
         const unknown = await runCli(["review", "approve", first.runId, "T-99999"], env);
         expect(unknown.code).toBe(1);
