@@ -2,9 +2,9 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { decide, FIELD_NAME, listReview, parseEdits, type DecideOptions, type ReviewFilter } from "../inspect/review.ts";
 import { reviewItem, type Decision, type QueueRow } from "../store/reviews.ts";
-import { requireRun } from "../store/runs.ts";
+import { planStages } from "../engine/plan.ts";
+import { requireRun, type RunRow } from "../store/runs.ts";
 import type { PipelineDef } from "../core/types.ts";
-import type { Database } from "../store/database.ts";
 import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 
 /**
@@ -23,10 +23,22 @@ import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
  * stage writes; none when it cannot be loaded (the edit is then recorded
  * unchecked, as before).
  */
-async function runPipelineDef(db: Database, runId: string): Promise<PipelineDef | undefined> {
-  const run = await requireRun(db, runId);
+async function runPipelineDef(run: RunRow): Promise<PipelineDef | undefined> {
   const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
   return loadPipeline(file ?? run.pipeline).catch(() => undefined);
+}
+
+/**
+ * A decision on a run whose stages the pipeline no longer defines is not
+ * taken: \`sluice commit\` refuses to go on with such a run, so the decision
+ * would wait for nothing. The run of the changed pipeline is where to decide.
+ */
+function refuseIfChanged(run: RunRow, pipeline: PipelineDef): void {
+  const now = new Map(planStages(pipeline).map((s) => [s.id, s.version]));
+  const changed = run.stages.filter((s) => now.get(s.id) !== s.version).map((s) => `${s.id} (${s.version.slice(0, 8)} → ${now.get(s.id)?.slice(0, 8) ?? "gone"})`);
+  if (changed.length) {
+    throw new CliError(`run ${run.id} was made with stages the pipeline has changed since: ${changed.join(", ")}; \`sluice commit ${run.id}\` could not take a decision on; decide on a run of the pipeline as it is now (sluice status, or sluice rerun)`);
+  }
 }
 
 /** `decide`'s options, and `--json` and the environment for the command. */
@@ -137,7 +149,9 @@ export function reviewCommand(): Command {
       opts.edits = edits;
     }
     const decided = await withStore(undefined, async (db) => {
-      if (decision === "edit") opts.pipeline = await runPipelineDef(db, runId);
+      const run = await requireRun(db, runId);
+      opts.pipeline = await runPipelineDef(run);
+      if (opts.pipeline) refuseIfChanged(run, opts.pipeline);
       return decide(db, runId, decision, itemIds, opts);
     });
     if (opts.json) printJson(decided.map((d) => ({ itemId: d.item_id, stage: d.stage_id, decision })));

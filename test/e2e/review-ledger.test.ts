@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
@@ -149,6 +149,15 @@ for (const store of stores) {
         const rerun = lastJson<Summary>((await cli(["rerun", changed, "--stage", "extract", "--json"], env)).stdout);
         const afterRerun = await dump(env);
         expect(afterRerun).not.toEqual(afterFirst);
+
+        // The rerun's pipeline file changes again: a decision on the rerun could never be committed, and is refused.
+        const waiting = lastJson<QueueRow[]>((await cli(["review", "list", rerun.runId, "--json"], env)).stdout);
+        const pristine = readFileSync(changed, "utf8");
+        writeFileSync(changed, readFileSync(writeDemoVariant("extract", { prompt: { system: `${EXTRACT_SYSTEM_V2} Be terse.` } }), "utf8"));
+        const stale = await runCli(["review", "approve", rerun.runId, waiting[0]!.item_id], env);
+        expect(stale.code).toBe(1);
+        expect(stale.stderr).toMatch(new RegExp(`^sluice: run ${rerun.runId} was made with stages the pipeline has changed since: extract \\(\\w{8} → \\w{8}\\)`));
+        writeFileSync(changed, pristine);
 
         // The first run's rows were changed since: reverting it first is refused.
         const refused = await runCli(["revert", first.runId], env);
