@@ -83,6 +83,11 @@ describe("sluice run --budget", () => {
         const status = await runCli(["status", stopped.runId, "--json"], env);
         expect(lastJson<{ status: string }>(status.stdout).status).toBe("budget_exhausted");
 
+        // A budget below what the run has spent is refused, not taken as a cap it is already over.
+        const below = await runCli(["resume", stopped.runId, "--budget", String(stopped.costUsd / 2)], env);
+        expect(below.code).toBe(1);
+        expect(below.stderr).toMatch(new RegExp(`^sluice: --budget \\$\\S+ is less than the \\$\\S+ run ${stopped.runId} has spent already`));
+
         const resumed = await runCli(["resume", stopped.runId, "--json", "--budget", String(budget * 6)], env);
         expect(resumed.code, resumed.stderr).toBe(0);
         const done = lastJson<Summary>(resumed.stdout);
