@@ -250,6 +250,23 @@ for (const driver of testDrivers()) {
       expect(held).toEqual({ inputs: 0, requests: 0 });
     });
 
+    it("counts as batch calls the answers paid at the batch price, not a batch's error results", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "sluice-batch-stage-"));
+      const input = join(dir, "items.jsonl");
+      writeFileSync(input, items.map((i) => JSON.stringify(i)).join("\n"));
+      // A quarter of each batch's requests end in an error result (unbilled), and go out again in the next batch.
+      sim.configure({ batch: { failureRate: 0.25 } });
+      try {
+        const summary = await runPipeline({ db: t.db, pipeline: batched, providers: providers(), options: fast }, input);
+        const classify = summary.stages.find((s) => s.id === "classify")!;
+        expect(sim.stats().batches.created).toBeGreaterThan(1);
+        expect(classify.batchCalls).toBe(sim.stats().billed);
+        expect(classify.providerCalls).toBeGreaterThan(classify.batchCalls);
+      } finally {
+        sim.configure({ batch: { failureRate: 0 } });
+      }
+    });
+
     it("records the first decision on a stage's mode; every later one follows it", async () => {
       const run = await runPipeline({ db: t.db, pipeline: mini, providers: providers() }, writeOne());
       expect(await settledStageMode(t.db, run.runId, "classify")).toBeUndefined();

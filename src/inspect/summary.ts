@@ -20,11 +20,11 @@ export interface StageSummary {
   inputTokens: number;
   outputTokens: number;
   costUsd: number;
-  /** Requests sent through a provider's batch API (included in providerCalls). */
+  /** Requests answered through a provider's batch API, paid at its price (in providerCalls too, which also counts a batch's error results and expired requests). */
   batchCalls: number;
   /** List price minus price paid on those batch calls. */
   batchSavedUsd: number;
-  /** Estimated cost the gate avoided: items kept out × this stage's cost per call (list price). */
+  /** Estimated cost the gate avoided: items kept out × what an answered call of this stage cost in this run. */
   gateSavedUsd: number;
   /** For an `auto` stage: the mode the run settled on, and why (with any switch after a late batch). */
   mode?: { mode: "batch" | "realtime"; why: string | null };
@@ -75,9 +75,10 @@ export async function summarizeRun(db: Database, runId: string): Promise<RunSumm
     const rows = work.filter((w) => w.stage_index === p.index);
     const count = (pred: (w: (typeof rows)[number]) => boolean) => rows.filter(pred).reduce((a, w) => a + w.n, 0);
     const c = calls.find((x) => x.stage_id === p.id);
-    // Items a gate kept out never reached the model; price them at what a call cost here.
+    // Items a gate kept out never reached the model; price them at what a call of the stage cost here
+    // (at the batch price where the stage went by batch: what they would have been paid at, not the list price).
     const gatedByGate = count((w) => w.status === "gated_out" && !w.handled);
-    const perCall = c && c.calls > 0 ? c.list_cost / c.calls : 0;
+    const perCall = c && c.answered > 0 ? c.cost / c.answered : 0;
     return {
       id: p.id,
       kind: p.kind,

@@ -91,7 +91,7 @@ function costs(r: RunReport): Html {
     <h3 id="savings">What was not spent</h3>
     <figure>${savingsChart(r)}</figure>
     <ul>
-      <li>Gates kept items out of paid stages: about ${metric("savings.gateUsd", sv.gateUsd, usd(sv.gateUsd))} (items kept out × the stage's list price per call in this run).</li>
+      <li>Gates kept items out of paid stages: about ${metric("savings.gateUsd", sv.gateUsd, usd(sv.gateUsd))} (items kept out × what a call of the stage cost in this run, at the batch price where it went by batch).</li>
       <li>Reused model outputs of earlier runs: ${int(sv.reuse.items)} results, ${usd(sv.reuse.usd)} when they were made.</li>
       <li>Request cache and identical requests: ${int(sv.cache.items)} model answers not paid for, about ${usd(sv.cache.usd)} at what an answer of their stage cost (as <code>sluice cost</code> counts them).</li>
       <li>Batch API: ${metric("savings.batchDiscountUsd", sv.batchDiscountUsd, usd(sv.batchDiscountUsd))} below list price.</li>

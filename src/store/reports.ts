@@ -80,6 +80,9 @@ export async function stageWorkCounts(db: Database, runId: string): Promise<Stag
 export interface StageCallTotals {
   stage_id: string;
   calls: number;
+  /** Calls the provider answered (and billed): usage recorded. A failed request, a batch's error result or an expired one, has none. */
+  answered: number;
+  /** Batch calls answered: what was paid at the batch price. */
   batch_calls: number;
   input_tokens: number;
   output_tokens: number;
@@ -91,7 +94,8 @@ export interface StageCallTotals {
 /** Provider requests of a run per stage (from `attempts`): calls, tokens, price paid, list price, batch discount. */
 export async function stageCallTotals(db: Database, runId: string): Promise<StageCallTotals[]> {
   return db.rows<StageCallTotals>(sql`
-    SELECT stage_id, count(*)::int AS calls, (count(*) FILTER (WHERE mode = 'batch'))::int AS batch_calls,
+    SELECT stage_id, count(*)::int AS calls, (count(*) FILTER (WHERE input_tokens > 0))::int AS answered,
+      (count(*) FILTER (WHERE mode = 'batch' AND input_tokens > 0))::int AS batch_calls,
       coalesce(sum(input_tokens), 0)::int AS input_tokens, coalesce(sum(output_tokens), 0)::int AS output_tokens,
       coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(list_cost_usd), 0)::float8 AS list_cost,
       coalesce(sum(list_cost_usd - cost_usd) FILTER (WHERE mode = 'batch'), 0)::float8 AS batch_saved
