@@ -33,18 +33,6 @@ export async function loadPipeline(nameOrPath: string, cwd = process.cwd()): Pro
   }
 }
 
-/**
- * An error's message on one line: its first line, and when that only
- * introduces what follows (it ends with a colon, as a TypeScript transform
- * failure's "Transform failed with 1 error:"), the line that says where and
- * what.
- */
-export function oneLine(message: string): string {
-  const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
-  const first = lines[0] ?? "";
-  return first.endsWith(":") && lines[1] ? `${first} ${lines[1]}` : first;
-}
-
 /** The store the CLI uses: Postgres when DATABASE_URL is set, else embedded PGlite under `.sluice/`. */
 export async function openStore(env: NodeJS.ProcessEnv = process.env): Promise<Database> {
   try {

@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { SluiceConfig } from "../core/config.ts";
-import { CliError, oneLine } from "./common.ts";
+import { loadFailure } from "../core/errors.ts";
+import { CliError } from "./common.ts";
 import { importUserModule } from "./user-code.ts";
 
 /** Where the CLI looks for a project's config, in this order; the first found is used. */
@@ -47,7 +48,7 @@ export async function loadProjectConfig(cwd: string): Promise<{ file: string; co
   try {
     mod = await importUserModule<{ default?: unknown }>(join(cwd, name));
   } catch (err) {
-    throw new CliError(`${name} failed to load: ${oneLine((err as Error).message)}`);
+    throw new CliError(`${name} failed to load: ${loadFailure(err)}`);
   }
   const parsed = (await configSchema()).safeParse(mod.default);
   if (!parsed.success) {

@@ -1,8 +1,8 @@
 import { Command, CommanderError } from "commander";
 import { config as loadEnv } from "dotenv";
-import { SluiceError } from "../core/errors.ts";
+import { oneLine, SluiceError } from "../core/errors.ts";
 import { COMMANDS, type CommandEntry } from "./commands.ts";
-import { CliError, oneLine } from "./common.ts";
+import { CliError } from "./common.ts";
 
 /**
  * The program with every command listed; only `load`ed entries are real

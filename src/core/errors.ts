@@ -6,6 +6,29 @@
  */
 export type FailureClass = "transient" | "deterministic" | "quality";
 
+/**
+ * An error's message on one line: its first line, and when that only
+ * introduces what follows (it ends with a colon, as a TypeScript transform
+ * failure's "Transform failed with 1 error:"), the line that says where and
+ * what.
+ */
+export function oneLine(message: string): string {
+  const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
+  const first = lines[0] ?? "";
+  return first.endsWith(":") && lines[1] ? `${first} ${lines[1]}` : first;
+}
+
+/**
+ * Why a user's module (a pipeline, `sluice.config.ts`) did not load, on one
+ * line, with what to do where Node's own words do not say it.
+ */
+export function loadFailure(err: unknown): string {
+  const line = oneLine(err instanceof Error ? err.message : String(err));
+  // A .ts file with no package.json of "type": "module" above it is loaded as CommonJS, and its `export default` fails so.
+  if (/^Cannot require\(\) ES Module .* in a cycle/.test(line)) return `it was loaded as CommonJS (no package.json with "type": "module" above it): name it .mts, or add one`;
+  return line;
+}
+
 export interface ErrorContext {
   stageId?: string;
   itemId?: string;

@@ -248,7 +248,7 @@ function sayWaiting(ctx: RunContext, providerName: string, err: TransientError):
  */
 export function stageHalted(ctx: RunContext, stage: LlmStage, cause: DeterministicError): StageHaltedError {
   return new StageHaltedError(
-    `stage ${stage.id} stopped: ${cause.message}. Every call of the stage would fail alike, so its items stay queued; fix the cause, then \`sluice resume ${ctx.runId}\``,
+    `stage ${stage.id} stopped: ${cause.message.replace(/\.+$/, "")}. Every call of the stage would fail alike, so its items stay queued; fix the cause, then \`sluice resume ${ctx.runId}\``,
     { stageId: stage.id, cause },
   );
 }

@@ -2,7 +2,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { checkPipeline } from "../core/define.ts";
-import { SluiceError } from "../core/errors.ts";
+import { loadFailure, SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 
 /**
@@ -36,7 +36,7 @@ export async function importPipeline(file: string, label = file): Promise<Pipeli
   try {
     mod = await import(pathToFileURL(file).href);
   } catch (err) {
-    throw new SluiceError(`pipeline ${label} failed to load: ${(err as Error).message.split("\n")[0]}`);
+    throw new SluiceError(`pipeline ${label} failed to load: ${loadFailure(err)}`);
   }
   return checkedPipeline(mod.default, label);
 }
