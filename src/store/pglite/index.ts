@@ -1,8 +1,11 @@
 import { isProcessAlive } from "../../core/pid.ts";
 import { execFile } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { homedir } from "node:os";
 import { promisify } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
@@ -64,18 +67,65 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
 }
 
 /**
- * Create a new data directory in a short-lived child process. Creating one
- * (initdb) leaves about 500 MB of WebAssembly code and memory behind in the
- * process that did it, which garbage collection does not give back: a fresh
- * store opened in this process peaked at 806 MB, one created by a child and
- * opened here at 277 MB. A data directory is created once; every later open
- * reads it as it is.
+ * Create a new data directory: a copy of a template made once per machine,
+ * PGlite build and start parameters (`templateDir`), or, where no template
+ * can be kept, made here. Making one (initdb) takes seconds and, in the
+ * short-lived child process that does it, about 790 MB (WebAssembly code
+ * and memory that garbage collection does not give back; in this process, a
+ * fresh store peaked at 806 MB, one made by a child and opened here at
+ * 277 MB). A copy takes a fraction of a second and no such memory: the first
+ * store on a machine pays for the template, every later one copies it.
  */
 async function initDataDir(dataDir: string, startParams: string[]): Promise<void> {
-  // Created beside it and renamed into place when complete, so a process
+  const template = templateDir(startParams);
+  if (template) {
+    try {
+      if (!existsSync(join(template, "PG_VERSION"))) await createDataDir(template, startParams);
+      // Copied beside it and renamed into place when complete, so a process
+      // killed meanwhile leaves no half-made store for the next one to open.
+      const building = `${dataDir}.init-${process.pid}`;
+      rmSync(building, { recursive: true, force: true });
+      try {
+        cpSync(template, building, { recursive: true });
+        rmdirSync(dataDir);
+        renameSync(building, dataDir);
+        return;
+      } catch (err) {
+        rmSync(building, { recursive: true, force: true });
+        throw err;
+      }
+    } catch {
+      // No template to be had here (a read-only cache, a full disk there): made in place, as without one.
+    }
+  }
+  await createDataDir(dataDir, startParams);
+}
+
+/**
+ * Where the template data directory is kept: `SLUICE_CACHE_DIR`, else the
+ * user's cache folder (`$XDG_CACHE_HOME`, or `~/.cache`), under a name of the
+ * PGlite build (its module's path, size and time) and the start parameters,
+ * so a PGlite upgrade or another setting makes a template of its own.
+ */
+function templateDir(startParams: string[]): string | undefined {
+  try {
+    const module = fileURLToPath(import.meta.resolve("@electric-sql/pglite"));
+    const { size, mtimeMs } = statSync(module);
+    const key = createHash("sha256").update(JSON.stringify([module, size, mtimeMs, startParams])).digest("hex").slice(0, 16);
+    const root = process.env.SLUICE_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "sluice");
+    return join(root, `pglite-${key}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Make a data directory at `target` (absent, or an empty folder) in a short-lived child process. */
+async function createDataDir(target: string, startParams: string[]): Promise<void> {
+  // Made beside it and renamed into place when complete, so a process
   // killed meanwhile leaves no half-made store for the next one to open.
-  const building = `${dataDir}.init-${process.pid}`;
+  const building = `${target}.init-${process.pid}`;
   rmSync(building, { recursive: true, force: true });
+  mkdirSync(dirname(target), { recursive: true });
   // Code, not a file: the same from the sources and from a build.
   const code = `const { PGlite } = await import(process.argv[1]);
 const pg = new PGlite(process.argv[2], { startParams: JSON.parse(process.argv[3]) });
@@ -84,11 +134,13 @@ await pg.close();`;
   try {
     await promisify(execFile)(process.execPath, ["--input-type=module", "-e", code, import.meta.resolve("@electric-sql/pglite"), building, JSON.stringify(startParams)], { maxBuffer: 1 << 22 });
     // Replaces the directory made to take the lock beside; only if empty, so nothing else is ever removed.
-    rmdirSync(dataDir);
-    renameSync(building, dataDir);
+    if (existsSync(target)) rmdirSync(target);
+    renameSync(building, target);
   } catch (err) {
     rmSync(building, { recursive: true, force: true });
-    throw new SluiceError(`could not create the embedded database at ${dataDir}: ${initFailure(err)}`, { cause: err });
+    // Another process made the same template meanwhile: it is there to copy.
+    if (existsSync(join(target, "PG_VERSION"))) return;
+    throw new SluiceError(`could not create the embedded database at ${target}: ${initFailure(err)}`, { cause: err });
   }
 }
 
