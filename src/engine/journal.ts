@@ -156,16 +156,16 @@ export async function replayJournals(
 
 type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf };
 
+/** The attempt's run, stage, item, number and model, as the journal says whose call it was. */
+function whose(of: CallOf): Pick<JournaledAttempt, "runId" | "stageId" | "itemId" | "attempt" | "provider" | "model"> {
+  return { runId: of.run, stageId: of.stage, itemId: of.item, attempt: of.attempt, provider: of.provider, model: of.model };
+}
+
 /** A call whose answer the stopped process had and never wrote: an attempt of its run, at what the answer's usage costs. */
 function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, usage: Usage) => { costUsd: number; listCostUsd: number }): JournaledAttempt {
   const usage = (entry.response as { usage?: Usage }).usage ?? { inputTokens: 0, outputTokens: 0 };
   return {
-    runId: of.run,
-    stageId: of.stage,
-    itemId: of.item,
-    attempt: of.attempt,
-    provider: of.provider,
-    model: of.model,
+    ...whose(of),
     requestHash: entry.requestHash,
     inputTokens: usage.inputTokens,
     outputTokens: usage.outputTokens,
@@ -177,12 +177,7 @@ function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, u
 /** A call still out when the process stopped: sent (and paid, or about to be), its answer and its cost unknown. */
 function lostAttempt(of: CallOf, pid: number): JournaledAttempt {
   return {
-    runId: of.run,
-    stageId: of.stage,
-    itemId: of.item,
-    attempt: of.attempt,
-    provider: of.provider,
-    model: of.model,
+    ...whose(of),
     requestHash: "",
     inputTokens: 0,
     outputTokens: 0,

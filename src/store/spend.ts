@@ -174,22 +174,8 @@ export async function itemStages(db: Database, itemId: string, pipeline?: string
 
 // --- paid calls a stopped process never wrote (its journal) ------------------
 
-export interface JournaledAttempt {
-  runId: string;
-  stageId: string;
-  itemId: string;
-  attempt: number;
-  provider: string;
-  model: string;
-  requestHash: string;
-  inputTokens: number;
-  outputTokens: number;
-  cachedTokens: number;
-  costUsd: number;
-  listCostUsd: number;
-  errorClass?: string;
-  errorMessage?: string;
-}
+/** A realtime call a stopped process made, as its journal tells it: an attempt of its run (`mode` realtime, no latency known). */
+export type JournaledAttempt = Omit<AttemptRow, "mode" | "latencyMs"> & { runId: string; stageId: string; itemId: string };
 
 /**
  * Record the realtime calls a process paid for and was stopped before it
