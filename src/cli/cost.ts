@@ -35,7 +35,7 @@ export function formatItemCost(c: ItemCost): string {
   if (c.stages.length) {
     lines.push("", "stages:");
     for (const s of c.stages) {
-      const how = !s.reused ? "" : s.madeIn && s.madeIn !== s.runId ? `reused from ${s.madeIn} (made for ${usd(s.outputCostUsd ?? 0)})` : "answered by the request cache or an identical request";
+      const how = !s.reused ? "" : s.madeIn && s.madeIn !== s.runId ? `reused from ${s.madeIn} (made for ${usd(s.outputCostUsd ?? 0)})` : "reused within the run: the request cache's or an identical request's answer, or (a stage without a model) its review decision taken on again";
       lines.push(`  ${s.runId.padEnd(26)} ${s.stage.padEnd(12)} ${s.status.padEnd(22)} ${how}`);
     }
   }

@@ -39,7 +39,7 @@ export function itemSections(view: ItemView): Html {
       if (!w) return html`<div class="stage"><h3>${plan.id} <span class="muted">(${plan.kind})</span></h3><p class="muted">Not reached.</p></div>`;
       return html`<div class="stage" data-stage="${plan.id}"><h3>${plan.id} <span class="muted">(${plan.kind})</span> ${status(w.status)}</h3>
         <p class="meta"><span>version <code>${w.output_version ?? plan.version}</code></span>${
-          w.reused ? html`<span>reused${w.output_run && w.output_run !== runId ? html` from <a class="mono" href="${paths.run(w.output_run)}">${w.output_run}</a>` : " (request cache or an identical request)"}</span>` : ""
+          w.reused ? html`<span>reused${w.output_run && w.output_run !== runId ? html` from <a class="mono" href="${paths.run(w.output_run)}">${w.output_run}</a>` : " (within the run: the request cache or an identical request, or a review decision taken on again)"}</span>` : ""
         }${w.output_cost ? html`<span>output cost ${usd(w.output_cost)}</span>` : ""}<span>${int(w.attempts)} attempt(s)</span><span>${when(w.updated_at)}</span></p>
         ${w.error_class ? html`<div class="error"><b>${w.error_class}</b>: ${w.error_message ?? ""}</div>` : w.error_message ? html`<div class="reason">${w.error_message}</div>` : ""}
         ${w.output !== null && w.output !== undefined ? html`<pre>${json(w.output)}</pre>` : ""}
