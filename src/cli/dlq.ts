@@ -54,6 +54,8 @@ export function dlqCommand(): Command {
         if (!second) throw new CliError("usage: sluice dlq retry <runId>");
         await dlqCli("retry", second, opts);
       } else {
+        // `dlq frob run_x`: not a run id followed by another, but a word dlq does not know.
+        if (second !== undefined) throw new CliError(`sluice dlq takes a run id, or \`retry <runId>\`; got "${first} ${second}"`);
         await dlqCli("list", first, opts);
       }
     });

@@ -40,16 +40,19 @@ export async function runCli(options: RunCliOptions): Promise<RunSummary> {
 export function runCommand(): Command {
   return new Command("run")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
-    .requiredOption("-i, --input <file>", "CSV or JSONL file of items")
+    // Checked in the action, not by commander: `sluice run` alone should say the pipeline is missing first.
+    .option("-i, --input <file>", "CSV or JSONL file of items (required)")
     .option("--json", "print the run summary as one JSON object on the last stdout line")
     .option("--fresh", "start a new run even if an unfinished one exists for this input")
     .option("--dry-run", "print what the run would cost (sluice estimate) and exit: nothing is paid or recorded")
     .option("--budget <usd>", "stop paying once the run has spent this much (USD); `resume --budget` with more goes on", parseBudget)
     .option("--deadline <duration>", "finish within this long from the run's start (6h, 90m): `auto` stages go by batch only when the provider's recent batches fit, and a late batch's rest goes realtime", parseDeadline)
     .option("--runner <runner>", "local (in this process, default) or trigger (submit to Trigger.dev tasks)", process.env.SLUICE_RUNNER || "local")
-    .action(async (pipeline: string, opts: { input: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number; deadline?: string }) => {
+    .action(async (pipeline: string, opts: { input?: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number; deadline?: string }) => {
+      if (!opts.input) throw new CliError(`name the items to run ${pipeline} over: sluice run ${pipeline} --input <file> (CSV or JSONL)`);
+      const withInput = { ...opts, input: opts.input };
       if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, deadline: opts.deadline, json: opts.json });
-      else if (opts.runner === "trigger") await submitToTrigger(pipeline, opts);
+      else if (opts.runner === "trigger") await submitToTrigger(pipeline, withInput);
       else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget, deadline: opts.deadline }));
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });

@@ -17,6 +17,19 @@ describe("the CLI's habits", () => {
     expect(out.stdout).toBe("");
   }, 60_000);
 
+  it("asks for what is missing from a command, and refuses what it does not know", async () => {
+    const none = await runCli(["run"], cliEnv());
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/missing required argument 'pipeline'/);
+    const noInput = await runCli(["run", "ticket-triage"], cliEnv());
+    expect(noInput.code).toBe(1);
+    expect(noInput.stderr).toBe("sluice: name the items to run ticket-triage over: sluice run ticket-triage --input <file> (CSV or JSONL)\n");
+    // A word dlq does not know before a run id is not taken for the run id.
+    const dlq = await runCli(["dlq", "frob", "run_x"], cliEnv());
+    expect(dlq.code).toBe(1);
+    expect(dlq.stderr).toBe('sluice: sluice dlq takes a run id, or `retry <runId>`; got "frob run_x"\n');
+  }, 60_000);
+
   it("lists the pipelines in pipelines/ with their stages, versions and targets", async () => {
     const out = await runCli(["ls", "--json"], cliEnv());
     expect(out.code, out.stderr).toBe(0);
