@@ -12,7 +12,9 @@ import { buildRunReport, reasonKind, type RunReport } from "../src/inspect/repor
 import { summarizeRun } from "../src/inspect/summary.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { costOf } from "../src/providers/prices.ts";
+import { secs } from "../src/report/html.ts";
 import { reportDocument } from "../src/report/page.ts";
+import { finishRun, reopenRun, requireRun } from "../src/store/runs.ts";
 import { runPipelineForTest, singleProvider, testDrivers, type TestDatabase, type TestRun } from "../src/testing/index.ts";
 import pipeline from "../pipelines/ticket-triage.ts";
 import mini from "./fixtures/pipelines/mini.ts";
@@ -131,6 +133,21 @@ for (const driver of testDrivers()) {
       const page = reportDocument(hostile);
       expect(page).not.toContain("<img src=x");
       expect(page).toContain("&lt;img src=x onerror=alert(1)&gt;.csv");
+    });
+
+    // Last: it reopens the run the tests above read.
+    it("says how long a run took to its first finish when it went on after it (review decisions taken on later)", async () => {
+      const finished = await requireRun(store.db, run.summary.runId);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await reopenRun(store.db, run.summary.runId);
+      await finishRun(store.db, run.summary.runId);
+      const later = await buildRunReport(store.db, run.summary.runId);
+      expect(later.run.firstFinishedAt).toBe(new Date(finished.finished_at!).toISOString());
+      expect(Date.parse(later.summary.finishedAt!)).toBeGreaterThan(Date.parse(later.run.firstFinishedAt!));
+      const took = (Date.parse(later.run.firstFinishedAt!) - Date.parse(later.summary.startedAt)) / 1000;
+      const page = reportDocument(later);
+      expect(page).toContain("went on after it finished");
+      expect(page).toContain(`took ${secs(took)}`);
     });
   });
 }

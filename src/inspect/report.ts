@@ -85,7 +85,8 @@ export interface StageModeRow {
 
 export interface RunReport {
   summary: RunSummary;
-  run: { inputPath: string | null; error: string | null; mode: string; rowsRead: number };
+  /** `firstFinishedAt`: when a run finished first, if it went on since (review decisions taken on, dead letters retried). */
+  run: { inputPath: string | null; error: string | null; mode: string; rowsRead: number; firstFinishedAt?: string };
   funnel: { rowsRead: number; quarantined: number; deduplicated: number; items: number; stages: FunnelStage[]; committed: number };
   costs: ModelCost[];
   modes: StageModeRow[];
@@ -196,7 +197,7 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
     return { stage: p.id, firstS: t ? seconds(run.created_at, t.first_at) : null, lastS: t ? seconds(run.created_at, t.last_at) : null, callSeconds: callSeconds(p.id) };
   });
 
-  const options = run.options as { mode?: string; baseRunId?: string; stage?: string };
+  const options = run.options as { mode?: string; baseRunId?: string; stage?: string; firstFinishedAt?: string };
   let rerun: RunReport["rerun"];
   if (options.mode === "rerun" && options.baseRunId) {
     rerun = { baseRunId: options.baseRunId, stage: options.stage ?? "", diff: await diffRuns(db, options.baseRunId, runId, { sample: 5 }) };
@@ -218,7 +219,13 @@ export async function buildRunReport(db: Database, runId: string): Promise<RunRe
   const byStatus = summary.items.byStatus;
   return {
     summary,
-    run: { inputPath: run.input_path, error: run.error, mode: options.mode ?? "run", rowsRead: run.rows_read },
+    run: {
+      inputPath: run.input_path,
+      error: run.error,
+      mode: options.mode ?? "run",
+      rowsRead: run.rows_read,
+      ...(typeof options.firstFinishedAt === "string" ? { firstFinishedAt: new Date(options.firstFinishedAt).toISOString() } : {}),
+    },
     funnel: {
       rowsRead: summary.items.total,
       quarantined: byStatus.quarantined ?? 0,

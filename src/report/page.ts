@@ -24,13 +24,16 @@ const link = (href: string | undefined, text: string) => (href ? html`<a href="$
 
 function header(r: RunReport, links: ReportLinks): Html {
   const s = r.summary;
-  const took = s.finishedAt ? (new Date(s.finishedAt).getTime() - new Date(s.startedAt).getTime()) / 1000 : null;
+  // A run that went on after it finished (review decisions, retried dead letters) took until its first finish, not the wait between.
+  const first = r.run.firstFinishedAt ?? s.finishedAt;
+  const took = first ? (new Date(first).getTime() - new Date(s.startedAt).getTime()) / 1000 : null;
+  const again = r.run.firstFinishedAt && s.finishedAt ? html`<span>went on after it finished (review decisions, retries), last ${s.finishedAt.replace("T", " ").slice(0, 19)} UTC</span>` : "";
   const saved = r.savings.gateUsd + r.savings.reuse.usd + r.savings.cache.usd + r.savings.batchDiscountUsd;
   const calls = s.stages.reduce((a, x) => a + x.providerCalls, 0);
   return html`
     <h1>Run <span class="mono">${s.runId}</span> ${status(s.status)}</h1>
     <p class="meta"><span>pipeline <b>${s.pipeline}</b></span><span>${r.run.mode}</span><span>started ${s.startedAt.replace("T", " ").slice(0, 19)} UTC</span>${
-      took === null ? html`<span>not finished</span>` : html`<span>took ${secs(took)}</span>`
+      took === null ? html`<span>not finished</span>` : html`<span>took ${secs(took)}</span>${again}`
     }${r.run.inputPath ? html`<span>input <code>${r.run.inputPath}</code></span>` : ""}${
       r.rerun ? html`<span>rerun of ${link(links.run?.(r.rerun.baseRunId), r.rerun.baseRunId)} from stage <b>${r.rerun.stage}</b></span>` : ""
     }</p>

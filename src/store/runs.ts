@@ -232,7 +232,18 @@ export async function exhaustRun(db: Database, runId: string, reason: string): P
 
 /** Mark an ended run running again (its dead letters were requeued, or its budget was raised): `resume` goes on with it. */
 export async function reopenRun(db: Database, runId: string): Promise<void> {
-  await db.db.update(runs).set({ status: "running", finishedAt: null, error: null }).where(eq(runs.id, runId));
+  // A finished run reopened (review decisions taken on, a dead letter retried) keeps when it first
+  // finished, in its options: how long it took is that, not the wait for the people who decided.
+  await db.db
+    .update(runs)
+    .set({
+      status: "running",
+      finishedAt: null,
+      error: null,
+      options: sql`CASE WHEN ${runs.finishedAt} IS NULL OR ${runs.status} <> 'finished' THEN ${runs.options}
+        ELSE ${runs.options} || jsonb_build_object('firstFinishedAt', coalesce(${runs.options}->'firstFinishedAt', to_jsonb(${runs.finishedAt}))) END`,
+    })
+    .where(eq(runs.id, runId));
 }
 
 /** Item rows of a run, by id: the item as loaded and the hash of its content. */
