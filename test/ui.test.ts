@@ -126,7 +126,8 @@ for (const driver of testDrivers()) {
         app.request(`${local}${path}`, { method: "POST", headers: { ...form, origin }, body: new URLSearchParams(fields).toString() });
       const approve = { decision: "approve", by: "alice", note: "looked fine" };
       expect((await post(readOnly, `/runs/${runId}/review/${first.item_id}`, approve)).status).toBe(403);
-      const writable = createConsoleApp({ db: store.db, allowWrites: true });
+      // Started as `sluice ui` starts it: with the runs' pipelines, so decisions are checked as the CLI checks them.
+      const writable = createConsoleApp({ db: store.db, allowWrites: true, pipelineOf: async () => pipeline });
       expect((await post(writable, `/runs/${runId}/review/${first.item_id}`, approve, "http://evil.example")).status).toBe(403);
       expect(await listReview(store.db, runId)).toHaveLength(waiting.length);
       expect(await get(writable, `/runs/${runId}/review/${first.item_id}`)).toContain('name="decision" value="approve"');
@@ -138,6 +139,12 @@ for (const driver of testDrivers()) {
       const res = await post(writable, `/runs/${runId}/review/${first.item_id}`, approve);
       expect(res.status).toBe(303);
       expect(res.headers.get("location")).toBe(`/runs/${runId}/review/${second.item_id}?done=approve&items=${first.item_id}&by=alice`);
+      // An edit of the row's key, or of a field the row does not have, is refused with the reason, and nothing recorded.
+      for (const [edits, reason] of [["ticket_id=T-1", "ticket_id is the key of ticket_triage&#39;s rows"], ["ordr_id=ORD-9", "&quot;ordr_id&quot; is not a field of the row ticket_triage gets"]] as const) {
+        const refused = await post(writable, `/runs/${runId}/review/${second.item_id}`, { decision: "edit", by: "bob", note: "", edits });
+        expect(refused.status, edits).toBe(400);
+        expect(await refused.text()).toContain(reason);
+      }
       const edited = await post(writable, `/runs/${runId}/review/${second.item_id}`, { decision: "edit", by: "bob", note: "", edits: "order_id=ORD-1234\namount=12.5" });
       expect(edited.status).toBe(303);
       const decided = await listReview(store.db, runId, { decided: true });

@@ -2,7 +2,6 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { decide, FIELD_NAME, listReview, parseEdits, type DecideOptions, type ReviewFilter } from "../inspect/review.ts";
 import { reviewItem, type Decision, type QueueRow } from "../store/reviews.ts";
-import { planStages } from "../engine/plan.ts";
 import { requireRun, type RunRow } from "../store/runs.ts";
 import type { PipelineDef } from "../core/types.ts";
 import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
@@ -19,26 +18,12 @@ import { CliError, loadPipeline, printJson, withStore } from "./common.ts";
 
 /**
  * The run's pipeline as defined now (from the file it was started with, or
- * `pipelines/<id>.ts`), so an edit is checked against the row its commit
- * stage writes; none when it cannot be loaded (the edit is then recorded
- * unchecked, as before).
+ * `pipelines/<id>.ts`), so a decision is checked against it (see `decide`);
+ * none when it cannot be loaded (the decision is then recorded unchecked).
  */
-async function runPipelineDef(run: RunRow): Promise<PipelineDef | undefined> {
+export async function runPipelineDef(run: RunRow): Promise<PipelineDef | undefined> {
   const file = typeof run.options.pipelineFile === "string" ? run.options.pipelineFile : undefined;
   return loadPipeline(file ?? run.pipeline).catch(() => undefined);
-}
-
-/**
- * A decision on a run whose stages the pipeline no longer defines is not
- * taken: \`sluice commit\` refuses to go on with such a run, so the decision
- * would wait for nothing. The run of the changed pipeline is where to decide.
- */
-function refuseIfChanged(run: RunRow, pipeline: PipelineDef): void {
-  const now = new Map(planStages(pipeline).map((s) => [s.id, s.version]));
-  const changed = run.stages.filter((s) => now.get(s.id) !== s.version).map((s) => `${s.id} (${s.version.slice(0, 8)} → ${now.get(s.id)?.slice(0, 8) ?? "gone"})`);
-  if (changed.length) {
-    throw new CliError(`run ${run.id} was made with stages the pipeline has changed since: ${changed.join(", ")}; \`sluice commit ${run.id}\` could not take a decision on; decide on a run of the pipeline as it is now (sluice status, or sluice rerun)`);
-  }
 }
 
 /** `decide`'s options, and `--json` and the environment for the command. */
@@ -149,9 +134,7 @@ export function reviewCommand(): Command {
       opts.edits = edits;
     }
     const decided = await withStore(undefined, async (db) => {
-      const run = await requireRun(db, runId);
-      opts.pipeline = await runPipelineDef(run);
-      if (opts.pipeline) refuseIfChanged(run, opts.pipeline);
+      opts.pipeline = await runPipelineDef(await requireRun(db, runId));
       return decide(db, runId, decision, itemIds, opts);
     });
     if (opts.json) printJson(decided.map((d) => ({ itemId: d.item_id, stage: d.stage_id, decision })));

@@ -11,7 +11,9 @@ export async function uiCli(options: { port?: number; allowWrites?: boolean; env
   const db = await openStore(options.env);
   let ui: RunningConsole;
   try {
-    ui = await startConsole({ db, port: options.port ?? 4873, allowWrites: options.allowWrites });
+    // Review decisions made in the console are checked against the run's pipeline, as the CLI's are.
+    const { runPipelineDef } = await import("./review.ts");
+    ui = await startConsole({ db, port: options.port ?? 4873, allowWrites: options.allowWrites, pipelineOf: runPipelineDef });
   } catch (err) {
     await db.close();
     const code = (err as NodeJS.ErrnoException).code;

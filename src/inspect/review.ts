@@ -3,7 +3,8 @@ import { SluiceError } from "../core/errors.ts";
 import type { Database } from "../store/database.ts";
 import type { CommitStage, JsonObject, PipelineDef, StageInput } from "../core/types.ts";
 import { recordDecisions, reviewItem, reviewQueue, type Decision, type QueueRow } from "../store/reviews.ts";
-import { requireRun } from "../store/runs.ts";
+import { planStages } from "../engine/plan.ts";
+import { requireRun, type RunRow } from "../store/runs.ts";
 
 /**
  * The review queue as people work it, shared by `sluice review` and the
@@ -27,8 +28,9 @@ export interface DecideOptions extends ReviewFilter {
   /** For `edit`: the fields of the committed row to set. */
   edits?: Record<string, unknown>;
   /**
-   * The run's pipeline, when the caller has it: an edit is then checked
-   * against the row its commit stage writes for each item (see `checkEditedRow`).
+   * The run's pipeline, when the caller has it: a decision on a run whose
+   * stages it has changed since is refused (`refuseIfChanged`), and an edit
+   * is checked against the row its commit stage writes (`checkEditedRow`).
    */
   pipeline?: PipelineDef;
 }
@@ -72,7 +74,10 @@ export async function decide(db: Database, runId: string, decision: Decision, it
     chosen = itemIds.map((id) => found.get(id)!);
   }
   if (chosen.length === 0) throw new SluiceError(`nothing waits for review in run ${runId}${options.stage || options.reason ? " that matches" : ""}`);
-  if (decision === "edit" && options.pipeline) for (const q of chosen) await checkEditedRow(db, runId, q.item_id, options.pipeline, options.edits!);
+  if (options.pipeline) {
+    refuseIfChanged(await requireRun(db, runId), options.pipeline);
+    if (decision === "edit") for (const q of chosen) await checkEditedRow(db, runId, q.item_id, options.pipeline, options.edits!);
+  }
   await recordDecisions(
     db,
     chosen.map((q) => ({
@@ -89,6 +94,19 @@ export async function decide(db: Database, runId: string, decision: Decision, it
     })),
   );
   return chosen;
+}
+
+/**
+ * A decision on a run whose stages the pipeline no longer defines is not
+ * taken: `sluice commit` refuses to go on with such a run, so the decision
+ * would wait for nothing. The run of the changed pipeline is where to decide.
+ */
+function refuseIfChanged(run: RunRow, pipeline: PipelineDef): void {
+  const now = new Map(planStages(pipeline).map((s) => [s.id, s.version]));
+  const changed = run.stages.filter((s) => now.get(s.id) !== s.version).map((s) => `${s.id} (${s.version.slice(0, 8)} → ${now.get(s.id)?.slice(0, 8) ?? "gone"})`);
+  if (changed.length) {
+    throw new SluiceError(`run ${run.id} was made with stages the pipeline has changed since: ${changed.join(", ")}; \`sluice commit ${run.id}\` could not take a decision on; decide on a run of the pipeline as it is now (sluice status, or sluice rerun)`);
+  }
 }
 
 /**

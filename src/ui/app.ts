@@ -17,6 +17,8 @@ export interface ConsoleOptions {
   allowWrites?: boolean;
   /** The pages to serve (default: all of `pages/index.ts`). */
   pages?: readonly ConsolePage[];
+  /** See `ConsoleContext.pipelineOf`. */
+  pipelineOf?: ConsoleContext["pipelineOf"];
 }
 
 /**
@@ -36,6 +38,7 @@ export function createConsoleApp(options: ConsoleOptions): Hono {
     db: options.db,
     allowWrites: options.allowWrites ?? false,
     render: (page) => layout(ctx, nav, page),
+    pipelineOf: options.pipelineOf,
   };
   const app = new Hono();
   app.use("*", async (c, next) => {

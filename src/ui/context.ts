@@ -1,5 +1,7 @@
 import type { Hono } from "hono";
+import type { PipelineDef } from "../core/types.ts";
 import type { Database } from "../store/database.ts";
+import type { RunRow } from "../store/runs.ts";
 import type { Html } from "../report/html.ts";
 import type { PageOptions } from "./layout.ts";
 
@@ -10,6 +12,13 @@ export interface ConsoleContext {
   allowWrites: boolean;
   /** A whole page in the console's frame (navigation, stylesheet). */
   render(page: PageOptions): string;
+  /**
+   * A run's pipeline as defined now, when whoever started the console can
+   * load pipeline code (`sluice ui` does): review decisions are then checked
+   * as the CLI checks them (an edit against the row, a run whose stages
+   * changed). The console itself loads no user code.
+   */
+  pipelineOf?: (run: RunRow) => Promise<PipelineDef | undefined>;
 }
 
 /**

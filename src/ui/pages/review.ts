@@ -3,7 +3,7 @@ import { SluiceError } from "../../core/errors.ts";
 import { decide, defaultReviewer, listReview, parseEdits } from "../../inspect/review.ts";
 import { html, int, type Html } from "../../report/html.ts";
 import { reviewCountsByRun, type Decision, type QueueRow } from "../../store/reviews.ts";
-import { getRun } from "../../store/runs.ts";
+import { getRun, requireRun } from "../../store/runs.ts";
 import type { ConsoleContext, ConsolePage } from "../context.ts";
 import { paths } from "../paths.ts";
 import { itemMeta, itemSections, loadItem, type ItemView } from "./item.ts";
@@ -57,7 +57,8 @@ export const reviewPage: ConsolePage = {
         const decision = decisionOf(form.decision);
         const edits = form.edits.trim() ? parseEdits(form.edits.split(/\r?\n/).filter((l) => l.trim())) : undefined;
         if (edits && decision !== "edit") throw new SluiceError(`fields to set are taken by Edit only: press Edit, or clear them to ${decision} the item as it is`);
-        await decide(ctx.db, runId, decision, [itemId], { by: form.by, note: form.note, edits });
+        const pipeline = await ctx.pipelineOf?.(await requireRun(ctx.db, runId));
+        await decide(ctx.db, runId, decision, [itemId], { by: form.by, note: form.note, edits, pipeline });
         // On to the next item still waiting, so a reviewer walks the queue without going back to it.
         const rest = await listReview(ctx.db, runId);
         const next = rest.find((q) => q.item_id > itemId) ?? rest[0];
@@ -79,7 +80,8 @@ export const reviewPage: ConsolePage = {
         if (!filter.stage && !filter.reason) throw new SluiceError("choose the items by stage or reason first (or decide them one by one)");
         const decision = decisionOf(form.decision);
         if (decision === "edit") throw new SluiceError("edits are made one item at a time");
-        const decided = await decide(ctx.db, runId, decision, [], { ...filter, by: form.by, note: form.note });
+        const pipeline = await ctx.pipelineOf?.(await requireRun(ctx.db, runId));
+        const decided = await decide(ctx.db, runId, decision, [], { ...filter, by: form.by, note: form.note, pipeline });
         return c.redirect(paths.review(runId, { ...filter, done: decision, items: String(decided.length), by: form.by }), 303);
       } catch (err) {
         if (!(err instanceof SluiceError)) throw err;
