@@ -77,6 +77,10 @@ for (const driver of testDrivers()) {
       expect(await get("/pipelines/ticket-triage")).toContain("extract");
       expect((await app.request(`${local}/runs/run_nope`)).status).toBe(404);
       expect((await app.request(`${local}/runs/${runId}/items/nope`)).status).toBe(404);
+      expect((await app.request(`${local}/pipelines/nope`)).status).toBe(404);
+      // A NUL names nothing (Postgres text cannot hold one): not found, not a failed statement.
+      for (const path of ["/runs/%00", `/runs/${runId}/items/%00`, "/pipelines/%00", `/runs/${runId}/items?after=%00`]) expect((await app.request(`${local}${path}`)).status, path).toBe(404);
+      expect((await app.request(`${local}/runs/%E0%A4%A`)).status).toBe(400);
     });
 
     it("is read-only unless started with --allow-writes, and takes posts from its own pages only", async () => {

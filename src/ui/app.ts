@@ -53,6 +53,18 @@ export function createConsoleApp(options: ConsoleOptions): Hono {
       referrerPolicy: "no-referrer",
     }),
   );
+  // A NUL in a path or a query names nothing in the store (Postgres text cannot hold one): not found, not a failed statement.
+  app.use("*", async (c, next) => {
+    const url = new URL(c.req.url);
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(url.pathname + url.search);
+    } catch {
+      return c.text("malformed URL", 400);
+    }
+    if (decoded.includes("\u0000")) return c.text("not found", 404);
+    await next();
+  });
   app.use("*", async (c, next) => {
     if (WRITES.includes(c.req.method) && !ctx.allowWrites) return c.text("read-only: start sluice ui with --allow-writes to change the store", 403);
     await next();

@@ -3,7 +3,7 @@ import { stageVersions } from "../../inspect/versions.ts";
 import { pipelinesWithRuns } from "../../store/run-details.ts";
 import type { ConsolePage } from "../context.ts";
 import { paths } from "../paths.ts";
-import { json, when } from "./common.ts";
+import { json, notFound, when } from "./common.ts";
 
 /** Pipelines with runs in the store, and each one's stage versions: what changed, when, and what its outputs cost. */
 export const pipelinesPage: ConsolePage = {
@@ -23,9 +23,10 @@ export const pipelinesPage: ConsolePage = {
       const id = c.req.param("id");
       const versions = await stageVersions(ctx.db, id);
       const stages = [...new Set(versions.map((v) => v.stage))];
+      // A pipeline with no run in this store is not one the console knows: 404, as an unknown run is.
+      if (stages.length === 0) return notFound(c, ctx, `No runs of pipeline ${id} in this store.`);
       const body = html`<h1>Pipeline ${id}</h1>
         <p class="note">Every version of every stage its runs used, oldest first: what changed from the one before, how many outputs it made and what they cost. Outputs of old versions stay in the store, so going back to one costs nothing.</p>
-        ${stages.length === 0 ? html`<p class="muted">No runs of this pipeline in this store.</p>` : ""}
         ${stages.map((stage) => html`<div class="stage"><h3>${stage}</h3><table>
           <tr><th>version</th><th>changed</th><th class="num">runs</th><th>first run</th><th class="num">outputs</th><th class="num">cost</th></tr>
           ${versions.filter((v) => v.stage === stage).map((v) => html`<tr><td><code>${v.version}</code></td>
