@@ -95,6 +95,18 @@ export async function latestFinishedRun(db: Database, pipelineId: string): Promi
   return rows[0];
 }
 
+/**
+ * The newest run of the same pipeline started after `run` that has finished
+ * (not a revert): what it committed is newer than anything `run` computed.
+ */
+export async function newerFinishedRun(db: Database, run: RunRow): Promise<RunRow | undefined> {
+  const rows = await db.rows<RunRow>(sql`
+    SELECT * FROM runs WHERE pipeline = ${run.pipeline} AND id <> ${run.id} AND created_at > ${run.created_at}
+      AND status = 'finished' AND options->>'revertOf' IS NULL
+    ORDER BY created_at DESC, id DESC LIMIT 1`);
+  return rows[0];
+}
+
 /** The runs that reverted `runId` (recorded by `revertRun`, `options.revertOf`), newest first. */
 export async function revertsOf(db: Database, runId: string): Promise<string[]> {
   const rows = await db.rows<{ id: string }>(sql`SELECT id FROM runs WHERE options->>'revertOf' = ${runId} ORDER BY created_at DESC, id DESC`);

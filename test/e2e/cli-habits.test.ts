@@ -74,7 +74,14 @@ describe("the CLI's habits", () => {
     expect(listed.stdout.split("\n")[0]).toMatch(/^run\s+pipeline\s+status\s+rows read\s+cost\s+started$/);
     expect(listed.stdout).toMatch(new RegExp(`^${runId}\\s+ticket-triage\\s+stopped \\(resume it\\)\\s`, "m"));
     expect(lastJson<{ runId: string; status: string; live?: boolean }[]>((await runCli(["status", "--json"], env)).stdout)).toEqual([expect.objectContaining({ runId, status: "running", live: false })]);
-  }, 120_000);
+    // Overtaken by a newer run of the pipeline that finished (a changed input): resuming the old one is refused, saying why.
+    const newer = await runCli(["run", "ticket-triage", "--input", demoSlice(20), "--json"], env);
+    expect(newer.code, newer.stderr).toBe(0);
+    const newerId = lastJson<{ runId: string }>(newer.stdout).runId;
+    const stale = await runCli(["resume", runId], env);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain(`sluice: run ${runId} is older than run ${newerId} of ticket-triage, which has finished since`);
+  }, 180_000);
 
   it("reads .env from the working directory; variables already set win", () => {
     const dir = mkdtempSync(join(tmpdir(), "sluice-dotenv-"));
