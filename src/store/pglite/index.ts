@@ -1,7 +1,7 @@
 import { isProcessAlive } from "../../core/pid.ts";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { promisify } from "node:util";
 import { dirname, join } from "node:path";
@@ -68,7 +68,7 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
 
 /**
  * Create a new data directory: a copy of a template made once per machine,
- * PGlite build and start parameters (`templateDir`), or, where no template
+ * PGlite version and start parameters (`templateDir`), or, where no template
  * can be kept, made here. Making one (initdb) takes seconds and, in the
  * short-lived child process that does it, about 790 MB (WebAssembly code
  * and memory that garbage collection does not give back; in this process, a
@@ -104,14 +104,17 @@ async function initDataDir(dataDir: string, startParams: string[]): Promise<void
 /**
  * Where the template data directory is kept: `SLUICE_CACHE_DIR`, else the
  * user's cache folder (`$XDG_CACHE_HOME`, or `~/.cache`), under a name of the
- * PGlite build (its module's path, size and time) and the start parameters,
- * so a PGlite upgrade or another setting makes a template of its own.
+ * PGlite version and the start parameters, so a PGlite upgrade or another
+ * setting makes a template of its own, and installs of one version share it.
  */
 function templateDir(startParams: string[]): string | undefined {
   try {
-    const module = fileURLToPath(import.meta.resolve("@electric-sql/pglite"));
-    const { size, mtimeMs } = statSync(module);
-    const key = createHash("sha256").update(JSON.stringify([module, size, mtimeMs, startParams])).digest("hex").slice(0, 16);
+    // The package's version, not where it was installed or when: every install of a version shares one template.
+    let dir = dirname(fileURLToPath(import.meta.resolve("@electric-sql/pglite")));
+    while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
+    const { name, version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
+    if (name !== "@electric-sql/pglite" || !version) return undefined;
+    const key = createHash("sha256").update(JSON.stringify([version, startParams])).digest("hex").slice(0, 16);
     const root = process.env.SLUICE_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "sluice");
     return join(root, `pglite-${key}`);
   } catch {
