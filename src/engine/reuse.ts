@@ -157,7 +157,9 @@ const AWAIT_POLL_MS = 200;
 export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[], write: Flush, send: (calls: Call[]) => Promise<Sent>): Promise<Sent> {
   if (ctx.db.kind === "pglite") return send(calls);
   const results: ItemResult[] = [];
-  const laters: (() => Promise<ItemResult[]>)[] = [];
+  // Collections of the batches sent, started at once: a wait here for another process's claim (a batch of
+  // its own, hours perhaps) must not hold back polling ours, nor a deadline's cut of it.
+  const collecting: Promise<ItemResult[]>[] = [];
   let waiting = calls;
   // A realtime answer comes in moments; a provider batch's may take hours: look less often as the wait goes on.
   let poll = AWAIT_POLL_MS;
@@ -176,10 +178,15 @@ export async function claimOrAwait(ctx: RunContext, def: LlmStage, calls: Call[]
       const sent = await send(mine);
       results.push(...sent.results);
       const release = releaser(ctx, new Map(mine.map((c) => [c.itemId, c.hash])), won);
-      if (sent.later) laters.push(releasingAfter(sent, release));
+      if (sent.later) {
+        const collected = releasingAfter(sent, release)();
+        // Awaited with the others when the loop ends; a failure meanwhile is not an unhandled rejection.
+        collected.catch(() => {});
+        collecting.push(collected);
+      }
       else await release(sent.results);
     }
-    if (waiting.length === 0) return { results, later: laters.length ? async () => (await Promise.all(laters.map((later) => later()))).flat() : undefined };
+    if (waiting.length === 0) return { results, later: collecting.length ? async () => (await Promise.all(collecting)).flat() : undefined };
     // Still being answered elsewhere: look again shortly, and take the claim over if its worker stops.
     await sleep(poll, ctx.signal);
     poll = Math.min(ctx.options.batchPollMaxMs, Math.round(poll * 1.5));
