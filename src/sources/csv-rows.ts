@@ -108,6 +108,14 @@ function countQuotes(text: string): number {
   return n;
 }
 
+/** csv-parse's raw text ends with the first byte of the row's line ending, unless it is the last row. */
+export function withoutLineEnding(raw: string): string {
+  const last = raw.charCodeAt(raw.length - 1);
+  return last === 0x0a || last === 0x0d ? raw.slice(0, -1) : raw;
+}
+
+const LINE_BREAK = /\r\n|\n|\r/;
+
 /** The header row, and the per-row checks that need it. */
 export class CsvTable {
   private readonly header: string[];
@@ -174,7 +182,9 @@ export class CsvTable {
    * file looking for the closing quote and hands back everything it read.
    * `completeFields` is how many fields were complete before the open quote.
    */
-  unclosed(line: number, rest: string, completeFields: number): SourceRecord {
+  unclosed(line: number, rest: string, completeFields: number): SourceRecord[] {
+    const split = this.splitStray(line, rest);
+    if (split) return split;
     let itemId: string | undefined;
     if (this.keyIndex < completeFields) {
       // Closing the quote at the end turns the rest into one row whose leading fields are the real ones.
@@ -182,12 +192,74 @@ export class CsvTable {
       const id = row?.[this.keyIndex];
       itemId = id === undefined ? undefined : decodeUtf8(id)?.trim() || undefined;
     }
-    return {
-      kind: "bad",
-      line,
-      ...(itemId ? { itemId } : {}),
-      reason: "a quoted field opened in this row is never closed, so it runs to the end of the file",
-      raw: preview(decodeLoose(rest.slice(0, 4 * RAW_PREVIEW_CHARS))),
-    };
+    return [
+      {
+        kind: "bad",
+        line,
+        ...(itemId ? { itemId } : {}),
+        reason: "a quoted field opened in this row is never closed, so it runs to the end of the file",
+        raw: preview(decodeLoose(rest.slice(0, 4 * RAW_PREVIEW_CHARS))),
+      },
+    ];
   }
+
+  /**
+   * A row read over several lines that is malformed (a stray quote, the wrong
+   * number of columns, a quote never closed) most likely took the rows below
+   * it into a quote opened by mistake. When every line after its first reads
+   * as a well-formed row of its own, those rows are checked as such and only
+   * the first line is quarantined; otherwise undefined, and the whole text
+   * stays one bad row. A quoted field that really spans lines is well formed,
+   * so it never comes here.
+   */
+  splitStray(line: number, content: string): SourceRecord[] | undefined {
+    const head = LINE_BREAK.exec(content);
+    if (!head) return undefined;
+    const first = content.slice(0, head.index);
+    let rows: ParsedRow[];
+    try {
+      rows = parse(Buffer.from(content.slice(head.index + head[0].length), "latin1"), csvParseOptions()) as unknown as ParsedRow[];
+    } catch {
+      return undefined;
+    }
+    const parts: { line: number; record: string[]; content: string }[] = [];
+    let at = line + 1;
+    for (const row of rows) {
+      const text = withoutLineEnding(row.raw);
+      const start = at;
+      at += countBreaks(text) + (text.length < row.raw.length ? 1 : 0);
+      if (text === "") continue;
+      if (LINE_BREAK.test(text) || row.record.length !== this.header.length || malformedQuoteField(text, row.record) !== -1) return undefined;
+      parts.push({ line: start, record: row.record, content: text });
+    }
+    const [fields] = parse(Buffer.from(`${first}"`, "latin1"), { ...csvParseOptions(), raw: false, to: 1 }) as string[][];
+    const id = fields?.[this.keyIndex];
+    const itemId = id === undefined ? undefined : decodeUtf8(id)?.trim() || undefined;
+    const quoted = first.lastIndexOf('"');
+    const column = quoted === -1 ? undefined : this.column(countCommasOutsideQuotes(first.slice(0, quoted)));
+    const last = parts.at(-1)?.line ?? line + 1;
+    const lines = last > line + 1 ? `lines ${line + 1}-${last} are` : `line ${line + 1} is`;
+    return [
+      {
+        kind: "bad",
+        line,
+        ...(itemId ? { itemId } : {}),
+        reason: `a quote opened${column ? ` in column ${column}` : ""} is not closed on this line (a quote inside a field must be doubled); ${lines} read as rows of their own`,
+        raw: preview(decodeLoose(first.slice(0, 4 * RAW_PREVIEW_CHARS))),
+      },
+      ...parts.map((p) => this.check(p.line, p.record, p.content)),
+    ];
+  }
+}
+
+/** Commas in a row's text that separate fields: those outside double quotes. */
+function countCommasOutsideQuotes(text: string): number {
+  let n = 0;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) quoted = !quoted;
+    else if (c === COMMA && !quoted) n++;
+  }
+  return n;
 }

@@ -99,10 +99,31 @@ describe("readSource on hand-made CSV", () => {
       [4, "malformed quoting in column body"],
       [5, "malformed quoting in column subject"],
       [6, "item"],
-      [7, "a quoted field opened in this row is never closed, so it runs to the end of the file"],
+      [7, "a quote opened in column subject is not closed on this line"],
+      [8, "item"],
     ]);
-    expect(recs.map((r) => r.itemId)).toEqual(["A", "B", "C", "F", "G", "D"]);
-    expect(recs.at(-1)).toMatchObject({ raw: 'D,"open,b,e,t\nE,s,b,e,t' });
+    expect(recs.map((r) => r.itemId)).toEqual(["A", "B", "C", "F", "G", "D", "E"]);
+    expect(recs.at(-2)).toMatchObject({ raw: 'D,"open,b,e,t', reason: expect.stringMatching(/; line 8 is read as rows of their own$/) });
+  });
+
+  it("gives back the rows a stray opening quote took in, in the middle of a file and at its end", async () => {
+    // Row B's quote closes at row D's first quote: csv-parse reads B, C and D as one malformed row.
+    const middle = await csv("stray-middle.csv", `${HEADER}\nA,s,b,e,t\nB,"open,b,e,t\nC,s,b,e,t\nD,"s",b,e,t\nE,s,b,e,t\n`);
+    const recs = await collect(middle);
+    expect(recs.map((r) => [r.line, r.itemId, r.kind])).toEqual([
+      [2, "A", "item"],
+      [3, "B", "bad"],
+      [4, "C", "item"],
+      [5, "D", "item"],
+      [6, "E", "item"],
+    ]);
+    expect(recs[1]).toMatchObject({ raw: 'B,"open,b,e,t', reason: expect.stringMatching(/^a quote opened in column subject is not closed on this line .*; lines 4-5 are read as rows of their own$/) });
+    // A quoted field that really spans lines, in a row that is otherwise wrong, stays one bad row.
+    const real = await csv("stray-real.csv", `${HEADER}\nA,"two\nlines",b,e\nB,s,b,e,t\n`);
+    expect((await collect(real)).map((r) => [r.line, r.kind === "bad" ? r.reason : r.kind])).toEqual([
+      [2, `expected 5 columns (${HEADER}), got 4`],
+      [4, "item"],
+    ]);
   });
 
   it("counts every kind of line ending once, inside quotes too, and reads a quoted header after a BOM", async () => {

@@ -3,7 +3,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { parse } from "csv-parse";
 import { SluiceError } from "../core/errors.ts";
 import type { SourceSpec } from "../core/types.ts";
-import { countBreaks, csvParseOptions, CsvTable, type ParsedRow } from "./csv-rows.ts";
+import { countBreaks, csvParseOptions, CsvTable, withoutLineEnding, type ParsedRow } from "./csv-rows.ts";
 import type { SourceRecord } from "./types.ts";
 
 const CHUNK_BYTES = 256 * 1024;
@@ -53,13 +53,18 @@ export async function* readCsv(path: string, spec: SourceSpec, signal?: AbortSig
       line += countBreaks(content) + (content.length < row.raw.length ? 1 : 0);
       // A blank line is not a row: nobody would count it as one.
       if (content === "") continue;
-      if (!table) table = new CsvTable(path, row.record, spec, findDuplicates);
-      else yield table.check(start, row.record, content);
+      if (!table) {
+        table = new CsvTable(path, row.record, spec, findDuplicates);
+        continue;
+      }
+      const record = table.check(start, row.record, content);
+      if (record.kind === "bad") yield* table.splitStray(start, content) ?? [record];
+      else yield record;
     }
     if (unclosed) {
       signal?.throwIfAborted();
       if (!table) throw new SluiceError(`${path}: the header row opens a quoted field that is never closed`);
-      yield table.unclosed(line, unclosed.rest, unclosed.completeFields);
+      yield* table.unclosed(line, unclosed.rest, unclosed.completeFields);
     }
   } finally {
     // The stream owns the file handle once it exists, and closes it when destroyed.
@@ -73,10 +78,4 @@ async function bomLength(file: FileHandle): Promise<number> {
   const head = Buffer.alloc(UTF8_BOM.length);
   const { bytesRead } = await file.read(head, 0, head.length, 0);
   return bytesRead === UTF8_BOM.length && head.equals(UTF8_BOM) ? UTF8_BOM.length : 0;
-}
-
-/** csv-parse's raw text ends with the first byte of the row's line ending, unless it is the last row. */
-function withoutLineEnding(raw: string): string {
-  const last = raw.charCodeAt(raw.length - 1);
-  return last === 0x0a || last === 0x0d ? raw.slice(0, -1) : raw;
 }
