@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,7 +63,7 @@ for (const driver of testDrivers()) {
       expect(first.runs[0]!.items.total).toBe(N);
       expect(provider.calls).toBe(N);
       expect(first.cursor!.from).toBeNull();
-      expect(await sourceCursor(t.db, pipeline.id, "table:notes_src")).toBe(first.cursor!.to);
+      expect((await sourceCursor(t.db, pipeline.id, "table:notes_src"))?.value).toBe(first.cursor!.to);
       const firstCost = first.runs[0]!.costUsd;
       expect(firstCost).toBeGreaterThan(0);
 
@@ -97,7 +98,14 @@ for (const driver of testDrivers()) {
       expect(third.runs).toEqual([]);
       expect(third.read).toBe(0);
       expect(provider.calls).toBe(N + 60);
-      expect(await sourceCursor(t.db, pipeline.id, "table:notes_src")).toBe(second.cursor!.to);
+      expect((await sourceCursor(t.db, pipeline.id, "table:notes_src"))?.value).toBe(second.cursor!.to);
+
+      // A change made by hand, outside sluice, moves updated_at too; an UPDATE that changes nothing does not.
+      await t.db.rows(sql`UPDATE notes_src SET text = 'changed by hand' WHERE id = 'n0003'`);
+      await t.db.rows(sql`UPDATE notes_src SET text = text WHERE id = 'n0004'`);
+      const fourth = await runIncrement(opts, { snapshotDir: dir });
+      expect(fourth.read).toBe(1);
+      expect(provider.calls).toBe(N + 61);
     }, 120_000);
 
     it("reads a query source past an increasing integer id", async () => {
@@ -167,6 +175,18 @@ for (const driver of testDrivers()) {
       expect(second.read).toBe(10);
       expect(second.cursor).toEqual({ from: "16", to: "20" });
       expect(provider.calls).toBe(60);
+
+      // A row arriving later at the value the cursor stopped on is past it too, and so is a row there that changes;
+      // the rows read at that value are not read again.
+      await loadSourceTable(t.db, "paged_src", "id", columns, [{ ...row(70), wave: 20 }, { ...waved(60), text: "refund it, wave 20" }]);
+      const third = await runIncrement(opts, { snapshotDir: dir, pageRows: 7 });
+      expect(third.read).toBe(2);
+      expect(third.cursor).toEqual({ from: "20", to: "20" });
+      expect(third.runs[0]!.items.total).toBe(2);
+      expect(provider.calls).toBe(62);
+      const fourth = await runIncrement(opts, { snapshotDir: dir, pageRows: 7 });
+      expect(fourth.runs).toEqual([]);
+      expect(fourth.read).toBe(0);
     }, 120_000);
 
     it("deletes a snapshot once its run has finished, keeps an unfinished run's, and a rerun reads its items from the store", async () => {

@@ -25,6 +25,8 @@ export interface RowIncrement {
   source: string;
   from: string | null;
   to: string;
+  /** The rows at exactly `to` read so far (this increment's, and the last one's when `to` is where it stopped): `SourceCursor.seen`. */
+  seen: string[];
   rows: number;
   /** The JSONL file of the rows, named by content: the same rows past the same cursor make the same file. */
   snapshot: string;
@@ -56,24 +58,31 @@ export interface SnapshotOptions {
  */
 export async function snapshotNewRows(db: Database, pipeline: PipelineDef, dir: string, options: SnapshotOptions = {}): Promise<{ increment?: RowIncrement; from: string | null }> {
   const source = cursorSourceId(pipeline);
-  const from = await sourceCursor(db, pipeline.id, source);
+  const cursor = await sourceCursor(db, pipeline.id, source);
+  const from = cursor?.value ?? null;
   const folder = join(dir, pipeline.id);
   mkdirSync(folder, { recursive: true });
   const partial = join(folder, `.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
   const hash = createHash("sha256").update(`${source}\n${from}\n`);
   const file = await open(partial, "w");
   let to: string | undefined;
+  let seen: string[] = [];
   let rows: number;
   try {
     rows = await readRowsPast(
       db,
       rowSpec(pipeline),
-      from,
+      cursor,
       async (page) => {
         const text = `${page.map((r) => JSON.stringify(r.row)).join("\n")}\n`;
         hash.update(text);
         await file.write(text);
-        to = page[page.length - 1]!.cursor;
+        // Pages come in cursor order: the rows at the last value are the last ones read.
+        for (const r of page) {
+          if (r.cursor !== to) seen = r.cursor === cursor?.value ? [...cursor.seen] : [];
+          to = r.cursor;
+          seen.push(r.hash);
+        }
       },
       { keep: pipeline.source.key, pageRows: options.pageRows },
     );
@@ -89,7 +98,7 @@ export async function snapshotNewRows(db: Database, pipeline: PipelineDef, dir: 
   }
   const snapshot = join(folder, `${hash.digest("hex").slice(0, 16)}.jsonl`);
   renameSync(partial, snapshot);
-  return { from, increment: { source, from, to, rows, snapshot } };
+  return { from, increment: { source, from, to, seen, rows, snapshot } };
 }
 
 /** A snapshot no run was recorded over (its process died first) is deleted once it is this old. */

@@ -326,6 +326,8 @@ export const sourceCursors = pgTable(
     /** `table:<name>` or `query:<hash>`: a changed query starts from the beginning. */
     source: text("source").notNull(),
     cursor: text("cursor").notNull(),
+    /** md5 of each row at exactly `cursor` that was read (`SourceCursor.seen`): a row arriving later at that value is read. */
+    seen: jsonb("seen").$type<string[]>().notNull().default([]),
     /** The run that read up to `cursor`. */
     runId: text("run_id").notNull(),
     rowsRead: integer("rows_read").notNull(),

@@ -24,6 +24,19 @@ export interface SourceRow {
   row: Record<string, unknown>;
   /** The cursor column's value as text (exact: a timestamp keeps its microseconds). */
   cursor: string;
+  /** md5 of the whole row's JSON, cursor column included: how a row at the cursor's value is known to have been read. */
+  hash: string;
+}
+
+/**
+ * Where a pipeline has read a source up to: the cursor's value, and the rows
+ * at exactly that value it has read (`SourceRow.hash`). Several rows may share
+ * a value (a `date` cursor, a batch number, a timestamp of one transaction),
+ * and one may arrive after a run read the others: it is past the cursor too.
+ */
+export interface SourceCursor {
+  value: string;
+  seen: readonly string[];
 }
 
 function fromOf(spec: RowSourceSpec): SQL {
@@ -53,8 +66,16 @@ async function cursorType(db: Database, spec: RowSourceSpec): Promise<string | u
   return type;
 }
 
-function pastCursor(spec: RowSourceSpec, type: string, after: string | null): SQL {
-  return after === null ? sql`TRUE` : sql`s.${sql.identifier(spec.cursor)} > CAST(${after} AS ${sql.raw(type)})`;
+const ROW_HASH = sql`md5(to_jsonb(s)::text)`;
+
+/** Rows whose cursor is past `after`'s value, or at it and not read yet. */
+function pastCursor(spec: RowSourceSpec, type: string, after: SourceCursor | null): SQL {
+  if (after === null) return sql`TRUE`;
+  const col = sql`s.${sql.identifier(spec.cursor)}`;
+  const value = sql`CAST(${after.value} AS ${sql.raw(type)})`;
+  // A cursor saved before rows at its value were recorded: as it was read then.
+  if (after.seen.length === 0) return sql`${col} > ${value}`;
+  return sql`(${col} > ${value} OR (${col} = ${value} AND NOT ${ROW_HASH} = ANY (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(after.seen)}::jsonb)))))`;
 }
 
 /** Rows per page when a table or query source is read: what is held in memory at once. */
@@ -71,7 +92,7 @@ export const SOURCE_PAGE_ROWS = 1000;
 export async function readRowsPast(
   db: Database,
   spec: RowSourceSpec,
-  after: string | null,
+  after: SourceCursor | null,
   onPage: (rows: SourceRow[]) => Promise<void> | void,
   options: { keep?: string; pageRows?: number } = {},
 ): Promise<number> {
@@ -83,11 +104,11 @@ export async function readRowsPast(
     const col = sql.identifier(spec.cursor);
     const row = options.keep === spec.cursor ? sql`to_jsonb(s)` : sql`to_jsonb(s) - ${spec.cursor}::text`;
     await tx.rows(sql`DECLARE sluice_source_rows NO SCROLL CURSOR FOR
-      SELECT ${row} AS row, s.${col}::text AS cursor FROM (${fromOf(spec)}) AS s
+      SELECT ${row} AS row, s.${col}::text AS cursor, ${ROW_HASH} AS hash FROM (${fromOf(spec)}) AS s
       WHERE ${pastCursor(spec, type, after)} ORDER BY s.${col}`);
     let read = 0;
     for (;;) {
-      const page = await tx.rows<{ row: Record<string, unknown>; cursor: string | null }>(sql`FETCH FORWARD ${sql.raw(String(pageRows))} FROM sluice_source_rows`);
+      const page = await tx.rows<{ row: Record<string, unknown>; cursor: string | null; hash: string }>(sql`FETCH FORWARD ${sql.raw(String(pageRows))} FROM sluice_source_rows`);
       const missing = page.find((r) => r.cursor === null);
       if (missing) throw new SluiceError(`source cursor ${spec.cursor} is null in a row (${JSON.stringify(missing.row).slice(0, 120)}): every row needs one`);
       if (page.length > 0) await onPage(page as SourceRow[]);
@@ -100,7 +121,7 @@ export async function readRowsPast(
 }
 
 /** Whether any row lies past `after`: what the `onNewRows` sensor polls, reading one row at most. */
-export async function hasRowsPast(db: Database, spec: RowSourceSpec, after: string | null): Promise<boolean> {
+export async function hasRowsPast(db: Database, spec: RowSourceSpec, after: SourceCursor | null): Promise<boolean> {
   const type = await cursorType(db, spec);
   if (type === undefined) return false;
   const rows = await db.rows(sql`SELECT 1 FROM (${fromOf(spec)}) AS s WHERE ${pastCursor(spec, type, after)} LIMIT 1`);
@@ -108,17 +129,21 @@ export async function hasRowsPast(db: Database, spec: RowSourceSpec, after: stri
 }
 
 /** The cursor a pipeline has reached on a source; null before its first finished run. */
-export async function sourceCursor(db: Database, pipeline: string, source: string): Promise<string | null> {
-  const [row] = await db.db.select({ cursor: sourceCursors.cursor }).from(sourceCursors).where(and(eq(sourceCursors.pipeline, pipeline), eq(sourceCursors.source, source)));
-  return row?.cursor ?? null;
+export async function sourceCursor(db: Database, pipeline: string, source: string): Promise<SourceCursor | null> {
+  const [row] = await db.db
+    .select({ value: sourceCursors.cursor, seen: sourceCursors.seen })
+    .from(sourceCursors)
+    .where(and(eq(sourceCursors.pipeline, pipeline), eq(sourceCursors.source, source)));
+  return row ?? null;
 }
 
 /** Move a pipeline's cursor on a source to what its run read up to. */
-export async function saveSourceCursor(db: Database, pipeline: string, source: string, cursor: string, runId: string, rowsRead: number): Promise<void> {
+export async function saveSourceCursor(db: Database, pipeline: string, source: string, cursor: SourceCursor, runId: string, rowsRead: number): Promise<void> {
+  const values = { cursor: cursor.value, seen: [...cursor.seen], runId, rowsRead };
   await db.db
     .insert(sourceCursors)
-    .values({ pipeline, source, cursor, runId, rowsRead })
-    .onConflictDoUpdate({ target: [sourceCursors.pipeline, sourceCursors.source], set: { cursor, runId, rowsRead, updatedAt: sql`now()` } });
+    .values({ pipeline, source, ...values })
+    .onConflictDoUpdate({ target: [sourceCursors.pipeline, sourceCursors.source], set: { ...values, updatedAt: sql`now()` } });
 }
 
 /**
@@ -149,7 +174,8 @@ export async function recordFileRead(db: Database, pipeline: string, path: strin
 
 /**
  * Create a source table (typed columns, a primary key, and `updated_at`
- * set on insert and on every change) if absent, and upsert rows into it by
+ * set on insert and on every change, by this load or by any UPDATE: a
+ * trigger, `sluice_touch_updated_at`) if absent, and upsert rows into it by
  * key. A row whose columns are unchanged is left alone, its `updated_at`
  * too, so loading the same file again moves no cursor. Returns the rows
  * inserted and updated.
@@ -170,6 +196,15 @@ export async function loadSourceTable(db: Database, table: string, key: string, 
     if (existing.length === 0) {
       const body = sql.join(columns.map((c) => sql`${sql.identifier(c.name)} ${sql.raw(c.sqlType)}${c.name === key ? sql` PRIMARY KEY` : sql``}`), sql`, `);
       await tx.rows(sql`CREATE TABLE ${name} (${body}, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+      // An UPDATE by hand (or by another tool) moves updated_at too, so a cursor on it sees the change.
+      // One function serves every such table; two loads creating tables at once replace it in turn.
+      await tx.rows(sql`SELECT pg_advisory_xact_lock(hashtext('sluice:touch_updated_at'))`);
+      await tx.rows(sql`CREATE OR REPLACE FUNCTION sluice_touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW IS DISTINCT FROM OLD AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN NEW.updated_at := clock_timestamp(); END IF;
+          RETURN NEW;
+        END $$`);
+      await tx.rows(sql`CREATE TRIGGER sluice_touch_updated_at BEFORE UPDATE ON ${name} FOR EACH ROW EXECUTE FUNCTION sluice_touch_updated_at()`);
     } else {
       const have = new Set(existing.map((c) => c.column_name));
       const missing = [...columns.map((c) => c.name), "updated_at"].filter((c) => !have.has(c));

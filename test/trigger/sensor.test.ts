@@ -13,7 +13,7 @@ import crm from "../../pipelines/crm-enrichment.ts";
 import companySchema from "../../schemas/company.schema.json" with { type: "json" };
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
 import { classifyAndCommit, textColumns } from "../fixtures/classify-commit.ts";
 
@@ -61,7 +61,6 @@ describe("the onNewRows sensor on Trigger.dev", () => {
     expect(first.started!.rows).toBe(20);
     const triggers = orchestratorTriggers(from);
     expect(triggers).toHaveLength(1);
-    expect(triggers[0]!.options.idempotencyKey).toBe(await idempotencyKeys.create(["sensed", "table:sensed_src", first.started!.to], { scope: "global" }));
     await harness.drain();
     const run = harness.fake.runs.get(first.started!.triggerRunId)!;
     expect(run.status).toBe("COMPLETED");
@@ -70,6 +69,8 @@ describe("the onNewRows sensor on Trigger.dev", () => {
     // The tick's snapshot was the run's input; the run has loaded it and finished since.
     const snapshot = (await getRun(db.db, first.started!.runId))!.input_path!;
     expect(existsSync(snapshot)).toBe(true);
+    // Keyed by the cursor value and the snapshot's content: a retried tick reads the same rows into the same file.
+    expect(triggers[0]!.options.idempotencyKey).toBe(await idempotencyKeys.create(["sensed", "table:sensed_src", first.started!.to, basename(snapshot)], { scope: "global" }));
 
     // The next tick finds nothing past the cursor: no run; it deletes the finished run's snapshot.
     from = harness.fake.requests.length;

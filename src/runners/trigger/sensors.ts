@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { tmpdir } from "node:os";
 import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
@@ -37,10 +37,11 @@ export async function senseNewRows(db: Database, pipeline: PipelineDef, dir = jo
     pipeline,
     inputPath: increment.snapshot,
     allowEmbedded: db.kind === "pglite",
-    idempotencyKey: [pipeline.id, increment.source, increment.to],
+    // Rows arriving later at the same cursor value make another snapshot (named by content), so another run.
+    idempotencyKey: [pipeline.id, increment.source, increment.to, basename(increment.snapshot)],
     runOptions: { source: increment.source, cursorFrom: from, cursorTo: increment.to },
   });
-  await saveSourceCursor(db, pipeline.id, increment.source, increment.to, submitted.runId, increment.rows);
+  await saveSourceCursor(db, pipeline.id, increment.source, { value: increment.to, seen: increment.seen }, submitted.runId, increment.rows);
   await pruneSnapshots(db, pipeline, dir);
   return { from, started: { ...submitted, to: increment.to, rows: increment.rows } };
 }
