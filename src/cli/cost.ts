@@ -17,9 +17,10 @@ const num = (n: number) => Math.round(n).toLocaleString("en-US");
 
 /** The human table of one roll-up. */
 export function formatCostReport(r: CostReport): string {
-  const head = `${r.by.padEnd(36)} ${"calls".padStart(8)} ${"batch".padStart(7)} ${"tokens in".padStart(12)} ${"tokens out".padStart(11)} ${"cost".padStart(10)} ${"batch saved".padStart(12)} ${"reuse saved".padStart(12)} ${"cache saved".padStart(12)}`;
+  const width = Math.max(36, ...r.groups.map((g) => g.key.length + 1));
+  const head = `${r.by.padEnd(width)} ${"calls".padStart(8)} ${"batch".padStart(7)} ${"tokens in".padStart(12)} ${"tokens out".padStart(11)} ${"cost".padStart(10)} ${"batch saved".padStart(12)} ${"reuse saved".padStart(12)} ${"cache saved".padStart(12)}`;
   const line = (key: string, g: CostReport["total"]) =>
-    `${key.padEnd(36)} ${num(g.calls).padStart(8)} ${num(g.batchCalls).padStart(7)} ${num(g.inputTokens).padStart(12)} ${num(g.outputTokens).padStart(11)} ${usd(g.costUsd).padStart(10)} ${usd(g.saved.batchUsd).padStart(12)} ${usd(g.saved.reuseUsd).padStart(12)} ${usd(g.saved.cacheUsd).padStart(12)}`;
+    `${key.padEnd(width)} ${num(g.calls).padStart(8)} ${num(g.batchCalls).padStart(7)} ${num(g.inputTokens).padStart(12)} ${num(g.outputTokens).padStart(11)} ${usd(g.costUsd).padStart(10)} ${usd(g.saved.batchUsd).padStart(12)} ${usd(g.saved.reuseUsd).padStart(12)} ${usd(g.saved.cacheUsd).padStart(12)}`;
   return [head, ...r.groups.map((g) => line(g.key, g)), line("total", r.total)].join("\n");
 }
 
@@ -42,8 +43,8 @@ export function formatItemCost(c: ItemCost): string {
   return lines.join("\n");
 }
 
-/** `sluice cost`: roll-ups (one table per `--by`), or one item's cost with `--item`. */
-export async function costCli(options: CostCliOptions): Promise<CostReport[] | ItemCost> {
+/** `sluice cost`: a roll-up (grouped by the `--by` dimensions together), or one item's cost with `--item`. */
+export async function costCli(options: CostCliOptions): Promise<CostReport | ItemCost> {
   return withStore(options.env, async (db) => {
     if (options.item !== undefined) {
       const item = await itemCost(db, options.item, options.pipeline);
@@ -51,11 +52,10 @@ export async function costCli(options: CostCliOptions): Promise<CostReport[] | I
       else process.stdout.write(`${formatItemCost(item)}\n`);
       return item;
     }
-    const reports: CostReport[] = [];
-    for (const by of options.by ?? ["pipeline"]) reports.push(await costReport(db, by, { pipeline: options.pipeline, since: options.since }));
-    if (options.json) printJson(reports.length === 1 ? reports[0] : reports);
-    else process.stdout.write(`${reports.map(formatCostReport).join("\n\n")}\n`);
-    return reports;
+    const report = await costReport(db, options.by ?? ["pipeline"], { pipeline: options.pipeline, since: options.since });
+    if (options.json) printJson(report);
+    else process.stdout.write(`${formatCostReport(report)}\n`);
+    return report;
   });
 }
 

@@ -1,5 +1,5 @@
 import type { Database } from "../store/database.ts";
-import { itemAttempts, itemStages, paidByDimension, savedByDimension, type CostDimension, type CostFilter } from "../store/spend.ts";
+import { itemAttempts, itemStages, paidByDimension, savedByDimension, type CostDimension, type CostFilter, type CostGrouping } from "../store/spend.ts";
 
 /**
  * `sluice cost`: what was paid, grouped by pipeline, stage, run, day or
@@ -29,7 +29,8 @@ export interface CostGroup {
 }
 
 export interface CostReport {
-  by: CostDimension;
+  /** The dimension grouped by, or several joined by commas (`stage,model`). */
+  by: string;
   filter: CostFilter;
   groups: CostGroup[];
   total: Omit<CostGroup, "key" | "pipeline" | "stage" | "runId" | "day" | "model">;
@@ -38,25 +39,28 @@ export interface CostReport {
 const round = (n: number) => Math.round(n * 1e8) / 1e8;
 
 /**
- * Costs grouped by one dimension, most expensive first.
+ * Costs grouped by one dimension, or by several together (one group per
+ * stage and model with `["stage", "model"]`), most expensive first.
  *
  * @example
  * const { groups, total } = await costReport(db, "stage", { pipeline: "ticket-triage" });
+ * await costReport(db, ["stage", "model"]); // keys like "ticket-triage/extract · gpt-4o"
  */
-export async function costReport(db: Database, by: CostDimension, filter: CostFilter = {}): Promise<CostReport> {
-  const [paid, saved] = await Promise.all([paidByDimension(db, by, filter), savedByDimension(db, by, filter)]);
+export async function costReport(db: Database, by: CostGrouping, filter: CostFilter = {}): Promise<CostReport> {
+  const dims: readonly CostDimension[] = typeof by === "string" ? [by] : [...new Set(by)];
+  const [paid, saved] = await Promise.all([paidByDimension(db, dims, filter), savedByDimension(db, dims, filter)]);
   const groups = new Map<string, CostGroup>();
   const keyOf = (r: { pipeline: string | null; stage_id: string | null; run_id: string | null; day: string | null; model: string | null }) => {
-    const key = by === "pipeline" ? r.pipeline : by === "stage" ? `${r.pipeline}/${r.stage_id}` : by === "run" ? r.run_id : by === "day" ? r.day : r.model;
-    const k = key ?? "(none)";
+    const part = (d: CostDimension) => (d === "pipeline" ? r.pipeline : d === "stage" ? `${r.pipeline}/${r.stage_id}` : d === "run" ? r.run_id : d === "day" ? r.day : r.model) ?? "(none)";
+    const k = dims.map(part).join(" · ");
     let g = groups.get(k);
     if (!g) {
       g = { key: k, calls: 0, batchCalls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, listCostUsd: 0, saved: { batchUsd: 0, reuseUsd: 0, cacheUsd: 0, reusedItems: 0, cacheHits: 0 } };
-      if (by !== "day" && by !== "model" && r.pipeline) g.pipeline = r.pipeline;
-      if (by === "stage" && r.stage_id) g.stage = r.stage_id;
-      if (by === "run" && r.run_id) g.runId = r.run_id;
-      if (by === "day" && r.day) g.day = r.day;
-      if (by === "model" && r.model) g.model = r.model;
+      if (r.pipeline && (dims.includes("pipeline") || dims.includes("stage") || dims.includes("run"))) g.pipeline = r.pipeline;
+      if (dims.includes("stage") && r.stage_id) g.stage = r.stage_id;
+      if (dims.includes("run") && r.run_id) g.runId = r.run_id;
+      if (dims.includes("day") && r.day) g.day = r.day;
+      if (dims.includes("model") && r.model) g.model = r.model;
       groups.set(k, g);
     }
     return g;
@@ -105,7 +109,7 @@ export async function costReport(db: Database, by: CostDimension, filter: CostFi
     }),
     { calls: 0, batchCalls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, listCostUsd: 0, saved: { batchUsd: 0, reuseUsd: 0, cacheUsd: 0, reusedItems: 0, cacheHits: 0 } },
   );
-  return { by, filter, groups: list, total };
+  return { by: dims.join(","), filter, groups: list, total };
 }
 
 export interface ItemCost {

@@ -42,14 +42,23 @@ export interface PaidRow {
 
 const PIPELINE_OF_ATTEMPT = sql`coalesce(a.pipeline, r.pipeline)`;
 
-function attemptKeys(by: CostDimension): { pipeline: SQL; stage: SQL; run: SQL; day: SQL; model: SQL } {
+/** Grouped by these dimensions together (`["stage", "model"]`: one group per stage and model); a stage or a run is also grouped by its pipeline. */
+export type CostGrouping = CostDimension | readonly CostDimension[];
+
+function dimensionsOf(by: CostGrouping): { has: (d: CostDimension) => boolean; pipeline: boolean } {
+  const dims = new Set(typeof by === "string" ? [by] : by);
+  return { has: (d) => dims.has(d), pipeline: dims.has("pipeline") || dims.has("stage") || dims.has("run") };
+}
+
+function attemptKeys(by: CostGrouping): { pipeline: SQL; stage: SQL; run: SQL; day: SQL; model: SQL } {
   const none = sql`NULL::text`;
+  const d = dimensionsOf(by);
   return {
-    pipeline: by === "day" || by === "model" ? none : PIPELINE_OF_ATTEMPT,
-    stage: by === "stage" ? sql`a.stage_id` : none,
-    run: by === "run" ? sql`a.run_id` : none,
-    day: by === "day" ? sql`to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')` : none,
-    model: by === "model" ? sql`a.model` : none,
+    pipeline: d.pipeline ? PIPELINE_OF_ATTEMPT : none,
+    stage: d.has("stage") ? sql`a.stage_id` : none,
+    run: d.has("run") ? sql`a.run_id` : none,
+    day: d.has("day") ? sql`to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')` : none,
+    model: d.has("model") ? sql`a.model` : none,
   };
 }
 
@@ -59,7 +68,7 @@ function attemptKeys(by: CostDimension): { pipeline: SQL; stage: SQL; run: SQL; 
  * price less price paid, on batch calls). Requests that failed before an
  * answer (no provider row, no tokens) are counted in `failed_calls`.
  */
-export async function paidByDimension(db: Database, by: CostDimension, filter: CostFilter = {}): Promise<PaidRow[]> {
+export async function paidByDimension(db: Database, by: CostGrouping, filter: CostFilter = {}): Promise<PaidRow[]> {
   const k = attemptKeys(by);
   return db.rows<PaidRow>(sql`
     SELECT ${k.pipeline} AS pipeline, ${k.stage} AS stage_id, ${k.run} AS run_id, ${k.day} AS day, ${k.model} AS model,
@@ -97,14 +106,15 @@ export interface SavedRow {
  * made (or, if it was itself free, what an output of its stage version costs
  * on average); a request-cache hit saved that average.
  */
-export async function savedByDimension(db: Database, by: CostDimension, filter: CostFilter = {}): Promise<SavedRow[]> {
+export async function savedByDimension(db: Database, by: CostGrouping, filter: CostFilter = {}): Promise<SavedRow[]> {
   const none = sql`NULL::text`;
+  const d = dimensionsOf(by);
   const keys = {
-    pipeline: by === "day" || by === "model" ? none : sql`r.pipeline`,
-    stage: by === "stage" ? sql`w.stage_id` : none,
-    run: by === "run" ? sql`w.run_id` : none,
-    day: by === "day" ? sql`to_char(w.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')` : none,
-    model: by === "model" ? sql`(SELECT s.value->'parts'->>'model' FROM jsonb_array_elements(r.stages) s WHERE s.value->>'id' = w.stage_id LIMIT 1)` : none,
+    pipeline: d.pipeline ? sql`r.pipeline` : none,
+    stage: d.has("stage") ? sql`w.stage_id` : none,
+    run: d.has("run") ? sql`w.run_id` : none,
+    day: d.has("day") ? sql`to_char(w.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')` : none,
+    model: d.has("model") ? sql`(SELECT s.value->'parts'->>'model' FROM jsonb_array_elements(r.stages) s WHERE s.value->>'id' = w.stage_id LIMIT 1)` : none,
   };
   return db.rows<SavedRow>(sql`
     WITH priced AS (

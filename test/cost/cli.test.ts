@@ -34,6 +34,10 @@ describe("the cost commands", () => {
     const est = lastJson(dry.stdout);
     expect(est.pipeline).toBe("ticket-triage");
     expect(est.costUsd.high).toBeGreaterThan(0);
+    // A sample as large as the input would pay for all of it: refused.
+    const whole = await runCli(["estimate", "ticket-triage", "--input", demoSlice(100), "--sample", "100"], env);
+    expect(whole.code).toBe(1);
+    expect(whole.stderr.trim().split("\n").at(-1)).toMatch(/^sluice: --sample 100 would run all 100 items of the input \(.*\) and pay for them: sample fewer, or run it with `sluice run`$/);
     expect(lastJson((await runCli(["status", "--json"], env)).stdout)).toEqual([]);
   }, 120_000);
 
@@ -51,10 +55,17 @@ describe("the cost commands", () => {
     expect(calm.code).toBe(0);
     expect(lastJson(calm.stdout).flags).toEqual([]);
 
+    // Two dimensions group together: one group per stage and model, adding up to what one dimension says.
+    // One after the other: an embedded store is opened by one process at a time.
     const cost = await runCli(["cost", "--by", "stage,model", "--json"], env);
+    const byStage = await runCli(["cost", "--by", "stage", "--json"], env);
     expect(cost.code).toBe(0);
-    const [byStage, byModel] = lastJson(cost.stdout);
-    expect(byStage.total.costUsd).toBeCloseTo(byModel.total.costUsd, 8);
-    expect(byStage.groups.map((g: { key: string }) => g.key).sort()).toEqual(["ticket-triage/classify", "ticket-triage/extract"]);
+    const both = lastJson(cost.stdout);
+    expect(both.by).toBe("stage,model");
+    expect(both.groups.map((g: { key: string; stage: string; model: string }) => [g.key, g.stage, g.model]).sort()).toEqual([
+      ["ticket-triage/classify · gpt-4o-mini", "classify", "gpt-4o-mini"],
+      ["ticket-triage/extract · gpt-4o", "extract", "gpt-4o"],
+    ]);
+    expect(both.total.costUsd).toBeCloseTo(lastJson(byStage.stdout).total.costUsd, 8);
   }, 240_000);
 });
