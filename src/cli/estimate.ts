@@ -70,6 +70,10 @@ interface EstimateSource {
 
 async function estimateOver(db: Database, pipeline: PipelineDef, source: EstimateSource, options: EstimateCliOptions, env: NodeJS.ProcessEnv): Promise<EstimateResult> {
   const { items, rejected } = source;
+  if (options.sample !== undefined && options.sample >= items.length) {
+    const n = items.length.toLocaleString("en-US");
+    throw new CliError(`--sample ${options.sample} would run all ${n} item${items.length === 1 ? "" : "s"} of the input (${source.label}) and pay for them: sample fewer, or run it with \`sluice run\``);
+  }
   const preset = await createProviders(env);
   try {
     process.stderr.write(`${preset.notice}\nstore: ${db.description}\n`);
