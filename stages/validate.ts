@@ -10,7 +10,9 @@ export interface Rule<Item, Outputs = Record<string, unknown>> {
 
 /**
  * Schema checks of upstream outputs plus business rules. Nothing reaches the
- * commit stage unless this says `valid`; doubtful items go to review.
+ * commit stage unless this says `valid`; doubtful items go to review. The
+ * stage's version covers the schemas and the rules' names and severities;
+ * bump `codeVersion` when a rule's check changes.
  *
  * @example
  * validateOutputs({ id: "validate", codeVersion: "1", reads: [classify, extract], schemas: { extract: TicketFields }, rules: [] });
@@ -27,6 +29,8 @@ export function validateOutputs<Item = any, const Id extends string = string, co
     id: options.id,
     kind: "validate",
     codeVersion: options.codeVersion,
+    // A changed schema or rule list changes what this stage decides: its version covers them.
+    settings: { schemas: options.schemas ?? {}, rules: options.rules.map((r) => ({ name: r.name, severity: r.severity })) },
     run: (input): ValidationVerdict => {
       const invalid: string[] = [];
       const review: string[] = [];

@@ -132,6 +132,8 @@ export function stageVersion(stage: StageDef): string {
 /** The parts that make up a stage version, by name, so `sluice versions` can say what changed. */
 export function versionParts(stage: StageDef): Record<string, unknown> {
   const parts: Record<string, unknown> = { kind: stage.kind, codeVersion: stage.codeVersion ?? null };
+  // Only when given, so the versions of stages without settings stay as they were.
+  if (stage.settings !== undefined) parts.settings = stage.settings;
   if (isLlmStage(stage)) {
     parts.provider = stage.provider ?? null;
     parts.model = stage.model;

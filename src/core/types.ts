@@ -123,6 +123,12 @@ interface StageBase<Item, Outputs, Id extends string> {
   kind: StageKind;
   /** Bump when the code behind a deterministic stage changes; part of the stage version. */
   codeVersion?: string;
+  /**
+   * Data the stage's code is built from (a template's schemas, rule names,
+   * thresholds): part of the stage version, so changing it reruns the stage
+   * as a `codeVersion` bump does. Plain JSON.
+   */
+  settings?: unknown;
   /** A gate: an item for which it returns false is `gated_out` for this stage and the stages that go on only from it (another branch may still carry it; see `core/dag.ts`). */
   when?(input: StageInput<Item, Outputs>): boolean;
   /**

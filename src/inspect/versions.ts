@@ -13,7 +13,7 @@ import { outputCountsByVersion, outputsOfVersion, stageVersionsSeen } from "../s
  */
 
 /** The parts of a stage version `sluice versions` reports on, in this order. */
-export const VERSION_PARTS = ["kind", "codeVersion", "provider", "model", "prompt", "params", "schema", "target"] as const;
+export const VERSION_PARTS = ["kind", "codeVersion", "settings", "provider", "model", "prompt", "params", "schema", "target"] as const;
 
 export interface PartChange {
   part: string;
