@@ -150,8 +150,9 @@ for (const driver of testDrivers()) {
         mkdirSync(join(dir, "in"));
         writeFileSync(join(dir, "in", "a.jsonl"), [row(100), row(101)].map((r) => JSON.stringify(r)).join("\n"));
         await eventsUntil(events, () => finished("inbox").length === 1);
-        expect(started("inbox")[0]!.because).toBe("1 new file(s) matching in/*.jsonl");
+        expect(started("inbox")[0]!.because).toBe("1 new file(s) matching in/*.jsonl: in/a.jsonl");
         expect(finished("inbox")[0]!.result.runs[0]!.items.total).toBe(2);
+        expect(finished("inbox")[0]!.result.files).toEqual([{ file: "in/a.jsonl", runId: finished("inbox")[0]!.result.runs[0]!.runId }]);
         const polled = count(events, "polled");
         await eventsUntil(events, (e) => count(e, "polled") >= polled + 3);
         expect(started("inbox")).toHaveLength(1);

@@ -1,6 +1,6 @@
 import { publicTargetUrl } from "../core/target.ts";
 import { Command } from "commander";
-import { stageVersion } from "../core/define.ts";
+import { sensorsOf, stageVersion } from "../core/define.ts";
 import { isLlmStage, type PipelineDef } from "../core/types.ts";
 import { printJson } from "./common.ts";
 import { loadAllPipelines } from "./schedule.ts";
@@ -19,7 +19,8 @@ export interface PipelineListing {
 }
 
 export function describePipeline(p: PipelineDef): PipelineListing {
-  const startedBy = p.schedule ? `cron "${p.schedule.cron}"` : p.after ? `after ${p.after}` : "on demand";
+  const sensors = sensorsOf(p);
+  const startedBy = sensors.length ? `sluice watch: ${sensors.join(", ")}` : "on demand";
   return {
     id: p.id,
     description: p.description ?? null,

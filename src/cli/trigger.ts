@@ -27,6 +27,7 @@ export function formatIncrement(result: IncrementResult): string {
     if (result.pruned) lines.push(`  deleted ${result.pruned} snapshot(s) of finished runs (their items are in the store)`);
   } else if (result.source === "glob") {
     lines.push(result.read === 0 ? `${result.pipeline}: no new files: nothing to run` : `${result.pipeline}: ${result.read} new file(s)`);
+    for (const f of result.files ?? []) lines.push(`  ${f.file}: run ${f.runId}, ${result.runs.find((r) => r.runId === f.runId)?.status ?? "started"}`);
     for (const s of result.skipped ?? []) lines.push(`  skipped ${s.file}: ${s.reason}`);
   }
   for (const run of result.runs) lines.push("", formatSummary(run));

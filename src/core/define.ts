@@ -183,3 +183,13 @@ function checkSourceSpec(pipeline: PipelineDef, where: string): void {
   if (pipeline.onNewRows && source.table === undefined && source.query === undefined) throw new DefinitionError(`${where}: onNewRows needs a table or query source with a cursor`);
   if (pipeline.onNewFiles && source.glob === undefined) throw new DefinitionError(`${where}: onNewFiles needs a glob source`);
 }
+
+/** The sensors a pipeline declares, as words for a person. */
+export function sensorsOf(pipeline: PipelineDef): string[] {
+  const out: string[] = [];
+  if (pipeline.schedule) out.push(`schedule "${pipeline.schedule.cron}"${pipeline.schedule.timezone ? ` (${pipeline.schedule.timezone})` : ""}`);
+  if (pipeline.after) out.push(`after ${pipeline.after}`);
+  if (pipeline.onNewRows) out.push(`onNewRows (${pipeline.source.table ?? "query"}, cursor ${pipeline.source.cursor})`);
+  if (pipeline.onNewFiles) out.push(`onNewFiles (${pipeline.source.glob})`);
+  return out;
+}

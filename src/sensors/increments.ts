@@ -32,6 +32,8 @@ export interface IncrementResult {
   cursor?: { from: string | null; to: string | null };
   /** Table and query sources: snapshots of finished runs deleted by this increment. */
   pruned?: number;
+  /** Glob sources: the file each run read, in the order of `runs`. */
+  files?: { file: string; runId: string }[];
   /** Glob sources: files that could not be read, with why (recorded, so not tried again until they change). */
   skipped?: { file: string; reason: string }[];
 }
@@ -75,7 +77,7 @@ async function runRowIncrement(opts: LocalRunOptions, kind: "table" | "query", o
   const { source, to } = increment;
   const summary = await runPipeline(opts, increment.snapshot, { source, cursorFrom: from, cursorTo: to });
   const finished = summary.status === "finished";
-  if (finished) await saveSourceCursor(db, pipeline.id, source, to, summary.runId, increment.rows);
+  if (finished) await saveSourceCursor(db, pipeline.id, source, { value: to, seen: increment.seen }, summary.runId, increment.rows);
   const pruned = (await pruneSnapshots(db, pipeline, dir)).length;
   return { pipeline: pipeline.id, source: kind, runs: [summary], read: increment.rows, cursor: { from, to: finished ? to : from }, pruned };
 }
@@ -85,6 +87,7 @@ async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions
   const files = await unreadFiles(db, pipeline, options.cwd);
   const runs: RunSummary[] = [];
   const skipped: { file: string; reason: string }[] = [];
+  const ran: { file: string; runId: string }[] = [];
   for (const f of files) {
     try {
       await checkInput(f.file, pipeline);
@@ -97,10 +100,11 @@ async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions
     }
     const summary = await runPipeline(opts, f.file, { source: `glob:${pipeline.source.glob}`, sourceFile: f.path });
     runs.push(summary);
+    ran.push({ file: f.path, runId: summary.runId });
     if (summary.status === "finished") await recordFileRead(db, pipeline.id, f.path, f.fingerprint, summary.runId);
     else break;
   }
-  return { pipeline: pipeline.id, source: "glob", runs, read: files.length, skipped };
+  return { pipeline: pipeline.id, source: "glob", runs, read: files.length, files: ran, skipped };
 }
 
 /** Whether a sensor of the pipeline would start a run now: rows past its cursor, or a file not read. */
@@ -109,11 +113,12 @@ export async function hasNewInput(db: LocalRunOptions["db"], pipeline: PipelineD
   if (kind === "table" || kind === "query") {
     const from = await sourceCursor(db, pipeline.id, cursorSourceId(pipeline));
     const due = await hasRowsPast(db, rowSpec(pipeline), from);
-    return { due, why: `new rows past ${pipeline.source.cursor} ${from ?? "(first read)"}` };
+    return { due, why: `new rows past ${pipeline.source.cursor} ${from?.value ?? "(first read)"}` };
   }
   if (kind === "glob") {
     const files = await unreadFiles(db, pipeline, options.cwd);
-    return { due: files.length > 0, why: `${files.length} new file(s) matching ${pipeline.source.glob}` };
+    const names = files.slice(0, 3).map((f) => f.path).join(", ") + (files.length > 3 ? ", ..." : "");
+    return { due: files.length > 0, why: `${files.length} new file(s) matching ${pipeline.source.glob}: ${names}` };
   }
   return { due: false, why: "" };
 }

@@ -4,7 +4,8 @@ import { runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
 import { runIncrement, sourceKind, type IncrementOptions, type IncrementResult } from "./increments.ts";
 
 export { runIncrement, hasNewInput, sourceKind, unreadFiles, type IncrementOptions, type IncrementResult, type SourceKind } from "./increments.ts";
-export { watchPipelines, watchedPipelines, sensorsOf, type WatchEvent, type WatchOptions } from "./watch.ts";
+export { sensorsOf } from "../core/define.ts";
+export { watchPipelines, watchedPipelines, type WatchEvent, type WatchOptions } from "./watch.ts";
 
 /**
  * Start a pipeline from another system, in this process: a table, query or

@@ -1,5 +1,6 @@
 import { setTimeout as wait } from "node:timers/promises";
 import { Cron } from "croner";
+import { sensorsOf } from "../core/define.ts";
 import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import type { LocalRunOptions } from "../runners/local/index.ts";
@@ -31,16 +32,6 @@ export interface WatchOptions extends Omit<LocalRunOptions, "pipeline">, Increme
   /** Stops watching: the run in progress is interrupted (it stays resumable) and the promise settles. */
   signal?: AbortSignal;
   onEvent?: (event: WatchEvent) => void;
-}
-
-/** The sensors a pipeline declares, as words for a person. */
-export function sensorsOf(pipeline: PipelineDef): string[] {
-  const out: string[] = [];
-  if (pipeline.schedule) out.push(`schedule "${pipeline.schedule.cron}"${pipeline.schedule.timezone ? ` (${pipeline.schedule.timezone})` : ""}`);
-  if (pipeline.after) out.push(`after ${pipeline.after}`);
-  if (pipeline.onNewRows) out.push(`onNewRows (${pipeline.source.table ?? "query"}, cursor ${pipeline.source.cursor})`);
-  if (pipeline.onNewFiles) out.push(`onNewFiles (${pipeline.source.glob})`);
-  return out;
 }
 
 /**

@@ -33,13 +33,15 @@ describe("the CLI's habits", () => {
   it("lists the pipelines in pipelines/ with their stages, versions and targets", async () => {
     const out = await runCli(["ls", "--json"], cliEnv());
     expect(out.code, out.stderr).toBe(0);
-    const listed = lastJson<{ id: string; stages: { id: string; kind: string; version: string; model?: string; target?: string }[] }[]>(out.stdout);
+    const listed = lastJson<{ id: string; startedBy: string; stages: { id: string; kind: string; version: string; model?: string; target?: string }[] }[]>(out.stdout);
     expect(listed.map((p) => p.id)).toEqual(["crm-enrichment", "ticket-triage"]);
     const demo = listed.find((p) => p.id === "ticket-triage");
     expect(demo!.stages.map((s) => s.id)).toEqual(["filter", "classify", "extract", "validate", "commit"]);
     expect(demo!.stages.every((s) => /^[0-9a-f]{12}$/.test(s.version))).toBe(true);
     expect(demo!.stages.find((s) => s.id === "commit")!.target).toBe("ticket_triage");
+    expect(demo!.startedBy).toBe("on demand");
     const crm = listed.find((p) => p.id === "crm-enrichment")!;
+    expect(crm.startedBy).toBe("sluice watch: onNewRows (crm_companies, cursor updated_at)");
     expect(crm.stages.map((s) => [s.id, s.model ?? null])).toEqual([["triage", "claude-haiku-4-5"], ["enrich", "claude-sonnet-4"], ["validate", null], ["commit", null]]);
   }, 60_000);
 
