@@ -52,7 +52,8 @@ export function formatLabels(stage: string, labels: LabelTable[], indent = "  ")
 
 /** The human report of a diff. */
 export function formatDiff(diff: RunDiff): string {
-  const lines = [`diff ${diff.runA} → ${diff.runB} (${diff.pipeline}) · ${int(diff.items.a)} → ${int(diff.items.b)} items, ${int(diff.items.common)} in both`];
+  const oneSided = diff.items.a + diff.items.b - 2 * diff.items.common;
+  const lines = [`diff ${diff.runA} → ${diff.runB} (${diff.pipeline}) · ${int(diff.items.a)} → ${int(diff.items.b)} items, ${int(diff.items.common)} in both${oneSided ? ` (the ${int(oneSided)} in one run only are not compared)` : ""}`];
   lines.push(`final state changed for ${int(diff.final.changed)} item${diff.final.changed === 1 ? "" : "s"}: ${moves(diff.final.transitions)}`, "");
   const rows = [["stage", "version", "items", "output changed", "gate changed", "state changed"]];
   for (const s of diff.stages) {

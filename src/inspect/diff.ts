@@ -32,7 +32,7 @@ export interface StageDiff {
   kind: string;
   versionA: string | null;
   versionB: string | null;
-  /** Items at this stage in either run (reached or gated out). */
+  /** Items of both runs at this stage in either (reached or gated out). */
   items: number;
   /** Items with an output in both runs whose outputs differ. */
   outputChanged: number;
@@ -52,7 +52,7 @@ export interface RunDiff {
   pipeline: string;
   runA: string;
   runB: string;
-  /** Items of each run, and how many both have. */
+  /** Items of each run, and how many both have: only those are compared. */
   items: { a: number; b: number; common: number };
   /** Items whose final state (their status at the last stage they reached) changed, as `from→to` counts. */
   final: { changed: number; transitions: Record<string, number> };
@@ -102,17 +102,19 @@ export async function diffRuns(db: Database, runA: string, runB: string, options
   if (options.stage && !stageIds.includes(options.stage)) throw new SluiceError(`neither run has a stage "${options.stage}" (stages: ${stageIds.join(", ")})`);
 
   const [workA, workB, finalA, finalB] = await Promise.all([workOutputHashes(db, runA, options.stage), workOutputHashes(db, runB, options.stage), finalStates(db, a), finalStates(db, b)]);
-  const common = [...finalA.keys()].filter((id) => finalB.has(id)).length;
-  const final = transitions([...new Set([...finalA.keys(), ...finalB.keys()])].map((id) => [finalA.get(id), finalB.get(id)]));
+  // Only items of both runs are compared: an item one run never had (two increments of a source) did not change.
+  const both = new Set([...finalA.keys()].filter((id) => finalB.has(id)));
+  const final = transitions([...both].map((id) => [finalA.get(id), finalB.get(id)]));
 
   const stages: StageDiff[] = [];
   for (const id of options.stage ? [options.stage] : stageIds) {
-    stages.push(await diffStage(db, a, b, id, workA.filter((w) => w.stage_id === id), workB.filter((w) => w.stage_id === id), options.sample ?? 5));
+    const inBoth = (w: WorkOutputHash) => w.stage_id === id && both.has(w.item_id);
+    stages.push(await diffStage(db, a, b, id, workA.filter(inBoth), workB.filter(inBoth), both, options.sample ?? 5));
   }
-  return { pipeline: a.pipeline, runA, runB, items: { a: finalA.size, b: finalB.size, common }, final: { changed: final.changed, transitions: final.table }, stages };
+  return { pipeline: a.pipeline, runA, runB, items: { a: finalA.size, b: finalB.size, common: both.size }, final: { changed: final.changed, transitions: final.table }, stages };
 }
 
-async function diffStage(db: Database, a: RunRow, b: RunRow, id: string, rowsA: WorkOutputHash[], rowsB: WorkOutputHash[], sampleSize: number): Promise<StageDiff> {
+async function diffStage(db: Database, a: RunRow, b: RunRow, id: string, rowsA: WorkOutputHash[], rowsB: WorkOutputHash[], both: ReadonlySet<string>, sampleSize: number): Promise<StageDiff> {
   const planA = a.stages.find((s) => s.id === id);
   const planB = b.stages.find((s) => s.id === id);
   const byA = new Map(rowsA.map((r) => [r.item_id, r]));
@@ -141,7 +143,8 @@ async function diffStage(db: Database, a: RunRow, b: RunRow, id: string, rowsA: 
   let labels: LabelTable[] | undefined;
   if (fields.length) {
     const [outA, outB] = await Promise.all([outputsOf(db, a.id, id), outputsOf(db, b.id, id)]);
-    labels = labelTable(fields, outA, outB);
+    const common = (m: Map<string, ItemAtStage>) => new Map([...m].filter(([itemId]) => both.has(itemId)));
+    labels = labelTable(fields, common(outA), common(outB));
   }
   return {
     id,

@@ -114,4 +114,15 @@ describe("rerun --stage classify when gate results flip", () => {
     expect(text).toContain(`extract gate: gated_out→reached ${gatedIn}, reached→gated_out ${gatedOut}`);
     expect(text).toMatch(/classify\.category: \d+\/\d+ unchanged/);
   });
+
+  it("diff compares only the items both runs have: an item one run never had did not change", async () => {
+    // The next increment of a source: the same 300 tickets and 50 more, through the unchanged pipeline.
+    const next = await runPipeline({ db: t.db, pipeline: demo, providers: llm.providers }, demoSlice(350));
+    const diff = await diffRuns(t.db, base.runId, next.runId);
+    expect(diff.items.b - diff.items.common).toBeGreaterThan(40);
+    expect(diff.items.common).toBe(diff.items.a);
+    expect(diff.final).toEqual({ changed: 0, transitions: {} });
+    for (const s of diff.stages) expect([s.id, s.outputChanged, s.gateChanged, s.stateChanged]).toEqual([s.id, 0, 0, 0]);
+    expect(formatDiff(diff).split("\n")[0]).toMatch(new RegExp(`${diff.items.common} in both \\(the ${diff.items.b - diff.items.common} in one run only are not compared\\)$`));
+  });
 });
