@@ -135,6 +135,14 @@ for (const driver of testDrivers()) {
       expect(page).toContain("&lt;img src=x onerror=alert(1)&gt;.csv");
     });
 
+    it("does not say no attempt failed of a run that stopped with none recorded", () => {
+      const clean = reportDocument({ ...report, failures: { ...report.failures, attempts: [] } });
+      expect(clean).toContain("No attempt failed.");
+      const stopped = reportDocument({ ...report, run: { ...report.run, error: "stage classify stopped: the provider refused the API key" }, failures: { ...report.failures, attempts: [] } });
+      expect(stopped).not.toContain("No attempt failed.");
+      expect(stopped).toContain("No failed attempt was recorded: the calls cut short when the run stopped are not attempts (stage classify stopped: the provider refused the API key).");
+    });
+
     // Last: it reopens the run the tests above read.
     it("says how long a run took to its first finish when it went on after it (review decisions taken on later)", async () => {
       const finished = await requireRun(store.db, run.summary.runId);

@@ -146,7 +146,7 @@ function failures(r: RunReport, links: ReportLinks): Html {
   return html`
     <h2 id="failures">Failures</h2>
     <p class="note">Failed provider attempts by error class, retried ones included: transient errors are retried with backoff, deterministic ones dead-letter at once, quality failures get one repair attempt.</p>
-    ${chart(failureChart(r), "No attempt failed.")}
+    ${chart(failureChart(r), r.run.error ? `No failed attempt was recorded: the calls cut short when the run stopped are not attempts (${r.run.error}).` : "No attempt failed.")}
     <h3>Dead letters</h3>
     ${reasons(r.failures.deadLetters, links, { empty: "No dead letters.", stage: true })}
     <h2 id="quarantine">Quarantined and deduplicated rows</h2>
