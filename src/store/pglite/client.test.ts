@@ -1,12 +1,13 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { PGlite } from "@electric-sql/pglite";
 import { PGliteThread } from "./client.ts";
 
 // One database for the file (creating one takes seconds); each test its own table.
 let shared: PGliteThread;
 beforeAll(async () => {
-  shared = await PGliteThread.open({ startParams: [] });
+  shared = await PGliteThread.open({ startParams: [...PGlite.defaultStartParams] });
 }, 120_000);
 afterAll(() => shared?.close());
 let tables = 0;
@@ -78,7 +79,7 @@ describe("PGlite in a thread of its own", () => {
   });
 
   test("after its thread ends, a call fails with why instead of waiting for ever", async () => {
-    const pg = await PGliteThread.open({ startParams: [] });
+    const pg = await PGliteThread.open({ startParams: [...PGlite.defaultStartParams] });
     await pg.close();
     await expect(pg.query("select 1")).rejects.toThrow(/embedded database's thread ended/);
   }, 120_000);
@@ -89,8 +90,9 @@ describe("PGlite in a thread of its own", () => {
   });
 
   test("a process that never closes its database still exits", async () => {
-    const code = `import { PGliteThread } from ${JSON.stringify(new URL("./client.ts", import.meta.url).pathname)};
-const pg = await PGliteThread.open({ startParams: [] });
+    const code = `import { PGlite } from "@electric-sql/pglite";
+import { PGliteThread } from ${JSON.stringify(new URL("./client.ts", import.meta.url).pathname)};
+const pg = await PGliteThread.open({ startParams: [...PGlite.defaultStartParams] });
 const { rows } = await pg.query("select 7 as n");
 console.log(rows[0].n);`;
     const started = Date.now();

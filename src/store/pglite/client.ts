@@ -29,7 +29,7 @@ export class PGliteThread {
   #transactions = 0;
   #dead: Error | undefined;
 
-  private constructor(options: { dataDir?: string; startParams: string[] }) {
+  private constructor(options: { dataDir?: string; startParams: string[]; load?: Uint8Array }) {
     const workerData = { pglite: import.meta.resolve("@electric-sql/pglite"), ...options };
     // Plain JavaScript beside this file in the sources and in dist/ alike.
     // The thread's objects are a statement's parameters and rows, dead once
@@ -55,8 +55,8 @@ export class PGliteThread {
     this.#worker.on("exit", (code) => die(new SluiceError(`the embedded database's thread ended (exit code ${code})`)));
   }
 
-  /** Start the thread and open the database in it (`dataDir` undefined: in memory). */
-  static async open(options: { dataDir?: string; startParams: string[] }): Promise<PGliteThread> {
+  /** Start the thread and open the database in it (`dataDir` undefined: in memory; `load`: a copy made by `dump`). */
+  static async open(options: { dataDir?: string; startParams: string[]; load?: Uint8Array }): Promise<PGliteThread> {
     const thread = new PGliteThread(options);
     try {
       await thread.#call({ op: "open" });
@@ -99,6 +99,11 @@ export class PGliteThread {
     }
     await this.#call({ op: "end", tx, commit: true });
     return result;
+  }
+
+  /** The whole database as a tarball, for `open({ load })`: a copy that starts without initdb. */
+  dump(): Promise<Uint8Array> {
+    return this.#call({ op: "dump" });
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,9 @@ import { PGliteThread } from "./client.ts";
 import { MIGRATIONS_DIR, wrap, type Database, type Drizzle } from "../database.ts";
 import * as schema from "../schema.ts";
 
+/** A new, migrated in-memory database as a tarball (40 MB), made by the first one this process opens. */
+let memoryTemplate: Promise<Uint8Array> | undefined;
+
 /**
  * Embedded Postgres (PGlite) in `dataDir`, or in memory when `dataDir` is
  * undefined, running in a thread of its own (`client.ts`). One process at a time may open a data directory: a lock file
@@ -45,9 +48,12 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
       throw err;
     }
   }
+  // In memory, a copy of the first new database this process migrated: initdb and the
+  // migrations took 3.9 s a database here, a copy takes 1.1-1.4 s (the thread's start included).
+  const template = dataDir ? undefined : await memoryTemplate?.catch(() => undefined);
   let client: PGliteThread;
   try {
-    client = await PGliteThread.open({ dataDir, startParams });
+    client = await PGliteThread.open({ dataDir, startParams, load: template });
   } catch (err) {
     release();
     throw err;
@@ -55,6 +61,8 @@ export async function connect(options: { dataDir?: string } = {}): Promise<Datab
   const db = drizzle(client as never, { schema }) as unknown as Drizzle;
   try {
     await migrate(db as never, { migrationsFolder: MIGRATIONS_DIR });
+    // Awaited: no statement of the caller's may land in the copy.
+    if (!dataDir && !memoryTemplate) await (memoryTemplate = client.dump());
   } catch (err) {
     release();
     await client.close();

@@ -43,9 +43,18 @@ async function handle(message) {
   try {
     switch (op) {
       case "open": {
-        pg = new PGlite(workerData.dataDir, { startParams: workerData.startParams });
+        const options = { startParams: workerData.startParams };
+        // A copy of a database (`dump`) starts without initdb. In memory, PGlite
+        // takes its options as its first argument.
+        if (workerData.load) options.loadDataDir = new Blob([workerData.load]);
+        pg = workerData.dataDir === undefined ? new PGlite(options) : new PGlite(workerData.dataDir, options);
         await pg.waitReady;
         return reply(id, null);
+      }
+      case "dump": {
+        const bytes = new Uint8Array(await (await pg.dumpDataDir("none")).arrayBuffer());
+        parentPort.postMessage({ id, result: bytes }, [bytes.buffer]);
+        return;
       }
       case "query": {
         const on = message.tx === undefined ? pg : open.get(message.tx)?.tx;
