@@ -165,10 +165,14 @@ for (const driver of testDrivers()) {
         const second = await openDatabase({ url: t.url! });
         try {
           const options = { ...fast, batchChunkSize: 100 };
-          const summaries = await Promise.all([t.db, second].map((db) => runPipeline({ db, pipeline: batched, providers: providers(), options }, input)));
+          const log: string[] = [];
+          const logger = (who: string) => ({ info: (m: string) => log.push(`${who} ${m}`), warn: (m: string) => log.push(`${who} warn ${m}`), debug: () => {} });
+          const summaries = await Promise.all([t.db, second].map((db, i) => runPipeline({ db, pipeline: batched, providers: providers(), options, logger: logger(`p${i}`) }, input)));
           expect(new Set(summaries.map((s) => s.runId)).size).toBe(1);
           expect(summaries[0]!.items.byStatus).toEqual({ committed: 600 });
-          expect(sim.stats().batches.requests).toBe(100);
+          // Which worker sent which batch, for whoever reads a failure (it failed once in CI, under load, with 200).
+          const batches = await t.db.rows(sql`SELECT b.id, b.worker_id, b.status, b.created_at, count(r.custom_id)::int AS requests FROM provider_batches b LEFT JOIN provider_batch_requests r ON r.batch_row_id = b.id GROUP BY b.id ORDER BY b.created_at`);
+          expect(sim.stats().batches.requests, JSON.stringify({ batches, log })).toBe(100);
           expect(sim.stats().realtimeCalls).toBe(0);
         } finally {
           await second.close();

@@ -255,7 +255,12 @@ for (const driver of testDrivers()) {
     it("reads each file once, again only when its content changes, and records an empty file with why", async () => {
       t = await driver.open();
       dir = mkdtempSync(join(tmpdir(), "sluice-glob-"));
-      const write = (name: string, rows: Record<string, unknown>[]) => writeFileSync(join(dir, name), rows.map((r) => JSON.stringify(r)).join("\n"));
+      // Still for a minute, as far as the sensor can tell (a file that changed in the last 2 s waits).
+      const settled = (name: string) => utimesSync(join(dir, name), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      const write = (name: string, rows: Record<string, unknown>[], still = true) => {
+        writeFileSync(join(dir, name), rows.map((r) => JSON.stringify(r)).join("\n"));
+        if (still) settled(name);
+      };
       write("a.jsonl", Array.from({ length: 5 }, (_, i) => row(i)));
       write("b.jsonl", Array.from({ length: 3 }, (_, i) => row(10 + i)));
       writeFileSync(join(dir, "notes.txt"), "not matched");
@@ -271,12 +276,23 @@ for (const driver of testDrivers()) {
       write("b.jsonl", [...Array.from({ length: 3 }, (_, i) => row(10 + i)), row(13)]);
       write("c.jsonl", [row(20)]);
       writeFileSync(join(dir, "empty.jsonl"), "");
+      settled("empty.jsonl");
       const second = await runIncrement(opts, { cwd: dir });
       expect(second.runs.map((r) => r.items.total)).toEqual([4, 1]);
       expect(second.skipped).toEqual([{ file: "empty.jsonl", reason: expect.stringMatching(/has no rows/) }]);
       // b.jsonl's three unchanged rows come from stage outputs: only the new row and c.jsonl's are calls.
       expect(provider.calls).toBe(10);
       expect((await runIncrement(opts, { cwd: dir })).runs).toEqual([]);
+
+      // A file that has just changed may still be being written: it waits for a later look, and is read once still.
+      write("d.jsonl", [row(30), row(31)], false);
+      const early = await runIncrement(opts, { cwd: dir });
+      expect(early.runs).toEqual([]);
+      expect(early.unsettled).toEqual([{ path: "d.jsonl", changedMsAgo: expect.any(Number) }]);
+      settled("d.jsonl");
+      const later = await runIncrement(opts, { cwd: dir });
+      expect(later.runs.map((r) => r.items.total)).toEqual([2]);
+      expect(later.unsettled).toEqual([]);
     }, 120_000);
   });
 }

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import type { IncrementResult } from "../sensors/index.ts";
 import { triggerPipeline } from "../sensors/index.ts";
+import { FILE_SETTLE_MS } from "../sensors/files.ts";
 import { loadPipeline, withStore } from "./common.ts";
 import { formatSummary } from "./format.ts";
 import { budgetExit } from "./run.ts";
@@ -29,6 +30,7 @@ export function formatIncrement(result: IncrementResult): string {
     lines.push(result.read === 0 ? `${result.pipeline}: no new files: nothing to run` : `${result.pipeline}: ${result.read} new file(s)`);
     for (const f of result.files ?? []) lines.push(`  ${f.file}: run ${f.runId}, ${result.runs.find((r) => r.runId === f.runId)?.status ?? "started"}`);
     for (const s of result.skipped ?? []) lines.push(`  skipped ${s.file}: ${s.reason}`);
+    for (const u of result.unsettled ?? []) lines.push(`  not yet ${u.path}: it changed ${(u.changedMsAgo / 1000).toFixed(1)} s ago and may still be being written; read once it has been still for ${FILE_SETTLE_MS / 1000} s`);
   }
   for (const run of result.runs) lines.push("", formatSummary(run));
   return lines.join("\n");

@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { glob } from "tinyglobby";
 import type { PipelineDef } from "../core/types.ts";
@@ -20,10 +21,39 @@ export interface UnreadFile {
   fingerprint: string;
 }
 
-/** Files of a glob source not read yet (by path and content), in name order. */
-export async function unreadFiles(db: Database, pipeline: PipelineDef, cwd = process.cwd()): Promise<UnreadFile[]> {
-  const paths = (await glob(pipeline.source.glob!, { cwd, onlyFiles: true, expandDirectories: false })).sort();
+/**
+ * A file changed within this many milliseconds may still be being written (a
+ * copy, a download): it is left for a later look. A writer that renames a
+ * finished file into place (or writes under a dot name, which a glob does not
+ * match) never has its file read half written, whatever the wait.
+ */
+export const FILE_SETTLE_MS = 2_000;
+
+/** A file a glob matched that changed too recently to be read. */
+export interface UnsettledFile {
+  path: string;
+  /** How long ago it last changed. */
+  changedMsAgo: number;
+}
+
+/**
+ * Files of a glob source not read yet (by path and content), in name order,
+ * and those left for later because they changed within `settleMs`.
+ */
+export async function unreadFiles(db: Database, pipeline: PipelineDef, cwd = process.cwd(), settleMs = FILE_SETTLE_MS): Promise<UnreadFile[] & { unsettled: UnsettledFile[] }> {
+  const matched = (await glob(pipeline.source.glob!, { cwd, onlyFiles: true, expandDirectories: false })).sort();
+  const now = Date.now();
+  const unsettled: UnsettledFile[] = [];
+  const paths: string[] = [];
+  for (const path of matched) {
+    const changedMsAgo = now - (await stat(join(cwd, path))).mtimeMs;
+    if (changedMsAgo < settleMs) unsettled.push({ path, changedMsAgo: Math.max(0, Math.round(changedMsAgo)) });
+    else paths.push(path);
+  }
   const files = await Promise.all(paths.map(async (path) => ({ path, file: join(cwd, path), fingerprint: await sourceFingerprint(join(cwd, path)) })));
   const read = await filesRead(db, pipeline.id, paths);
-  return files.filter((f) => !read.has(`${f.path}\0${f.fingerprint}`));
+  return Object.assign(
+    files.filter((f) => !read.has(`${f.path}\0${f.fingerprint}`)),
+    { unsettled },
+  );
 }

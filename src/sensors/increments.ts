@@ -4,7 +4,7 @@ import type { PipelineDef } from "../core/types.ts";
 import type { RunSummary } from "../inspect/summary.ts";
 import { checkInput, runPipeline, type LocalRunOptions } from "../runners/local/index.ts";
 import { hasRowsPast, recordFileRead, saveSourceCursor, sourceCursor } from "../store/sources.ts";
-import { unreadFiles } from "./files.ts";
+import { unreadFiles, type UnsettledFile } from "./files.ts";
 import { cursorSourceId, pruneSnapshots, rowSpec, snapshotNewRows } from "./snapshot.ts";
 
 export { cursorSourceId } from "./snapshot.ts";
@@ -34,6 +34,8 @@ export interface IncrementResult {
   pruned?: number;
   /** Glob sources: the file each run read, in the order of `runs`. */
   files?: { file: string; runId: string }[];
+  /** Glob sources: files that changed too recently to be read (perhaps still being written), left for the next look. */
+  unsettled?: UnsettledFile[];
   /** Glob sources: files that could not be read, with why (recorded, so not tried again until they change). */
   skipped?: { file: string; reason: string }[];
 }
@@ -45,6 +47,8 @@ export interface IncrementOptions {
   cwd?: string;
   /** Rows of a table or query source read per page (held in memory at once). Default 1,000. */
   pageRows?: number;
+  /** A glob source's file changed within this many milliseconds is left for a later look (`FILE_SETTLE_MS`, 2 s). */
+  settleMs?: number;
 }
 
 export function sourceKind(pipeline: PipelineDef): SourceKind {
@@ -84,7 +88,7 @@ async function runRowIncrement(opts: LocalRunOptions, kind: "table" | "query", o
 
 async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions): Promise<IncrementResult> {
   const { db, pipeline } = opts;
-  const files = await unreadFiles(db, pipeline, options.cwd);
+  const files = await unreadFiles(db, pipeline, options.cwd, options.settleMs);
   const runs: RunSummary[] = [];
   const skipped: { file: string; reason: string }[] = [];
   const ran: { file: string; runId: string }[] = [];
@@ -104,7 +108,7 @@ async function runGlobIncrement(opts: LocalRunOptions, options: IncrementOptions
     if (summary.status === "finished") await recordFileRead(db, pipeline.id, f.path, f.fingerprint, summary.runId);
     else break;
   }
-  return { pipeline: pipeline.id, source: "glob", runs, read: files.length, files: ran, skipped };
+  return { pipeline: pipeline.id, source: "glob", runs, read: files.length, files: ran, skipped, unsettled: files.unsettled };
 }
 
 /** Whether a sensor of the pipeline would start a run now: rows past its cursor, or a file not read. */
@@ -116,7 +120,7 @@ export async function hasNewInput(db: LocalRunOptions["db"], pipeline: PipelineD
     return { due, why: `new rows past ${pipeline.source.cursor} ${from?.value ?? "(first read)"}` };
   }
   if (kind === "glob") {
-    const files = await unreadFiles(db, pipeline, options.cwd);
+    const files = await unreadFiles(db, pipeline, options.cwd, options.settleMs);
     const names = files.slice(0, 3).map((f) => f.path).join(", ") + (files.length > 3 ? ", ..." : "");
     return { due: files.length > 0, why: `${files.length} new file(s) matching ${pipeline.source.glob}: ${names}` };
   }

@@ -11,7 +11,7 @@ import { createInProcessProvider, memoryDatabase, singleProvider, type TestDatab
 import { dumpTarget } from "../../src/store/reports.ts";
 import crm from "../../pipelines/crm-enrichment.ts";
 import companySchema from "../../schemas/company.schema.json" with { type: "json" };
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { installTaskCatalog, startTriggerHarness, type TriggerHarness } from "./harness.ts";
@@ -117,11 +117,17 @@ describe("the onNewFiles sensor on Trigger.dev", () => {
     expect(resourceCatalog.listTaskManifests().find((t) => t.id === "sluice-dropped--sensor")).toMatchObject({ triggerSource: "schedule", schedule: { cron: "* * * * *" } });
     dir = mkdtempSync(join(tmpdir(), "sluice-dropped-"));
     process.env.SLUICE_GLOB_DIR = dir;
-    const write = (name: string, rows: Record<string, unknown>[]) => writeFileSync(join(dir, "drop", name), rows.map((r) => JSON.stringify(r)).join("\n"));
+    // Written a minute ago, as far as the sensor can tell: a file that changed in the last 2 s waits for the next tick.
+    const settled = (path: string) => utimesSync(path, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const write = (name: string, rows: Record<string, unknown>[]) => {
+      writeFileSync(join(dir, "drop", name), rows.map((r) => JSON.stringify(r)).join("\n"));
+      settled(join(dir, "drop", name));
+    };
     mkdirSync(join(dir, "drop"));
     write("a.jsonl", Array.from({ length: 3 }, (_, i) => row(100 + i)));
     write("b.jsonl", Array.from({ length: 2 }, (_, i) => row(110 + i)));
     writeFileSync(join(dir, "drop", "empty.jsonl"), "");
+    settled(join(dir, "drop", "empty.jsonl"));
     writeFileSync(join(dir, "drop", "notes.txt"), "not matched");
     const calls = provider.calls;
 

@@ -2,7 +2,7 @@ import { basename, join } from "node:path";
 import { tmpdir } from "node:os";
 import { SluiceError } from "../../core/errors.ts";
 import type { PipelineDef } from "../../core/types.ts";
-import { unreadFiles } from "../../sensors/files.ts";
+import { unreadFiles, type UnsettledFile } from "../../sensors/files.ts";
 import { pruneSnapshots, snapshotNewRows } from "../../sensors/snapshot.ts";
 import { checkSource } from "../../sources/index.ts";
 import type { Database } from "../../store/database.ts";
@@ -49,6 +49,8 @@ export async function senseNewRows(db: Database, pipeline: PipelineDef, dir = jo
 export interface FilesTick {
   /** One entry per new file (path relative to where the glob is matched), in name order. */
   files: ({ path: string; fingerprint: string } & ({ started: SubmittedRun } | { skipped: string }))[];
+  /** Files that changed within `FILE_SETTLE_MS` (perhaps still being written): left for the next tick. */
+  unsettled?: UnsettledFile[];
 }
 
 /**
@@ -63,7 +65,8 @@ export interface FilesTick {
  */
 export async function senseNewFiles(db: Database, pipeline: PipelineDef, cwd = process.cwd()): Promise<FilesTick> {
   const files: FilesTick["files"] = [];
-  for (const f of await unreadFiles(db, pipeline, cwd)) {
+  const unread = await unreadFiles(db, pipeline, cwd);
+  for (const f of unread) {
     try {
       await checkSource(f.file, pipeline.source);
     } catch (err) {
@@ -83,5 +86,5 @@ export async function senseNewFiles(db: Database, pipeline: PipelineDef, cwd = p
     await recordFileRead(db, pipeline.id, f.path, f.fingerprint, started.runId);
     files.push({ path: f.path, fingerprint: f.fingerprint, started });
   }
-  return { files };
+  return unread.unsettled.length ? { files, unsettled: unread.unsettled } : { files };
 }
