@@ -5,6 +5,7 @@ import { sha256 } from "../src/core/hash.ts";
 import { createInProcessProvider } from "../src/providers/inprocess.ts";
 import { costOf } from "../src/providers/prices.ts";
 import { deadLetters } from "../src/store/reports.ts";
+import { itemPage } from "../src/store/run-details.ts";
 import { runPipelineForTest, singleProvider, testDrivers, type TestDatabase, type TestRun } from "../src/testing/index.ts";
 import { listReview } from "../src/inspect/review.ts";
 import type { QueueRow } from "../src/store/reviews.ts";
@@ -79,8 +80,34 @@ for (const driver of testDrivers()) {
       expect((await app.request(`${local}/runs/${runId}/items/nope`)).status).toBe(404);
       expect((await app.request(`${local}/pipelines/nope`)).status).toBe(404);
       // A NUL names nothing (Postgres text cannot hold one): not found, not a failed statement.
-      for (const path of ["/runs/%00", `/runs/${runId}/items/%00`, "/pipelines/%00", `/runs/${runId}/items?after=%00`]) expect((await app.request(`${local}${path}`)).status, path).toBe(404);
+      for (const path of ["/runs/%00", `/runs/${runId}/items/%00`, "/pipelines/%00", `/runs/${runId}/items?after=%00`, `/runs/${runId}/items?before=%00`]) expect((await app.request(`${local}${path}`)).status, path).toBe(404);
       expect((await app.request(`${local}/runs/%E0%A4%A`)).status).toBe(400);
+    });
+
+    it("pages a run's items both ways, and says where the rows that did not become items are", async () => {
+      const app = createConsoleApp({ db: store.db });
+      const { runId } = run.summary;
+      const ids = (await itemPage(store.db, runId, { limit: 1000 })).map((r) => r.item_id);
+      expect(ids.length).toBeGreaterThan(20);
+      // The store's pages: forwards after an id, backwards before one, each in id order.
+      const second = await itemPage(store.db, runId, { after: ids[9], limit: 10 });
+      expect(second.map((r) => r.item_id)).toEqual(ids.slice(10, 20));
+      expect((await itemPage(store.db, runId, { before: ids[10], limit: 10 })).map((r) => r.item_id)).toEqual(ids.slice(0, 10));
+      expect((await itemPage(store.db, runId, { before: ids[5], limit: 10 })).map((r) => r.item_id)).toEqual(ids.slice(0, 5));
+      const page = async (q: string) => (await app.request(`${local}/runs/${runId}/items${q}`)).text();
+      const rest = await page(`?after=${ids[9]}`);
+      expect(rest).toContain(`href="/runs/${runId}/items?before=${ids[10]}"`);
+      expect(rest).not.toContain("next 100");
+      const first = await page(`?before=${ids[10]}`);
+      expect(first).not.toContain("previous 100");
+      expect(first).toContain(`href="/runs/${runId}/items?after=${ids[9]}"`);
+      for (const id of ids.slice(0, 10)) expect(first).toContain(`>${id}</a>`);
+      expect(first).not.toContain(`>${ids[10]}</a>`);
+      const all = await page("");
+      expect(all).not.toMatch(/previous 100|next 100/);
+      const rejected = run.summary.items.byStatus.quarantined ?? 0;
+      if (rejected) expect(all).toContain(`${rejected} quarantined`);
+      expect(all.includes(`href="/runs/${runId}#quarantine"`)).toBe(rejected + (run.summary.items.byStatus.deduplicated ?? 0) > 0);
     });
 
     it("is read-only unless started with --allow-writes, and takes posts from its own pages only", async () => {

@@ -122,18 +122,24 @@ export async function deadLetterCountsByRun(db: Database, limit: number): Promis
     GROUP BY r.id, r.pipeline, r.created_at ORDER BY r.created_at DESC LIMIT ${limit}`);
 }
 
-/** One page of a run's items with their status at the last stage they reached, in id order, optionally only those with a given final status. */
+/**
+ * One page of a run's items with their status at the last stage they
+ * reached, in id order, optionally only those with a given final status:
+ * the first page, the page after `after`, or the page before `before`.
+ */
 export async function itemPage(
-  db: Database, runId: string, q: { after?: string; limit: number; status?: string }, carried: readonly (readonly [number, number])[] = [],
+  db: Database, runId: string, q: { after?: string; before?: string; limit: number; status?: string }, carried: readonly (readonly [number, number])[] = [],
 ): Promise<{ item_id: string; line: number; status: string; stage_id: string | null }[]> {
   // With branches, where each item ended as the summary counts it (see `endingRowOrder`).
   const order = carried.length ? endingRowOrder(carried) : sql`stage_index DESC`;
-  return db.rows<{ item_id: string; line: number; status: string; stage_id: string | null }>(sql`
+  const rows = await db.rows<{ item_id: string; line: number; status: string; stage_id: string | null }>(sql`
     SELECT i.item_id, i.line, coalesce(f.status, 'queued') AS status, f.stage_id FROM run_items i
     LEFT JOIN LATERAL (SELECT status, stage_id FROM work w WHERE w.run_id = i.run_id AND w.item_id = i.item_id ORDER BY ${order} LIMIT 1) f ON true
     WHERE i.run_id = ${runId} ${q.after === undefined ? sql`` : sql`AND i.item_id > ${q.after}`}
+      ${q.before === undefined ? sql`` : sql`AND i.item_id < ${q.before}`}
       ${q.status === undefined ? sql`` : sql`AND coalesce(f.status, 'queued') = ${q.status}`}
-    ORDER BY i.item_id LIMIT ${q.limit}`);
+    ORDER BY i.item_id ${q.before === undefined ? sql`` : sql`DESC`} LIMIT ${q.limit}`);
+  return q.before === undefined ? rows : rows.reverse();
 }
 
 // --- one item ----------------------------------------------------------------

@@ -9,7 +9,7 @@ const query = (q: Record<string, string | undefined>) => {
 export const paths = {
   runs: () => "/runs",
   run: (runId: string) => `/runs/${seg(runId)}`,
-  items: (runId: string, q: { status?: string; after?: string } = {}) => `/runs/${seg(runId)}/items${query(q)}`,
+  items: (runId: string, q: { status?: string; after?: string; before?: string } = {}) => `/runs/${seg(runId)}/items${query(q)}`,
   item: (runId: string, itemId: string) => `/runs/${seg(runId)}/items/${seg(itemId)}`,
   /** A run's review queue; `q`: the filter, and a note of what was just decided. */
   review: (runId?: string, q: Record<string, string | undefined> = {}) => (runId ? `/runs/${seg(runId)}/review${query(q)}` : "/review"),

@@ -1,7 +1,7 @@
 import { buildRunReport } from "../../inspect/report.ts";
 import { reportBody } from "../../report/page.ts";
 import { html, int } from "../../report/html.ts";
-import { recentRuns } from "../../store/reports.ts";
+import { recentRuns, rejectedRowCounts } from "../../store/reports.ts";
 import { itemPage, runProgress } from "../../store/run-details.ts";
 import { getRun } from "../../store/runs.ts";
 import { carriedPairs, recordedReads } from "../../core/dag.ts";
@@ -61,15 +61,27 @@ export const runsPage: ConsolePage = {
       if (!run) return notFound(c, ctx, `No run ${runId} in this store.`);
       const state = c.req.query("status") || undefined;
       const after = c.req.query("after") || undefined;
-      const rows = await itemPage(ctx.db, runId, { after, status: state, limit: ITEMS_PER_PAGE }, carriedPairs(recordedReads(run.stages)));
-      const next = rows.length === ITEMS_PER_PAGE ? rows[rows.length - 1]!.item_id : undefined;
+      const before = after ? undefined : c.req.query("before") || undefined;
+      const carried = carriedPairs(recordedReads(run.stages));
+      const rows = await itemPage(ctx.db, runId, { after, before, status: state, limit: ITEMS_PER_PAGE }, carried);
+      // A link only where there is a page to go to: one item looked up on each side.
+      const [earlier, later] = rows.length
+        ? await Promise.all([
+            itemPage(ctx.db, runId, { before: rows[0]!.item_id, status: state, limit: 1 }, carried),
+            itemPage(ctx.db, runId, { after: rows[rows.length - 1]!.item_id, status: state, limit: 1 }, carried),
+          ])
+        : [[], []];
+      const previous = earlier.length ? rows[0]!.item_id : undefined;
+      const next = later.length ? rows[rows.length - 1]!.item_id : undefined;
+      const rejected = state ? [] : await rejectedRowCounts(ctx.db, runId);
       const body = html`<h1>Items of <a class="mono" href="${paths.run(runId)}">${runId}</a></h1>
         <p class="note">Each item with its status where it ended (the last stage it reached; with branches, not a branch another one carried it past), in id order${state ? html`, only <b>${state}</b> (<a href="${paths.items(runId)}">all</a>)` : ""}.</p>
         <table><tr><th>item</th><th class="num">line</th><th>last stage</th><th>status</th></tr>
         ${rows.map((r) => html`<tr><td><a class="mono" href="${paths.item(runId, r.item_id)}">${r.item_id}</a></td><td class="num">${int(r.line)}</td><td>${r.stage_id ?? "–"}</td><td><a href="${paths.items(runId, { status: r.status })}">${status(r.status)}</a></td></tr>`)}
         </table>
-        ${rows.length === 0 ? html`<p class="muted">No items${after ? " after this one" : ""}.</p>` : ""}
-        ${next ? html`<p><a href="${paths.items(runId, { status: state, after: next })}">next ${String(ITEMS_PER_PAGE)} →</a></p>` : ""}`;
+        ${rows.length === 0 ? html`<p class="muted">No items${after ? " after this one" : before ? " before this one" : ""}.</p>` : ""}
+        ${previous || next ? html`<p>${previous ? html`<a href="${paths.items(runId, { status: state, before: previous })}">← previous ${String(ITEMS_PER_PAGE)}</a>` : ""}${previous && next ? " · " : ""}${next ? html`<a href="${paths.items(runId, { status: state, after: next })}">next ${String(ITEMS_PER_PAGE)} →</a>` : ""}</p>` : ""}
+        ${rejected.length ? html`<p class="note">Rows read that did not become items: ${rejected.map((r, i) => html`${i ? ", " : ""}${int(r.n)} ${r.state}`)}, with why, in <a href="${`${paths.run(runId)}#quarantine`}">the run's report</a>.</p>` : ""}`;
       return c.html(ctx.render({ title: `Items of ${runId}`, section: paths.runs(), body }));
     });
   },
