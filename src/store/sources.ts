@@ -68,14 +68,22 @@ async function cursorType(db: Database, spec: RowSourceSpec): Promise<string | u
 
 const ROW_HASH = sql`md5(to_jsonb(s)::text)`;
 
-/** Rows whose cursor is past `after`'s value, or at it and not read yet. */
-function pastCursor(spec: RowSourceSpec, type: string, after: SourceCursor | null): SQL {
-  if (after === null) return sql`TRUE`;
+/**
+ * The source's rows whose cursor is past `after`'s value, or at it and not
+ * read yet, as a FROM item. The two are read apart, so the rows at the value
+ * meet those already read in an anti-join (hashed): 100,000 rows of one
+ * timestamp against 99,990 read took 0.5 s on Postgres, where one condition
+ * joined by OR compared each row with every hash and had not ended after 120 s.
+ */
+function rowsPast(spec: RowSourceSpec, type: string, after: SourceCursor | null): SQL {
+  if (after === null) return sql`(${fromOf(spec)})`;
   const col = sql`s.${sql.identifier(spec.cursor)}`;
   const value = sql`CAST(${after.value} AS ${sql.raw(type)})`;
+  const past = sql`SELECT * FROM (${fromOf(spec)}) AS s WHERE ${col} > ${value}`;
   // A cursor saved before rows at its value were recorded: as it was read then.
-  if (after.seen.length === 0) return sql`${col} > ${value}`;
-  return sql`(${col} > ${value} OR (${col} = ${value} AND NOT ${ROW_HASH} = ANY (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(after.seen)}::jsonb)))))`;
+  if (after.seen.length === 0) return sql`(${past})`;
+  return sql`(${past} UNION ALL SELECT * FROM (${fromOf(spec)}) AS s WHERE ${col} = ${value}
+    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(${JSON.stringify(after.seen)}::jsonb) AS seen(h) WHERE seen.h = ${ROW_HASH}))`;
 }
 
 /** Rows per page when a table or query source is read: what is held in memory at once. */
@@ -104,8 +112,8 @@ export async function readRowsPast(
     const col = sql.identifier(spec.cursor);
     const row = options.keep === spec.cursor ? sql`to_jsonb(s)` : sql`to_jsonb(s) - ${spec.cursor}::text`;
     await tx.rows(sql`DECLARE sluice_source_rows NO SCROLL CURSOR FOR
-      SELECT ${row} AS row, s.${col}::text AS cursor, ${ROW_HASH} AS hash FROM (${fromOf(spec)}) AS s
-      WHERE ${pastCursor(spec, type, after)} ORDER BY s.${col}`);
+      SELECT ${row} AS row, s.${col}::text AS cursor, ${ROW_HASH} AS hash FROM ${rowsPast(spec, type, after)} AS s
+      ORDER BY s.${col}`);
     let read = 0;
     for (;;) {
       const page = await tx.rows<{ row: Record<string, unknown>; cursor: string | null; hash: string }>(sql`FETCH FORWARD ${sql.raw(String(pageRows))} FROM sluice_source_rows`);
@@ -124,7 +132,7 @@ export async function readRowsPast(
 export async function hasRowsPast(db: Database, spec: RowSourceSpec, after: SourceCursor | null): Promise<boolean> {
   const type = await cursorType(db, spec);
   if (type === undefined) return false;
-  const rows = await db.rows(sql`SELECT 1 FROM (${fromOf(spec)}) AS s WHERE ${pastCursor(spec, type, after)} LIMIT 1`);
+  const rows = await db.rows(sql`SELECT 1 FROM ${rowsPast(spec, type, after)} AS s LIMIT 1`);
   return rows.length > 0;
 }
 
