@@ -56,11 +56,12 @@ export async function costReport(db: Database, by: CostGrouping, filter: CostFil
     let g = groups.get(k);
     if (!g) {
       g = { key: k, calls: 0, batchCalls: 0, failedCalls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, listCostUsd: 0, saved: { batchUsd: 0, reuseUsd: 0, cacheUsd: 0, reusedItems: 0, cacheHits: 0 } };
-      if (r.pipeline && (dims.includes("pipeline") || dims.includes("stage") || dims.includes("run"))) g.pipeline = r.pipeline;
-      if (dims.includes("stage") && r.stage_id) g.stage = r.stage_id;
-      if (dims.includes("run") && r.run_id) g.runId = r.run_id;
-      if (dims.includes("day") && r.day) g.day = r.day;
-      if (dims.includes("model") && r.model) g.model = r.model;
+      // The store leaves a column null unless the rows are grouped by it (a stage or a run by its pipeline too).
+      if (r.pipeline) g.pipeline = r.pipeline;
+      if (r.stage_id) g.stage = r.stage_id;
+      if (r.run_id) g.runId = r.run_id;
+      if (r.day) g.day = r.day;
+      if (r.model) g.model = r.model;
       groups.set(k, g);
     }
     return g;

@@ -45,9 +45,9 @@ export async function unreadFiles(db: Database, pipeline: PipelineDef, cwd = pro
   const now = Date.now();
   const unsettled: UnsettledFile[] = [];
   const paths: string[] = [];
-  for (const path of matched) {
-    const changedMsAgo = now - (await stat(join(cwd, path))).mtimeMs;
-    if (changedMsAgo < settleMs) unsettled.push({ path, changedMsAgo: Math.max(0, Math.round(changedMsAgo)) });
+  const changed = await Promise.all(matched.map(async (path) => now - (await stat(join(cwd, path))).mtimeMs));
+  for (const [i, path] of matched.entries()) {
+    if (changed[i]! < settleMs) unsettled.push({ path, changedMsAgo: Math.max(0, Math.round(changed[i]!)) });
     else paths.push(path);
   }
   const files = await Promise.all(paths.map(async (path) => ({ path, file: join(cwd, path), fingerprint: await sourceFingerprint(join(cwd, path)) })));
