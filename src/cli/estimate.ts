@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { SluiceError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import { findBaseRun, planRerun, type RerunRequest } from "../engine/rerun.ts";
 import { sampleItems } from "../inspect/compare.ts";
@@ -11,6 +12,7 @@ import { readSource, sourceFingerprint } from "../sources/index.ts";
 import type { Database } from "../store/database.ts";
 import { itemsOfRun } from "../store/spend.ts";
 import { sourceKind } from "../sensors/increments.ts";
+import { unreadFiles } from "../sensors/files.ts";
 import { withPendingRows } from "../sensors/snapshot.ts";
 import { CliError, loadPipeline, parseDeadline, parsePositiveInt, printJson, withStore } from "./common.ts";
 import { createCliLogger } from "./logger.ts";
@@ -35,8 +37,9 @@ export interface EstimateCliOptions {
 /**
  * `sluice estimate` (and `sluice run --dry-run`): what running the input would
  * cost, as a range. Without `--input`, a pipeline reading a table or query
- * source is estimated over the rows past its cursor, as its next
- * `sluice trigger` would read them; the cursor does not move.
+ * source is estimated over the rows past its cursor, and one reading a glob
+ * over the files not read yet, as its next `sluice trigger` would read them;
+ * the cursor does not move, and no file is marked read.
  */
 export async function estimateCli(options: EstimateCliOptions): Promise<EstimateResult> {
   const env = options.env ?? process.env;
@@ -49,7 +52,7 @@ export async function estimateCli(options: EstimateCliOptions): Promise<Estimate
   }
   const kind = sourceKind(pipeline);
   if (kind === "file") throw new CliError(`pipeline ${pipeline.id} reads a file: give it with --input`);
-  if (kind === "glob") throw new CliError(`pipeline ${pipeline.id} reads the files matching ${pipeline.source.glob}: give one with --input`);
+  if (kind === "glob") return withStore(env, (db) => estimateUnreadFiles(db, pipeline, options, env));
   return withStore(env, (db) =>
     withPendingRows(db, pipeline, async (pending) => {
       const read = pending.snapshot ? await readItems(pending.snapshot, pipeline) : { items: [], rejected: 0 };
@@ -60,12 +63,53 @@ export async function estimateCli(options: EstimateCliOptions): Promise<Estimate
   );
 }
 
+/**
+ * A glob source without `--input`: the files its next `sluice trigger` would
+ * read (matched, not read yet, and still for `FILE_SETTLE_MS`), each a run of
+ * its own, estimated together. A file still being written is named, not
+ * counted. `--sample` takes one file: with several, it is given with `--input`.
+ */
+async function estimateUnreadFiles(db: Database, pipeline: PipelineDef, options: EstimateCliOptions, env: NodeJS.ProcessEnv): Promise<EstimateResult> {
+  const files = await unreadFiles(db, pipeline);
+  if (options.sample !== undefined && files.length !== 1) {
+    throw new CliError(
+      files.length === 0
+        ? `no file matching ${pipeline.source.glob} is unread: nothing to sample`
+        : `--sample runs one file, and ${files.length} files matching ${pipeline.source.glob} are unread: give one with --input`,
+    );
+  }
+  const items: EstimateItem[] = [];
+  const notes: string[] = [];
+  let rejected = 0;
+  for (const f of files) {
+    try {
+      await checkInput(f.file, pipeline);
+    } catch (err) {
+      // As the trigger skips it: a file that cannot be read at all (empty, no key column, not UTF-8) starts no run.
+      if (!(err instanceof SluiceError)) throw err;
+      notes.push(`${f.path} would be skipped, as a trigger skips it: ${err.message}`);
+      continue;
+    }
+    const read = await readItems(f.file, pipeline);
+    items.push(...read.items);
+    rejected += read.rejected;
+  }
+  const named = files.slice(0, 3).map((f) => f.path).join(", ") + (files.length > 3 ? ` and ${files.length - 3} more` : "");
+  const label = files.length
+    ? `${files.length} unread file${files.length === 1 ? "" : "s"} matching ${pipeline.source.glob} (${named})`
+    : `no unread file matching ${pipeline.source.glob}`;
+  for (const f of files.unsettled) notes.push(`${f.path} changed ${(f.changedMsAgo / 1000).toFixed(1)} s ago and may still be being written: not counted`);
+  return estimateOver(db, pipeline, { path: files.length === 1 ? files[0]!.file : undefined, label, items, rejected, notes }, options, env);
+}
+
 /** What an estimate is over: the file (for `--sample`), how it is named, its items and rows it would reject. */
 interface EstimateSource {
   path?: string;
   label: string;
   items: EstimateItem[];
   rejected: number;
+  /** What else the estimate should say of its input. */
+  notes?: string[];
 }
 
 async function estimateOver(db: Database, pipeline: PipelineDef, source: EstimateSource, options: EstimateCliOptions, env: NodeJS.ProcessEnv): Promise<EstimateResult> {
@@ -86,6 +130,7 @@ async function estimateOver(db: Database, pipeline: PipelineDef, source: Estimat
     }
     const est = await estimateCost({ db, pipeline, providers: preset.providers, options: engineOptionsFromEnv(env), deadline: options.deadline }, { source: source.label, items });
     if (rejected) est.notes.unshift(`${rejected} row${rejected === 1 ? "" : "s"} of the input would be quarantined or deduplicated: never sent to a model`);
+    if (source.notes) est.notes.push(...source.notes);
     const result: EstimateResult = sample ? { ...est, sample } : est;
     print(result, options.json);
     return result;
@@ -206,7 +251,7 @@ export function formatEstimate(est: EstimateResult | CostEstimate): string {
 export function estimateCommand(): Command {
   return new Command("estimate")
     .argument("<pipeline>", "pipeline id (pipelines/<id>.ts) or path to a pipeline file")
-    .option("-i, --input <file>", "CSV or JSONL file of items (a pipeline reading a table or query: default the rows past its cursor)")
+    .option("-i, --input <file>", "CSV or JSONL file of items (a pipeline reading a table or query: default the rows past its cursor; a glob: the files not read yet)")
     .option("--sample <n>", "first run a reproducible sample of n items for real (recorded like any run) and estimate from its answers")
     .option("--seed <s>", "sample seed (the same seed picks the same items)", "sluice")
     .option("--deadline <duration>", "price `auto` stages as a run with this deadline from now would choose (6h, 90m): both plans, and the choice per stage", parseDeadline)

@@ -1,16 +1,16 @@
-import { mkdtempSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { estimateCli, estimateRerunCli, formatEstimate, type EstimateResult } from "../../src/cli/estimate.ts";
+import { estimateCli, estimateRerunCli, formatEstimate, readItems, type EstimateResult } from "../../src/cli/estimate.ts";
 import { rerunCli } from "../../src/cli/rerun.ts";
 import { runCli } from "../../src/cli/run.ts";
 import type { CostEstimate } from "../../src/inspect/estimate.ts";
 import { freshPostgres, type TestDatabase } from "../../src/testing/databases.ts";
 import { writeMessyCsv } from "../fixtures/messy.ts";
-import { ROOT, tempDataDir } from "../e2e/cli.ts";
+import { cliEnv, lastJson, ROOT, runCli as e2eCli, tempDataDir } from "../e2e/cli.ts";
 import { demoSlice } from "../e2e/data.ts";
-import { EXTRACT_SYSTEM_V2, writeDemoVariant } from "../rerun/helpers.ts";
+import { demo, EXTRACT_SYSTEM_V2, writeDemoVariant } from "../rerun/helpers.ts";
 
 /**
  * `sluice estimate` against what the run then costs, through the CLI's own
@@ -164,5 +164,67 @@ describe("sluice estimate --deadline", () => {
     const open = await estimateCli({ pipeline: "ticket-triage", input, env, ...quiet });
     expect(open.deadlineAt).toBeUndefined();
     expect(extractOf(open).mode!.auto).toMatchObject({ mode: "batch", why: expect.stringMatching(/calls and no deadline/) });
+  }, 300_000);
+});
+
+/** A demo CSV as two files: its header, then the first `n` tickets; its header, then the rest. */
+function splitRecords(file: string, n: number): [string, string] {
+  const [header, ...lines] = readFileSync(file, "utf8").replace(/\n$/, "").split("\n");
+  let seen = 0;
+  const at = lines.findIndex((l) => /^T-\d{5},/.test(l) && ++seen > n);
+  return [`${[header, ...lines.slice(0, at)].join("\n")}\n`, `${[header, ...lines.slice(at)].join("\n")}\n`];
+}
+
+describe("sluice estimate of a glob source", () => {
+  it("estimates the files its next trigger would read, names a file still being written, and sees a file once read", async () => {
+    const project = mkdtempSync(join(tmpdir(), "sluice-glob-estimate-"));
+    // The demo pipeline, reading every CSV file dropped in inbox/.
+    const pipelineFile = join(project, "inbox-triage.mts");
+    writeFileSync(
+      pipelineFile,
+      `import demo from ${JSON.stringify(join(ROOT, "pipelines", "ticket-triage.ts"))};
+import { definePipeline } from ${JSON.stringify(join(ROOT, "src", "core", "define.ts"))};
+export default definePipeline({ ...demo, id: "inbox-triage", source: { ...demo.source, glob: "inbox/*.csv" } });
+`,
+    );
+    mkdirSync(join(project, "inbox"));
+    const still = (name: string) => utimesSync(join(project, "inbox", name), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    // Tickets 1-40 and 41-65 of the demo: no ticket in both.
+    const [first, second] = splitRecords(demoSlice(65), 40);
+    writeFileSync(join(project, "inbox", "a.csv"), first);
+    writeFileSync(join(project, "inbox", "b.csv"), second);
+    // And a file with nothing in it, which a trigger skips.
+    writeFileSync(join(project, "inbox", "empty.csv"), "");
+    for (const name of ["a.csv", "b.csv", "empty.csv"]) still(name);
+    const env = cliEnv({ SLUICE_PROVIDER: "inprocess", SLUICE_DATA_DIR: join(project, ".sluice", "pglite") });
+    const items = async (file: string) => (await readItems(file, demo)).items.length;
+    const [inA, inB] = [await items(join(project, "inbox", "a.csv")), await items(join(project, "inbox", "b.csv"))];
+
+    const both = await e2eCli(["estimate", pipelineFile, "--json"], env, project);
+    expect(both.code, both.stderr).toBe(0);
+    const est = lastJson<CostEstimate>(both.stdout);
+    expect(est.source).toBe("3 unread files matching inbox/*.csv (inbox/a.csv, inbox/b.csv, inbox/empty.csv)");
+    expect(est.items).toBe(inA + inB);
+    expect(est.notes).toContainEqual(expect.stringMatching(/^inbox\/empty\.csv would be skipped, as a trigger skips it: .*empty\.csv/));
+    expect(est.costUsd.mid).toBeGreaterThan(0);
+    // A sample is of one file.
+    const sample = await e2eCli(["estimate", pipelineFile, "--sample", "5"], env, project);
+    expect(sample.code).toBe(1);
+    expect(sample.stderr.trim()).toBe("sluice: --sample runs one file, and 3 files matching inbox/*.csv are unread: give one with --input");
+
+    // The trigger reads both (and records the empty one as unreadable); a file just written waits.
+    const trigger = await e2eCli(["trigger", pipelineFile, "--json"], env, project);
+    expect(trigger.code, trigger.stderr).toBe(0);
+    const runs = lastJson<{ runs: { costUsd: number }[] }>(trigger.stdout).runs;
+    expect(runs).toHaveLength(2);
+    const paid = runs.reduce((a, r) => a + r.costUsd, 0);
+    expect(paid).toBeGreaterThanOrEqual(est.costUsd.low - 1e-6);
+    expect(paid).toBeLessThanOrEqual(est.costUsd.high + 1e-6);
+    copyFileSync(demoSlice(10), join(project, "inbox", "c.csv"));
+    const after = lastJson<CostEstimate>((await e2eCli(["estimate", pipelineFile, "--json"], env, project)).stdout);
+    expect(after.source).toBe("no unread file matching inbox/*.csv");
+    expect(after.items).toBe(0);
+    expect(after.costUsd).toEqual({ low: 0, mid: 0, high: 0 });
+    expect(after.notes.at(-1)).toMatch(/^inbox\/c\.csv changed \d+\.\d s ago and may still be being written: not counted$/);
   }, 300_000);
 });

@@ -28,9 +28,9 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
   return env;
 }
 
-/** Start `sluice <args>` as a new user would, from the repository root. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<CliResult>; stderrSoFar: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+/** Start `sluice <args>` as a new user would, from the repository root (or from `cwd`, a project of the test's). */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): { child: ChildProcess; done: Promise<CliResult>; stderrSoFar: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));
@@ -39,8 +39,8 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): { child: Child
   return { child, done, stderrSoFar: () => stderr };
 }
 
-export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  return startCli(args, env).done;
+export async function runCli(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): Promise<CliResult> {
+  return startCli(args, env, cwd).done;
 }
 
 /** The `--json` contract: the last stdout line is the summary object. */
