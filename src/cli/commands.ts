@@ -15,7 +15,7 @@ export interface CommandEntry {
   /**
    * The command reads or writes some rows and exits; it runs no pipeline and
    * serves nothing. Embedded PGlite then compiles with V8's baseline
-   * WebAssembly compiler only (see `main.ts`).
+   * WebAssembly compiler only (see `baselineWebAssemblyOnly` in `common.ts`).
    */
   brief?: boolean;
 }

@@ -1,9 +1,8 @@
 import { Command, CommanderError } from "commander";
 import { config as loadEnv } from "dotenv";
-import { setFlagsFromString } from "node:v8";
 import { oneLine, SluiceError } from "../core/errors.ts";
 import { COMMANDS, type CommandEntry } from "./commands.ts";
-import { CliError } from "./common.ts";
+import { baselineWebAssemblyOnly, CliError } from "./common.ts";
 
 /**
  * The program with every command listed; only `load`ed entries are real
@@ -70,23 +69,6 @@ export async function main(argv: string[]): Promise<void> {
     if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 1;
   }
-}
-
-/**
- * Embedded PGlite is Postgres compiled to WebAssembly, and V8 compiles it
- * twice: at once with its baseline compiler, then the functions that run hot
- * again with its optimizing one, on other threads, while the command runs.
- * A command that reads or writes some rows (`sluice status`, `review`,
- * `revert`, `cost`) exits before that second compilation pays for itself:
- * without it, `sluice status` used half the CPU time and about 90 MB less
- * memory, and a revert of the demo's 2,521 rows less than half the CPU time.
- * A pipeline run keeps both, and is faster for it past some thousands of
- * items (50,000 tickets took 31 s with both, 46 s with the baseline alone).
- * The flag is the process's: set before the store's thread starts, here in
- * the CLI's own process, never where sluice runs inside someone else's.
- */
-function baselineWebAssemblyOnly(): void {
-  setFlagsFromString("--liftoff-only");
 }
 
 /**
