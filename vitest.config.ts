@@ -6,8 +6,8 @@ export default defineConfig({
     // Suites that spawn the CLI run the compiled one: build it when sources changed.
     globalSetup: ["test/global-setup.ts"],
     // Suites spawn CLI processes, wait on Postgres and on timers (a deadline's
-    // polls): with two workers, two cores were busy 1.5 of the time.
-    maxWorkers: 3,
+    // polls): with three workers, two cores were busy 1.67 of the time.
+    maxWorkers: 4,
     // A worker runs its files one after another in one process, not each in a
     // new one: the modules, and the in-memory PGlite store every store test
     // copies (src/store/pglite), are loaded once per worker instead of once
