@@ -17,12 +17,14 @@ import { demoSlice } from "./data.ts";
  * unchanged, and the commit ledger (revert a rerun, then the first run, back
  * to byte-identical targets).
  *
- * Each flow runs on one store, some thirty commands each: the review on
- * embedded PGlite, the store a new user meets; the ledger on Postgres (on
- * PGlite too without DATABASE_URL). What the CLI calls is tested on both
- * stores below it: decisions and commit in `test/review-audit.test.ts`, revert
- * in `test/typed-target.test.ts`, and a revert refused under a later run, or
- * repeated, in `test/e2e/target-elsewhere.test.ts`.
+ * Each flow is some thirty commands, each a process that opens the store:
+ * they run on Postgres (on embedded PGlite without DATABASE_URL), where a
+ * command starts in a fraction of PGlite's time. What the CLI calls is
+ * tested on both stores below it: decisions and commit in
+ * `test/review-audit.test.ts`, revert in `test/typed-target.test.ts`, and a
+ * revert refused under a later run, or repeated, with the store on PGlite in
+ * `test/e2e/target-elsewhere.test.ts`; review through the console, then
+ * `sluice review list`, on PGlite in `test/e2e/ui-browser.test.ts`.
  */
 interface Summary {
   runId: string;
@@ -65,12 +67,11 @@ async function dump(env: NodeJS.ProcessEnv): Promise<string[]> {
 
 const sum = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
 
-const embedded = stores[0]!;
-const server = process.env.DATABASE_URL ? stores[1]! : embedded;
+const store = process.env.DATABASE_URL ? stores[1]! : stores[0]!;
 
 describe("review, commit and revert through the CLI", () => {
-  it(`commits exactly the approved and edited items, with the edits; rejected ones end rejected; the counts add up (${embedded.name})`, async () => {
-    const { env, drop } = await embedded.env();
+  it(`commits exactly the approved and edited items, with the edits; rejected ones end rejected; the counts add up (${store.name})`, async () => {
+    const { env, drop } = await store.env();
     try {
       const input = demoSlice(600);
       const first = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
@@ -145,8 +146,8 @@ describe("review, commit and revert through the CLI", () => {
       await drop();
     }
   }, 300_000);
-  it(`reverts a rerun to the byte, refuses to revert under a later run, and reverts the first run to nothing (${server.name})`, async () => {
-    const { env, drop } = await server.env();
+  it(`reverts a rerun to the byte, refuses to revert under a later run, and reverts the first run to nothing (${store.name})`, async () => {
+    const { env, drop } = await store.env();
     try {
       const input = demoSlice(300);
       const first = lastJson<Summary>((await cli(["run", "ticket-triage", "--input", input, "--json"], env)).stdout);
