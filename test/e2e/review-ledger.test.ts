@@ -22,7 +22,7 @@ import { demoSlice } from "./data.ts";
  * command starts in a fraction of PGlite's time. What the CLI calls is
  * tested on both stores below it: decisions and commit in
  * `test/review-audit.test.ts`, revert in `test/typed-target.test.ts`, and a
- * revert refused under a later run, or repeated, with the store on PGlite in
+ * revert refused under a later run with the store on PGlite in
  * `test/e2e/target-elsewhere.test.ts`; review through the console, then
  * `sluice review list`, on PGlite in `test/e2e/ui-browser.test.ts`.
  */
