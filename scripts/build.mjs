@@ -31,7 +31,14 @@ export function stale() {
   return !existsSync(STAMP) || statSync(STAMP).mtimeMs < newestSource();
 }
 
-export function build() {
+/**
+ * Compile. tsc's incremental build emits only what changed in the sources
+ * since its last build, and would leave a compiled file deleted or edited
+ * since as it is; a full build (`{ full: true }`, `npm run build`) forgets
+ * that record first, so every file is written again.
+ */
+export function build({ full = false } = {}) {
+  if (full) rmSync(join(ROOT, "dist", ".tsbuildinfo"), { force: true });
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   execFileSync(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")], { cwd: ROOT, stdio: "inherit" });
   // The embedded database's thread is plain JavaScript (src/store/pglite/worker.mjs).
@@ -49,5 +56,5 @@ export function buildIfStale() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes("--if-stale")) buildIfStale();
-  else build();
+  else build({ full: true });
 }
