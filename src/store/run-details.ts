@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
-import { anyText } from "./sql.ts";
+import { anyText, textArray } from "./sql.ts";
+import { ADVANCING } from "../core/status.ts";
 import { endingRowOrder } from "./reports.ts";
 
 /**
@@ -104,14 +105,45 @@ export async function pipelinesWithRuns(db: Database): Promise<PipelineRow[]> {
     FROM runs GROUP BY pipeline ORDER BY last_at DESC`);
 }
 
-/** Items of each given run, and how many of them still have work open at some stage (queued, processing or waiting to retry). */
-export async function runProgress(db: Database, runIds: readonly string[]): Promise<{ run_id: string; items: number; open: number }[]> {
+/** How far a run has come: its items, the share of its work done, and the items that have ended. */
+export interface RunProgress {
+  run_id: string;
+  items: number;
+  /** Items with nothing more to do in the run: stopped at a stage (gated out, sent to review, failed, rejected) or through its last. */
+  ended: number;
+  /** From 0 to 1, and never backwards while the run goes on (see `runProgress`). */
+  share: number;
+}
+
+/**
+ * How far each given run has come. An item is worth one step per stage of
+ * the run: a step is done when its row at that stage has settled, and an
+ * item that stopped at a stage (gated out, sent to review, failed) has done
+ * the steps after it too, since none is left for it. The share of steps done
+ * only grows as work settles: items that settled a stage and wait for their
+ * next one's row are not counted back as open, as counting the items without
+ * open work did (the share went back each time a stage took items on). One
+ * pass over the run's work rows, with no grouping by item. With branches, an
+ * item that ends on its branch before the plan's last stage counts in full
+ * only once the run ends.
+ */
+export async function runProgress(db: Database, runIds: readonly string[]): Promise<RunProgress[]> {
   if (runIds.length === 0) return [];
-  return db.rows<{ run_id: string; items: number; open: number }>(sql`
-    SELECT r.id AS run_id,
-      (SELECT count(*) FROM run_items i WHERE i.run_id = r.id)::int AS items,
-      (SELECT count(DISTINCT item_id) FROM work w WHERE w.run_id = r.id AND w.status IN ('queued', 'processing', 'failed_retryable'))::int AS open
-    FROM runs r WHERE r.id = ${anyText(runIds)}`);
+  const open = textArray(["queued", "processing", "failed_retryable"]);
+  const advancing = textArray(ADVANCING);
+  const rows = await db.rows<{ run_id: string; items: number; stages: number; steps: number; ended: number }>(sql`
+    SELECT r.id AS run_id, (SELECT count(*) FROM run_items i WHERE i.run_id = r.id)::int AS items, s.stages,
+      (coalesce(w.settled, 0) + coalesce(w.skipped, 0))::float8 AS steps, coalesce(w.ended, 0)::int AS ended
+    FROM runs r
+    CROSS JOIN LATERAL (SELECT greatest(jsonb_array_length(r.stages), 1) AS stages) s
+    CROSS JOIN LATERAL (
+      SELECT count(*) AS settled,
+        sum(s.stages - 1 - w.stage_index) FILTER (WHERE w.status <> ALL (${advancing}::text[])) AS skipped,
+        count(*) FILTER (WHERE w.status <> ALL (${advancing}::text[]) OR w.stage_index = s.stages - 1) AS ended
+      FROM work w WHERE w.run_id = r.id AND w.status <> ALL (${open}::text[])
+    ) w
+    WHERE r.id = ${anyText(runIds)}`);
+  return rows.map((r) => ({ run_id: r.run_id, items: r.items, ended: r.ended, share: r.items ? Math.min(1, r.steps / (r.items * r.stages)) : 0 }));
 }
 
 /** Dead letters per run, for the runs that have any, newest run first. */
