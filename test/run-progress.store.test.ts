@@ -11,6 +11,11 @@ import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
  * from 3 of 4 items (two had settled the first stage and one was gated out)
  * to 1 of 4 once the next stage queued the two.
  */
+/** A run's recorded plan: stages by index, each reading the ones named (all before it when not given: a chain). */
+function plan(ids: string[], reads: (number[] | undefined)[] = []): string {
+  return JSON.stringify(ids.map((id, index) => ({ id, index, kind: "rule", version: "v1", ...(reads[index] ? { reads: reads[index] } : {}) })));
+}
+
 for (const driver of testDrivers()) {
   describe.skipIf(Boolean(driver.skip))(`a run's progress on ${driver.name}${driver.skip ? ` (skipped: ${driver.skip})` : ""}`, () => {
     let t: TestDatabase;
@@ -19,7 +24,7 @@ for (const driver of testDrivers()) {
 
     beforeAll(async () => {
       t = await driver.open();
-      await t.db.rows(sql`INSERT INTO runs (id, pipeline, status, stages) VALUES (${runId}, 'p', 'running', ${JSON.stringify(stages.map((id) => ({ id, kind: "rule", version: "v1" })))}::jsonb)`);
+      await t.db.rows(sql`INSERT INTO runs (id, pipeline, status, stages) VALUES (${runId}, 'p', 'running', ${plan(stages)}::jsonb)`);
       await t.db.rows(sql`INSERT INTO run_items (run_id, item_id, line, content_hash, data) SELECT ${runId}, x, 1, x, '{}'::jsonb FROM unnest(${"{a,b,c,d}"}::text[]) AS x`);
     }, 60_000);
     afterAll(async () => {
@@ -27,11 +32,16 @@ for (const driver of testDrivers()) {
     });
 
     /** Set the rows of `stage` for these items to `status` (inserted if the item has none there yet). */
-    async function set(stage: number, status: string, items: string[]) {
+    async function set(stage: number, status: string, items: string[], run = runId) {
       await t.db.rows(sql`
         INSERT INTO work (run_id, stage_index, item_id, stage_id, status)
-        SELECT ${runId}, ${stage}, x, ${stages[stage]!}, ${status} FROM unnest(${`{${items.join(",")}}`}::text[]) AS x
+        SELECT ${run}, ${stage}, x, ${`stage-${stage}`}, ${status} FROM unnest(${`{${items.join(",")}}`}::text[]) AS x
         ON CONFLICT (run_id, stage_index, item_id) DO UPDATE SET status = excluded.status`);
+    }
+
+    async function newRun(id: string, stagesJson: string, options: object = {}) {
+      await t.db.rows(sql`INSERT INTO runs (id, pipeline, status, stages, options) VALUES (${id}, 'p', 'running', ${stagesJson}::jsonb, ${JSON.stringify(options)}::jsonb)`);
+      await t.db.rows(sql`INSERT INTO run_items (run_id, item_id, line, content_hash, data) SELECT ${id}, x, 1, x, '{}'::jsonb FROM unnest(${"{a,b}"}::text[]) AS x`);
     }
 
     /** What the page showed before: items with no row queued, processing or waiting to retry. */
@@ -86,6 +96,37 @@ for (const driver of testDrivers()) {
       expect(seen.at(-1)).toEqual({ share: 12, ended: 4, items: 4 });
 
       for (let i = 1; i < seen.length; i++) expect(seen[i]!.share).toBeGreaterThanOrEqual(seen[i - 1]!.share);
+    });
+
+    it("with branches, counts the rows settled on both, and reaches the whole only where the branches meet and end", async () => {
+      // classify, then billing and bugs (each reads classify), then validate (reads both) and commit.
+      const run = "run-progress-branches";
+      await newRun(run, plan(["classify", "billing", "bugs", "validate", "commit"], [[], [0], [0], [1, 2], [3]]));
+      const share = async () => {
+        const [p] = await runProgress(t.db, [run]);
+        expect(p!.ended).toBeUndefined();
+        return Math.round(p!.share * 10);
+      };
+      await set(0, "succeeded_unvalidated", ["a", "b"], run);
+      // a goes to billing and is gated out of bugs; b the other way: neither has ended.
+      await set(1, "succeeded_unvalidated", ["a"], run);
+      await set(2, "gated_out", ["a"], run);
+      await set(1, "gated_out", ["b"], run);
+      await set(2, "succeeded_unvalidated", ["b"], run);
+      expect(await share()).toBe(6);
+      await set(3, "validated", ["a", "b"], run);
+      expect(await share()).toBe(8);
+      await set(4, "committed", ["a", "b"], run);
+      expect(await share()).toBe(10);
+    });
+
+    it("of a rerun that stops after a stage, counts the stages up to it", async () => {
+      const run = "run-progress-only";
+      await newRun(run, plan(["filter", "classify", "extract"]), { mode: "rerun", stopAfter: 1 });
+      await set(0, "succeeded_unvalidated", ["a", "b"], run);
+      await set(1, "succeeded_unvalidated", ["a"], run);
+      await set(1, "needs_review", ["b"], run);
+      expect(await runProgress(t.db, [run])).toEqual([{ run_id: run, items: 2, ended: 2, share: 1 }]);
     });
 
     it("is nothing for a run without items, and nothing is asked for no runs", async () => {

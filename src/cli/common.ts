@@ -88,8 +88,9 @@ export const SMALL_RUN_MAX_BYTES = 8 * 1024 * 1024;
  * kept, in percent, in a small run. Left to itself, V8 lets it grow up to
  * four times that when collecting is cheap, as it is in a run, whose live
  * data its chunks bound: in the demo, 55-85 MB were live, yet the heap
- * reached 250 MB, and the process 530 MB. Held to 20%, the heap stayed near
- * 110 MB and the process at 360 MB, in the same 14 s. The price is more full
+ * reached 250 MB, and the process 515-543 MB. Held to 20%, the heap stayed
+ * near 110 MB and the process at 363-376 MB, in about the same time
+ * (17.6-20.4 s against 15.9-20.8 s, alternated runs). The price is more full
  * collections: in a run of 100,000 tickets, even 50% took 10% more time
  * (60.1-61.4 s against 52.6-56.8 s) for 100 MB less (438 against 542 MB), so
  * larger runs keep V8's own growth.

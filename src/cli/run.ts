@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { existsSync } from "node:fs";
 import { checkInput, runPipeline, resumeRun } from "../runners/local/index.ts";
 import type { RunSummary } from "../inspect/summary.ts";
-import { tuneForSmallRun, CliError, loadPipeline, parseDeadline, printJson, withStore } from "./common.ts";
+import { baselineWebAssemblyOnly, tuneForSmallRun, CliError, loadPipeline, parseDeadline, printJson, withStore } from "./common.ts";
 import { estimateCli } from "./estimate.ts";
 import { runSession } from "./session.ts";
 
@@ -51,10 +51,16 @@ export function runCommand(): Command {
     .action(async (pipeline: string, opts: { input?: string; json?: boolean; fresh?: boolean; dryRun?: boolean; runner: string; budget?: number; deadline?: string }) => {
       if (!opts.input) throw new CliError(`name the items to run ${pipeline} over: sluice run ${pipeline} --input <file> (CSV or JSONL)`);
       const withInput = { ...opts, input: opts.input };
-      tuneForSmallRun(opts.input);
-      if (opts.dryRun) await estimateCli({ pipeline, input: opts.input, deadline: opts.deadline, json: opts.json });
+      if (opts.dryRun) {
+        // What `sluice estimate` does, on the baseline compiler as it runs (a brief command).
+        baselineWebAssemblyOnly();
+        await estimateCli({ pipeline, input: opts.input, deadline: opts.deadline, json: opts.json });
+      }
       else if (opts.runner === "trigger") await submitToTrigger(pipeline, withInput);
-      else if (opts.runner === "local") budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget, deadline: opts.deadline }));
+      else if (opts.runner === "local") {
+        tuneForSmallRun(opts.input);
+        budgetExit(await runCli({ pipeline, input: opts.input, json: opts.json, fresh: opts.fresh, budget: opts.budget, deadline: opts.deadline }));
+      }
       else throw new CliError(`--runner must be local or trigger, got "${opts.runner}"`);
     });
 }

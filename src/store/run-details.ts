@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./database.ts";
 import { anyText, textArray } from "./sql.ts";
+import { isChain, recordedReads } from "../core/dag.ts";
 import { ADVANCING } from "../core/status.ts";
 import { endingRowOrder } from "./reports.ts";
 
@@ -109,41 +110,48 @@ export async function pipelinesWithRuns(db: Database): Promise<PipelineRow[]> {
 export interface RunProgress {
   run_id: string;
   items: number;
-  /** Items with nothing more to do in the run: stopped at a stage (gated out, sent to review, failed, rejected) or through its last. */
-  ended: number;
-  /** From 0 to 1, and never backwards while the run goes on (see `runProgress`). */
+  /** Items with nothing more to do in the run: stopped at a stage (gated out, sent to review, failed, rejected) or through its last. Counted for a chain of stages only. */
+  ended?: number;
+  /** From 0 to 1 (see `runProgress`). */
   share: number;
 }
 
 /**
- * How far each given run has come. An item is worth one step per stage of
- * the run: a step is done when its row at that stage has settled, and an
- * item that stopped at a stage (gated out, sent to review, failed) has done
- * the steps after it too, since none is left for it. The share of steps done
- * only grows as work settles: items that settled a stage and wait for their
- * next one's row are not counted back as open, as counting the items without
- * open work did (the share went back each time a stage took items on). One
- * pass over the run's work rows, with no grouping by item. With branches, an
- * item that ends on its branch before the plan's last stage counts in full
- * only once the run ends.
+ * How far each given run has come. An item is worth one step per stage the
+ * run goes through (up to the stage a `rerun --only` stops after): a step is
+ * done when the item's row at that stage has settled. In a chain of stages,
+ * an item that stopped at one (gated out, sent to review, failed) has done
+ * the steps after it too, since none is left for it; with branches, an item
+ * is gated out on the branch it does not take and goes on along the other,
+ * so only its settled rows count, and an item that stopped early counts in
+ * full once the run ends. The share grows as work settles: items that
+ * settled a stage and wait for their next one's row are not counted back as
+ * open, as counting the items without open work did (the share went back
+ * each time a stage took items on). It goes back only when settled work is
+ * queued again: review decisions or dead letters requeued for a resume.
  */
 export async function runProgress(db: Database, runIds: readonly string[]): Promise<RunProgress[]> {
   if (runIds.length === 0) return [];
-  const open = textArray(["queued", "processing", "failed_retryable"]);
+  const runs = await db.rows<{ id: string; stages: { index: number; reads?: number[] }[]; options: { stopAfter?: unknown } | null }>(sql`
+    SELECT id, stages, options FROM runs WHERE id = ${anyText(runIds)}`);
+  return Promise.all(runs.map((run) => progressOf(db, run)));
+}
+
+async function progressOf(db: Database, run: { id: string; stages: { index: number; reads?: number[] }[]; options: { stopAfter?: unknown } | null }): Promise<RunProgress> {
+  const last = typeof run.options?.stopAfter === "number" ? run.options.stopAfter : run.stages.length - 1;
+  const stages = Math.max(last + 1, 1);
+  const chain = isChain(recordedReads(run.stages.slice(0, stages)));
   const advancing = textArray(ADVANCING);
-  const rows = await db.rows<{ run_id: string; items: number; stages: number; steps: number; ended: number }>(sql`
-    SELECT r.id AS run_id, (SELECT count(*) FROM run_items i WHERE i.run_id = r.id)::int AS items, s.stages,
-      (coalesce(w.settled, 0) + coalesce(w.skipped, 0))::float8 AS steps, coalesce(w.ended, 0)::int AS ended
-    FROM runs r
-    CROSS JOIN LATERAL (SELECT greatest(jsonb_array_length(r.stages), 1) AS stages) s
-    CROSS JOIN LATERAL (
-      SELECT count(*) AS settled,
-        sum(s.stages - 1 - w.stage_index) FILTER (WHERE w.status <> ALL (${advancing}::text[])) AS skipped,
-        count(*) FILTER (WHERE w.status <> ALL (${advancing}::text[]) OR w.stage_index = s.stages - 1) AS ended
-      FROM work w WHERE w.run_id = r.id AND w.status <> ALL (${open}::text[])
-    ) w
-    WHERE r.id = ${anyText(runIds)}`);
-  return rows.map((r) => ({ run_id: r.run_id, items: r.items, ended: r.ended, share: r.items ? Math.min(1, r.steps / (r.items * r.stages)) : 0 }));
+  const [row] = await db.rows<{ items: number; settled: number; skipped: number; ended: number }>(sql`
+    SELECT (SELECT count(*) FROM run_items i WHERE i.run_id = ${run.id})::int AS items,
+      count(*)::float8 AS settled,
+      coalesce(sum(${last}::int - w.stage_index) FILTER (WHERE w.status <> ALL (${advancing}::text[])), 0)::float8 AS skipped,
+      (count(*) FILTER (WHERE w.status <> ALL (${advancing}::text[]) OR w.stage_index = ${last}::int))::int AS ended
+    FROM work w
+    WHERE w.run_id = ${run.id} AND w.stage_index <= ${last}::int AND w.status <> ALL (${textArray(["queued", "processing", "failed_retryable"])}::text[])`);
+  const { items, settled, skipped, ended } = row!;
+  const steps = chain ? settled + skipped : settled;
+  return { run_id: run.id, items, ...(chain ? { ended } : {}), share: items ? Math.min(1, steps / (items * stages)) : 0 };
 }
 
 /** Dead letters per run, for the runs that have any, newest run first. */

@@ -26,7 +26,7 @@ export const runsPage: ConsolePage = {
       const unfinished = runs.filter((r) => r.status !== "finished").map((r) => r.id);
       const progress = new Map((await runProgress(ctx.db, unfinished)).map((p) => [p.run_id, p]));
       const body = html`<h1>Runs</h1>
-        <p class="note">The 50 newest runs in this store. A run not finished shows the share of its work done (a step per item and stage; an item that stopped at a stage has none left) and how many of its items ended; a run going on reloads this page.</p>
+        <p class="note">The 50 newest runs in this store. A run not finished shows the share of its item-by-stage steps done (an item that stopped has none left) and, for a chain of stages, how many of its items ended; a run going on reloads this page.</p>
         ${runs.length === 0
           ? html`<p class="muted">No runs yet: <code>sluice run &lt;pipeline&gt; --input &lt;file&gt;</code>.</p>`
           : html`<table>
@@ -36,7 +36,7 @@ export const runsPage: ConsolePage = {
             const share = r.status === "finished" ? 1 : (p?.share ?? 0);
             return html`<tr><td><a class="mono" href="${paths.run(r.id)}">${r.id}</a></td><td><a href="${paths.pipeline(r.pipeline)}">${r.pipeline}</a></td><td>${r.status === "running" && !r.live ? html`${status("stopped")} <span class="muted">no live worker: <code>sluice resume ${r.id}</code></span>` : status(r.status)}</td>
               <td><span class="progress" title="${`${Math.round(share * 100)}%`}"><span style="width:${`${Math.round(share * 100)}%`}"></span></span> ${
-                r.status !== "finished" && p ? html`<span class="muted" title="items with nothing more to do in this run">${int(p.ended)}/${int(p.items)} ended</span>` : ""
+                r.status !== "finished" && p?.ended !== undefined ? html`<span class="muted" title="items with nothing more to do in this run">${int(p.ended)}/${int(p.items)} ended</span>` : ""
               }</td><td class="num">${int(r.rows_read)}</td><td class="num">$${r.cost.toFixed(4)}</td><td>${when(r.created_at)}</td><td>${r.finished_at ? when(r.finished_at) : "–"}</td></tr>`;
           })}</table>`}`;
       return c.html(ctx.render({ title: "Runs", section: paths.runs(), body, refreshSeconds: running.length ? LIVE_SECONDS : undefined }));
