@@ -91,17 +91,22 @@ export const SMALL_RUN_MAX_BYTES = 8 * 1024 * 1024;
  * reached 250 MB, and the process 515-543 MB. Held to 20%, the heap stayed
  * near 110 MB and the process at 363-376 MB, in about the same time
  * (17.6-20.4 s against 15.9-20.8 s, alternated runs). The price is more full
- * collections: in a run of 100,000 tickets, even 50% took 10% more time
- * (60.1-61.4 s against 52.6-56.8 s) for 100 MB less (438 against 542 MB), so
- * larger runs keep V8's own growth.
+ * collections, which a larger run pays for in time: 8,000 tickets (4.3 MB)
+ * ran in 20.3-22.3 s against 20.7-22.3 s, but 15,000 (7.9 MB) in 37.1-39.1 s
+ * against 28.9-33.2 s (50% did no better: 35.9-38.6 s), and 100,000 with 50%
+ * took 10% more time (60.1-61.4 s against 52.6-56.8 s) for 100 MB less. So
+ * only inputs up to `SMALL_RUN_HEAP_MAX_BYTES` hold the heap; larger runs keep
+ * V8's own growth.
  */
 export const SMALL_RUN_HEAP_GROWTH_PERCENT = 20;
+export const SMALL_RUN_HEAP_MAX_BYTES = 5 * 1024 * 1024;
 
 /**
  * `sluice run` over a file: a small one (see `SMALL_RUN_MAX_BYTES`) runs on
- * the baseline WebAssembly compiler alone, with its heap held close to what
- * it uses. Both are settings of the CLI's own process, set before its store
- * opens; never where sluice runs inside someone else's.
+ * the baseline WebAssembly compiler alone, and one of up to
+ * `SMALL_RUN_HEAP_MAX_BYTES` with its heap held close to what it uses. Both
+ * are settings of the CLI's own process, set before its store opens; never
+ * where sluice runs inside someone else's.
  */
 export function tuneForSmallRun(input: string): void {
   let size: number;
@@ -110,9 +115,8 @@ export function tuneForSmallRun(input: string): void {
   } catch {
     return; // The run says what is wrong with its input.
   }
-  if (size > SMALL_RUN_MAX_BYTES) return;
-  baselineWebAssemblyOnly();
-  setFlagsFromString(`--heap-growing-percent=${SMALL_RUN_HEAP_GROWTH_PERCENT}`);
+  if (size <= SMALL_RUN_MAX_BYTES) baselineWebAssemblyOnly();
+  if (size <= SMALL_RUN_HEAP_MAX_BYTES) setFlagsFromString(`--heap-growing-percent=${SMALL_RUN_HEAP_GROWTH_PERCENT}`);
 }
 
 /** Print the machine-readable summary as the last stdout line. */
