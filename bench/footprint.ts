@@ -28,7 +28,7 @@ const PEAK = join(import.meta.dirname, "peak-rss.mjs");
 const DEMO = join(ROOT, "examples", "data", "tickets.csv");
 const REPEATS = 3;
 /** README, "Running where memory is tight": settings read only when a process starts. */
-const TIGHT_ON_MEMORY = { MALLOC_ARENA_MAX: "1", NODE_OPTIONS: "--max-semi-space-size=4" };
+export const TIGHT_ON_MEMORY = { MALLOC_ARENA_MAX: "1", NODE_OPTIONS: "--max-semi-space-size=4" };
 
 interface Measured {
   peakRssMb: number;

@@ -10,6 +10,10 @@
  * is read before, as writing a snapshot takes memory of its own), and what
  * the heap still holds is printed by kind, largest first.
  *
+ * The largest PGlite run is made once more in a process started with the
+ * settings of README's "Running where memory is tight" (`MALLOC_ARENA_MAX=1`,
+ * a 4 MB young generation), printed against the same run as it is.
+ *
  * Then the same ladder once more on one store (Postgres when DATABASE_URL is
  * set), with the providers over HTTP: the official SDKs against the
  * simulator, started in a process of its own as a real provider would be,
@@ -26,6 +30,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { summarizeHeap } from "./heap-summary.ts";
+import { TIGHT_ON_MEMORY } from "./footprint.ts";
 import { fmt, ratio, row } from "./report.ts";
 
 const LADDER = [10_000, 100_000, 1_000_000];
@@ -53,11 +58,11 @@ function generate(dir: string, count: number): string {
   return join(out, "tickets.csv");
 }
 
-function measure(store: "pglite" | "postgres", input: string, snapshot?: string, simUrl?: string): Measured {
+function measure(store: "pglite" | "postgres", input: string, snapshot?: string, simUrl?: string, env: NodeJS.ProcessEnv = {}): Measured {
   const out = execFileSync(process.execPath, ["--expose-gc", "--import", "tsx", join(import.meta.dirname, "scale-child.ts"), store, input, ...(snapshot ? [snapshot] : [])], {
     encoding: "utf8",
     maxBuffer: 1 << 20,
-    env: { ...process.env, SLUICE_SCALE_SIM_URL: simUrl ?? "" },
+    env: { ...process.env, SLUICE_SCALE_SIM_URL: simUrl ?? "", ...env },
   });
   return JSON.parse(out.trim().split("\n").at(-1)!);
 }
@@ -83,13 +88,14 @@ async function withSimulator<T>(fn: (url: string) => T): Promise<T> {
 
 type Input = { n: number; path: string };
 
-/** One store through the ladder: items/s and peak RSS against its 10k run; a heap snapshot after the largest. */
-function ladder(name: string, store: "pglite" | "postgres", inputs: Input[], dir: string, simUrl?: string): void {
+/** One store through the ladder: items/s and peak RSS against its 10k run; a heap snapshot after the largest. Returns the largest run. */
+function ladder(name: string, store: "pglite" | "postgres", inputs: Input[], dir: string, simUrl?: string): Measured {
   let base: Measured | undefined;
+  let last: Measured | undefined;
   for (const { n, path } of inputs) {
     // After a run over HTTP, Node 20's heap snapshot writer crashes the process (SIGSEGV): that ladder takes none.
     const snapshot = n === inputs.at(-1)!.n && !simUrl ? join(dir, `${store}-${n}.heapsnapshot`) : undefined;
-    const m = measure(store, path, snapshot, simUrl);
+    const m = (last = measure(store, path, snapshot, simUrl));
     const rate = m.rows / m.seconds;
     const detail = `${fmt(m.rows)} rows in ${m.seconds.toFixed(1)} s; heap after the run ${fmt(m.heapMb)} MB`;
     if (!base) {
@@ -106,6 +112,16 @@ function ladder(name: string, store: "pglite" | "postgres", inputs: Input[], dir
       rmSync(snapshot, { force: true });
     }
   }
+  return last!;
+}
+
+/** The largest PGlite run again, its process started with README's settings for tight memory, against the same run as it is. */
+function tightLadderTop(input: Input, asItIs: Measured): void {
+  const m = measure("pglite", input.path, undefined, undefined, TIGHT_ON_MEMORY);
+  const rate = m.rows / m.seconds;
+  const settings = Object.entries(TIGHT_ON_MEMORY).map(([k, v]) => `${k}=${v}`).join(", ");
+  row(`PGlite, ${fmt(input.n)}, set up for tight memory`, `${fmt(rate)} items/s`, `${ratio(rate, asItIs.rows / asItIs.seconds)} of the same run as it is (${settings}; ${m.seconds.toFixed(1)} s)`);
+  row(`  peak RSS`, `${fmt(m.rssMb)} MB`, `${ratio(m.rssMb, asItIs.rssMb)} of the same run as it is; ${ratio(m.rssMb, 400)} of the goal for 1M tickets, 400 MB`);
 }
 
 export async function benchScale(): Promise<void> {
@@ -117,7 +133,10 @@ export async function benchScale(): Promise<void> {
     const inputs = sizes.map((n) => ({ n, path: generate(dir, n) }));
     const stores = process.env.DATABASE_URL ? (["postgres", "pglite"] as const) : (["pglite"] as const);
     if (!process.env.DATABASE_URL) row("sluice on Postgres", "skipped", "DATABASE_URL not set");
-    for (const store of stores) ladder(store === "pglite" ? "PGlite (on disk)" : "Postgres", store, inputs, dir);
+    for (const store of stores) {
+      const largest = ladder(store === "pglite" ? "PGlite (on disk)" : "Postgres", store, inputs, dir);
+      if (store === "pglite") tightLadderTop(inputs.at(-1)!, largest);
+    }
     const http = stores[0];
     await withSimulator((url) => ladder(`${http === "pglite" ? "PGlite" : "Postgres"}, providers over HTTP`, http, inputs, dir, url));
   } finally {
