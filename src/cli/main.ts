@@ -52,7 +52,10 @@ export async function main(argv: string[]): Promise<void> {
       const help = argv.slice(2).some((a) => a === "--help" || a === "-h") || argv[2] === "help";
       if (!help) {
         // A .env in the working directory, as the Trigger.dev CLI reads it; variables already set win.
-        loadEnv({ quiet: true });
+        const unset = START_ONLY.filter((name) => process.env[name] === undefined);
+        const { parsed } = loadEnv({ quiet: true });
+        const late = unset.filter((name) => parsed?.[name] !== undefined);
+        if (late.length) await warnTooLate(late);
         // Then the project's defaults, under both.
         if (!entry.configFree) await (await import("./config.ts")).applyProjectConfig(process.cwd(), process.env);
       }
@@ -69,6 +72,19 @@ export async function main(argv: string[]): Promise<void> {
     if (!(err instanceof SluiceError) && process.env.SLUICE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * Read by glibc or by Node only as a process starts, so a `.env` that sets
+ * one sets it too late for this process (README, "Running where memory is
+ * tight"): said, rather than left to look like a setting that does nothing.
+ */
+const START_ONLY = ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "NODE_OPTIONS"];
+
+async function warnTooLate(names: string[]): Promise<void> {
+  const { createCliLogger } = await import("./logger.ts");
+  const [what, it] = names.length === 1 ? [`\`${names[0]}\``, "it"] : [names.map((n) => `\`${n}\``).join(" and "), "them"];
+  createCliLogger().warn(`.env sets ${what}, read only as a process starts: too late for this one; set ${it} in the shell instead (README, "Running where memory is tight")`);
 }
 
 /**

@@ -1,12 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cliEnv, lastJson, ROOT, runCli, startCli, tempDataDir } from "./cli.ts";
 import { demoSlice } from "./data.ts";
 
-/** Habits a user brings: an unknown command is an error, `ls` lists the pipelines, `.env` is read. */
+/** Habits a user brings: an unknown command is an error, `ls` lists the pipelines, `.env` is read (and what it sets too late is said). */
 const BIN = join(ROOT, "bin", "sluice.mjs");
 
 describe("the CLI's habits", () => {
@@ -96,4 +96,24 @@ describe("the CLI's habits", () => {
     expect(explicit.status, explicit.stderr).toBe(0);
     expect(existsSync(join(dir, "explicit"))).toBe(true);
   }, 240_000);
+
+  it("says when .env sets what only a process's start can set, unless the environment already has it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sluice-dotenv-late-"));
+    mkdirSync(join(dir, "pipelines"));
+    writeFileSync(join(dir, ".env"), "MALLOC_ARENA_MAX=1\nSLUICE_CONCURRENCY=4\n");
+    const env = cliEnv({ MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: undefined, GLIBC_TUNABLES: undefined });
+    const ls = ["ls"];
+    const late = spawnSync(process.execPath, [BIN, ...ls], { cwd: dir, env, encoding: "utf8" });
+    expect(late.status, late.stderr).toBe(0);
+    expect(late.stderr).toBe(
+      'sluice [warn] .env sets `MALLOC_ARENA_MAX`, read only as a process starts: too late for this one; set it in the shell instead (README, "Running where memory is tight")\n',
+    );
+    writeFileSync(join(dir, ".env"), "MALLOC_ARENA_MAX=1\nNODE_OPTIONS=--max-semi-space-size=4\n");
+    const both = spawnSync(process.execPath, [BIN, ...ls], { cwd: dir, env, encoding: "utf8" });
+    expect(both.stderr).toMatch(/^sluice \[warn\] \.env sets `MALLOC_ARENA_MAX` and `NODE_OPTIONS`, read only as a process starts: too late for this one; set them in the shell/);
+    // Set where it takes effect, the line in .env changes nothing and is not mentioned.
+    const set = spawnSync(process.execPath, [BIN, ...ls], { cwd: dir, env: { ...env, MALLOC_ARENA_MAX: "1", NODE_OPTIONS: "--max-semi-space-size=4" }, encoding: "utf8" });
+    expect(set.status, set.stderr).toBe(0);
+    expect(set.stderr).toBe("");
+  }, 120_000);
 });
