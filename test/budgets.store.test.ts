@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adjustSpend, budgetRows, releaseHolder, releaseStaleReservations, setBudgetCaps } from "../src/store/budgets.ts";
 import { heartbeat } from "../src/store/workers.ts";
+import { BudgetGate, SETTLE_EVERY_MS } from "../src/engine/budget.ts";
 import { openDatabase } from "../src/store/index.ts";
 import { testDrivers, type TestDatabase } from "../src/testing/databases.ts";
 
@@ -68,6 +69,26 @@ for (const driver of testDrivers()) {
       await releaseStaleReservations(t.db, "me", 30_000, true);
       expect((await one("run:d")).reservedUsd).toBeCloseTo(0, 9);
     });
+
+    it("a gate sends what its calls cost soon after they end, keeping its allowance, so a process killed later loses none of it", async () => {
+      await setBudgetCaps(t.db, [{ key: "run:e", capUsd: 10 }]);
+      const providers = { defaultProvider: "none", get: () => { throw new Error("no calls here"); }, cost: () => 0 };
+      const gate = new BudgetGate({ db: t.db, pipelineId: "p", runId: "e", holder: "w-e", runKey: "run:e", leaseMs: 30_000, providers, logger: { debug() {}, info() {}, warn() {} } });
+      // The first ask takes a statement, which also reserves an allowance ahead; the second draws on it.
+      const first = await gate.reserve(0.01);
+      const held = (await one("run:e")).reservedUsd;
+      expect(held).toBeGreaterThan(0.02);
+      const second = await gate.reserve(0.01);
+      gate.settle(first, 0.004);
+      gate.settle(second, 0.002);
+      // No other ask comes, and the gate is not closed: the settlements go out on their own.
+      const deadline = Date.now() + 60_000;
+      while ((await one("run:e")).spentUsd === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, SETTLE_EVERY_MS / 4));
+      expect(await one("run:e")).toMatchObject({ spentUsd: expect.closeTo(0.006, 9), reservedUsd: expect.closeTo(held - 0.02, 9) });
+      // Closed, the gate gives back the allowance it did not use.
+      await gate.close();
+      expect(await one("run:e")).toMatchObject({ spentUsd: expect.closeTo(0.006, 9), reservedUsd: expect.closeTo(0, 9) });
+    }, 120_000);
   });
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
+import { budgetRows, setBudgetCaps } from "../store/budgets.ts";
 import { cacheResponse, cachedResponses } from "../store/cache.ts";
 import { insertRun } from "../store/runs.ts";
 import { testDrivers, type TestDatabase } from "../testing/databases.ts";
@@ -107,6 +108,43 @@ for (const driver of testDrivers()) {
       expect(recorded).toEqual([
         { item_id: "i1", attempt: 2, mode: "realtime", request_hash: "h-unwritten", input_tokens: 5, output_tokens: 3, cost_usd: 35, list_cost_usd: 70, error_class: null, error_message: null },
         { item_id: "i3", attempt: 1, mode: "realtime", request_hash: "", input_tokens: 0, output_tokens: 0, cost_usd: 0, list_cost_usd: 0, error_class: "transient", error_message: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown` },
+      ]);
+    });
+
+    it("counts in its budgets what the calls a dead process had out reserved, and nothing for calls that came back", async () => {
+      store = await driver.open();
+      await insertRun(store.db, { id: "run_held", pipelineId: "p", inputPath: "in.csv", fingerprint: "f", stages: [], options: {} });
+      const [run, day] = ["run:run_held", "day:p:2026-12-07"];
+      await setBudgetCaps(store.db, [{ key: run, capUsd: 1 }, { key: day, capUsd: 5 }]);
+      const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
+      const journal = new AnswerJournal(dir);
+      const of = (item: string) => ({ run: "run_held", stage: "classify", item, attempt: 1, provider: "openai", model: "gpt-4o-mini" });
+      const answered = journal.sending(of("i1"), { usd: 0.5, keys: [day, run] });
+      journal.recordRaw("h-answered", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"bug"}') }, answered, of("i1"));
+      journal.ended(journal.sending(of("i2"), { usd: 0.25, keys: [day, run] }));
+      journal.sending(of("i3"), { usd: 0.125, keys: [day, run] });
+      journal.sending(of("i4"), { usd: 0.0625, keys: [run] });
+      journal.sending(of("i5"));
+      journal.close({ written: false });
+      const pid = deadPid();
+      const [name] = readdirSync(dir);
+      renameSync(join(dir, name!), join(dir, name!.replace(/^\d+/, String(pid))));
+
+      const price = () => ({ costUsd: 0.01, listCostUsd: 0.01 });
+      expect(await replayJournals(store.db, dir, undefined, price)).toEqual({ answers: 1, inFlight: [{ pid, calls: 3 }] });
+      // Only calls still out: one that came back was settled by its process, unless the kill came first (the journal cannot tell which, so it adds nothing for it).
+      expect((await budgetRows(store.db, [day, run])).map((b) => [b.key, b.spentUsd])).toEqual([
+        [day, 0.125],
+        [run, 0.1875],
+      ]);
+      const lost = await store.db.rows<{ item_id: string; cost_usd: number; error_message: string }>(
+        sql`SELECT item_id, cost_usd, error_message FROM attempts WHERE run_id = 'run_held' AND error_class IS NOT NULL ORDER BY item_id`,
+      );
+      const unknown = `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown`;
+      expect(lost).toEqual([
+        { item_id: "i3", cost_usd: 0, error_message: `${unknown} (its budgets count the $0.1250 reserved for it)` },
+        { item_id: "i4", cost_usd: 0, error_message: `${unknown} (its budgets count the $0.0625 reserved for it)` },
+        { item_id: "i5", cost_usd: 0, error_message: unknown },
       ]);
     });
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
 import type { Usage } from "../providers/types.ts";
+import { addSpend } from "../store/budgets.ts";
 import { cacheResponses, type CacheEntry } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
 import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.ts";
@@ -28,6 +29,12 @@ import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.t
  * what the stopped process paid is counted too: a call whose answer it never
  * wrote becomes an attempt of its run, at what the answer's usage costs, and
  * a call still out when it stopped an attempt that says so (its cost unknown).
+ * A budgeted call is journaled with what it reserved (`Held`): the dead
+ * process's reservations are released once its heartbeat lapses, so the
+ * budgets count a call still out at what it reserved instead, an upper bound
+ * of what it cost (some never reached the provider). A call that came back is
+ * settled by its process in the next budget statement; one whose settlement
+ * the kill cut off is not counted (the journal cannot tell the two apart).
  */
 export interface CallOf {
   run: string;
@@ -36,6 +43,15 @@ export interface CallOf {
   attempt: number;
   provider: string;
   model: string;
+}
+
+/**
+ * What a budgeted call reserved, and under which budgets: if its process dies
+ * with the call still out, those budgets count it as spent (see `replayJournals`).
+ */
+export interface Held {
+  usd: number;
+  keys: readonly string[];
 }
 
 export class AnswerJournal {
@@ -62,9 +78,9 @@ export class AnswerJournal {
    * of: paid (or about to be), its answer lost. A process that starts later
    * says how many there were (see `replayJournals`).
    */
-  sending(of?: CallOf): number {
+  sending(of?: CallOf, held?: Held): number {
     const call = ++this.calls;
-    this.write({ sent: call, ...(of ? { of } : {}) });
+    this.write({ sent: call, ...(of ? { of } : {}), ...(held ? { held } : {}) });
     return call;
   }
 
@@ -123,9 +139,9 @@ export async function replayJournals(
     const path = join(dir, name);
     // Pass 1: the last line of each request with a usable answer, and the calls sent that never ended.
     const lastLine = new Map<string, number>();
-    const open = new Map<number, CallOf | undefined>();
+    const open = new Map<number, { of?: CallOf; held?: Held }>();
     for await (const { n, parsed } of journalLines(path)) {
-      if (typeof parsed.sent === "number") open.set(parsed.sent, parsed.of);
+      if (typeof parsed.sent === "number") open.set(parsed.sent, { of: parsed.of, held: parsed.held });
       if (typeof parsed.done === "number") open.delete(parsed.done);
       if (parsed.requestHash && usable(parsed)) lastLine.set(parsed.requestHash, n);
     }
@@ -143,7 +159,9 @@ export async function replayJournals(
       if (group.length === 500) await flush();
     }
     await flush();
-    if (price) await recordJournaledAttempts(db, [...open.values()].flatMap((of) => (of ? [lostAttempt(of, pid)] : [])));
+    if (price) await recordJournaledAttempts(db, [...open.values()].flatMap(({ of, held }) => (of ? [lostAttempt(of, pid, held)] : [])));
+    // Its budgets count what those calls reserved: paid or not, the cap holds across the kill.
+    await addSpend(db, [...open.values()].flatMap(({ held }) => (held ? [held] : [])));
     if (open.size) {
       out.inFlight.push({ pid, calls: open.size });
       // Said before the journal goes, so a process killed in between still leaves the count to the next.
@@ -154,7 +172,7 @@ export async function replayJournals(
   return out;
 }
 
-type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf };
+type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf; held?: Held };
 
 /** The attempt's run, stage, item, number and model, as the journal says whose call it was. */
 function whose(of: CallOf): Pick<JournaledAttempt, "runId" | "stageId" | "itemId" | "attempt" | "provider" | "model"> {
@@ -175,7 +193,7 @@ function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, u
 }
 
 /** A call still out when the process stopped: sent (and paid, or about to be), its answer and its cost unknown. */
-function lostAttempt(of: CallOf, pid: number): JournaledAttempt {
+function lostAttempt(of: CallOf, pid: number, held?: Held): JournaledAttempt {
   return {
     ...whose(of),
     requestHash: "",
@@ -185,7 +203,7 @@ function lostAttempt(of: CallOf, pid: number): JournaledAttempt {
     costUsd: 0,
     listCostUsd: 0,
     errorClass: "transient",
-    errorMessage: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown`,
+    errorMessage: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown${held ? ` (its budgets count the $${held.usd.toFixed(4)} reserved for it)` : ""}`,
   };
 }
 

@@ -159,11 +159,28 @@ export async function releaseHolder(db: Database, holder: string, spendUsd = 0):
 }
 
 /**
+ * Add to what budgets have spent (calls a dead process had out, at what they
+ * reserved: see `engine/journal.ts`), each key's sum in one statement, the
+ * budget rows locked in key order. A key with no budget row is left alone.
+ */
+export async function addSpend(db: Database, spends: readonly { usd: number; keys: readonly string[] }[]): Promise<void> {
+  const perKey = new Map<string, number>();
+  for (const { usd, keys } of spends) for (const key of keys) perKey.set(key, (perKey.get(key) ?? 0) + usd);
+  if (perKey.size === 0) return;
+  await db.rows(sql`
+    WITH s AS (SELECT key, spend FROM jsonb_to_recordset(${JSON.stringify([...perKey].map(([key, spend]) => ({ key, spend })))}::jsonb) AS s(key text, spend float8)),
+    l AS MATERIALIZED (SELECT key FROM budgets WHERE key IN (SELECT key FROM s) ORDER BY key FOR UPDATE)
+    UPDATE budgets b SET spent_usd = b.spent_usd + s.spend, updated_at = now()
+    FROM s, l WHERE b.key = s.key AND l.key = b.key`);
+}
+
+/**
  * Release reservations whose holder is gone: a worker with no heartbeat within
  * the lease (on embedded PGlite, with `everyoneElse`, any worker but `self`),
  * or a provider batch no longer in flight (or never recorded). Their calls may have been paid for
- * (a killed process's answers are replayed from its journal), but what they
- * held is no longer in flight, so others may use it. Returns how many holders' rows were released.
+ * (a killed process's answers are replayed from its journal, and its calls
+ * still out are added to `spent` at what they reserved, `addSpend`), but what
+ * they held is no longer in flight, so others may use it. Returns how many holders' rows were released.
  */
 export async function releaseStaleReservations(db: Database, self: string, leaseMs: number, everyoneElse = false): Promise<number> {
   const rows = await db.rows<{ key: string }>(sql`
