@@ -119,11 +119,11 @@ for (const driver of testDrivers()) {
       const dir = mkdtempSync(join(tmpdir(), "sluice-journal-"));
       const journal = new AnswerJournal(dir);
       const of = (item: string) => ({ run: "run_held", stage: "classify", item, attempt: 1, provider: "openai", model: "gpt-4o-mini" });
-      const answered = journal.sending(of("i1"), { usd: 0.5, keys: [day, run] });
+      const answered = journal.sending(of("i1"), { amountUsd: 0.5, keys: [day, run] });
       journal.recordRaw("h-answered", "openai", "gpt-4o-mini", { path: "/v1/chat/completions", body: chat('{"category":"bug"}') }, answered, of("i1"));
-      journal.ended(journal.sending(of("i2"), { usd: 0.25, keys: [day, run] }));
-      journal.sending(of("i3"), { usd: 0.125, keys: [day, run] });
-      journal.sending(of("i4"), { usd: 0.0625, keys: [run] });
+      journal.ended(journal.sending(of("i2"), { amountUsd: 0.25, keys: [day, run] }));
+      journal.sending(of("i3"), { amountUsd: 0.125, keys: [day, run] });
+      journal.sending(of("i4"), { amountUsd: 0.0625, keys: [run] });
       journal.sending(of("i5"));
       journal.close({ written: false });
       const pid = deadPid();

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
 import type { Usage } from "../providers/types.ts";
 import { addSpend } from "../store/budgets.ts";
+import type { Hold } from "./budget.ts";
 import { cacheResponses, type CacheEntry } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
 import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.ts";
@@ -29,7 +30,7 @@ import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.t
  * what the stopped process paid is counted too: a call whose answer it never
  * wrote becomes an attempt of its run, at what the answer's usage costs, and
  * a call still out when it stopped an attempt that says so (its cost unknown).
- * A budgeted call is journaled with what it reserved (`Held`): the dead
+ * A budgeted call is journaled with what it reserved (its `Hold`): the dead
  * process's reservations are released once its heartbeat lapses, so the
  * budgets count a call still out at what it reserved instead, an upper bound
  * of what it cost (some never reached the provider). A call that came back is
@@ -43,15 +44,6 @@ export interface CallOf {
   attempt: number;
   provider: string;
   model: string;
-}
-
-/**
- * What a budgeted call reserved, and under which budgets: if its process dies
- * with the call still out, those budgets count it as spent (see `replayJournals`).
- */
-export interface Held {
-  usd: number;
-  keys: readonly string[];
 }
 
 export class AnswerJournal {
@@ -78,7 +70,7 @@ export class AnswerJournal {
    * of: paid (or about to be), its answer lost. A process that starts later
    * says how many there were (see `replayJournals`).
    */
-  sending(of?: CallOf, held?: Held): number {
+  sending(of?: CallOf, held?: Hold): number {
     const call = ++this.calls;
     this.write({ sent: call, ...(of ? { of } : {}), ...(held ? { held } : {}) });
     return call;
@@ -139,7 +131,7 @@ export async function replayJournals(
     const path = join(dir, name);
     // Pass 1: the last line of each request with a usable answer, and the calls sent that never ended.
     const lastLine = new Map<string, number>();
-    const open = new Map<number, { of?: CallOf; held?: Held }>();
+    const open = new Map<number, { of?: CallOf; held?: Hold }>();
     for await (const { n, parsed } of journalLines(path)) {
       if (typeof parsed.sent === "number") open.set(parsed.sent, { of: parsed.of, held: parsed.held });
       if (typeof parsed.done === "number") open.delete(parsed.done);
@@ -172,7 +164,7 @@ export async function replayJournals(
   return out;
 }
 
-type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf; held?: Held };
+type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf; held?: Hold };
 
 /** The attempt's run, stage, item, number and model, as the journal says whose call it was. */
 function whose(of: CallOf): Pick<JournaledAttempt, "runId" | "stageId" | "itemId" | "attempt" | "provider" | "model"> {
@@ -193,7 +185,7 @@ function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, u
 }
 
 /** A call still out when the process stopped: sent (and paid, or about to be), its answer and its cost unknown. */
-function lostAttempt(of: CallOf, pid: number, held?: Held): JournaledAttempt {
+function lostAttempt(of: CallOf, pid: number, held?: Hold): JournaledAttempt {
   return {
     ...whose(of),
     requestHash: "",
@@ -203,7 +195,7 @@ function lostAttempt(of: CallOf, pid: number, held?: Held): JournaledAttempt {
     costUsd: 0,
     listCostUsd: 0,
     errorClass: "transient",
-    errorMessage: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown${held ? ` (its budgets count the $${held.usd.toFixed(4)} reserved for it)` : ""}`,
+    errorMessage: `in flight when process ${pid} stopped: paid, or about to be; its answer and cost are unknown${held ? ` (its budgets count the $${held.amountUsd.toFixed(4)} reserved for it)` : ""}`,
   };
 }
 

@@ -161,7 +161,7 @@ export async function callLlm(ctx: RunContext, stage: LlmStage, provider: Provid
           }
         }
         let answer: CompletionResult | undefined;
-        call = journal?.sending(of, hold && { usd: hold.amountUsd, keys: hold.keys });
+        call = journal?.sending(of, hold);
         try {
           answer = await withAnswerTap(tap, () => provider.complete(current, { signal: ctx.signal }));
           return answer;

@@ -163,9 +163,9 @@ export async function releaseHolder(db: Database, holder: string, spendUsd = 0):
  * reserved: see `engine/journal.ts`), each key's sum in one statement, the
  * budget rows locked in key order. A key with no budget row is left alone.
  */
-export async function addSpend(db: Database, spends: readonly { usd: number; keys: readonly string[] }[]): Promise<void> {
+export async function addSpend(db: Database, spends: readonly { amountUsd: number; keys: readonly string[] }[]): Promise<void> {
   const perKey = new Map<string, number>();
-  for (const { usd, keys } of spends) for (const key of keys) perKey.set(key, (perKey.get(key) ?? 0) + usd);
+  for (const { amountUsd, keys } of spends) for (const key of keys) perKey.set(key, (perKey.get(key) ?? 0) + amountUsd);
   if (perKey.size === 0) return;
   await db.rows(sql`
     WITH s AS (SELECT key, spend FROM jsonb_to_recordset(${JSON.stringify([...perKey].map(([key, spend]) => ({ key, spend })))}::jsonb) AS s(key text, spend float8)),
