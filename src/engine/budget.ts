@@ -2,7 +2,7 @@ import { BudgetExhaustedError } from "../core/errors.ts";
 import type { PipelineDef } from "../core/types.ts";
 import { estimateInputTokens, OutputEstimate } from "../providers/limits/estimate.ts";
 import type { CompletionRequest } from "../providers/types.ts";
-import { adjustSpend, budgetRows, dayBudgetKey, releaseHolder, releaseStaleReservations, runBudgetKey, setBudgetCaps, type BudgetRow } from "../store/budgets.ts";
+import { adjustSpend, budgetRows, dayBudgetKey, releaseHolder, releaseStaleReservations, runBudgetKey, setBudgetCaps, type BudgetRow, type Reservation } from "../store/budgets.ts";
 import type { Database } from "../store/database.ts";
 import type { Logger, ProviderSet } from "./context.ts";
 
@@ -55,10 +55,8 @@ const ALLOWANCE_SHARE = 0.025;
  */
 export const SETTLE_EVERY_MS = 1000;
 
-export interface Hold {
-  keys: readonly string[];
-  amountUsd: number;
-}
+/** A call's reservation, as `reserve` grants it and `settle` ends it. */
+export type Hold = Reservation;
 
 interface Ask {
   amountUsd: number;

@@ -5,8 +5,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { completionFromRaw, type RawAnswer } from "../providers/transport.ts";
 import type { Usage } from "../providers/types.ts";
-import { addSpend } from "../store/budgets.ts";
-import type { Hold } from "./budget.ts";
+import { addSpend, type Reservation } from "../store/budgets.ts";
 import { cacheResponses, type CacheEntry } from "../store/cache.ts";
 import type { Database } from "../store/database.ts";
 import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.ts";
@@ -30,7 +29,7 @@ import { recordJournaledAttempts, type JournaledAttempt } from "../store/spend.t
  * what the stopped process paid is counted too: a call whose answer it never
  * wrote becomes an attempt of its run, at what the answer's usage costs, and
  * a call still out when it stopped an attempt that says so (its cost unknown).
- * A budgeted call is journaled with what it reserved (its `Hold`): the dead
+ * A budgeted call is journaled with what it reserved (its `Reservation`): the dead
  * process's reservations are released once its heartbeat lapses, so the
  * budgets count a call still out at what it reserved instead, an upper bound
  * of what it cost (some never reached the provider). A call that came back is
@@ -70,7 +69,7 @@ export class AnswerJournal {
    * of: paid (or about to be), its answer lost. A process that starts later
    * says how many there were (see `replayJournals`).
    */
-  sending(of?: CallOf, held?: Hold): number {
+  sending(of?: CallOf, held?: Reservation): number {
     const call = ++this.calls;
     this.write({ sent: call, ...(of ? { of } : {}), ...(held ? { held } : {}) });
     return call;
@@ -131,7 +130,7 @@ export async function replayJournals(
     const path = join(dir, name);
     // Pass 1: the last line of each request with a usable answer, and the calls sent that never ended.
     const lastLine = new Map<string, number>();
-    const open = new Map<number, { of?: CallOf; held?: Hold }>();
+    const open = new Map<number, { of?: CallOf; held?: Reservation }>();
     for await (const { n, parsed } of journalLines(path)) {
       if (typeof parsed.sent === "number") open.set(parsed.sent, { of: parsed.of, held: parsed.held });
       if (typeof parsed.done === "number") open.delete(parsed.done);
@@ -164,7 +163,7 @@ export async function replayJournals(
   return out;
 }
 
-type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf; held?: Hold };
+type JournalLine = CacheEntry & { raw?: RawAnswer; sent?: number; done?: number; of?: CallOf; held?: Reservation };
 
 /** The attempt's run, stage, item, number and model, as the journal says whose call it was. */
 function whose(of: CallOf): Pick<JournaledAttempt, "runId" | "stageId" | "itemId" | "attempt" | "provider" | "model"> {
@@ -185,7 +184,7 @@ function answeredAttempt(of: CallOf, entry: CacheEntry, price: (model: string, u
 }
 
 /** A call still out when the process stopped: sent (and paid, or about to be), its answer and its cost unknown. */
-function lostAttempt(of: CallOf, pid: number, held?: Hold): JournaledAttempt {
+function lostAttempt(of: CallOf, pid: number, held?: Reservation): JournaledAttempt {
   return {
     ...whose(of),
     requestHash: "",

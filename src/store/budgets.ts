@@ -29,6 +29,12 @@ export interface BudgetRow {
   reservedUsd: number;
 }
 
+/** What one call reserved, and under which budgets (the engine's `Hold`). */
+export interface Reservation {
+  keys: readonly string[];
+  amountUsd: number;
+}
+
 /** Budget key of a run. */
 export const runBudgetKey = (runId: string) => `run:${runId}`;
 /** Budget key of a pipeline's UTC day (`day` as YYYY-MM-DD). */
@@ -163,7 +169,7 @@ export async function releaseHolder(db: Database, holder: string, spendUsd = 0):
  * reserved: see `engine/journal.ts`), each key's sum in one statement, the
  * budget rows locked in key order. A key with no budget row is left alone.
  */
-export async function addSpend(db: Database, spends: readonly { amountUsd: number; keys: readonly string[] }[]): Promise<void> {
+export async function addSpend(db: Database, spends: readonly Reservation[]): Promise<void> {
   const perKey = new Map<string, number>();
   for (const { amountUsd, keys } of spends) for (const key of keys) perKey.set(key, (perKey.get(key) ?? 0) + amountUsd);
   if (perKey.size === 0) return;
