@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { openDatabase, type Database } from "../store/index.ts";
+import { emptyStore, schemaSignature } from "../store/reuse.ts";
 
 export interface TestDatabase {
   db: Database;
@@ -28,9 +29,52 @@ export function testDrivers(env: NodeJS.ProcessEnv = process.env): { name: "pgli
   ];
 }
 
+/**
+ * A new, empty, migrated in-memory store. Opening one (a copy of the first
+ * this process migrated, in a thread of its own) costs about 1.4 s of CPU;
+ * so `drop()` empties a store and keeps it for the next call instead of
+ * closing it, when nothing but rows was changed: its tables are truncated, its
+ * sequences restarted and its session reset, and it is kept only if its
+ * catalog is the template's, so a store handed out is one no test can tell
+ * from a new copy. A store its test closed, or one with a table, column,
+ * index, function, type or temporary table more or less, is closed instead.
+ */
 export async function memoryDatabase(): Promise<TestDatabase> {
-  const db = await openDatabase({ dataDir: ":memory:" });
-  return { db, drop: () => db.close() };
+  const db = idle.pop() ?? (await openDatabase({ dataDir: ":memory:" }));
+  template ??= schemaSignature(db);
+  let closed = false;
+  const handed: Database = {
+    ...db,
+    async close() {
+      closed = true;
+      await db.close();
+    },
+  };
+  return {
+    db: handed,
+    async drop() {
+      if (closed) return;
+      closed = true;
+      if (idle.length < IDLE_MAX && (await emptied(db))) idle.push(db);
+      else await db.close();
+    },
+  };
+}
+
+/** Emptied stores kept for the next `memoryDatabase()`: one, as tests open them one after another. */
+const idle: Database[] = [];
+const IDLE_MAX = 1;
+/** The catalog of a new in-memory store, taken from the first this process opened. */
+let template: Promise<string> | undefined;
+
+/** Empties a store its test is done with; whether it can be handed out again as new. */
+async function emptied(db: Database): Promise<boolean> {
+  try {
+    await emptyStore(db);
+    return (await schemaSignature(db)) === (await template);
+  } catch {
+    return false;
+  }
 }
 
 /** Create a throwaway database on the server behind `baseUrl`, migrated and empty. */
