@@ -30,16 +30,35 @@ const PROBE = `
 `;
 
 interface Probe {
-  stats: { rowsRead: number; items: number; duplicates: number; quarantined: number };
+  stats: {
+    rowsRead: number;
+    items: number;
+    duplicates: number;
+    quarantined: number;
+  };
   /** Retained bytes before the first row, then after every `every` rows. */
   samples: number[];
   seconds: number;
 }
 
-async function probe(file: string, every: number, findDuplicates: boolean): Promise<Probe> {
+async function probe(
+  file: string,
+  every: number,
+  findDuplicates: boolean,
+): Promise<Probe> {
   const child = spawn(
     process.execPath,
-    ["--expose-gc", "--import", "tsx", "--input-type=module", "-e", PROBE, file, String(every), findDuplicates ? "remember" : "forget"],
+    [
+      "--expose-gc",
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      PROBE,
+      file,
+      String(every),
+      findDuplicates ? "remember" : "forget",
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
@@ -57,7 +76,11 @@ const ROWS = 50_000;
 let dir: string;
 let path: string;
 
-async function writeCsv(file: string, rows: number, row: (i: number) => string): Promise<void> {
+async function writeCsv(
+  file: string,
+  rows: number,
+  row: (i: number) => string,
+): Promise<void> {
   const out = createWriteStream(file);
   out.write("id,subject,body,customer_email,created_at\n");
   for (let i = 0; i < rows; i++) {
@@ -70,7 +93,9 @@ async function writeCsv(file: string, rows: number, row: (i: number) => string):
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "sluice-mem-"));
   path = join(dir, "big.csv");
-  const filler = "The nightly sync, again: lorem ipsum dolor sit amet. ".repeat(28);
+  const filler = "The nightly sync, again: lorem ipsum dolor sit amet. ".repeat(
+    28,
+  );
   await writeCsv(path, ROWS, (i) => {
     const body = `"Row ${i} says ""hello"",\n${filler}"`;
     return `T-${String(i).padStart(6, "0")},Subject ${i},${body},user${i}@example.com,2024-05-01T10:00:00Z\n`;
@@ -86,7 +111,12 @@ it("streams a large file without accumulating its rows", async () => {
   expect(fileBytes).toBeGreaterThan(70_000_000);
 
   const { stats, samples, seconds } = await probe(path, 12_500, true);
-  expect(stats).toEqual({ rowsRead: ROWS, items: ROWS, duplicates: 0, quarantined: 0 });
+  expect(stats).toEqual({
+    rowsRead: ROWS,
+    items: ROWS,
+    duplicates: 0,
+    quarantined: 0,
+  });
   expect(samples).toHaveLength(1 + ROWS / 12_500);
   const peak = Math.max(...samples) - samples[0]!;
   // What legitimately stays is one id and hash per distinct item (a few MB here);
@@ -103,7 +133,12 @@ it("remembers no id when the caller finds duplicates (a run's load, in the store
   const small = join(dir, "small.csv");
   const SMALL = 200_000;
   const EVERY = 25_000;
-  await writeCsv(small, SMALL, (i) => `S-${String(i).padStart(7, "0")},s,b,u@example.com,2024-05-01T10:00:00Z\n`);
+  await writeCsv(
+    small,
+    SMALL,
+    (i) =>
+      `S-${String(i).padStart(7, "0")},s,b,u@example.com,2024-05-01T10:00:00Z\n`,
+  );
   // What is retained rises and falls by a MB or two as the reader's buffers
   // fill and empty: the mean of the last three samples (150,000-200,000 rows)
   // against the mean of three early ones (25,000-75,000), once the reader's

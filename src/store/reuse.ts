@@ -14,7 +14,8 @@ import type { Database } from "./database.ts";
  * triggers, functions, types, views and extensions.
  */
 export async function schemaSignature(db: Database): Promise<string> {
-  const [row] = await db.rows<{ sig: string }>(sql.raw(`
+  const [row] = await db.rows<{ sig: string }>(
+    sql.raw(`
     WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema')
     SELECT string_agg(x, E'\\n' ORDER BY x) AS sig FROM (
       SELECT format('ns %s', nspname) AS x FROM ns
@@ -32,7 +33,8 @@ export async function schemaSignature(db: Database): Promise<string> {
       UNION ALL SELECT format('setting %s', array_to_string(setconfig, ',')) FROM pg_db_role_setting
       UNION ALL SELECT format('policy %s', polname) FROM pg_policy
       UNION ALL SELECT format('migrations %s %s', count(*), max(hash)) FROM drizzle.__drizzle_migrations
-    ) s`));
+    ) s`),
+  );
   return row!.sig;
 }
 
@@ -41,13 +43,15 @@ export async function schemaSignature(db: Database): Promise<string> {
  * and resets the session: its settings and any advisory lock it holds.
  */
 export async function emptyStore(db: Database): Promise<void> {
-  await db.rows(sql.raw(`
+  await db.rows(
+    sql.raw(`
       DO $$ DECLARE tables text; BEGIN
         SELECT string_agg(c.oid::regclass::text, ', ') INTO tables FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('information_schema', 'drizzle');
         IF tables IS NOT NULL THEN EXECUTE 'TRUNCATE ' || tables || ' RESTART IDENTITY CASCADE'; END IF;
         PERFORM setval(format('%I.%I', schemaname, sequencename), start_value, false) FROM pg_sequences WHERE schemaname <> 'drizzle';
-      END $$`));
+      END $$`),
+  );
   await db.rows(sql.raw("RESET ALL"));
   await db.rows(sql.raw("SELECT pg_advisory_unlock_all()"));
 }

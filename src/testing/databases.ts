@@ -18,12 +18,20 @@ export interface TestDatabase {
  * @example
  * for (const driver of testDrivers()) describe(driver.name, () => { ... driver.open() ... });
  */
-export function testDrivers(env: NodeJS.ProcessEnv = process.env): { name: "pglite" | "postgres"; skip?: string; open: () => Promise<TestDatabase> }[] {
+export function testDrivers(
+  env: NodeJS.ProcessEnv = process.env,
+): {
+  name: "pglite" | "postgres";
+  skip?: string;
+  open: () => Promise<TestDatabase>;
+}[] {
   return [
     { name: "pglite", open: () => memoryDatabase() },
     {
       name: "postgres",
-      skip: env.DATABASE_URL ? undefined : "DATABASE_URL is not set (CI sets it; locally point it at a Postgres server)",
+      skip: env.DATABASE_URL
+        ? undefined
+        : "DATABASE_URL is not set (CI sets it; locally point it at a Postgres server)",
       open: () => freshPostgres(env.DATABASE_URL!),
     },
   ];
@@ -92,7 +100,9 @@ export async function freshPostgres(baseUrl: string): Promise<TestDatabase> {
     async drop() {
       await db.close();
       const cleanup = postgres(baseUrl, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+      await cleanup
+        .unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+        .catch(() => {});
       await cleanup.end();
     },
   };
