@@ -41,24 +41,10 @@ interface Probe {
   seconds: number;
 }
 
-async function probe(
-  file: string,
-  every: number,
-  findDuplicates: boolean,
-): Promise<Probe> {
+async function probe(file: string, every: number, findDuplicates: boolean): Promise<Probe> {
   const child = spawn(
     process.execPath,
-    [
-      "--expose-gc",
-      "--import",
-      "tsx",
-      "--input-type=module",
-      "-e",
-      PROBE,
-      file,
-      String(every),
-      findDuplicates ? "remember" : "forget",
-    ],
+    ["--expose-gc", "--import", "tsx", "--input-type=module", "-e", PROBE, file, String(every), findDuplicates ? "remember" : "forget"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
@@ -76,11 +62,7 @@ const ROWS = 50_000;
 let dir: string;
 let path: string;
 
-async function writeCsv(
-  file: string,
-  rows: number,
-  row: (i: number) => string,
-): Promise<void> {
+async function writeCsv(file: string, rows: number, row: (i: number) => string): Promise<void> {
   const out = createWriteStream(file);
   out.write("id,subject,body,customer_email,created_at\n");
   for (let i = 0; i < rows; i++) {
@@ -93,9 +75,7 @@ async function writeCsv(
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "sluice-mem-"));
   path = join(dir, "big.csv");
-  const filler = "The nightly sync, again: lorem ipsum dolor sit amet. ".repeat(
-    28,
-  );
+  const filler = "The nightly sync, again: lorem ipsum dolor sit amet. ".repeat(28);
   await writeCsv(path, ROWS, (i) => {
     const body = `"Row ${i} says ""hello"",\n${filler}"`;
     return `T-${String(i).padStart(6, "0")},Subject ${i},${body},user${i}@example.com,2024-05-01T10:00:00Z\n`;
@@ -133,12 +113,7 @@ it("remembers no id when the caller finds duplicates (a run's load, in the store
   const small = join(dir, "small.csv");
   const SMALL = 200_000;
   const EVERY = 25_000;
-  await writeCsv(
-    small,
-    SMALL,
-    (i) =>
-      `S-${String(i).padStart(7, "0")},s,b,u@example.com,2024-05-01T10:00:00Z\n`,
-  );
+  await writeCsv(small, SMALL, (i) => `S-${String(i).padStart(7, "0")},s,b,u@example.com,2024-05-01T10:00:00Z\n`);
   // What is retained rises and falls by a MB or two as the reader's buffers
   // fill and empty: the mean of the last three samples (150,000-200,000 rows)
   // against the mean of three early ones (25,000-75,000), once the reader's
@@ -151,8 +126,7 @@ it("remembers no id when the caller finds duplicates (a run's load, in the store
   };
   const [remembering, not] = await Promise.all([growth(true), growth(false)]);
   console.log(
-    `sources: retained growth from rows 25k-75k to rows 150k-200k: ` +
-      `${(remembering / 1e6).toFixed(2)} MB remembering ids, ${(not / 1e6).toFixed(2)} MB not`,
+    `sources: retained growth from rows 25k-75k to rows 150k-200k: ` + `${(remembering / 1e6).toFixed(2)} MB remembering ids, ${(not / 1e6).toFixed(2)} MB not`,
   );
   // 125,000 more ids take about 10 MB; without them what is left is the buffers' noise.
   expect(remembering).toBeGreaterThan(5_000_000);

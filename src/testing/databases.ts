@@ -18,9 +18,7 @@ export interface TestDatabase {
  * @example
  * for (const driver of testDrivers()) describe(driver.name, () => { ... driver.open() ... });
  */
-export function testDrivers(
-  env: NodeJS.ProcessEnv = process.env,
-): {
+export function testDrivers(env: NodeJS.ProcessEnv = process.env): {
   name: "pglite" | "postgres";
   skip?: string;
   open: () => Promise<TestDatabase>;
@@ -29,9 +27,7 @@ export function testDrivers(
     { name: "pglite", open: () => memoryDatabase() },
     {
       name: "postgres",
-      skip: env.DATABASE_URL
-        ? undefined
-        : "DATABASE_URL is not set (CI sets it; locally point it at a Postgres server)",
+      skip: env.DATABASE_URL ? undefined : "DATABASE_URL is not set (CI sets it; locally point it at a Postgres server)",
       open: () => freshPostgres(env.DATABASE_URL!),
     },
   ];
@@ -100,9 +96,7 @@ export async function freshPostgres(baseUrl: string): Promise<TestDatabase> {
     async drop() {
       await db.close();
       const cleanup = postgres(baseUrl, { max: 1, onnotice: () => {} });
-      await cleanup
-        .unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-        .catch(() => {});
+      await cleanup.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
       await cleanup.end();
     },
   };
