@@ -7,7 +7,7 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * Starts the test files that take longest first, so that the suite does not
  * end waiting on one long file started last: on CI's two cores, a fresh
  * checkout (no results of an earlier run for vitest to go by) ran its files
- * largest first, and took 636 s where the same suite, longest first, took 565 s.
+ * largest first, in 636 s of test time; longest first, in 559 s.
  * The seconds are those of one run of the suite (`test/durations.json`,
  * written by `node scripts/test-durations.mjs REPORT.json`); a file not in it
  * is new, and goes first, as vitest runs files it knows nothing of.

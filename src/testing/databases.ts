@@ -42,6 +42,8 @@ export function testDrivers(env: NodeJS.ProcessEnv = process.env): {
  * catalog is the template's, so a store handed out is one no test can tell
  * from a new copy. A store its test closed, or one with a table, column,
  * index, function, type or temporary table more or less, is closed instead.
+ * So a test's writes must have ended when it drops its store: one that
+ * arrives later would land in the next test's.
  */
 export async function memoryDatabase(): Promise<TestDatabase> {
   const db = idle.pop() ?? (await openDatabase({ dataDir: ":memory:" }));
